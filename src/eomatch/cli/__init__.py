@@ -1,0 +1,1 @@
+"""Entry points: the ``eomatch`` command and its subcommands."""

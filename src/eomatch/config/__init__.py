@@ -1,0 +1,1 @@
+"""Configuration models (YAML files) and environment settings."""

@@ -1,0 +1,1 @@
+"""Pure domain layer: orbits, crossovers and records. Nothing in here reads files or the network."""

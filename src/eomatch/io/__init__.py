@@ -1,0 +1,1 @@
+"""I/O adapters: files, the TLE archive and cache, HTTP."""

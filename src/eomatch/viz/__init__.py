@@ -1,0 +1,1 @@
+"""Pictures: crossover maps and matchup footprints (matplotlib, offline coastlines)."""

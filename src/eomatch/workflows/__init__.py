@@ -1,0 +1,1 @@
+"""Use cases that compose the domain with I/O: what the CLI and Python users call."""

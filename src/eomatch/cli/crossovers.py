@@ -83,9 +83,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        type=OutputFormat,
-        choices=list(OutputFormat),
-        default=OutputFormat.table,
+        choices=[f.value for f in OutputFormat],
+        default=OutputFormat.table.value,
         help="output format",
     )
     p.add_argument(
@@ -150,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             config=config,
             progress=progress,
         )
-    write_events(events, args.format, args.output)
+    write_events(events, OutputFormat(args.format), args.output)
     if args.plot is not None:
         from eomatch.viz.maps import plot_crossovers
 

@@ -50,9 +50,12 @@ MAX_BLOCK_ELEMENTS = 4_000_000
 class Orbit(Protocol):
     """Something that can say where a satellite's sub-satellite point is."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name used in records."""
+        ...
 
-    def track(self, times: IntArray) -> Track:
+    def track(self, times: npt.ArrayLike) -> Track:
         """Sub-satellite points at Unix-second ``times``."""
         ...
 
@@ -176,160 +179,310 @@ class MatchedSeconds:
         )
 
 
-@dataclass
-class CoarseTrack:
-    """An orbit sampled on the absolute grid ``k * step`` for ``k`` in ``[k0, k0 + n)``."""
+def step_chain(coarse_step_s: int) -> tuple[int, ...]:
+    """Nested refinement steps from the coarse step down to 1 s (ratio at most 6 per level)."""
+    chain = [coarse_step_s]
+    h = coarse_step_s
+    while h > 1:
+        h = min(d for d in range(1, h) if h % d == 0 and h // d <= 6) if h > 6 else 1
+        chain.append(h)
+    return tuple(chain)
 
+
+INTERPOLATION_TOLERANCE_KM = 0.001
+"""Interpolated positions must match SGP4 to 1 m in a self-check, or SGP4 is used throughout."""
+
+
+@dataclass
+class SampledOrbit:
+    """An orbit sampled every ``step`` seconds, answering positions at any instant in range.
+
+    Positions between samples come from 4-point Lagrange interpolation of the unit vectors of
+    samples that share one element set (measured error ~4 cm at 30 s for LEO). Where the
+    stencil spans a change of element set, or the self-check fails, SGP4 is evaluated directly,
+    so the nearest-epoch rule holds exactly.
+    """
+
+    orbit: Orbit
     step: int
     k0: int
     points: FloatArray
-    """(n, 3) unit vectors; NaN where propagation failed."""
+    """(n, 3) unit vectors at ``(k0 + i) * step``; NaN where propagation failed."""
+    element_index: npt.NDArray[np.intp]
+    """Element set used by each sample (``-1`` if unknown: never interpolate)."""
+    interpolate: bool = True
 
-    @property
-    def times(self) -> IntArray:
-        """Unix seconds of the samples."""
-        return (np.arange(self.k0, self.k0 + len(self.points), dtype=np.int64)) * self.step
+    @classmethod
+    def build(cls, orbit: Orbit, step: int, t_lo: int, t_hi: int) -> SampledOrbit:
+        """Sample ``orbit`` so that every instant in ``[t_lo, t_hi]`` can be answered."""
+        k_lo = t_lo // step - 2
+        k_hi = -(-t_hi // step) + 3
+        times = np.arange(k_lo, k_hi + 1, dtype=np.int64) * step
+        pts = orbit.track(times).unit_vectors()
+        archive = getattr(orbit, "archive", None)
+        idx = (
+            archive.nearest(times)
+            if archive is not None
+            else np.full(len(times), -1, dtype=np.intp)
+        )
+        sampled = cls(orbit, step, k_lo, pts, idx, interpolate=archive is not None)
+        sampled.interpolate = sampled.interpolate and sampled._self_check()
+        return sampled
 
-    def slice(self, k_lo: int, k_hi: int) -> tuple[IntArray, FloatArray]:
-        """Samples with ``k_lo <= k <= k_hi`` (which must be held)."""
-        a, b = k_lo - self.k0, k_hi - self.k0 + 1
-        if a < 0 or b > len(self.points):
-            raise IndexError("coarse track does not cover the requested range")
-        return np.arange(k_lo, k_hi + 1, dtype=np.int64) * self.step, self.points[a:b]
+    def _self_check(self) -> bool:
+        n = len(self.points)
+        if n < 8:
+            return False
+        probe = np.linspace(self.k0 + 1.5, self.k0 + n - 2.5, num=min(64, n)) * self.step
+        probe = np.floor(probe) + 0.5
+        k = np.floor(probe / self.step - self.k0).astype(np.intp)
+        probe = probe[self.element_index[k - 1] == self.element_index[k + 2]]
+        exact = self.orbit.track(probe).unit_vectors()
+        approx = self._lagrange(probe)
+        err = np.linalg.norm(exact - approx, axis=1) * EARTH_RADIUS_KM
+        err = err[np.isfinite(err)]
+        return bool(len(err) == 0 or err.max() <= INTERPOLATION_TOLERANCE_KM)
+
+    def _lagrange(self, t: FloatArray) -> FloatArray:
+        x = t / self.step - self.k0
+        k = np.floor(x).astype(np.intp)
+        s = (x - k)[:, None]
+        p = self.points
+        w0 = -s * (s - 1) * (s - 2) / 6
+        w1 = (s + 1) * (s - 1) * (s - 2) / 2
+        w2 = -(s + 1) * s * (s - 2) / 2
+        w3 = (s + 1) * s * (s - 1) / 6
+        u = w0 * p[k - 1] + w1 * p[k] + w2 * p[k + 1] + w3 * p[k + 2]
+        return np.asarray(u / np.linalg.norm(u, axis=1, keepdims=True))
+
+    def at(self, t: FloatArray) -> FloatArray:
+        """(m, 3) unit vectors at Unix-second instants ``t`` (which must lie in range)."""
+        t = np.asarray(t, dtype=np.float64)
+        if not self.interpolate or len(t) == 0:
+            return self.orbit.track(t).unit_vectors()
+        u = self._lagrange(t)
+        k = np.floor(t / self.step - self.k0).astype(np.intp)
+        exact = (self.element_index[k - 1] != self.element_index[k + 2]) | ~np.isfinite(u[:, 0])
+        if exact.any():
+            u[exact] = self.orbit.track(t[exact]).unit_vectors()
+        return u
 
     def max_speed_km_s(self) -> float:
         """Largest ground speed between consecutive samples, km/s."""
         p = self.points
-        if len(p) < 2:
-            return 8.0
         dots = np.einsum("ij,ij->i", p[1:], p[:-1])
         ang = np.arccos(np.clip(dots[np.isfinite(dots)], -1.0, 1.0))
         if len(ang) == 0:
             return 8.0
         return float(ang.max()) * EARTH_RADIUS_KM / self.step
 
-
-def coarse_track(orbit: Orbit, step: int, t_lo: int, t_hi: int) -> CoarseTrack:
-    """Sample ``orbit`` on the grid cells covering instants ``t_lo..t_hi`` (inclusive)."""
-    k_lo = (t_lo + step // 2) // step
-    k_hi = (t_hi + step // 2) // step
-    times = np.arange(k_lo, k_hi + 1, dtype=np.int64) * step
-    return CoarseTrack(step=step, k0=k_lo, points=orbit.track(times).unit_vectors())
-
-
-@dataclass
-class _Cells:
-    """Fine (1 s) samples of a set of coarse cells."""
-
-    times: IntArray  # (n_cells, h)
-    points: FloatArray  # (n_cells, h, 3)
-    valid: npt.NDArray[np.bool_]  # (n_cells, h)
+    def covers(self, t_lo: int, t_hi: int) -> bool:
+        """Whether instants ``t_lo..t_hi`` can be answered."""
+        return bool(
+            t_lo // self.step - 1 >= self.k0
+            and -(-t_hi // self.step) + 2 <= self.k0 + len(self.points) - 1
+        )
 
 
-def _fine_cells(orbit: Orbit, centres: IntArray, step: int, t_lo: int, t_hi: int) -> _Cells:
-    offs = np.arange(step, dtype=np.int64) - step // 2
-    times = centres[:, None] + offs[None, :]
-    flat = times.ravel()
-    track = orbit.track(flat)
-    pts = track.unit_vectors().reshape(len(centres), step, 3)
-    valid = (times >= t_lo) & (times <= t_hi) & np.isfinite(pts[..., 0])
-    return _Cells(times=times, points=pts, valid=valid)
+@dataclass(frozen=True)
+class _Level:
+    """Acceptance test for cell pairs at one step: proven bounds for any instants inside."""
+
+    step: int
+    cos_reach: float
+    max_dt: float
+
+    @classmethod
+    def at(cls, step: int, params: CrossoverParams, speed_sum: float) -> _Level:
+        slack = (step - 1) / 2.0
+        pad = speed_sum * slack * SPEED_MARGIN + (0.5 if step > 1 else 0.0)
+        return cls(
+            step, cos_of_distance(params.max_distance_km + pad), params.max_time_diff_s + 2 * slack
+        )
+
+
+def _cells_in(lo: IntArray, step: int, bounds: tuple[int, int]) -> npt.NDArray[np.bool_]:
+    return np.asarray((lo <= bounds[1]) & (lo + step - 1 >= bounds[0]))
+
+
+def _children(
+    parents: IntArray, parent_step: int, step: int, bounds: tuple[int, int]
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """Child cells of the distinct parents: (child starts, parent → first child, in bounds).
+
+    Parents at one level are disjoint equal cells, so the children of the sorted distinct
+    parents are already sorted and distinct; child ``j`` of parent ``p`` is ``first[p] + j``.
+    """
+    uniq, inverse = np.unique(parents, return_inverse=True)
+    r = parent_step // step
+    starts = (uniq[:, None] + np.arange(r, dtype=np.int64) * step).ravel()
+    return starts, inverse.astype(np.int64) * r, _cells_in(starts, step, bounds)
+
+
+def _block(
+    a: SampledOrbit,
+    b: SampledOrbit,
+    la: IntArray,
+    lb: IntArray,
+    parent: int,
+    step: int,
+    bounds_a: tuple[int, int],
+    bounds_b: tuple[int, int],
+) -> tuple[IntArray, FloatArray, IntArray, FloatArray, IntArray, IntArray]:
+    """Children of each candidate pair, with positions; yields what both refine steps need."""
+    ca, first_a, in_a = _children(la, parent, step, bounds_a)
+    cb, first_b, in_b = _children(lb, parent, step, bounds_b)
+    half = (step - 1) / 2.0
+    pa = np.full((len(ca), 3), np.nan)
+    pb = np.full((len(cb), 3), np.nan)
+    pa[in_a] = a.at((ca[in_a] + half).astype(np.float64))
+    pb[in_b] = b.at((cb[in_b] + half).astype(np.float64))
+    return ca, pa, cb, pb, first_a, first_b
+
+
+def _refine(
+    a: SampledOrbit,
+    b: SampledOrbit,
+    la: IntArray,
+    lb: IntArray,
+    parent: int,
+    level: _Level,
+    bounds_a: tuple[int, int],
+    bounds_b: tuple[int, int],
+) -> tuple[IntArray, IntArray]:
+    """Split candidate cell pairs (given by start instants) into the child pairs that pass."""
+    h = level.step
+    r = parent // h
+    ca, pa, cb, pb, first_a, first_b = _block(a, b, la, lb, parent, h, bounds_a, bounds_b)
+    sub = np.arange(r, dtype=np.int64)
+    out_a: list[IntArray] = []
+    out_b: list[IntArray] = []
+    chunk = max(1, MAX_BLOCK_ELEMENTS // (r * r))
+    for s in range(0, len(la), chunk):
+        ia = first_a[s : s + chunk, None] + sub
+        ib = first_b[s : s + chunk, None] + sub
+        dots = np.matmul(pa[ia], pb[ib].transpose(0, 2, 1))
+        dt = np.abs(ca[ia][:, :, None] - cb[ib][:, None, :])
+        keep = (dots >= level.cos_reach) & (dt <= level.max_dt)
+        n_idx, ra, rb = np.nonzero(keep)
+        out_a.append(ca[ia[n_idx, ra]])
+        out_b.append(cb[ib[n_idx, rb]])
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def _finest(
+    a: SampledOrbit,
+    b: SampledOrbit,
+    la: IntArray,
+    lb: IntArray,
+    parent: int,
+    params: CrossoverParams,
+    bounds_a: tuple[int, int],
+    bounds_b: tuple[int, int],
+) -> MatchedSeconds:
+    """The 1 s level: exact test, reduced to the closest partner of each second of A."""
+    r = parent
+    ca, pa, cb, pb, first_a, first_b = _block(a, b, la, lb, parent, 1, bounds_a, bounds_b)
+    cos_d = cos_of_distance(params.max_distance_km)
+    t_max = params.max_time_diff_s
+    sub = np.arange(r, dtype=np.int64)
+    rows_l: list[IntArray] = []
+    dots_l: list[FloatArray] = []
+    tb_l: list[IntArray] = []
+    chunk = max(1, MAX_BLOCK_ELEMENTS // (r * r))
+    for s in range(0, len(la), chunk):
+        ia = first_a[s : s + chunk, None] + sub
+        ib = first_b[s : s + chunk, None] + sub
+        dots = np.matmul(pa[ia], pb[ib].transpose(0, 2, 1))
+        ok = (dots >= cos_d) & (np.abs(ca[ia][:, :, None] - cb[ib][:, None, :]) <= t_max)
+        dots = np.where(ok, dots, -2.0)
+        j = dots.argmax(axis=2)
+        d = np.take_along_axis(dots, j[:, :, None], axis=2)[:, :, 0]
+        hit = d > -2.0
+        rows_l.append(ia[hit])
+        dots_l.append(d[hit])
+        tb_l.append(cb[np.take_along_axis(ib, j, axis=1)[hit]])
+    rows = np.concatenate(rows_l)
+    if len(rows) == 0:
+        return MatchedSeconds.empty()
+    d = np.concatenate(dots_l)
+    tb = np.concatenate(tb_l)
+    best = np.full(len(ca), -2.0)
+    np.maximum.at(best, rows, d)
+    # The closest partner of each second; the earliest one on exact ties (deterministic).
+    partner = np.full(len(ca), np.iinfo(np.int64).max, dtype=np.int64)
+    win = d == best[rows]
+    np.minimum.at(partner, rows[win], tb[win])
+    idx = np.flatnonzero(best > -2.0)
+    return MatchedSeconds(ca[idx], partner[idx], best[idx])
 
 
 def matched_seconds(
-    a: Orbit,
-    b: Orbit,
+    a: Orbit | SampledOrbit,
+    b: Orbit | SampledOrbit,
     start: int,
     end: int,
     params: CrossoverParams,
-    coarse_a: CoarseTrack | None = None,
-    coarse_b: CoarseTrack | None = None,
 ) -> MatchedSeconds:
     """All matched seconds of A in ``[start, end)`` with their closest B partner.
 
-    ``coarse_a``/``coarse_b`` may be precomputed (shared across pairs); they must use
-    ``params.coarse_step_s`` and cover the window (B: padded by T on both sides).
+    ``a``/``b`` may be :class:`SampledOrbit` objects built once and shared across pairs and
+    chunks; they must use ``params.coarse_step_s`` and cover the window (B padded by T).
     """
     if end <= start:
         return MatchedSeconds.empty()
-    h = params.coarse_step_s
+    chain = step_chain(params.coarse_step_s)
+    h = chain[0]
     t_max = int(params.max_time_diff_s)
-    a_lo, a_hi = start, end - 1
-    b_lo, b_hi = start - t_max, end - 1 + t_max
-    if coarse_a is None:
-        coarse_a = coarse_track(a, h, a_lo, a_hi)
-    if coarse_b is None:
-        coarse_b = coarse_track(b, h, b_lo, b_hi)
-    ta, pa = coarse_a.slice((a_lo + h // 2) // h, (a_hi + h // 2) // h)
-    tb, pb = coarse_b.slice((b_lo + h // 2) // h, (b_hi + h // 2) // h)
+    bounds_a = (start, end - 1)
+    bounds_b = (start - t_max, end - 1 + t_max)
+    sa = a if isinstance(a, SampledOrbit) else SampledOrbit.build(a, h, *bounds_a)
+    sb = b if isinstance(b, SampledOrbit) else SampledOrbit.build(b, h, *bounds_b)
+    if sa.step != h or sb.step != h:
+        raise ValueError("sampled orbits must use the coarse step of the parameters")
+    speed_sum = sa.max_speed_km_s() + sb.max_speed_km_s()
+    top = _Level.at(h, params, speed_sum)
 
-    pad = (coarse_a.max_speed_km_s() + coarse_b.max_speed_km_s()) * h / 2.0 * SPEED_MARGIN + 0.5
-    reach = params.max_distance_km + pad
-    chord = chord_km(reach)
-    c = chord / (t_max + h)
-    ok_a = np.isfinite(pa[:, 0])
-    ok_b = np.isfinite(pb[:, 0])
-    ia_map = np.flatnonzero(ok_a)
-    ib_map = np.flatnonzero(ok_b)
-    if len(ia_map) == 0 or len(ib_map) == 0:
+    # Coarse cells: [k*h - h//2, k*h - h//2 + h), represented by the sample at k*h.
+    def cells(bounds: tuple[int, int], orbit: SampledOrbit) -> tuple[IntArray, FloatArray]:
+        k = np.arange((bounds[0] + h // 2) // h, (bounds[1] + h // 2) // h + 1, dtype=np.int64)
+        return k, orbit.points[k - orbit.k0]
+
+    ka, pa = cells(bounds_a, sa)
+    kb, pb = cells(bounds_b, sb)
+    ok_a = np.flatnonzero(np.isfinite(pa[:, 0]))
+    ok_b = np.flatnonzero(np.isfinite(pb[:, 0]))
+    if len(ok_a) == 0 or len(ok_b) == 0:
         return MatchedSeconds.empty()
-    xa = np.column_stack([pa[ok_a] * EARTH_RADIUS_KM, (ta[ok_a] - start) * c])
-    xb = np.column_stack([pb[ok_b] * EARTH_RADIUS_KM, (tb[ok_b] - start) * c])
-    tree_a = cKDTree(xa)
-    tree_b = cKDTree(xb)
-    pairs = tree_a.sparse_distance_matrix(
-        tree_b, math.sqrt(2.0) * chord * 1.000001, output_type="ndarray"
+    # 4-D k-d tree: space in km, time scaled so the time slack spans the same distance.
+    slack = h // 2  # largest offset of an instant from its cell's sample
+    reach = params.max_distance_km + speed_sum * slack * SPEED_MARGIN + 0.5
+    chord = chord_km(reach)
+    max_dt = t_max + 2 * slack
+    c = chord / max(max_dt, 1)
+    xa = np.column_stack([pa[ok_a] * EARTH_RADIUS_KM, (ka[ok_a] * h - start) * c])
+    xb = np.column_stack([pb[ok_b] * EARTH_RADIUS_KM, (kb[ok_b] * h - start) * c])
+    pairs = cKDTree(xa).sparse_distance_matrix(
+        cKDTree(xb), math.sqrt(2.0) * chord * 1.000001, output_type="ndarray"
     )
-    ia = ia_map[pairs["i"]]
-    ib = ib_map[pairs["j"]]
-    keep = (np.abs(ta[ia] - tb[ib]) <= t_max + h) & (
+    ia = ok_a[pairs["i"]]
+    ib = ok_b[pairs["j"]]
+    keep = (np.abs(ka[ia] - kb[ib]) * h <= max_dt) & (
         np.einsum("ij,ij->i", pa[ia], pb[ib]) >= cos_of_distance(reach)
     )
-    ia, ib = ia[keep], ib[keep]
-    if len(ia) == 0:
+    la = ka[ia[keep]] * h - h // 2  # cell start instants
+    lb = kb[ib[keep]] * h - h // 2
+    del top
+    if h == 1:  # the coarse cells are already seconds: one exact 1x1 "refinement"
+        chain = (1, 1)
+    for parent, child in itertools.pairwise(chain[:-1]):
+        if len(la) == 0:
+            return MatchedSeconds.empty()
+        level = _Level.at(child, params, speed_sum)
+        la, lb = _refine(sa, sb, la, lb, parent, level, bounds_a, bounds_b)
+    if len(la) == 0:
         return MatchedSeconds.empty()
-
-    ua, inv_a = np.unique(ia, return_inverse=True)
-    ub, inv_b = np.unique(ib, return_inverse=True)
-    cells_a = _fine_cells(a, ta[ua], h, a_lo, a_hi)
-    cells_b = _fine_cells(b, tb[ub], h, b_lo, b_hi)
-    cos_d = cos_of_distance(params.max_distance_km)
-
-    out_ta: list[IntArray] = []
-    out_tb: list[IntArray] = []
-    out_dot: list[FloatArray] = []
-    chunk = max(1, MAX_BLOCK_ELEMENTS // (h * h))
-    for s in range(0, len(ia), chunk):
-        ka = inv_a[s : s + chunk]
-        kb = inv_b[s : s + chunk]
-        dots = np.matmul(cells_a.points[ka], cells_b.points[kb].transpose(0, 2, 1))
-        dtime = cells_a.times[ka][:, :, None] - cells_b.times[kb][:, None, :]
-        ok = (
-            (dots >= cos_d)
-            & (np.abs(dtime) <= t_max)
-            & cells_a.valid[ka][:, :, None]
-            & cells_b.valid[kb][:, None, :]
-        )
-        dots = np.where(ok, dots, -2.0)
-        best = dots.argmax(axis=2)
-        best_dot = np.take_along_axis(dots, best[:, :, None], axis=2)[:, :, 0]
-        hit = best_dot > -2.0
-        if not hit.any():
-            continue
-        rows, cols = np.nonzero(hit)
-        out_ta.append(cells_a.times[ka][rows, cols])
-        out_tb.append(cells_b.times[kb][rows, best[rows, cols]])
-        out_dot.append(best_dot[rows, cols])
-    if not out_ta:
-        return MatchedSeconds.empty()
-    t_a = np.concatenate(out_ta)
-    t_b = np.concatenate(out_tb)
-    dot = np.concatenate(out_dot)
-    # One row per second of A: the closest partner (earliest t_b on exact ties).
-    order = np.lexsort((t_b, -dot, t_a))
-    t_a, t_b, dot = t_a[order], t_b[order], dot[order]
-    first = np.concatenate(([True], t_a[1:] != t_a[:-1]))
-    return MatchedSeconds(t_a[first], t_b[first], dot[first])
+    return _finest(sa, sb, la, lb, chain[-2], params, bounds_a, bounds_b)
 
 
 def event_slices(t_a: IntArray, merge_gap_s: int, max_duration_s: int) -> list[tuple[int, int]]:
@@ -411,21 +564,25 @@ class PairSearch:
 
     def chunks(self, start: int, end: int) -> list[tuple[int, int]]:
         """Consecutive sub-windows of at most ``chunk_s``."""
-        edges = [*list(range(start, end, self.chunk_s)), end]
+        edges = [*range(start, end, self.chunk_s), end]
         return list(itertools.pairwise(edges))
 
     def run(
         self,
         start: int,
         end: int,
-        coarse_a: CoarseTrack | None = None,
-        coarse_b: CoarseTrack | None = None,
+        sampled_a: SampledOrbit | None = None,
+        sampled_b: SampledOrbit | None = None,
         progress: ProgressFn | None = None,
     ) -> list[Crossover]:
         """Events of this pair in ``[start, end)`` (Unix seconds)."""
+        h = self.params.coarse_step_s
+        t_max = self.params.max_time_diff_s
+        sa = sampled_a or SampledOrbit.build(self.a, h, start, end - 1)
+        sb = sampled_b or SampledOrbit.build(self.b, h, start - t_max, end - 1 + t_max)
         parts = []
         for lo, hi in self.chunks(start, end):
-            parts.append(matched_seconds(self.a, self.b, lo, hi, self.params, coarse_a, coarse_b))
+            parts.append(matched_seconds(sa, sb, lo, hi, self.params))
             if progress is not None:
                 progress(hi - lo)
         return build_events(self.a, self.b, MatchedSeconds.concat(parts), self.params)

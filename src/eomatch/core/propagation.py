@@ -28,7 +28,7 @@ WGS84_E2 = WGS84_F * (2.0 - WGS84_F)
 class Track:
     """Sub-satellite points at a set of instants (NaN where SGP4 failed)."""
 
-    times: IntArray
+    times: npt.NDArray[np.int64] | npt.NDArray[np.float64]
     """Unix seconds (UTC)."""
     lat: FloatArray
     """Geodetic latitude, degrees."""
@@ -76,9 +76,9 @@ def ecef_to_geodetic(x: FloatArray, y: FloatArray, z: FloatArray) -> tuple[Float
     return np.degrees(lat), lon_deg
 
 
-def teme_positions(archive: ElementArchive, times: IntArray) -> FloatArray:
+def teme_positions(archive: ElementArchive, times: npt.ArrayLike) -> FloatArray:
     """TEME positions (km) at Unix-second ``times``; NaN rows where SGP4 reports an error."""
-    times = np.asarray(times, dtype=np.int64)
+    times = np.asarray(times)
     out = np.full((len(times), 3), np.nan)
     if len(times) == 0:
         return out
@@ -103,9 +103,9 @@ def teme_positions(archive: ElementArchive, times: IntArray) -> FloatArray:
     return out
 
 
-def propagate(archive: ElementArchive, times: IntArray) -> Track:
-    """Geodetic sub-satellite points of ``archive``'s satellite at Unix-second ``times``."""
-    times = np.asarray(times, dtype=np.int64)
+def propagate(archive: ElementArchive, times: npt.ArrayLike) -> Track:
+    """Geodetic sub-satellite points at Unix-second ``times`` (integers or fractions)."""
+    times = np.asarray(times)
     r = teme_positions(archive, times)
     g = gmst_rad(times.astype(np.float64))
     cg, sg = np.cos(g), np.sin(g)
@@ -122,6 +122,6 @@ class TleOrbit:
     name: str
     archive: ElementArchive
 
-    def track(self, times: IntArray) -> Track:
+    def track(self, times: npt.ArrayLike) -> Track:
         """Sub-satellite points at Unix-second ``times``."""
         return propagate(self.archive, times)

@@ -195,7 +195,9 @@ class ElementArchive:
                 "--tle-dir, or pass --allow-stale)"
             )
 
-    def nearest(self, times: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    def nearest(
+        self, times: npt.NDArray[np.int64] | npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.intp]:
         """Index of the element set whose epoch is nearest to each time (Unix seconds)."""
         if len(self.epochs) == 1:
             return np.zeros(len(times), dtype=np.intp)

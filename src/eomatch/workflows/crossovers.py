@@ -11,11 +11,10 @@ from pathlib import Path
 from eomatch.config.models import EomatchConfig
 from eomatch.config.settings import Settings
 from eomatch.core.crossovers import (
-    CoarseTrack,
     Crossover,
     CrossoverParams,
     PairSearch,
-    coarse_track,
+    SampledOrbit,
 )
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
@@ -156,12 +155,12 @@ def find_crossovers(
     span = window.end - window.start
     total = span * len(pairs)
     done = 0
-    coarse: dict[str, CoarseTrack] = {}
+    sampled: dict[str, SampledOrbit] = {}
 
-    def track_of(name: str) -> CoarseTrack:
-        if name not in coarse:
-            coarse[name] = coarse_track(orbits[name], params.coarse_step_s, lo, hi)
-        return coarse[name]
+    def track_of(name: str) -> SampledOrbit:
+        if name not in sampled:
+            sampled[name] = SampledOrbit.build(orbits[name], params.coarse_step_s, lo, hi)
+        return sampled[name]
 
     def tick(n: int) -> None:
         nonlocal done

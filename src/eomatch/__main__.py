@@ -1,0 +1,5 @@
+"""``python -m eomatch``."""
+
+from eomatch.cli.main import run
+
+run()

@@ -6,7 +6,6 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,7 +182,8 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, messa
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
-    assert not out.exists() and not png.exists()
+    assert not out.exists()
+    assert not png.exists()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,9 +203,11 @@ def test_malformed_tle_dir_names_file_and_line(tmp_path, capsys):
 def test_stale_window_allowed_with_flag(capsys):
     args = ["crossovers", "--platforms", "S2A,LS9", "--start", "2023-06-01", "--end", "2023-06-02"]
     code, _, err = run([*args, "--format", "csv"], capsys)
-    assert code == 2 and "reaches more than 3 days beyond" in err
+    assert code == 2
+    assert "reaches more than 3 days beyond" in err
     code, out, _ = run([*args, "--format", "csv", "--allow-stale"], capsys)
-    assert code == 0 and out.startswith("platform_a,")
+    assert code == 0
+    assert out.startswith("platform_a,")
 
 
 def test_user_satellite_from_config(tmp_path, capsys):
@@ -213,7 +215,7 @@ def test_user_satellite_from_config(tmp_path, capsys):
     lines = (shipped_tle_dir() / "TLEset_EMIT.txt").read_text().splitlines()
     tle = []
     for i in range(0, 3 * 400, 3):
-        name, l1, l2 = lines[i : i + 3]
+        _name, l1, l2 = lines[i : i + 3]
         tle.append("MYSAT")
         for ln in (l1, l2):
             body = ln[:2] + "99999" + ln[7:68]
@@ -260,7 +262,8 @@ def test_bad_config_one_line(tmp_path, capsys, yaml_text, message):
         ["crossovers", "--config", str(cfg), "--platforms", "S2A,LS9", *WINDOW], capsys
     )
     assert code == 2
-    assert message in err and str(cfg) in err
+    assert message in err
+    assert str(cfg) in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -269,3 +272,44 @@ def test_satellites_command_lists_registry(capsys):
     assert code == 0
     for name in ("S2A", "LS9", "SARAL", "ISS", "2015-06-23"):
         assert name in out
+
+
+def test_global_options_before_or_after_subcommand(tmp_path, capsys):
+    from eomatch.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "satellites"]).verbose is True
+    assert parser.parse_args(["satellites", "-v"]).verbose is True
+    assert parser.parse_args(["satellites"]).verbose is False
+    cfg = tmp_path / "c.yaml"
+    assert parser.parse_args(["--config", str(cfg), "satellites"]).config == cfg
+    assert parser.parse_args(["satellites", "--config", str(cfg)]).config == cfg
+
+
+def test_user_config_file_is_layered_under_config_flag(tmp_path, monkeypatch, capsys):
+    cfg_dir = tmp_path / "home-config"
+    cfg_dir.mkdir()
+    (cfg_dir / "config.yaml").write_text(
+        "satellites:\n  - {short_name: USERSAT, norad_id: 25544, aliases: [from-user-file]}\n"
+    )
+    monkeypatch.setenv("EOMATCH_CONFIG_DIR", str(cfg_dir))
+    code, out, _ = run(["satellites"], capsys)
+    assert code == 0
+    assert "USERSAT" in out
+    assert "from-user-file" in out
+    over = tmp_path / "run.yaml"
+    over.write_text("satellites:\n  - {short_name: RUNSAT, norad_id: 25544}\n")
+    code, out, _ = run(["satellites", "--config", str(over)], capsys)
+    # lists are replaced by the later layer, not appended
+    assert code == 0
+    assert "RUNSAT" in out
+    assert "USERSAT" not in out
+
+
+def test_written_files_are_world_readable(tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    code, _, _ = run(
+        ["crossovers", "--platforms", "S2A,LS9", *WINDOW, "--format", "csv", "-o", str(out)], capsys
+    )
+    assert code == 0
+    assert out.stat().st_mode & 0o044 == 0o044

@@ -153,7 +153,19 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from eomatch.viz.maps import plot_crossovers
 
-        plot_crossovers(events, args.plot, config=config, tle_dirs=args.tle_dir)
+        names = sorted({n for e in events for n in (e.platform_a, e.platform_b)} or args.platforms)
+        title = (
+            f"{' × '.join(names)} crossovers, {args.start} to {args.end} "  # noqa: RUF001
+            f"(D = {args.max_distance_km:g} km, T = {args.max_time_diff_s} s)"
+        )
+        plot_crossovers(
+            events,
+            args.plot,
+            config=config,
+            tle_dirs=args.tle_dir,
+            title=title,
+            bbox=tuple(args.bbox) if args.bbox else None,
+        )
     if args.output is not None or args.plot is not None:
         written = [str(p) for p in (args.output, args.plot) if p is not None]
         stderr.print(f"{len(events)} event(s); wrote {', '.join(written)}")

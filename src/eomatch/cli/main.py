@@ -26,12 +26,12 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser (also used to render help in docs and tests)."""
-    parent = global_parent()
     parser = _Parser(
         prog="eomatch",
         description="Find, catalogue and serve Earth-observation satellite matchups.",
-        parents=[parent],
+        parents=[global_parent()],
     )
+    parent = global_parent(suppress_defaults=True)
     parser.add_argument("--version", action="version", version=f"eomatch {__version__}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser

@@ -180,11 +180,16 @@ class MatchedSeconds:
 
 
 def step_chain(coarse_step_s: int) -> tuple[int, ...]:
-    """Nested refinement steps from the coarse step down to 1 s (ratio at most 6 per level)."""
+    """Nested refinement steps from the coarse step down to 1 s.
+
+    Each level divides the previous one, by at most 6 where a divisor allows it; a prime step
+    goes straight to 1 s.
+    """
     chain = [coarse_step_s]
     h = coarse_step_s
     while h > 1:
-        h = min(d for d in range(1, h) if h % d == 0 and h // d <= 6) if h > 6 else 1
+        small = [d for d in range(1, h) if h % d == 0 and h // d <= 6]
+        h = min(small) if small else max(d for d in range(1, h) if h % d == 0)
         chain.append(h)
     return tuple(chain)
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -61,15 +62,15 @@ def to_geojson(events: Sequence[Crossover]) -> str:
 
 def to_table(events: Sequence[Crossover]) -> Table:
     """A rich table for the terminal."""
-    t = Table(title=f"{len(events)} crossover event(s)", show_lines=False)
-    for col in ("A", "B", "time_a (UTC)", "dt_s", "distance_km", "lat_a", "lon_a", "run (s)"):
-        t.add_column(col, justify="right" if col not in ("A", "B") else "left")
+    t = Table(title=f"{len(events)} crossover event(s)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("A", "B", "time_a UTC", "dt s", "d km", "lat_a", "lon_a", "run s"):
+        t.add_column(col, justify="left" if col in ("A", "B") else "right", no_wrap=True)
     for e in events:
         r = e.as_record()
         t.add_row(
             e.platform_a,
             e.platform_b,
-            str(r["time_a"]),
+            str(r["time_a"]).replace("T", " ").rstrip("Z"),
             str(e.dt_s),
             f"{e.distance_km:.2f}",
             f"{e.lat_a:.3f}",

@@ -95,11 +95,12 @@ class TleStore:
     def sources(self, sat: Satellite) -> Iterable[tuple[str, int]]:
         """(source, count) of element sets per source, for reporting."""
         counts: dict[str, int] = {}
-        for es in self._collect(sat):
+        for es in self.element_sets(sat):
             counts[es.source] = counts.get(es.source, 0) + 1
         return sorted(counts.items())
 
-    def _collect(self, sat: Satellite) -> list[ElementSet]:
+    def element_sets(self, sat: Satellite) -> list[ElementSet]:
+        """Every element set of ``sat`` from every source, unmerged (each keeps its source)."""
         sets: list[ElementSet] = []
         if sat.tle_file:
             p = Path(sat.tle_file)
@@ -124,7 +125,7 @@ class TleStore:
         Raises:
             EomatchError: if no source holds any element set for it.
         """
-        sets = self._collect(sat)
+        sets = self.element_sets(sat)
         if not sets:
             raise EomatchError(
                 f"no TLEs for {sat.short_name} (NORAD {sat.norad_id}); add a file with --tle-dir "

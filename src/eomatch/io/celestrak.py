@@ -1,0 +1,250 @@
+"""Fetching current element sets from a CelesTrak-style GP endpoint into the update cache.
+
+The endpoint is queried once per satellite (``{url}?CATNR={id}&FORMAT=TLE``). Responses are
+untrusted: every one is parsed strictly and must hold element sets of exactly the satellite asked
+for. Nothing is written unless every satellite was fetched and validated (all-or-nothing), and each
+cache file is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from eomatch._version import __version__
+from eomatch.core.tle import ElementSet, TleError, parse_tle_text
+from eomatch.errors import EomatchError
+from eomatch.io.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+RETRIES = 2
+"""Extra attempts after a connection error, timeout or 5xx answer."""
+BACKOFF_S = 1.0
+"""Wait before the first retry; doubled for each further one (read at call time)."""
+MAX_RESPONSE_CHARS = 2_000_000
+"""A GP answer for one satellite is a few hundred bytes; anything this large is not one."""
+NO_DATA_MARKER = "no gp data found"
+"""What CelesTrak answers, with status 200, for a catalogue number it has no data for."""
+
+
+def cache_file(cache_dir: Path, norad_id: int) -> Path:
+    """The cache file of one satellite (TleStore reads every ``*.tle`` in the directory)."""
+    return cache_dir / f"{norad_id}.tle"
+
+
+def _label(norad_id: int, labels: Mapping[int, str] | None) -> str:
+    name = labels.get(norad_id) if labels else None
+    return f"{name} (NORAD {norad_id})" if name else f"NORAD {norad_id}"
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return "(empty body)"
+
+
+def _get(client: httpx.Client, url: str, norad_id: int, who: str) -> httpx.Response:
+    """One GP request, retried with exponential backoff on transport errors and 5xx."""
+    params = {"CATNR": str(norad_id), "FORMAT": "TLE"}
+    attempts = RETRIES + 1
+    delay = BACKOFF_S
+    for attempt in range(1, attempts + 1):
+        last = attempt == attempts
+        try:
+            response = client.get(url, params=params)
+        except httpx.InvalidURL as exc:
+            raise EomatchError(f"invalid GP URL {url!r}: {exc}") from exc
+        except httpx.TransportError as exc:
+            if last:
+                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+                raise EomatchError(
+                    f"cannot fetch TLEs for {who}: request to {url} {kind} after "
+                    f"{attempts} attempt(s) ({type(exc).__name__}: {exc or 'no details'})"
+                ) from exc
+            log.debug("GP request for %s failed (%s); retrying in %.1f s", who, exc, delay)
+        else:
+            if response.status_code < 500 or last:
+                return response
+            log.debug(
+                "GP request for %s: HTTP %d; retrying in %.1f s", who, response.status_code, delay
+            )
+        time.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def parse_gp_response(text: str, norad_id: int, source: str, who: str) -> list[ElementSet]:
+    """Strictly validated element sets of ``norad_id`` from one GP answer.
+
+    Raises:
+        EomatchError: for a "no data" answer, malformed text, no element set, or element sets
+            of another satellite.
+    """
+    if NO_DATA_MARKER in text[:200].casefold():
+        raise EomatchError(f"{source}: the server has no GP data for {who} ({_first_line(text)!r})")
+    try:
+        sets = parse_tle_text(text, source)
+    except TleError as exc:
+        raise EomatchError(f"response for {who} is not TLE text: {exc}") from exc
+    if not sets:
+        raise EomatchError(
+            f"{source}: the response for {who} holds no element set ({_first_line(text)!r})"
+        )
+    others = sorted({es.norad_id for es in sets} - {norad_id})
+    if others:
+        raise EomatchError(
+            f"{source}: the response for {who} holds element sets of NORAD "
+            f"{', '.join(map(str, others))} instead"
+        )
+    return sets
+
+
+def fetch_gp_tles(
+    url: str,
+    norad_ids: Sequence[int],
+    timeout: float = 30,
+    *,
+    labels: Mapping[int, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, list[ElementSet]]:
+    """Current element sets of each satellite from a CelesTrak-style GP endpoint.
+
+    Args:
+        url: the endpoint, e.g. ``https://celestrak.org/NORAD/elements/gp.php``.
+        norad_ids: catalogue numbers to fetch (one request each).
+        timeout: seconds allowed for connecting and for each read.
+        labels: names to use for the satellites in error messages.
+        transport: an httpx transport (tests; defaults to the network).
+        progress: called with (done, total) after each satellite.
+
+    Returns:
+        Element sets per catalogue number, in the order of ``norad_ids``.
+
+    Raises:
+        EomatchError: on an unreachable server, an HTTP error, or an invalid answer for any
+            satellite; nothing is returned in part.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise EomatchError(f"the GP URL must start with http:// or https://, got {url!r}")
+    if not timeout > 0:
+        raise EomatchError(f"the timeout must be a positive number of seconds, got {timeout}")
+    out: dict[int, list[ElementSet]] = {}
+    headers = {"User-Agent": f"eomatch/{__version__}"}
+    ids = list(dict.fromkeys(norad_ids))
+    with httpx.Client(
+        timeout=timeout, follow_redirects=True, headers=headers, transport=transport
+    ) as client:
+        for done, norad_id in enumerate(ids, start=1):
+            who = _label(norad_id, labels)
+            response = _get(client, url, norad_id, who)
+            source = str(response.url)
+            if response.status_code != 200:
+                raise EomatchError(
+                    f"cannot fetch TLEs for {who}: HTTP {response.status_code} "
+                    f"{response.reason_phrase} from {source} ({_first_line(response.text)!r})"
+                )
+            text = response.text
+            if len(text) > MAX_RESPONSE_CHARS:
+                raise EomatchError(
+                    f"{source}: the response for {who} is {len(text)} characters long; "
+                    "that is not a GP answer for one satellite"
+                )
+            out[norad_id] = parse_gp_response(text, norad_id, source, who)
+            log.debug("%s: %d element set(s) from %s", who, len(out[norad_id]), source)
+            if progress is not None:
+                progress(done, len(ids))
+    return out
+
+
+def _clean_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    name = re.sub(r"[^\x20-\x7e]", "?", name).strip()[:24]
+    return name or None
+
+
+def render_3le(sets: Sequence[ElementSet], name: str) -> str:
+    """Three-line TLE text (name, line 1, line 2) for ``sets`` in the given order."""
+    lines: list[str] = []
+    for es in sets:
+        lines += [_clean_name(es.name) or name, es.line1, es.line2]
+    return "\n".join(lines) + "\n"
+
+
+def _read_cache(path: Path, norad_id: int) -> list[ElementSet]:
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="ascii")
+        sets = parse_tle_text(text, str(path))
+    except (OSError, UnicodeDecodeError, TleError) as exc:
+        raise EomatchError(
+            f"the cache file {path} is unreadable or corrupt ({exc}); delete it and re-run "
+            "'eomatch tle update'"
+        ) from exc
+    foreign = sorted({es.norad_id for es in sets} - {norad_id})
+    if foreign:
+        raise EomatchError(
+            f"the cache file {path} holds element sets of NORAD "
+            f"{', '.join(map(str, foreign))}; delete it and re-run 'eomatch tle update'"
+        )
+    return sets
+
+
+def update_cache(cache_dir: Path, fetched: Mapping[int, Sequence[ElementSet]]) -> dict[int, int]:
+    """Merge fetched element sets into ``cache_dir/{norad}.tle``.
+
+    Existing element sets are kept; a fetched set whose epoch is already present is not new.
+    Files are sorted by epoch and written in 3-line format. Everything is validated before the
+    first file is replaced, and only files that gain element sets are rewritten.
+
+    Returns:
+        The number of new element sets per catalogue number.
+
+    Raises:
+        EomatchError: if ``cache_dir`` is not a directory, a cache file is corrupt, or a fetched
+            set belongs to another satellite.
+    """
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise EomatchError(f"the TLE cache {cache_dir} exists but is not a directory")
+    plans: list[tuple[Path, str]] = []
+    added: dict[int, int] = {}
+    for norad_id, new_sets in fetched.items():
+        wrong = sorted({es.norad_id for es in new_sets} - {norad_id})
+        if wrong:
+            raise EomatchError(
+                f"element sets of NORAD {', '.join(map(str, wrong))} cannot be cached as "
+                f"NORAD {norad_id}"
+            )
+        path = cache_file(cache_dir, norad_id)
+        by_epoch = {es.epoch: es for es in _read_cache(path, norad_id)}
+        fresh = 0
+        for es in new_sets:
+            if es.epoch not in by_epoch:
+                by_epoch[es.epoch] = es
+                fresh += 1
+        added[norad_id] = fresh
+        if fresh:
+            names = [n for es in by_epoch.values() if (n := _clean_name(es.name))]
+            name = names[-1] if names else f"NORAD {norad_id}"
+            merged = [by_epoch[e] for e in sorted(by_epoch)]
+            plans.append((path, render_3le(merged, name)))
+    for path, text in plans:
+        # Re-parse what is about to be written: a cache file TleStore cannot read is worse
+        # than no update at all.
+        try:
+            parse_tle_text(text, str(path))
+        except TleError as exc:  # pragma: no cover - inputs were parsed strictly already
+            raise EomatchError(f"refusing to write an unreadable cache file: {exc}") from exc
+    for path, text in plans:
+        atomic_write_text(path, text)
+    return added

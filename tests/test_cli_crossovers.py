@@ -296,7 +296,10 @@ def test_user_config_file_is_layered_under_config_flag(tmp_path, monkeypatch, ca
     code, out, _ = run(["satellites"], capsys)
     assert code == 0
     assert "USERSAT" in out
-    assert "from-user-file" in out
+    # the alias resolves (it has no TLE source of its own, which the error names)
+    code, _, err = run(["crossovers", "--platforms", "from-user-file,S2A", *WINDOW], capsys)
+    assert code == 2
+    assert "no TLEs for USERSAT (NORAD 25544)" in err
     over = tmp_path / "run.yaml"
     over.write_text("satellites:\n  - {short_name: RUNSAT, norad_id: 25544}\n")
     code, out, _ = run(["satellites", "--config", str(over)], capsys)

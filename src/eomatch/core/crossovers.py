@@ -399,8 +399,14 @@ def _finest(
         ia = first_a[s : s + chunk, None] + sub
         ib = first_b[s : s + chunk, None] + sub
         dots = np.matmul(pa[ia], pb[ib].transpose(0, 2, 1))
-        ok = (dots >= cos_d) & (np.abs(ca[ia][:, :, None] - cb[ib][:, None, :]) <= t_max)
-        dots = np.where(ok, dots, -2.0)
+        reject = dots < cos_d  # NaN (failed propagation) compares False: reject it too
+        reject |= np.isnan(dots)
+        # Only blocks straddling |dt| = T need the per-second time test.
+        edge = np.flatnonzero(np.abs(la[s : s + chunk] - lb[s : s + chunk]) > t_max - (r - 1))
+        if len(edge):
+            dt = ca[ia[edge]][:, :, None] - cb[ib[edge]][:, None, :]
+            reject[edge] |= np.abs(dt) > t_max
+        np.putmask(dots, reject, -2.0)
         j = dots.argmax(axis=2)
         d = np.take_along_axis(dots, j[:, :, None], axis=2)[:, :, 0]
         hit = d > -2.0
@@ -420,6 +426,62 @@ def _finest(
     np.minimum.at(partner, rows[win], tb[win])
     idx = np.flatnonzero(best > -2.0)
     return MatchedSeconds(ca[idx], partner[idx], best[idx])
+
+
+BANDED_MAX_OFFSETS = 600
+"""Up to this many time offsets the coarse stage scans the band directly; beyond, a k-d tree."""
+
+
+def _coarse_pairs(
+    ka: IntArray,
+    pa: FloatArray,
+    kb: IntArray,
+    pb: FloatArray,
+    h: int,
+    cos_reach: float,
+    chord: float,
+    max_dt: int,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Index pairs of coarse samples within ``max_dt`` in time and the reach in distance.
+
+    Both grids are the same absolute grid, so time offsets are whole cells: a band of
+    ``2m + 1`` offsets is scanned directly. For a wide band (large T), a 4-D k-d tree over
+    (x, y, z, c*t) finds a superset, filtered to the same exact condition.
+    """
+    m = max_dt // h
+    if 2 * m + 1 <= BANDED_MAX_OFFSETS:
+        shift = int(ka[0] - kb[0])
+        out_a: list[npt.NDArray[np.intp]] = []
+        out_b: list[npt.NDArray[np.intp]] = []
+        for o in range(-m, m + 1):
+            lo = max(0, -(shift + o))
+            hi = min(len(ka), len(kb) - (shift + o))
+            if hi <= lo:
+                continue
+            dots = np.einsum("ij,ij->i", pa[lo:hi], pb[lo + shift + o : hi + shift + o])
+            i = np.flatnonzero(dots >= cos_reach) + lo
+            out_a.append(i)
+            out_b.append(i + shift + o)
+        if not out_a:
+            return np.empty(0, np.intp), np.empty(0, np.intp)
+        return np.concatenate(out_a), np.concatenate(out_b)
+    ok_a = np.flatnonzero(np.isfinite(pa[:, 0]))
+    ok_b = np.flatnonzero(np.isfinite(pb[:, 0]))
+    if len(ok_a) == 0 or len(ok_b) == 0:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    c = chord / max(max_dt, 1)
+    t0 = ka[0] * h
+    xa = np.column_stack([pa[ok_a] * EARTH_RADIUS_KM, (ka[ok_a] * h - t0) * c])
+    xb = np.column_stack([pb[ok_b] * EARTH_RADIUS_KM, (kb[ok_b] * h - t0) * c])
+    pairs = cKDTree(xa).sparse_distance_matrix(
+        cKDTree(xb), math.sqrt(2.0) * chord * 1.000001, output_type="ndarray"
+    )
+    ia = ok_a[pairs["i"]]
+    ib = ok_b[pairs["j"]]
+    keep = (np.abs(ka[ia] - kb[ib]) * h <= max_dt) & (
+        np.einsum("ij,ij->i", pa[ia], pb[ib]) >= cos_reach
+    )
+    return ia[keep], ib[keep]
 
 
 def matched_seconds(
@@ -446,7 +508,6 @@ def matched_seconds(
     if sa.step != h or sb.step != h:
         raise ValueError("sampled orbits must use the coarse step of the parameters")
     speed_sum = sa.max_speed_km_s() + sb.max_speed_km_s()
-    top = _Level.at(h, params, speed_sum)
 
     # Coarse cells: [k*h - h//2, k*h - h//2 + h), represented by the sample at k*h.
     def cells(bounds: tuple[int, int], orbit: SampledOrbit) -> tuple[IntArray, FloatArray]:
@@ -455,29 +516,12 @@ def matched_seconds(
 
     ka, pa = cells(bounds_a, sa)
     kb, pb = cells(bounds_b, sb)
-    ok_a = np.flatnonzero(np.isfinite(pa[:, 0]))
-    ok_b = np.flatnonzero(np.isfinite(pb[:, 0]))
-    if len(ok_a) == 0 or len(ok_b) == 0:
-        return MatchedSeconds.empty()
-    # 4-D k-d tree: space in km, time scaled so the time slack spans the same distance.
     slack = h // 2  # largest offset of an instant from its cell's sample
     reach = params.max_distance_km + speed_sum * slack * SPEED_MARGIN + 0.5
-    chord = chord_km(reach)
     max_dt = t_max + 2 * slack
-    c = chord / max(max_dt, 1)
-    xa = np.column_stack([pa[ok_a] * EARTH_RADIUS_KM, (ka[ok_a] * h - start) * c])
-    xb = np.column_stack([pb[ok_b] * EARTH_RADIUS_KM, (kb[ok_b] * h - start) * c])
-    pairs = cKDTree(xa).sparse_distance_matrix(
-        cKDTree(xb), math.sqrt(2.0) * chord * 1.000001, output_type="ndarray"
-    )
-    ia = ok_a[pairs["i"]]
-    ib = ok_b[pairs["j"]]
-    keep = (np.abs(ka[ia] - kb[ib]) * h <= max_dt) & (
-        np.einsum("ij,ij->i", pa[ia], pb[ib]) >= cos_of_distance(reach)
-    )
-    la = ka[ia[keep]] * h - h // 2  # cell start instants
-    lb = kb[ib[keep]] * h - h // 2
-    del top
+    ia, ib = _coarse_pairs(ka, pa, kb, pb, h, cos_of_distance(reach), chord_km(reach), max_dt)
+    la = ka[ia] * h - h // 2  # cell start instants
+    lb = kb[ib] * h - h // 2
     if h == 1:  # the coarse cells are already seconds: one exact 1x1 "refinement"
         chain = (1, 1)
     for parent, child in itertools.pairwise(chain[:-1]):

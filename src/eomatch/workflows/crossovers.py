@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,11 @@ from eomatch.config.settings import Settings
 from eomatch.core.crossovers import (
     Crossover,
     CrossoverParams,
+    MatchedSeconds,
     PairSearch,
     SampledOrbit,
+    build_events,
+    matched_seconds,
 )
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
@@ -74,6 +79,17 @@ def canonical_pairs(sats: Sequence[Satellite]) -> list[tuple[Satellite, Satellit
 
 ProgressFn = Callable[[int], None]
 
+CHUNK_S = 10 * 86400
+"""Work unit: one pair over ten days (bounded memory, parallel tasks, progress steps)."""
+
+
+def default_workers() -> int:
+    """Threads to use: the CPUs this process may run on (NumPy releases the GIL)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
 
 def find_crossovers(
     platforms: Sequence[str],
@@ -92,6 +108,7 @@ def find_crossovers(
     config: EomatchConfig | None = None,
     settings: Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[Crossover]:
     """Crossover events between every pair of ``platforms`` in ``[start, end)``.
 
@@ -111,6 +128,7 @@ def find_crossovers(
         config: configuration with user satellites and TLE directories.
         settings: environment settings (defaults read from ``EOMATCH_*``).
         progress: called with (done, total) in seconds of searched window.
+        workers: threads to search with (default: the available CPUs).
 
     Returns:
         Events sorted by (time_a, platform_a, platform_b).
@@ -152,33 +170,46 @@ def find_crossovers(
         orbits[sat.short_name] = TleOrbit(sat.short_name, archive)
 
     pairs = canonical_pairs(sats)
-    span = window.end - window.start
-    total = span * len(pairs)
-    done = 0
-    sampled: dict[str, SampledOrbit] = {}
-
-    def track_of(name: str) -> SampledOrbit:
-        if name not in sampled:
-            sampled[name] = SampledOrbit.build(orbits[name], params.coarse_step_s, lo, hi)
-        return sampled[name]
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
+    h = params.coarse_step_s
+    with ThreadPoolExecutor(max_workers=max(1, workers or default_workers())) as pool:
+        # Sampling each satellite once serves every pair and chunk (shared, read-only).
+        names = [s.short_name for s in sats]
+        sampled = dict(
+            zip(
+                names,
+                pool.map(lambda n: SampledOrbit.build(orbits[n], h, lo, hi), names),
+                strict=True,
+            )
+        )
+        tasks = [
+            (sa.short_name, sb.short_name, c_lo, c_hi)
+            for sa, sb in pairs
+            for c_lo, c_hi in PairSearch(orbits[sa.short_name], orbits[sb.short_name], params,
+                                         chunk_s=CHUNK_S).chunks(window.start, window.end)
+        ]  # fmt: skip
+        futures = {
+            pool.submit(matched_seconds, sampled[a], sampled[b], c_lo, c_hi, params): (
+                a,
+                b,
+                c_lo,
+                c_hi,
+            )
+            for a, b, c_lo, c_hi in tasks
+        }
+        parts: dict[tuple[str, str], list[tuple[int, MatchedSeconds]]] = {}
+        total = (window.end - window.start) * len(pairs)
+        done = 0
+        for fut in as_completed(futures):
+            a, b, c_lo, c_hi = futures[fut]
+            parts.setdefault((a, b), []).append((c_lo, fut.result()))
+            done += c_hi - c_lo
+            if progress is not None:
+                progress(done, total)
 
     events: list[Crossover] = []
     for sa, sb in pairs:
-        search = PairSearch(orbits[sa.short_name], orbits[sb.short_name], params)
-        events.extend(
-            search.run(
-                window.start,
-                window.end,
-                track_of(sa.short_name),
-                track_of(sb.short_name),
-                progress=tick,
-            )
-        )
+        chunks = sorted(parts.get((sa.short_name, sb.short_name), []), key=lambda p: p[0])
+        matched = MatchedSeconds.concat([m for _, m in chunks])
+        events.extend(build_events(orbits[sa.short_name], orbits[sb.short_name], matched, params))
     events.sort(key=lambda e: (e.time_a, e.platform_a, e.platform_b))
     return events

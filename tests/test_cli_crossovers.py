@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,22 @@ def test_written_files_are_world_readable(tmp_path, capsys):
     )
     assert code == 0
     assert out.stat().st_mode & 0o044 == 0o044
+
+
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [
+        ("eomatch-find", "usage: eomatch find"),
+        ("eomatch-download", "usage: eomatch download"),
+        ("eomatch-remove", "usage: eomatch remove"),
+    ],
+)
+def test_seed_compatible_scripts_run_the_same_commands(script, words):
+    exe = Path(sys.executable).parent / script
+    assert exe.is_file(), f"{script} is not installed"
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert words in proc.stdout
+    bad = subprocess.run([str(exe), "--no-such-flag"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "unrecognized arguments" in bad.stderr

@@ -1,0 +1,151 @@
+"""Catalogue speed: bulk load, open + filtered get_events, one more event (figures, no asserts).
+
+Full scale: 100 000 events / 200 000 matchups / 400 000 products. ``--scale 0.1`` runs a tenth.
+Targets (issue #3 §7): bulk write < 60 s, open + filtered get_events < 1 s, one more event in
+O(1) (compared with the same add on a 1 000-event catalogue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from shapely.geometry import box
+
+from eomatch.core.products import (
+    Matchup,
+    MatchupEvent,
+    Product,
+    SensorKey,
+    event_id,
+    matchup_id,
+    pair_id,
+)
+from eomatch.io.catalogue import MatchupCatalogue
+
+S2 = SensorKey("S2_MSI_L1C", "Sentinel-2A")
+L9 = SensorKey("LANDSAT_C2L1", "Landsat-9")
+PAIR = pair_id([L9, S2])
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
+
+
+def synthetic_event(i: int) -> MatchupEvent:
+    """Event i: 2 matchups of 2 products each, spread over a year and the globe."""
+    when = T0 + timedelta(seconds=i * 311)
+    lon = -170.0 + (i * 7.31) % 340.0
+    lat = -70.0 + (i * 3.17) % 140.0
+    eid = event_id(PAIR, when, lat, lon)
+    mus = []
+    for k in range(2):
+        prods = []
+        for j, sensor in enumerate((L9, S2)):
+            start = when + timedelta(seconds=60 * k + 200 * j)
+            prods.append(
+                Product(
+                    id=f"{sensor.platform}_{i:06d}_{k}",
+                    sensor=sensor,
+                    start=start,
+                    end=start + timedelta(seconds=25),
+                    geometry=box(lon + 0.1 * j, lat, lon + 1.5, lat + 1.5),
+                    assets={"data": {"href": f"https://example.test/{i}/{k}/{j}.zip"}},
+                    properties={"eo:cloud_cover": float(i % 100)},
+                )
+            )
+        mus.append(
+            Matchup(
+                id=matchup_id(PAIR, prods),
+                products=tuple(prods),
+                geometry=box(lon + 0.1, lat, lon + 1.5, lat + 1.5),
+                area_km2=20000.0,
+                time_diff_abs_s=float(200 + (i % 7) * 100),
+                event_id=eid,
+            )
+        )
+    return MatchupEvent(
+        id=eid,
+        sensors=(L9, S2),
+        start=when,
+        end=when + timedelta(seconds=400),
+        geometry=box(lon - 1, lat - 1, lon + 2.5, lat + 2.5),
+        properties={"distance_km": 10.0},
+        matchups=tuple(mus),
+    )
+
+
+def load(root: Path, n: int) -> float:
+    events = [synthetic_event(i) for i in range(n)]
+    t = time.perf_counter()
+    with MatchupCatalogue.create(root) as cat, cat.batch():
+        for e in events:
+            cat.add_event(e)
+    return time.perf_counter() - t
+
+
+def one_more(root: Path, i: int, repeat: int = 5) -> float:
+    best = float("inf")
+    with MatchupCatalogue.open(root) as cat:
+        for r in range(repeat):
+            e = synthetic_event(i + r)
+            t = time.perf_counter()
+            cat.add_event(e)
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: tmp)")
+    args = parser.parse_args()
+    n = max(1000, int(100_000 * args.scale))
+    work = Path(tempfile.mkdtemp(dir=args.dir))
+    try:
+        small = work / "small"
+        load(small, 1000)
+        t_small = one_more(small, 10_000_000)
+
+        big = work / "big"
+        t_load = load(big, n)
+        print(f"events={n} matchups={2 * n} products={4 * n}")
+        print(f"bulk write (batch)     : {t_load:8.2f} s   ({n / t_load:,.0f} events/s)")
+        target = 60.0 * args.scale
+        print(f"  target {target:.1f} s at this scale -> ratio {t_load / target:.2f}")
+
+        t = time.perf_counter()
+        with MatchupCatalogue.open(big) as cat:
+            t_open = time.perf_counter() - t
+            t = time.perf_counter()
+            got = cat.get_events(
+                collections=["S2_MSI_L1C"],
+                start_time=T0 + timedelta(days=10),
+                stop_time=T0 + timedelta(days=12),
+                bbox=[-20.0, 30.0, 40.0, 70.0],
+                filter='"matchup:time_diff_abs" < 600',
+            )
+            t_query = time.perf_counter() - t
+            t = time.perf_counter()
+            n_all = len(cat.get_events(start_time=T0, stop_time=T0 + timedelta(days=3)))
+            t_3days = time.perf_counter() - t
+        print(f"open                   : {t_open:8.3f} s")
+        print(f"filtered get_events    : {t_query:8.3f} s   ({len(got)} events)")
+        print(f"open + filtered query  : {t_open + t_query:8.3f} s   (target < 1 s)")
+        print(f"get_events, 3 days     : {t_3days:8.3f} s   ({n_all} events with all items)")
+
+        t_big = one_more(big, 10_000_000)
+        print(f"one more event, 1k cat : {t_small * 1e3:8.2f} ms")
+        ratio = t_big / t_small
+        print(f"one more event, {n // 1000}k cat: {t_big * 1e3:8.2f} ms  (ratio {ratio:.2f})")
+        t = time.perf_counter()
+        with MatchupCatalogue.open(big) as cat:
+            cat.rebuild_index()
+        print(f"index rebuild from files: {time.perf_counter() - t:8.2f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""``eomatch find`` (also ``eomatch-find``): crossovers to a STAC matchup catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from eomatch.cli.common import progress_bar, stderr
+from eomatch.context import EOMatchContext
+from eomatch.errors import EomatchError
+from eomatch.workflows.find import find_and_catalogue
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add the subcommand to the top-level parser."""
+    p = sub.add_parser(
+        "find",
+        parents=[parent],
+        help="find matchups for a run configuration and add them to a STAC catalogue",
+        description=(
+            "Find crossovers of the configured sensors, their products (predicted from the orbit "
+            "or from a STAC API) and the overlapping product combinations (matchups), and merge "
+            "them into the catalogue on disk. Re-running adds what is new and duplicates nothing."
+        ),
+    )
+    p.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="catalogue root (overrides matchup_catalogue.path)",
+    )
+    p.add_argument("--start-time", default=None, metavar="T", help="override start_time")
+    p.add_argument("--end-time", default=None, metavar="T", help="override end_time")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="also draw a map of the crossovers and their ground tracks",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the layered configuration, run, and print a summary."""
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise EomatchError(f"--plot must name a .png file, got {args.plot}")
+    overrides = {
+        "matchup_catalogue.path": str(args.path) if args.path else None,
+        "start_time": args.start_time,
+        "end_time": args.end_time,
+    }
+    ctx = EOMatchContext(getattr(args, "config", None), overrides)
+    with progress_bar("find", total=1) as bar:
+        task = bar.task_ids[0]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=max(total, 1))
+
+        summary = find_and_catalogue(ctx, progress=progress)
+    out = Console()
+    out.print(
+        f"{summary.crossovers} crossover(s) → {summary.events} event(s) with "
+        f"{summary.matchups} matchup(s) of {summary.products} product(s)\n"
+        f"new in the catalogue: {summary.new_events} event(s), {summary.new_matchups} "
+        f"matchup(s), {summary.new_products} product(s) "
+        f"(already present: {summary.events - summary.new_events} event(s))\n"
+        f"catalogue: {summary.catalogue / 'catalog.json'}"
+    )
+    for w in summary.warnings[:10]:
+        stderr.print(f"warning: {w}")
+    if len(summary.warnings) > 10:
+        stderr.print(f"... and {len(summary.warnings) - 10} more warning(s)")
+    if args.plot is not None:
+        from eomatch.viz.maps import plot_crossovers
+
+        plot_crossovers(summary.crossover_records, args.plot, config=ctx.config)
+        out.print(f"map: {args.plot}")
+    return 0
+
+
+def script_main() -> None:
+    """``eomatch-find``: the seed-compatible script, same code as ``eomatch find``."""
+    from eomatch.cli.main import main
+
+    sys.exit(main(["find", *sys.argv[1:]]))

@@ -1,0 +1,185 @@
+"""``eomatch download`` and ``eomatch remove``: source products of catalogued matchups."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from eomatch.cli.common import progress_bar, stderr
+from eomatch.context import EOMatchContext
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.downloads import DownloadJob
+from eomatch.workflows.products import Selection, download_products, remove_products
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _bbox(values: list[str]) -> tuple[float, float, float, float]:
+    parts = [v for chunk in values for v in chunk.split(",") if v.strip()]
+    try:
+        nums = [float(v) for v in parts]
+    except ValueError:
+        raise EomatchError(f"--bbox needs four numbers W S E N, got {' '.join(values)}") from None
+    if len(nums) != 4:
+        raise EomatchError(f"--bbox needs four numbers W S E N, got {len(nums)}")
+    return (nums[0], nums[1], nums[2], nums[3])
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="catalogue root or its catalog.json (default: matchup_catalogue.path)",
+    )
+    p.add_argument(
+        "--collections",
+        type=_names,
+        default=None,
+        metavar="C1,C2",
+        help="only events involving these collections",
+    )
+    p.add_argument(
+        "--platforms",
+        type=_names,
+        default=None,
+        metavar="P1,P2",
+        help="only events involving these platforms",
+    )
+    p.add_argument(
+        "--start-time",
+        default=None,
+        metavar="T",
+        help="ISO 8601; events ending before this are excluded",
+    )
+    p.add_argument(
+        "--stop-time",
+        default=None,
+        metavar="T",
+        help="ISO 8601; events starting after this are excluded",
+    )
+    p.add_argument(
+        "--bbox",
+        nargs="+",
+        default=None,
+        metavar="W S E N",
+        help="events intersecting this box (W,S,E,N or four numbers; W > E wraps)",
+    )
+    p.add_argument(
+        "--filter", default=None, metavar="CQL2", help="CQL2 text over matchup item properties"
+    )
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add both subcommands to the top-level parser."""
+    d = sub.add_parser(
+        "download",
+        parents=[parent],
+        help="download the source products of matching events into the catalogue",
+        description=(
+            "Download every distinct product of the matching events once (concurrently, "
+            "resumably, checksum-verified) into {catalogue}/data/ and register it as the item's "
+            "'data' asset. Files already on disk are registered without downloading."
+        ),
+    )
+    _filters(d)
+    d.add_argument("--concurrency", type=int, default=4, help="parallel downloads")
+    d.set_defaults(handler=run_download)
+    r = sub.add_parser(
+        "remove",
+        parents=[parent],
+        help="remove downloaded products (files and 'data' assets) of matching events",
+        description=(
+            "Unregister the local 'data' asset of the matching events' products and delete the "
+            "files. Only files inside the catalogue's own data/ folder are ever deleted."
+        ),
+    )
+    _filters(r)
+    r.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="unregister the assets but leave the files on disk",
+    )
+    r.set_defaults(handler=run_remove)
+
+
+def _open(args: argparse.Namespace) -> tuple[MatchupCatalogue, Selection]:
+    path = args.path
+    if path is None:
+        ctx = EOMatchContext(getattr(args, "config", None))
+        path = ctx.config.matchup_catalogue.path
+        if path is None:
+            raise EomatchError("no catalogue: give --path or set matchup_catalogue.path")
+    sel = Selection(
+        collections=args.collections,
+        platforms=args.platforms,
+        start_time=args.start_time,
+        stop_time=args.stop_time,
+        bbox=_bbox(args.bbox) if args.bbox else None,
+        filter=args.filter,
+    )
+    return MatchupCatalogue.open(path), sel
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Download and summarise; exit 1 if any product failed."""
+    if args.concurrency < 1:
+        raise EomatchError("--concurrency must be >= 1")
+    cat, sel = _open(args)
+    try:
+        with progress_bar("download", total=1) as bar:
+            task = bar.task_ids[0]
+            sizes: dict[str, tuple[int, int]] = {}
+
+            def progress(job: DownloadJob, done: int, total: int | None) -> None:
+                sizes[job.product_id] = (done, total or done)
+                bar.update(
+                    task,
+                    completed=sum(d for d, _ in sizes.values()),
+                    total=max(sum(t for _, t in sizes.values()), 1),
+                )
+
+            report = download_products(cat, sel, concurrency=args.concurrency, progress=progress)
+    finally:
+        cat.close()
+    Console().print(report.summary())
+    for r in report.failed:
+        stderr.print(f"failed: {r.job.product_id}: {r.reason}")
+    return 1 if report.failed else 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Remove and summarise."""
+    cat, sel = _open(args)
+    try:
+        report = remove_products(cat, sel, delete_files=not args.keep_files)
+    finally:
+        cat.close()
+    Console().print(
+        f"unregistered {report.unregistered} product file(s), deleted {report.deleted_files}"
+    )
+    for path in report.kept_files:
+        stderr.print(f"kept (outside the catalogue's data folder): {path}")
+    return 0
+
+
+def download_script() -> None:
+    """``eomatch-download``: same code as ``eomatch download``."""
+    from eomatch.cli.main import main
+
+    sys.exit(main(["download", *sys.argv[1:]]))
+
+
+def remove_script() -> None:
+    """``eomatch-remove``: same code as ``eomatch remove``."""
+    from eomatch.cli.main import main
+
+    sys.exit(main(["remove", *sys.argv[1:]]))

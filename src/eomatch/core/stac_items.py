@@ -1,0 +1,531 @@
+"""Products, events and matchups as STAC 1.1.0 dicts, and back (pure: no I/O).
+
+The catalogue layout is fixed here so that every writer computes the same paths and the same
+relative links: items live at ``{collection}/YYYY/MM/DD/{id}.json`` (zero-padded, from the item
+``datetime``), collections at ``{collection}/collection.json``, all links are relative and no
+``self`` link is ever written (the catalogue stays relocatable; bug W8 of the previous
+generation). Dicts are deterministic (sorted links, plain floats) so re-saving an unchanged item
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import shapely
+from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from eomatch.core.products import (
+    EVENTS_PREFIX,
+    Matchup,
+    MatchupEvent,
+    Product,
+    SensorKey,
+    events_collection_id,
+    pair_id,
+)
+
+STAC_VERSION = "1.1.0"
+EXTENSION_URI = "https://eomatch.github.io/stac-extension/v1.0.0/schema.json"
+"""Schema URI of the shipped extension (``eomatch/schemas/eomatch-extension-v1.0.0.json``)."""
+EXTENSION_SCHEMA_FILE = "eomatch-extension-v1.0.0.json"
+JSON_TYPE = "application/json"
+
+Kind = Literal["product", "event", "matchup"]
+
+_STANDARD_PROPS = frozenset(
+    {"datetime", "start_datetime", "end_datetime", "platform", "eomatch:predicted", "eomatch:kind"}
+)
+_EVENT_PROPS = frozenset({"matchup:collections", "matchup:platforms"})
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+
+def collection_kind(collection_id: str) -> Kind:
+    """Level of a collection, from its id (events prefix, ``-vs-`` pair, else products)."""
+    if collection_id.startswith(EVENTS_PREFIX):
+        return "event"
+    if "-vs-" in collection_id:
+        return "matchup"
+    return "product"
+
+
+def item_path(collection: str, item_id: str, when: datetime) -> str:
+    """Relative path of an item in the catalogue: ``{collection}/YYYY/MM/DD/{id}.json``."""
+    d = when if when.tzinfo is UTC else when.astimezone(UTC)
+    return f"{collection}/{d.year:04d}/{d.month:02d}/{d.day:02d}/{item_id}.json"
+
+
+def collection_path(collection: str) -> str:
+    """Relative path of a collection file."""
+    return f"{collection}/collection.json"
+
+
+def relative_href(from_path: str, to_path: str) -> str:
+    """Href from the file at ``from_path`` to ``to_path`` (both catalogue-relative, POSIX)."""
+    src = from_path.split("/")[:-1]
+    dst = to_path.split("/")
+    common = 0
+    for a, b in zip(src, dst[:-1], strict=False):
+        if a != b:
+            break
+        common += 1
+    if common == len(src):
+        return "./" + "/".join(dst[common:])
+    return "../" * (len(src) - common) + "/".join(dst[common:])
+
+
+def resolve_href(from_path: str, href: str) -> str:
+    """Catalogue-relative path that a relative ``href`` in the file at ``from_path`` points to."""
+    return posixpath.normpath(posixpath.join(posixpath.dirname(from_path), href))
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def format_datetime(when: datetime) -> str:
+    """ISO 8601 UTC with ``Z`` (microseconds only when non-zero); naive means UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    d = when if when.tzinfo is UTC else when.astimezone(UTC)
+    text = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+    if d.microsecond:
+        text += f".{d.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime."""
+    d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.astimezone(UTC)
+
+
+def to_json_value(value: Any) -> Any:
+    """Plain JSON types (numpy scalars, tuples, datetimes, non-finite floats made safe)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [to_json_value(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    item = getattr(value, "item", None)  # numpy scalar
+    if callable(item):
+        return to_json_value(item())
+    return str(value)
+
+
+def _coords(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], int | float):
+            return [float(v) for v in value]
+        return [_coords(v) for v in value]
+    return value
+
+
+def geometry_dict(geom: BaseGeometry) -> dict[str, Any]:
+    """GeoJSON geometry with lists and plain floats (GEOS writer: full precision, fast)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon", "Point", "LineString") and not geom.is_empty:
+        out: dict[str, Any] = json.loads(shapely.to_geojson(geom))
+        return out
+    raw = mapping(geom)
+    out = {"type": raw["type"]}
+    if raw["type"] == "GeometryCollection":
+        out["geometries"] = [geometry_dict(g) for g in getattr(geom, "geoms", ())]
+    else:
+        out["coordinates"] = _coords(raw["coordinates"])
+    return out
+
+
+def geometry_bbox(geom: BaseGeometry) -> list[float]:
+    """``[west, south, east, north]``; ``west > east`` when the parts were split at ±180°."""
+    minx, miny, maxx, maxy = (float(v) for v in geom.bounds)
+    parts = list(getattr(geom, "geoms", [geom]))
+    if len(parts) > 1 and minx <= -180.0 + 1e-9 and maxx >= 180.0 - 1e-9:
+        # Largest empty longitude gap between parts decides: if it is inside (-180, 180) the
+        # footprint wraps the antimeridian and the bbox is the complement of that gap.
+        spans = sorted((float(p.bounds[0]), float(p.bounds[2])) for p in parts)
+        merged: list[list[float]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        best_gap, west, east = 0.0, minx, maxx
+        for (_, hi), (lo, _) in itertools.pairwise(merged):
+            if lo - hi > best_gap:
+                best_gap, west, east = lo - hi, lo, hi
+        if best_gap > 0.0:
+            return [west, miny, east, maxy]
+    return [minx, miny, maxx, maxy]
+
+
+def bbox_union(a: Sequence[float] | None, b: Sequence[float]) -> list[float]:
+    """Union of two bboxes; a bbox crossing the antimeridian widens the result to all longitudes."""
+    if a is None:
+        return [float(v) for v in b]
+    south, north = min(a[1], b[1]), max(a[3], b[3])
+    if a[0] > a[2] or b[0] > b[2]:
+        if a[0] > a[2] and b[0] > b[2]:
+            west, east = min(a[0], b[0]), max(a[2], b[2])
+            if west > east:
+                return [west, south, east, north]
+        return [-180.0, south, 180.0, north]
+    return [min(a[0], b[0]), south, max(a[2], b[2]), north]
+
+
+def bbox_intersects(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two bboxes (either may cross the antimeridian) intersect."""
+    if a[1] > b[3] or b[1] > a[3]:
+        return False
+
+    def spans(box: Sequence[float]) -> list[tuple[float, float]]:
+        if box[0] > box[2]:
+            return [(box[0], 180.0), (-180.0, box[2])]
+        return [(box[0], box[2])]
+
+    return any(lo1 <= hi2 and lo2 <= hi1 for lo1, hi1 in spans(a) for lo2, hi2 in spans(b))
+
+
+# --- items ----------------------------------------------------------------------------------
+
+
+def _link(rel: str, href: str, **extra: Any) -> dict[str, Any]:
+    return {"rel": rel, "href": href, "type": JSON_TYPE, **extra}
+
+
+def _structural_links(path: str, collection: str) -> list[dict[str, Any]]:
+    coll = relative_href(path, collection_path(collection))
+    return [
+        _link("root", relative_href(path, "catalog.json")),
+        _link("parent", coll),
+        _link("collection", coll),
+    ]
+
+
+def _item(
+    *,
+    item_id: str,
+    collection: str,
+    geom: BaseGeometry,
+    start: datetime,
+    end: datetime,
+    properties: dict[str, Any],
+    links: list[dict[str, Any]],
+    assets: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    path = item_path(collection, item_id, start)
+    props: dict[str, Any] = {
+        "datetime": format_datetime(start),
+        "start_datetime": format_datetime(start),
+        "end_datetime": format_datetime(end),
+    }
+    props.update(properties)
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [EXTENSION_URI],
+        "id": item_id,
+        "geometry": geometry_dict(geom),
+        "bbox": geometry_bbox(geom),
+        "properties": props,
+        "links": _structural_links(path, collection)
+        + sorted(links, key=lambda link: (link["rel"], link["href"])),
+        "assets": {k: to_json_value(dict(v)) for k, v in sorted(assets.items())},
+        "collection": collection,
+    }
+
+
+def _sensor_props(sensors: Iterable[SensorKey]) -> dict[str, Any]:
+    ordered = sorted(sensors)
+    return {
+        "matchup:collections": [s.collection for s in ordered],
+        "matchup:platforms": [s.platform for s in ordered],
+    }
+
+
+def product_to_item(product: Product) -> dict[str, Any]:
+    """STAC item of one product (provider properties kept, ours on top)."""
+    props = {k: to_json_value(v) for k, v in product.properties.items() if k not in _STANDARD_PROPS}
+    props["platform"] = product.sensor.platform
+    props["eomatch:kind"] = "product"
+    if product.predicted:
+        props["eomatch:predicted"] = True
+    return _item(
+        item_id=product.id,
+        collection=product.sensor.collection,
+        geom=product.geometry,
+        start=product.start,
+        end=product.end,
+        properties=dict(sorted(props.items())),
+        links=[],
+        assets=product.assets,
+    )
+
+
+def matchup_collection(matchup: Matchup) -> str:
+    """Collection id of a matchup: the pair id of its products' sensors."""
+    return pair_id([p.sensor for p in matchup.products])
+
+
+def matchup_to_item(
+    matchup: Matchup, event: MatchupEvent, assets: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """STAC item of one matchup: ``derived_from`` its products, ``related`` its event."""
+    collection = matchup_collection(matchup)
+    path = item_path(collection, matchup.id, matchup.start)
+    ordered = sorted(matchup.products, key=lambda p: (p.sensor, p.id))
+    props = _sensor_props(p.sensor for p in ordered)
+    props["matchup:collections"] = [p.sensor.collection for p in ordered]
+    props["matchup:platforms"] = [p.sensor.platform for p in ordered]
+    props["matchup:event_id"] = matchup.event_id
+    props["matchup:time_diff_abs"] = float(matchup.time_diff_abs_s)
+    props["matchup:collocation_area_km2"] = float(matchup.area_km2)
+    props["eomatch:kind"] = "matchup"
+    links = [
+        _link("derived_from", relative_href(path, product_path(p)), title=p.id) for p in ordered
+    ]
+    links.append(
+        _link("related", relative_href(path, event_path(event)), **{"matchup:role": "event"})
+    )
+    return _item(
+        item_id=matchup.id,
+        collection=collection,
+        geom=matchup.geometry,
+        start=matchup.start,
+        end=matchup.end,
+        properties=props,
+        links=links,
+        assets=assets or {},
+    )
+
+
+def event_to_item(
+    event: MatchupEvent,
+    matchup_paths: Iterable[str] = (),
+    assets: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """STAC item of one event, ``related`` to each matchup path (its own plus ``matchup_paths``)."""
+    collection = events_collection_id(event.sensors)
+    path = event_path(event)
+    targets = {matchup_path(m) for m in event.matchups} | set(matchup_paths)
+    props = {
+        k: to_json_value(v)
+        for k, v in event.properties.items()
+        if k not in _STANDARD_PROPS and k not in _EVENT_PROPS
+    }
+    props.update(_sensor_props(event.sensors))
+    props["eomatch:kind"] = "event"
+    links = [
+        _link("related", relative_href(path, t), **{"matchup:role": "matchup"})
+        for t in sorted(targets)
+    ]
+    return _item(
+        item_id=event.id,
+        collection=collection,
+        geom=event.geometry,
+        start=event.start,
+        end=event.end,
+        properties=dict(sorted(props.items())),
+        links=links,
+        assets=assets or {},
+    )
+
+
+def product_path(product: Product) -> str:
+    """Catalogue-relative path of a product item."""
+    return item_path(product.sensor.collection, product.id, product.start)
+
+
+def matchup_path(matchup: Matchup) -> str:
+    """Catalogue-relative path of a matchup item."""
+    return item_path(matchup_collection(matchup), matchup.id, matchup.start)
+
+
+def event_path(event: MatchupEvent) -> str:
+    """Catalogue-relative path of an event item."""
+    return item_path(events_collection_id(event.sensors), event.id, event.start)
+
+
+def related_paths(item: Mapping[str, Any], role: str, item_file: str) -> list[str]:
+    """Catalogue-relative paths of the ``related`` links of ``item`` with ``matchup:role``."""
+    return [
+        resolve_href(item_file, link["href"])
+        for link in item.get("links", [])
+        if link.get("rel") == "related" and link.get("matchup:role") == role
+    ]
+
+
+# --- catalog and collections ----------------------------------------------------------------
+
+
+def catalog_dict(
+    catalog_id: str,
+    description: str,
+    collections: Iterable[str],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Root catalog with one sorted ``child`` link per collection."""
+    links = [_link("root", "./catalog.json")]
+    links += [_link("child", f"./{collection_path(c)}", title=c) for c in sorted(set(collections))]
+    out: dict[str, Any] = {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": catalog_id,
+        "description": description,
+        "links": links,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def _collection_description(collection_id: str) -> str:
+    kind = collection_kind(collection_id)
+    if kind == "event":
+        return (
+            f"Matchup events: {collection_id.removeprefix(EVENTS_PREFIX).replace('-vs-', ' vs ')}"
+        )
+    if kind == "matchup":
+        return f"Matchups: {collection_id.replace('-vs-', ' vs ')}"
+    return f"Products: {collection_id}"
+
+
+def collection_dict(
+    collection_id: str,
+    bbox: Sequence[float],
+    interval: tuple[datetime, datetime],
+    assets: Mapping[str, Mapping[str, Any]] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """A collection with real extents (the union of its items' bboxes and time ranges)."""
+    path = collection_path(collection_id)
+    out: dict[str, Any] = {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [EXTENSION_URI],
+        "id": collection_id,
+        "title": collection_id,
+        "description": description or _collection_description(collection_id),
+        "license": "other",
+        "extent": {
+            "spatial": {"bbox": [[float(v) for v in bbox]]},
+            "temporal": {
+                "interval": [[format_datetime(interval[0]), format_datetime(interval[1])]]
+            },
+        },
+        "links": [
+            _link("root", relative_href(path, "catalog.json")),
+            _link("parent", relative_href(path, "catalog.json")),
+        ],
+        "eomatch:kind": collection_kind(collection_id),
+    }
+    if assets:
+        out["assets"] = {k: to_json_value(dict(v)) for k, v in sorted(assets.items())}
+    return out
+
+
+def collection_extent(data: Mapping[str, Any]) -> tuple[list[float], tuple[datetime, datetime]]:
+    """Overall bbox and time interval of a collection dict."""
+    extent = data["extent"]
+    lo, hi = extent["temporal"]["interval"][0]
+    return [float(v) for v in extent["spatial"]["bbox"][0]], (
+        parse_datetime(lo),
+        parse_datetime(hi),
+    )
+
+
+# --- back to objects ------------------------------------------------------------------------
+
+
+def item_times(item: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """``(start, end)`` of an item (start/end_datetime, else datetime)."""
+    props = item["properties"]
+    start = props.get("start_datetime") or props["datetime"]
+    end = props.get("end_datetime") or start
+    return parse_datetime(start), parse_datetime(end)
+
+
+def item_geometry(item: Mapping[str, Any]) -> BaseGeometry:
+    """Shapely geometry of an item."""
+    geom = shape(item["geometry"])
+    return shapely.make_valid(geom) if not geom.is_valid else geom
+
+
+def item_to_product(item: Mapping[str, Any]) -> Product:
+    """A :class:`Product` from its item dict."""
+    props = item["properties"]
+    start, end = item_times(item)
+    return Product(
+        id=item["id"],
+        sensor=SensorKey(item["collection"], props.get("platform", "")),
+        start=start,
+        end=end,
+        geometry=item_geometry(item),
+        predicted=bool(props.get("eomatch:predicted", False)),
+        assets={k: dict(v) for k, v in item.get("assets", {}).items()},
+        properties={k: v for k, v in props.items() if k not in _STANDARD_PROPS},
+    )
+
+
+def item_to_matchup(item: Mapping[str, Any], products: Sequence[Product]) -> Matchup:
+    """A :class:`Matchup` from its item dict and its (already loaded) products."""
+    props = item["properties"]
+    return Matchup(
+        id=item["id"],
+        products=tuple(sorted(products, key=lambda p: (p.sensor, p.id))),
+        geometry=item_geometry(item),
+        area_km2=float(props.get("matchup:collocation_area_km2", 0.0)),
+        time_diff_abs_s=float(props.get("matchup:time_diff_abs", 0.0)),
+        event_id=str(props.get("matchup:event_id", "")),
+    )
+
+
+def item_sensors(item: Mapping[str, Any]) -> tuple[SensorKey, ...]:
+    """Sensors of an event or matchup item (from matchup:collections/platforms)."""
+    props = item["properties"]
+    return tuple(
+        sorted(
+            SensorKey(c, p)
+            for c, p in zip(
+                props.get("matchup:collections", []),
+                props.get("matchup:platforms", []),
+                strict=False,
+            )
+        )
+    )
+
+
+def item_to_event(item: Mapping[str, Any], matchups: Sequence[Matchup] = ()) -> MatchupEvent:
+    """A :class:`MatchupEvent` from its item dict and its (already loaded) matchups."""
+    start, end = item_times(item)
+    props = item["properties"]
+    return MatchupEvent(
+        id=item["id"],
+        sensors=item_sensors(item),
+        start=start,
+        end=end,
+        geometry=item_geometry(item),
+        properties={
+            k: v for k, v in props.items() if k not in _STANDARD_PROPS and k not in _EVENT_PROPS
+        },
+        matchups=tuple(sorted(matchups, key=lambda m: m.id)),
+    )

@@ -1,0 +1,1046 @@
+"""The matchup catalogue on disk: a self-contained STAC catalogue plus a SQLite side index.
+
+Layout (see ``core/stac_items.py``)::
+
+    {root}/catalog.json
+    {root}/{collection}/collection.json
+    {root}/{collection}/YYYY/MM/DD/{item-id}.json
+    {root}/data/...                       downloaded products and other local assets
+    {root}/.eomatch.lock                  fcntl lock serialising writers
+    {root}/.eomatch-index.sqlite          side index (a cache, rebuilt from the files)
+
+Collections carry no ``item`` links: listing every item in ``collection.json`` would make each
+added event rewrite an O(catalogue) file. Items link up (``root``/``parent``/``collection``) and
+across (``derived_from``/``related``); the index and the dated folders find them.
+
+Crash safety: every file is replaced atomically (temp file + ``os.replace``). A writer first
+commits ``dirty=1`` in the index, then writes item files (products, matchups, then the event
+that links to them), then collections and ``catalog.json``, and finally records everything in
+the index with ``dirty=0`` in one transaction. A kill at any point leaves only complete JSON
+files; the next ``open`` sees the dirty flag (or day directories whose mtime changed) and
+rebuilds the index from the files and repairs collection extents and catalog links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import cql2
+
+from eomatch.core import stac_items as si
+from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue_index import INDEX_NAME, CatalogueIndex, IndexRow
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".eomatch.lock"
+DATA_DIR = "data"
+DEFAULT_DESCRIPTION = "Satellite-to-satellite matchups found by eomatch."
+
+_MEDIA_TYPES = {
+    ".nc": "application/x-netcdf",
+    ".tif": "image/tiff; application=geotiff",
+    ".tiff": "image/tiff; application=geotiff",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".json": "application/json",
+    ".geojson": "application/geo+json",
+    ".csv": "text/csv",
+    ".zip": "application/zip",
+    ".tar": "application/x-tar",
+    ".gz": "application/gzip",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".pdf": "application/pdf",
+    ".parquet": "application/vnd.apache.parquet",
+    ".zarr": "application/vnd+zarr",
+}
+
+
+def media_type_for(path: str) -> str:
+    """Media type from a file name's extension (``application/octet-stream`` if unknown)."""
+    suffix = Path(urlparse(path).path if "://" in path else path).suffix.lower()
+    if suffix in _MEDIA_TYPES:
+        return _MEDIA_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed or "application/octet-stream"
+
+
+@dataclass
+class AddResult:
+    """What an ``add_event`` call changed: new versus already-present items."""
+
+    events_new: int = 0
+    events_existing: int = 0
+    matchups_new: int = 0
+    matchups_existing: int = 0
+    products_new: int = 0
+    products_existing: int = 0
+
+    def __iadd__(self, other: AddResult) -> AddResult:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+
+def _epoch(when: datetime) -> float:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def _is_url(href: str) -> bool:
+    return _URL.match(href) is not None
+
+
+class MatchupCatalogue:
+    """Events → matchups → products stored as a static STAC catalogue, with a side index."""
+
+    def __init__(self, root: Path, skip_invalid: bool = False) -> None:
+        self.root = root
+        self.skip_invalid = skip_invalid
+        self._catalog: dict[str, Any] = self._read_catalog()
+        self._index = CatalogueIndex(root / INDEX_NAME)
+        self._lock_fd: int | None = None
+        self._depth = 0
+        self._batching = False
+        self._failed = False
+        self._collections: dict[str, dict[str, Any]] = {}
+        self._extents: dict[str, tuple[list[float], tuple[datetime, datetime]]] = {}
+        self._changed_collections: set[str] = set()
+        self._catalog_changed = False
+        self._touched_dirs: set[str] = set()
+        self._made_dirs: set[str] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        id: str = "matchup-catalogue",
+        description: str = DEFAULT_DESCRIPTION,
+    ) -> MatchupCatalogue:
+        """Create an empty catalogue at ``path`` (or open it if one is already there)."""
+        root = Path(path)
+        if root.name == "catalog.json":
+            root = root.parent
+        if not (root / "catalog.json").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            _write_json_file(root / "catalog.json", si.catalog_dict(id, description, []), True)
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], skip_invalid: bool = False) -> MatchupCatalogue:
+        """Open a catalogue from its root directory or its ``catalog.json``.
+
+        The side index is checked (dirty flag, day-directory mtimes) and rebuilt from the files
+        if stale; with ``skip_invalid`` unreadable item files are logged and skipped instead of
+        raising :class:`EomatchError`.
+        """
+        root = Path(path)
+        if root.name == "catalog.json" or root.is_file():
+            root = root.parent
+        if not (root / "catalog.json").is_file():
+            raise EomatchError(f"{root / 'catalog.json'}: no matchup catalogue here")
+        cat = cls(root, skip_invalid=skip_invalid)
+        try:
+            if not cat._index_fresh():
+                with cat.lock():
+                    if not cat._index_fresh():  # another process may have rebuilt it meanwhile
+                        cat.rebuild_index()
+        except BaseException:
+            cat.close()
+            raise
+        return cat
+
+    def close(self) -> None:
+        """Release the lock (if held) and close the index."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._index.close()
+
+    def __enter__(self) -> MatchupCatalogue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def id(self) -> str:
+        """Catalog id."""
+        return str(self._catalog["id"])
+
+    @property
+    def data_root(self) -> Path:
+        """Directory for downloaded products and other files the catalogue owns."""
+        return self.root / DATA_DIR
+
+    # --- locking and write sessions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the catalogue's writer lock (reentrant); other writers wait."""
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        if self._depth == 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
+
+        For bulk loads. A kill inside the block leaves complete item files and a dirty index,
+        which the next ``open`` rebuilds from the files.
+        """
+        with self._writing():
+            outer = self._batching
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = outer
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        with self.lock():
+            outermost = self._depth == 1 and not self._index._in_tx
+            if outermost:
+                self._start_session()
+            try:
+                yield
+            except BaseException:
+                if outermost:
+                    self._index.rollback()
+                    self._failed = True
+                raise
+            if outermost:
+                self._finish_session()
+
+    def _start_session(self) -> None:
+        self._catalog = self._read_catalog()
+        self._collections.clear()
+        self._extents.clear()
+        self._changed_collections.clear()
+        self._catalog_changed = False
+        self._touched_dirs.clear()
+        self._made_dirs.clear()
+        self._failed = False
+        # Full freshness check (day-directory scan) on open only; here the dirty flag suffices
+        # since every writer of ours records what it wrote: keeps one add O(1).
+        if not self._index.is_usable():
+            try:
+                self._rebuild()
+            except BaseException:
+                self._index.rollback()
+                raise
+        self._index.mark_dirty()
+        self._index.begin()
+
+    def _finish_session(self) -> None:
+        self._flush_collections()
+        dirs: dict[str, int] = {}
+        gone: list[str] = []
+        for rel in self._touched_dirs:
+            try:
+                dirs[rel] = os.stat(self.root / rel).st_mtime_ns
+            except FileNotFoundError:
+                gone.append(rel)
+        self._index.set_dirs(dirs)
+        self._index.forget_dirs(gone)
+        self._index.commit(clean=True)
+
+    # --- index freshness and rebuild --------------------------------------------------------
+
+    def _scan_dirs(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for coll in _subdirs(self.root):
+            if coll.name.startswith(".") or coll.name == DATA_DIR:
+                continue
+            for year in _subdirs(coll):
+                for month in _subdirs(year):
+                    for day in _subdirs(month):
+                        rel = f"{coll.name}/{year.name}/{month.name}/{day.name}"
+                        out[rel] = day.stat().st_mtime_ns
+        return out
+
+    def _index_fresh(self) -> bool:
+        return self._index.is_usable() and self._scan_dirs() == self._index.dirs()
+
+    def rebuild_index(self) -> None:
+        """Rebuild the side index from the item files and repair collections and catalog."""
+        with self.lock():
+            self._index.rollback()
+            self._catalog = self._read_catalog()
+            self._collections.clear()
+            self._changed_collections.clear()
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        log.info("rebuilding the catalogue index of %s from its files", self.root)
+        self._index.mark_dirty()
+        self._index.begin()
+        self._index.clear()
+        dirs = self._scan_dirs()
+        for rel in sorted(dirs):
+            day = self.root / rel
+            for entry in sorted(os.scandir(day), key=lambda e: e.name):
+                if entry.name.startswith("."):
+                    if entry.name.endswith(".tmp"):  # left by a killed writer
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                    continue
+                if not entry.name.endswith(".json"):
+                    continue
+                item = self._load_item(f"{rel}/{entry.name}")
+                if item is not None:
+                    self._index_item(item, f"{rel}/{entry.name}")
+            dirs[rel] = os.stat(day).st_mtime_ns
+        self._index.set_dirs(dirs)
+        self._repair_collections()
+        self._flush_collections()
+        self._index.commit(clean=True)
+
+    def _repair_collections(self) -> None:
+        present = self._index.collections()
+        children = {c for c in self._children()}
+        for coll in sorted(present):
+            self._recompute_extent(coll)
+            if coll not in children:
+                self._catalog_changed = True
+        for coll in children - set(present):
+            if not (self.root / si.collection_path(coll)).is_file():
+                self._catalog_changed = True  # dangling child link: drop it
+
+    def _load_item(self, rel: str) -> dict[str, Any] | None:
+        path = self.root / rel
+        try:
+            item = json.loads(path.read_bytes())
+            if not isinstance(item, dict) or item.get("type") != "Feature":
+                raise ValueError("not a STAC item (type is not 'Feature')")
+            for key in ("id", "geometry", "properties", "collection"):
+                if key not in item:
+                    raise ValueError(f"missing '{key}'")
+            if f"{item['id']}.json" != path.name:
+                raise ValueError(f"id '{item['id']}' does not match the file name")
+            if item["collection"] != rel.split("/", 1)[0]:
+                raise ValueError(f"collection '{item['collection']}' does not match its folder")
+            si.item_times(item)
+            si.geometry_bbox(si.item_geometry(item))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            msg = f"{path}: invalid catalogue item: {exc}"
+            if self.skip_invalid:
+                log.warning("%s (skipped)", msg)
+                return None
+            raise EomatchError(msg) from exc
+        return item
+
+    def _index_item(
+        self,
+        item: Mapping[str, Any],
+        rel: str,
+        times: tuple[datetime, datetime] | None = None,
+    ) -> None:
+        kind = si.collection_kind(item["collection"])
+        start, end = times or si.item_times(item)
+        bbox = item.get("bbox") or si.geometry_bbox(si.item_geometry(item))
+        props = item["properties"]
+        stored: dict[str, Any] | None = None
+        downloaded = False
+        if kind == "matchup":
+            stored = dict(props)
+            for href in (
+                link["href"] for link in item.get("links", []) if link["rel"] == "derived_from"
+            ):
+                pid = Path(si.resolve_href(rel, href)).stem
+                self._index.link_matchup_product(item["id"], pid)
+            if props.get("matchup:event_id"):
+                self._index.link_event_matchup(props["matchup:event_id"], item["id"])
+        elif kind == "event":
+            stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
+            for path in si.related_paths(item, "matchup", rel):
+                self._index.link_event_matchup(item["id"], Path(path).stem)
+        else:
+            downloaded = self._asset_is_local(item.get("assets", {}).get("data"))
+        self._index.upsert_item(
+            item["id"],
+            kind,
+            item["collection"],
+            rel,
+            start.timestamp(),
+            end.timestamp(),
+            bbox,
+            stored,
+            downloaded,
+        )
+
+    # --- files ------------------------------------------------------------------------------
+
+    def _read_catalog(self) -> dict[str, Any]:
+        path = self.root / "catalog.json"
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise EomatchError(f"{path}: no matchup catalogue here") from exc
+        except (OSError, ValueError) as exc:
+            raise EomatchError(f"{path}: unreadable catalog: {exc}") from exc
+        if not isinstance(data, dict) or data.get("type") != "Catalog" or "id" not in data:
+            raise EomatchError(f"{path}: not a STAC catalog")
+        return data
+
+    def _children(self) -> list[str]:
+        return [
+            str(link["href"]).removeprefix("./").split("/")[0]
+            for link in self._catalog.get("links", [])
+            if link.get("rel") == "child"
+        ]
+
+    def _write_item(self, rel: str, item: Mapping[str, Any]) -> None:
+        day = rel.rsplit("/", 1)[0]
+        if day not in self._made_dirs:
+            os.makedirs(os.path.join(self.root, day), exist_ok=True)
+            self._made_dirs.add(day)
+        _write_json_file(
+            os.path.join(self.root, rel), item, durable=not self._batching, compact=True
+        )
+        self._touched_dirs.add(day)
+
+    def _read_item(self, rel: str) -> dict[str, Any]:
+        item = self._load_item(rel)
+        if item is None:
+            raise EomatchError(f"{self.root / rel}: invalid catalogue item (skipped)")
+        return item
+
+    def _collection(self, coll: str) -> dict[str, Any] | None:
+        if coll not in self._collections:
+            path = self.root / si.collection_path(coll)
+            try:
+                self._collections[coll] = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError) as exc:
+                raise EomatchError(f"{path}: unreadable collection: {exc}") from exc
+        return self._collections[coll]
+
+    def _extend(self, coll: str, bbox: Sequence[float], start: datetime, end: datetime) -> None:
+        data = self._collection(coll)
+        if data is None:
+            self._collections[coll] = si.collection_dict(coll, bbox, (start, end))
+            self._changed_collections.add(coll)
+            return
+        if coll not in self._extents:
+            self._extents[coll] = si.collection_extent(data)
+        old_bbox, (lo, hi) = self._extents[coll]
+        new_bbox = si.bbox_union(old_bbox, bbox)
+        new_lo, new_hi = min(lo, start), max(hi, end)
+        if new_bbox != old_bbox or (new_lo, new_hi) != (lo, hi):
+            self._extents[coll] = (new_bbox, (new_lo, new_hi))
+            data["extent"]["spatial"]["bbox"][0] = new_bbox
+            data["extent"]["temporal"]["interval"][0] = [
+                si.format_datetime(new_lo),
+                si.format_datetime(new_hi),
+            ]
+            self._changed_collections.add(coll)
+
+    def _recompute_extent(self, coll: str) -> None:
+        self._extents.pop(coll, None)
+        ext = self._index.collection_extent(coll)
+        data = self._collection(coll)
+        if ext is None:
+            if data is not None and not data.get("assets"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.root / si.collection_path(coll))
+                self._collections.pop(coll, None)
+                self._changed_collections.discard(coll)
+                self._catalog_changed = True
+            return
+        (w, s, e, n), lo, hi, crossing = ext
+        bbox = [-180.0, s, 180.0, n] if crossing else [w, s, e, n]
+        interval = (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC))
+        if data is None:
+            self._collections[coll] = si.collection_dict(coll, bbox, interval)
+            self._changed_collections.add(coll)
+            return
+        if si.collection_extent(data) != (bbox, interval):
+            data["extent"]["spatial"]["bbox"] = [bbox]
+            data["extent"]["temporal"]["interval"] = [
+                [si.format_datetime(interval[0]), si.format_datetime(interval[1])]
+            ]
+            self._changed_collections.add(coll)
+
+    def _flush_collections(self) -> None:
+        for coll in sorted(self._changed_collections):
+            _write_json_file(
+                self.root / si.collection_path(coll), self._collections[coll], not self._batching
+            )
+        self._changed_collections.clear()
+        existing = set(self._children())
+        present = {
+            c
+            for c in existing | set(self._collections)
+            if (self.root / c / "collection.json").is_file()
+        }
+        if present != existing or self._catalog_changed:
+            extra = {
+                k: v
+                for k, v in self._catalog.items()
+                if k not in ("type", "stac_version", "id", "description", "links")
+            }
+            self._catalog = si.catalog_dict(
+                self._catalog["id"], self._catalog.get("description", ""), present, extra
+            )
+            _write_json_file(self.root / "catalog.json", self._catalog, not self._batching)
+        self._catalog_changed = False
+
+    # --- adding -----------------------------------------------------------------------------
+
+    def add_event(self, event: MatchupEvent) -> AddResult:
+        """Add an event with its matchups and their products; items already present are kept.
+
+        Re-adding the same event changes nothing; a new matchup of a known event is added and
+        linked from the event item.
+        """
+        res = AddResult()
+        with self._writing():
+            seen: set[str] = set()
+            rel = si.event_path(event)
+            row = self._index.get(event.id)
+            old: dict[str, Any] = {}
+            if row is not None:  # the event file's links are the truth, not the index
+                old = self._read_item(row.path)
+            known = {Path(p).stem for p in si.related_paths(old, "matchup", rel)}
+            if row is None and event.matchups:
+                # The event goes first, linking only to itself, so that a kill never leaves a
+                # matchup whose event link dangles; it is rewritten below with its matchups.
+                self._put(
+                    si.event_to_item(replace(event, matchups=())), rel, event.start, event.end
+                )
+                res.events_new += 1
+            elif row is None:
+                res.events_new += 1
+            else:
+                res.events_existing += 1
+            for mu in event.matchups:
+                for product in mu.products:
+                    if product.id in seen:
+                        continue
+                    seen.add(product.id)
+                    if self._index.get(product.id) is not None:
+                        res.products_existing += 1
+                        continue
+                    self._put(
+                        si.product_to_item(product),
+                        si.product_path(product),
+                        product.start,
+                        product.end,
+                    )
+                    res.products_new += 1
+                if mu.id in seen:
+                    continue
+                seen.add(mu.id)
+                if self._index.get(mu.id) is not None:
+                    res.matchups_existing += 1
+                else:
+                    self._put(si.matchup_to_item(mu, event), si.matchup_path(mu), mu.start, mu.end)
+                    res.matchups_new += 1
+            if row is None:
+                self._put(si.event_to_item(event), rel, event.start, event.end)
+            elif any(m.id not in known for m in event.matchups):
+                item = si.event_to_item(
+                    event, si.related_paths(old, "matchup", row.path), old.get("assets")
+                )
+                self._put(item, row.path, event.start, event.end)
+        return res
+
+    def _put(self, item: dict[str, Any], rel: str, start: datetime, end: datetime) -> None:
+        self._write_item(rel, item)
+        self._index_item(item, rel, (start, end))
+        self._extend(item["collection"], item["bbox"], start, end)
+
+    def remove_event(self, event_id: str) -> None:
+        """Remove an event, its matchups no other event uses and products no matchup uses.
+
+        Files are deleted event first (so no link points at a deleted item) and extents are
+        recomputed from the index; downloaded data files are left on disk.
+        """
+        with self._writing():
+            row = self._index.get(event_id)
+            if row is None:
+                raise EomatchError(f"no event '{event_id}' in {self.root}")
+            mus = self._index.matchups_of([event_id])[event_id]
+            prods = self._index.products_of(mus)
+            self._delete(row)
+            touched = {row.collection}
+            for mid in mus:
+                if self._index.events_of_matchup(mid):
+                    continue
+                mrow = self._index.get(mid)
+                if mrow is not None:
+                    self._delete(mrow)
+                    touched.add(mrow.collection)
+                for pid in prods[mid]:
+                    if self._index.matchups_of_product(pid):
+                        continue
+                    prow = self._index.get(pid)
+                    if prow is not None:
+                        self._delete(prow)
+                        touched.add(prow.collection)
+            for coll in sorted(touched):
+                self._recompute_extent(coll)
+
+    def _delete(self, row: IndexRow) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / row.path)
+        self._touched_dirs.add(row.path.rsplit("/", 1)[0])
+        self._index.delete_item(row.id)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def get_events(
+        self,
+        collections: Sequence[str] | None = None,
+        platforms: Sequence[str] | None = None,
+        start_time: datetime | None = None,
+        stop_time: datetime | None = None,
+        bbox: Sequence[float] | None = None,
+        products_downloaded: bool | None = None,
+        filter: str | None = None,
+    ) -> list[MatchupEvent]:
+        """Events with their matchups and products, filtered.
+
+        Args:
+            collections: keep events involving any of these product collections.
+            platforms: keep events involving any of these platforms.
+            start_time: drop events ending before this (naive means UTC).
+            stop_time: drop events starting after this.
+            bbox: ``[west, south, east, north]`` the event's bbox must intersect (west > east
+                crosses the antimeridian).
+            products_downloaded: True keeps events whose products all have a local ``data``
+                asset; False keeps events with at least one product not downloaded.
+            filter: CQL2 text over **matchup** item properties; an event is kept if any of its
+                matchups matches, and only the matching matchups are returned with it.
+        """
+        expr = None
+        if filter is not None:
+            try:
+                expr = cql2.Expr(filter)
+            except Exception as exc:
+                raise EomatchError(f"invalid CQL2 filter {filter!r}: {exc}") from exc
+        event_colls = None
+        if collections is not None or platforms is not None:
+            event_colls = self._event_collections(collections, platforms)
+        lat = None if bbox is None else (float(bbox[1]), float(bbox[3]))
+        rows = [
+            r
+            for r in self._index.select_events(
+                event_colls,
+                None if start_time is None else _epoch(start_time),
+                None if stop_time is None else _epoch(stop_time),
+                lat,
+            )
+            if bbox is None or si.bbox_intersects(r.bbox, bbox)
+        ]
+        mu_ids = self._index.matchups_of([r.id for r in rows])
+        mu_rows = self._index.get_many(m for ids in mu_ids.values() for m in ids)
+        if expr is not None:
+            keep = {
+                mid
+                for mid, mr in mu_rows.items()
+                if expr.matches({"type": "Feature", "id": mid, "properties": mr.props or {}})
+            }
+            mu_ids = {e: [m for m in ids if m in keep] for e, ids in mu_ids.items()}
+            rows = [r for r in rows if mu_ids[r.id]]
+        mu_ids = {e: [m for m in ids if m in mu_rows] for e, ids in mu_ids.items()}
+        prod_ids = self._index.products_of([m for r in rows for m in mu_ids[r.id]])
+        prod_rows = self._index.get_many(p for ids in prod_ids.values() for p in ids)
+        if products_downloaded is not None:
+            kept = []
+            for r in rows:
+                flags = [
+                    prod_rows[p].downloaded
+                    for m in mu_ids[r.id]
+                    for p in prod_ids[m]
+                    if p in prod_rows
+                ]
+                if (all(flags) if products_downloaded else not all(flags)) and (
+                    flags or products_downloaded
+                ):
+                    kept.append(r)
+            rows = kept
+        products: dict[str, Product] = {}
+        events: list[MatchupEvent] = []
+        for r in rows:
+            try:
+                matchups = []
+                for mid in mu_ids[r.id]:
+                    prods = []
+                    for pid in prod_ids[mid]:
+                        if pid not in products and pid in prod_rows:
+                            products[pid] = si.item_to_product(self._read_item(prod_rows[pid].path))
+                        if pid in products:
+                            prods.append(products[pid])
+                    matchups.append(si.item_to_matchup(self._read_item(mu_rows[mid].path), prods))
+                events.append(si.item_to_event(self._read_item(r.path), matchups))
+            except EomatchError:
+                if not self.skip_invalid:
+                    raise
+                log.warning("event %s skipped: one of its items is invalid", r.id)
+        return events
+
+    def _event_collections(
+        self, collections: Sequence[str] | None, platforms: Sequence[str] | None
+    ) -> list[str]:
+        out = []
+        for coll, kind in self._index.collections().items():
+            if kind != "event":
+                continue
+            row = self._index.db.execute(
+                "SELECT props FROM items WHERE collection=? LIMIT 1", (coll,)
+            ).fetchone()
+            props = json.loads(row[0]) if row and row[0] else {}
+            if collections is not None and not set(collections) & set(
+                props.get("matchup:collections") or []
+            ):
+                continue
+            if platforms is not None and not set(platforms) & set(
+                props.get("matchup:platforms") or []
+            ):
+                continue
+            out.append(coll)
+        return out
+
+    def product_item(self, product_id: str) -> dict[str, Any]:
+        """The product's STAC item dict."""
+        return self._read_item(self._row(product_id, "product").path)
+
+    def products(self, ids: Iterable[str]) -> list[Product]:
+        """Products by id (unknown ids raise :class:`EomatchError`)."""
+        return [si.item_to_product(self.product_item(i)) for i in ids]
+
+    def item_path(self, item_id: str) -> Path:
+        """Absolute path of any item file."""
+        return self.root / self._row(item_id, None).path
+
+    def counts(self) -> dict[str, int]:
+        """Number of events, matchups and products in the index."""
+        return {k: self._index.count(k) for k in ("event", "matchup", "product")}
+
+    def _row(self, item_id: str, kind: str | None) -> IndexRow:
+        row = self._index.get(item_id)
+        if row is None or (kind is not None and row.kind != kind):
+            raise EomatchError(f"no {kind or 'item'} '{item_id}' in the catalogue {self.root}")
+        return row
+
+    # --- assets -----------------------------------------------------------------------------
+
+    def _asset_is_local(self, asset: Mapping[str, Any] | None) -> bool:
+        return bool(asset) and not _is_url(str(asset["href"]))  # type: ignore[index]
+
+    def _href(self, from_rel: str, target: str | os.PathLike[str]) -> str:
+        text = os.fspath(target)
+        if _is_url(text):
+            return text
+        path = Path(text).expanduser().absolute()
+        root = self.root.absolute()
+        if path.is_relative_to(root):
+            return si.relative_href(from_rel, path.relative_to(root).as_posix())
+        return str(path)
+
+    def _local_path(self, from_rel: str, href: str) -> Path | None:
+        parsed = urlparse(href)
+        if parsed.scheme == "file":
+            return Path(parsed.path)
+        if _is_url(href):
+            return None
+        if os.path.isabs(href):
+            return Path(href)
+        return self.root / si.resolve_href(from_rel, href)
+
+    def _delete_local(self, from_rel: str, href: str) -> None:
+        path = self._local_path(from_rel, href)
+        if path is None:
+            raise EomatchError(f"asset href {href} is not a local file: nothing to delete")
+        data_root = self.data_root.resolve()
+        resolved = path.resolve()
+        if not resolved.is_relative_to(data_root) or resolved == data_root:
+            raise EomatchError(
+                f"refusing to delete {path}: only files inside {data_root} may be deleted"
+            )
+        if resolved.is_dir():
+            shutil.rmtree(resolved)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                resolved.unlink()
+
+    def _asset(
+        self,
+        from_rel: str,
+        href: str | os.PathLike[str],
+        media_type: str | None,
+        title: str | None,
+        roles: Sequence[str] | None,
+    ) -> dict[str, Any]:
+        asset: dict[str, Any] = {"href": self._href(from_rel, href)}
+        asset["type"] = media_type or media_type_for(os.fspath(href))
+        if title:
+            asset["title"] = title
+        if roles:
+            asset["roles"] = list(roles)
+        return asset
+
+    def _edit_item_assets(
+        self,
+        row: IndexRow,
+        key: str,
+        asset: dict[str, Any] | None,
+        delete_file: bool = False,
+    ) -> dict[str, Any]:
+        with self._writing():
+            item = self._read_item(row.path)
+            old = item.setdefault("assets", {}).get(key)
+            if asset is None:
+                if old is None:
+                    raise EomatchError(f"item '{row.id}' has no asset '{key}'")
+                if delete_file:  # check before touching anything
+                    path = self._local_path(row.path, old["href"])
+                    if path is None or not path.resolve().is_relative_to(self.data_root.resolve()):
+                        raise EomatchError(
+                            f"refusing to delete {path or old['href']}: only files inside "
+                            f"{self.data_root} may be deleted"
+                        )
+                del item["assets"][key]
+            else:
+                item["assets"][key] = asset
+                item["assets"] = dict(sorted(item["assets"].items()))
+            self._write_item(row.path, item)
+            self._index_item(item, row.path)
+            if asset is None and delete_file and old is not None:
+                self._delete_local(row.path, old["href"])
+        return item
+
+    def _item_row(self, obj: Any, kind: str) -> IndexRow:
+        return self._row(obj if isinstance(obj, str) else obj.id, kind)
+
+    def add_matchup_asset(
+        self,
+        matchup: Matchup | str,
+        key: str,
+        href: str | os.PathLike[str],
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to a matchup item (relative href inside the catalogue root)."""
+        row = self._item_row(matchup, "matchup")
+        return self._edit_item_assets(
+            row, key, self._asset(row.path, href, media_type, title, roles)
+        )
+
+    def add_event_asset(
+        self,
+        event: MatchupEvent | str,
+        key: str,
+        href: str | os.PathLike[str],
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to an event item."""
+        row = self._item_row(event, "event")
+        return self._edit_item_assets(
+            row, key, self._asset(row.path, href, media_type, title, roles)
+        )
+
+    def add_product_asset(
+        self,
+        product: Product | str,
+        key: str,
+        href: str | os.PathLike[str],
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to a product item."""
+        row = self._item_row(product, "product")
+        return self._edit_item_assets(
+            row, key, self._asset(row.path, href, media_type, title, roles)
+        )
+
+    def remove_matchup_asset(
+        self, matchup: Matchup | str, key: str, delete_file: bool = False
+    ) -> dict[str, Any]:
+        """Detach an asset; ``delete_file`` deletes it only if inside ``{root}/data``."""
+        return self._edit_item_assets(self._item_row(matchup, "matchup"), key, None, delete_file)
+
+    def remove_event_asset(
+        self, event: MatchupEvent | str, key: str, delete_file: bool = False
+    ) -> dict[str, Any]:
+        """Detach an asset from an event item (see :meth:`remove_matchup_asset`)."""
+        return self._edit_item_assets(self._item_row(event, "event"), key, None, delete_file)
+
+    def remove_product_asset(
+        self, product: Product | str, key: str, delete_file: bool = False
+    ) -> dict[str, Any]:
+        """Detach an asset from a product item (see :meth:`remove_matchup_asset`)."""
+        return self._edit_item_assets(self._item_row(product, "product"), key, None, delete_file)
+
+    def _matchup_collection_of(self, matchup: Matchup | str) -> str:
+        if isinstance(matchup, Matchup):
+            return si.matchup_collection(matchup)
+        row = self._index.get(matchup)
+        if row is not None and row.kind == "matchup":
+            return row.collection
+        if self._collection(matchup) is not None and si.collection_kind(matchup) == "matchup":
+            return matchup
+        raise EomatchError(f"no matchup or matchup collection '{matchup}' in {self.root}")
+
+    def add_matchup_collection_asset(
+        self,
+        matchup: Matchup | str,
+        key: str,
+        href: str | os.PathLike[str],
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to the collection of a matchup (or a matchup collection id)."""
+        with self._writing():
+            coll = self._matchup_collection_of(matchup)
+            data = self._collection(coll)
+            if data is None:
+                raise EomatchError(f"no collection '{coll}' in {self.root}")
+            rel = si.collection_path(coll)
+            assets = data.setdefault("assets", {})
+            assets[key] = self._asset(rel, href, media_type, title, roles)
+            data["assets"] = dict(sorted(assets.items()))
+            self._changed_collections.add(coll)
+            return data
+
+    def remove_matchup_collection_asset(
+        self, matchup: Matchup | str, key: str, delete_file: bool = False
+    ) -> dict[str, Any]:
+        """Detach an asset from a matchup collection (files deleted only inside the data root)."""
+        with self._writing():
+            coll = self._matchup_collection_of(matchup)
+            data = self._collection(coll)
+            rel = si.collection_path(coll)
+            if data is None or key not in data.get("assets", {}):
+                raise EomatchError(f"collection '{coll}' has no asset '{key}'")
+            href = data["assets"][key]["href"]
+            if delete_file:
+                path = self._local_path(rel, href)
+                if path is None or not path.resolve().is_relative_to(self.data_root.resolve()):
+                    raise EomatchError(
+                        f"refusing to delete {path or href}: only files inside "
+                        f"{self.data_root} may be deleted"
+                    )
+            del data["assets"][key]
+            if not data["assets"]:
+                del data["assets"]
+            self._changed_collections.add(coll)
+            self._flush_collections()
+            if delete_file:
+                self._delete_local(rel, href)
+            return data
+
+    def set_product_data(
+        self, product_id: str, local_path: str | os.PathLike[str] | None
+    ) -> dict[str, Any]:
+        """Register (or with None unregister) a downloaded file as the product's ``data`` asset.
+
+        The provider href it replaces is kept in ``eomatch:source_href`` and restored when the
+        file is unregistered, so the product can be downloaded again. Files are not deleted.
+        """
+        row = self._row(product_id, "product")
+        with self._writing():
+            item = self._read_item(row.path)
+            old = item.get("assets", {}).get("data")
+            if local_path is None:
+                if old is None:
+                    return item
+                source = old.get("eomatch:source_href")
+                if source:
+                    asset: dict[str, Any] | None = {
+                        k: v for k, v in old.items() if k not in ("eomatch:source_href",)
+                    }
+                    assert asset is not None
+                    asset["href"] = source
+                    asset["type"] = media_type_for(source) if "type" not in old else old["type"]
+                    return self._edit_item_assets(row, "data", asset)
+                if _is_url(str(old["href"])):
+                    return item
+                return self._edit_item_assets(row, "data", None)
+            asset = self._asset(row.path, local_path, None, "data", ["data"])
+            if old is not None:
+                source = old.get("eomatch:source_href") or (
+                    old["href"] if _is_url(str(old["href"])) else None
+                )
+                if source:
+                    asset["eomatch:source_href"] = source
+                if old.get("type"):
+                    asset["type"] = old["type"]
+            return self._edit_item_assets(row, "data", asset)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _write_json_file(
+    path: str | Path, data: Mapping[str, Any], durable: bool, compact: bool = False
+) -> None:
+    """Atomic replace: write a temp file beside ``path`` then ``os.replace`` it."""
+    text = (
+        json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        if compact
+        else json.dumps(data, indent=2, ensure_ascii=False)
+    )
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, (text + "\n").encode())
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def events_collection(event: MatchupEvent) -> str:
+    """Events collection id of an event (re-exported for callers of the catalogue)."""
+    return events_collection_id(event.sensors)

@@ -1,0 +1,524 @@
+"""The download engine: fetch product files concurrently, resumably, verified, atomically.
+
+Each file is written to ``{dest}.part`` and renamed onto ``dest`` only once it is complete and
+its size/checksum are verified, so ``dest`` is never half-written: a killed run leaves at most a
+``.part`` file, which the next run continues with an HTTP Range request when the server allows.
+The engine knows nothing of catalogues: the caller turns products into :class:`DownloadJob`
+objects and registers each finished file in ``on_done``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+import httpx
+
+from eomatch.errors import EomatchError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+"""Read/write granularity (also how often progress is reported)."""
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+"""HTTP answers that are worth another attempt."""
+PART_SUFFIX = ".part"
+
+Status = Literal["downloaded", "present", "failed"]
+
+
+@dataclass(frozen=True)
+class DownloadJob:
+    """One file to fetch for one product.
+
+    Attributes:
+        product_id: the product the file belongs to (for reports and ``on_done``).
+        href: ``http(s)://`` URL, ``file://`` URL or local path.
+        dest: where the verified file ends up.
+        checksum: STAC ``file:checksum`` (multihash, hex) to verify, if the asset gives one.
+        size: STAC ``file:size`` in bytes to verify, if the asset gives one.
+    """
+
+    product_id: str
+    href: str
+    dest: Path
+    checksum: str | None = None
+    size: int | None = None
+
+
+ProgressCallback = Callable[[DownloadJob, int, int | None], None]
+"""``progress(job, bytes_done, total_bytes_or_None)``; called from worker threads."""
+DoneCallback = Callable[[DownloadJob, Path], None]
+"""``on_done(job, path)``; called on the thread that called :func:`download`."""
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What happened to one job."""
+
+    job: DownloadJob
+    status: Status
+    path: Path | None = None
+    """The verified file (``job.dest``) unless the job failed."""
+    reason: str = ""
+    """One-line cause of a failure."""
+    bytes_transferred: int = 0
+    """Bytes read from the source for this job (0 when it shared another job's fetch)."""
+
+
+@dataclass
+class DownloadReport:
+    """Every job's result, in the order the jobs were given."""
+
+    results: list[DownloadResult] = field(default_factory=list)
+
+    def _with(self, status: Status) -> list[DownloadResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def downloaded(self) -> list[DownloadResult]:
+        """Jobs fetched in this run."""
+        return self._with("downloaded")
+
+    @property
+    def present(self) -> list[DownloadResult]:
+        """Jobs whose verified file was already in place."""
+        return self._with("present")
+
+    @property
+    def failed(self) -> list[DownloadResult]:
+        """Jobs that failed; ``reason`` says why."""
+        return self._with("failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when no job failed."""
+        return not self.failed
+
+    @property
+    def bytes_transferred(self) -> int:
+        """Bytes read from sources over the run."""
+        return sum(r.bytes_transferred for r in self.results)
+
+    def summary(self) -> str:
+        """One line for the end of a CLI run."""
+        return (
+            f"{len(self.downloaded)} downloaded, {len(self.present)} already present, "
+            f"{len(self.failed)} failed ({self.bytes_transferred} bytes transferred)"
+        )
+
+
+class DownloadError(EomatchError):
+    """One job cannot be completed; the message is the one-line reason."""
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt (transient HTTP status)."""
+
+
+# -- checksums ------------------------------------------------------------------------------
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def _blake2b(bits: int) -> Callable[[], _Hasher]:
+    return lambda: hashlib.blake2b(digest_size=bits // 8)
+
+
+_MULTIHASH: dict[int, tuple[str, Callable[[], _Hasher]]] = {
+    0x11: ("sha1", hashlib.sha1),
+    0x12: ("sha2-256", hashlib.sha256),
+    0x13: ("sha2-512", hashlib.sha512),
+    0x14: ("sha3-512", hashlib.sha3_512),
+    0x16: ("sha3-256", hashlib.sha3_256),
+    0xD5: ("md5", hashlib.md5),
+    0xB220: ("blake2b-256", _blake2b(256)),
+    0xB240: ("blake2b-512", _blake2b(512)),
+}
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A parsed STAC ``file:checksum``: the algorithm and the expected hex digest."""
+
+    algorithm: str
+    digest: str
+    factory: Callable[[], _Hasher] = field(repr=False, compare=False)
+
+    def of_file(self, path: Path) -> str:
+        """Hex digest of a file's content."""
+        h = self.factory()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def parse_multihash(text: str) -> Checksum:
+    """Parse a multihash hex string (``1220…`` sha2-256, ``d50110…`` md5, …).
+
+    Raises:
+        ValueError: malformed, of an unsupported algorithm, or with a wrong digest length.
+    """
+    try:
+        raw = bytes.fromhex(text.strip())
+        code, pos = _varint(raw, 0)
+        length, pos = _varint(raw, pos)
+    except ValueError as exc:
+        raise ValueError(f"malformed file:checksum {text!r} ({exc})") from None
+    if code not in _MULTIHASH:
+        raise ValueError(f"file:checksum {text!r}: unsupported multihash code 0x{code:x}")
+    name, factory = _MULTIHASH[code]
+    digest = raw[pos:]
+    if len(digest) != length or length != len(factory().hexdigest()) // 2:
+        raise ValueError(f"file:checksum {text!r}: wrong digest length for {name}")
+    return Checksum(name, digest.hex(), factory)
+
+
+# -- verification and local files -----------------------------------------------------------
+
+
+def part_path(dest: Path) -> Path:
+    """The partial file a download of ``dest`` writes to."""
+    return dest.with_name(dest.name + PART_SUFFIX)
+
+
+def _problem(path: Path, job: DownloadJob, checksum: Checksum | None) -> str | None:
+    """Why ``path`` is not the file ``job`` wants, or None when it is (as far as we can tell)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    if job.size is not None and size != job.size:
+        return f"size {size} bytes, expected {job.size}"
+    if checksum is not None:
+        got = checksum.of_file(path)
+        if got != checksum.digest:
+            return f"{checksum.algorithm} checksum mismatch (got {got}, expected {checksum.digest})"
+    return None
+
+
+def _local_source(href: str) -> Path | None:
+    """The local path an href names, or None for a remote URL."""
+    parsed = urlparse(href)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise DownloadError(f"remote file:// host {parsed.netloc!r} is not supported")
+        return Path(url2pathname(unquote(parsed.path)))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return Path(href)
+    return None
+
+
+def _publish(part: Path, dest: Path) -> None:
+    """Make the finished ``.part`` file durable, then rename it onto ``dest`` atomically."""
+    with open(part, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(part, dest)
+    if os.name == "posix":  # make the rename itself survive a crash
+        with contextlib.suppress(OSError):
+            fd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _verified_publish(part: Path, job: DownloadJob, checksum: Checksum | None) -> None:
+    problem = _problem(part, job, checksum)
+    if problem is not None:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise DownloadError(f"{problem}; partial file removed")
+    _publish(part, job.dest)
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Engine:
+    client: httpx.Client
+    retries: int
+    backoff: float
+    progress: ProgressCallback | None
+    link_local: bool = False
+
+    def _report(self, job: DownloadJob, done: int, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress(job, done, total)
+
+    def copy_local(self, src: Path, job: DownloadJob, checksum: Checksum | None) -> int:
+        """Copy a local file into place through a ``.part`` file; returns bytes copied."""
+        if not src.is_file():
+            raise DownloadError(f"local source {src} does not exist or is not a file")
+        part = part_path(job.dest)
+        total = src.stat().st_size
+        if self.link_local:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            try:
+                os.link(src, part)
+            except OSError as exc:  # other file system, or links not supported: copy
+                log.debug("cannot hard-link %s (%s); copying", src, exc)
+            else:
+                self._report(job, total, total)
+                _verified_publish(part, job, checksum)
+                return 0
+        done = 0
+        with open(src, "rb") as fin, open(part, "wb") as fout:
+            while chunk := fin.read(CHUNK_BYTES):
+                fout.write(chunk)
+                done += len(chunk)
+                self._report(job, done, total)
+        _verified_publish(part, job, checksum)
+        return done
+
+    def fetch_http(self, job: DownloadJob, checksum: Checksum | None) -> int:
+        """Download ``job.href`` into place, resuming a ``.part`` file; returns bytes read."""
+        part = part_path(job.dest)
+        attempts = self.retries + 1
+        counter = [0]  # bytes received, including attempts that later failed
+        last = "no attempt made"
+        # bytes left by an earlier run may be stale (the file changed on the server since)
+        stale_possible = part.exists() and part.stat().st_size > 0
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                self._attempt(job, part, counter)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc or 'no details'}"
+                log.debug("download %s: %s (attempt %d/%d)", job.href, last, attempt + 1, attempts)
+                continue
+            except _Retryable as exc:
+                last = str(exc)
+                continue
+            try:
+                _verified_publish(part, job, checksum)
+            except DownloadError:
+                if not stale_possible or attempt == attempts - 1:
+                    raise
+                stale_possible = False  # the .part was removed: one fresh try
+                last = "verification failed; restarting from scratch"
+                continue
+            return counter[0]
+        raise DownloadError(f"gave up after {attempts} attempt(s): {last}")
+
+    def _attempt(self, job: DownloadJob, part: Path, counter: list[int]) -> None:
+        """One GET (ranged when a ``.part`` exists), adding the bytes received to ``counter``."""
+        offset = part.stat().st_size if part.exists() else 0
+        if job.size is not None and offset > job.size:
+            offset = 0  # not a prefix of the file we want
+        if offset and offset == job.size:
+            return  # complete already: verification decides
+        headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        with self.client.stream("GET", job.href, headers=headers) as resp:
+            status = resp.status_code
+            if status == 416 and offset:
+                total = _content_range_total(resp.headers.get("Content-Range"))
+                if total is not None and total == offset:
+                    return  # the .part is already complete
+                part.unlink()
+                raise _Retryable(f"HTTP 416 for a resume at byte {offset}; restarting")
+            if status in RETRY_STATUSES:
+                raise _Retryable(f"HTTP {status} {resp.reason_phrase}")
+            if status >= 400:
+                raise DownloadError(f"HTTP {status} {resp.reason_phrase} for {job.href}")
+            if status == 206 and offset and _content_range_start(resp.headers) == offset:
+                mode, done = "ab", offset
+                total = _content_range_total(resp.headers.get("Content-Range"))
+            elif status == 206:
+                raise _Retryable("unexpected partial content; retrying")
+            else:
+                mode, done = "wb", 0  # no Range support: start again
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else job.size
+            with open(part, mode) as fh:
+                for chunk in resp.iter_raw():  # unbuffered: a drop loses nothing received
+                    fh.write(chunk)
+                    counter[0] += len(chunk)
+                    done += len(chunk)
+                    self._report(job, done, total)
+
+
+def _content_range_start(headers: httpx.Headers) -> int | None:
+    value = headers.get("Content-Range", "")
+    try:
+        unit, rest = value.split(" ", 1)
+        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
+    except ValueError:
+        return None
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _fetch_group(engine: _Engine, jobs: list[DownloadJob]) -> list[DownloadResult]:
+    """Jobs sharing one href: fetch it once, then place it at every other destination."""
+    results: list[DownloadResult] = []
+    source: Path | None = None
+    fetch_failed: dict[tuple[str | None, int | None], str] = {}
+    """Reasons a fetch failed, by what was expected of the file: not tried again."""
+    for job in jobs:
+        try:
+            checksum = parse_multihash(job.checksum) if job.checksum else None
+        except ValueError as exc:
+            results.append(DownloadResult(job, "failed", reason=str(exc)))
+            continue
+        try:
+            if job.dest.exists() and _problem(job.dest, job, checksum) is None:
+                results.append(DownloadResult(job, "present", job.dest))
+                source = source or job.dest
+                continue
+            job.dest.parent.mkdir(parents=True, exist_ok=True)
+            if source is not None:  # already fetched for an earlier job of this href
+                engine.copy_local(source, job, checksum)
+                results.append(DownloadResult(job, "downloaded", job.dest))
+                continue
+            expected = (job.checksum, job.size)
+            if expected in fetch_failed:
+                raise DownloadError(fetch_failed[expected])
+            local = _local_source(job.href)
+            if local is not None:
+                if job.dest.exists() and local.exists() and os.path.samefile(local, job.dest):
+                    raise DownloadError(f"{job.dest} is its own source and fails verification")
+                n = engine.copy_local(local, job, checksum)
+            elif urlparse(job.href).scheme in ("http", "https"):
+                try:
+                    n = engine.fetch_http(job, checksum)
+                except DownloadError as exc:
+                    fetch_failed[expected] = str(exc)
+                    raise
+            elif urlparse(job.href).scheme == "s3":
+                raise DownloadError("s3:// hrefs are not supported; use the asset's https URL")
+            else:
+                raise DownloadError(f"unsupported URL scheme in {job.href!r}")
+            results.append(DownloadResult(job, "downloaded", job.dest, bytes_transferred=n))
+            source = job.dest
+        except (DownloadError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
+            results.append(DownloadResult(job, "failed", reason=reason))
+    return results
+
+
+def download(
+    jobs: Sequence[DownloadJob],
+    *,
+    concurrency: int = 4,
+    retries: int = 3,
+    timeout: float = 60,
+    progress: ProgressCallback | None = None,
+    on_done: DoneCallback | None = None,
+    headers: Mapping[str, str] | None = None,
+    backoff: float = 0.5,
+    link_local: bool = False,
+) -> DownloadReport:
+    """Fetch every job's file; one job failing never stops the others.
+
+    Args:
+        jobs: the files to fetch. Jobs with the same href are fetched once (copied to any
+            further destination). A job whose ``dest`` already holds the right file is
+            reported ``present`` without any transfer.
+        concurrency: files fetched at the same time (threads).
+        retries: further attempts after a dropped connection, timeout, 429 or 5xx; each
+            attempt resumes the ``.part`` file when the server honours Range requests.
+        timeout: seconds allowed to connect and between received bytes.
+        progress: ``progress(job, bytes_done, total_or_None)``, called from worker threads.
+        on_done: ``on_done(job, path)`` after each downloaded or present job, called on the
+            calling thread (one at a time) so it may save catalogue items without locking. An
+            exception from it marks that job failed.
+        headers: sent with every HTTP request (credentials).
+        backoff: wait before the first retry; doubled for each further one.
+        link_local: hard-link local sources instead of copying them (falls back to a copy
+            across file systems); the link shares the source's bytes, so edits show in both.
+
+    Raises:
+        EomatchError: a job has no href (e.g. a predicted product), or two jobs want different
+            files at one destination; raised before anything is fetched.
+    """
+    if concurrency < 1:
+        raise EomatchError(f"download concurrency must be at least 1, got {concurrency}")
+    groups: dict[str, list[tuple[int, DownloadJob]]] = {}
+    dest_href: dict[Path, str] = {}
+    for index, job in enumerate(jobs):
+        if not job.href or not job.href.strip():
+            raise EomatchError(
+                f"product {job.product_id}: no file to download (no href; predicted products "
+                "have no data to fetch)"
+            )
+        dest = Path(os.path.abspath(job.dest))
+        other = dest_href.setdefault(dest, job.href)
+        if other != job.href:
+            raise EomatchError(
+                f"product {job.product_id}: {job.dest} is the destination of two different "
+                f"files ({other} and {job.href})"
+            )
+        groups.setdefault(job.href, []).append((index, job))
+
+    results: list[DownloadResult | None] = [None] * len(jobs)
+    with (
+        httpx.Client(
+            headers=dict(headers or {}), timeout=httpx.Timeout(timeout), follow_redirects=True
+        ) as client,
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eomatch-dl") as pool,
+    ):
+        engine = _Engine(client, retries, backoff, progress, link_local)
+        futures: dict[Future[list[DownloadResult]], list[int]] = {
+            pool.submit(_fetch_group, engine, [job for _, job in members]): [i for i, _ in members]
+            for members in groups.values()
+        }
+        try:
+            for future in as_completed(futures):
+                for index, result in zip(futures[future], future.result(), strict=True):
+                    results[index] = _notify(result, on_done)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # running files finish as .part
+            raise
+    return DownloadReport([r for r in results if r is not None])
+
+
+def _notify(result: DownloadResult, on_done: DoneCallback | None) -> DownloadResult:
+    if result.status == "failed" or on_done is None or result.path is None:
+        if result.status == "failed":
+            log.warning("download of %s failed: %s", result.job.product_id, result.reason)
+        return result
+    try:
+        on_done(result.job, result.path)
+    except Exception as exc:
+        reason = f"on_done failed: {type(exc).__name__}: {exc}"
+        log.warning("download of %s: %s", result.job.product_id, reason)
+        return DownloadResult(result.job, "failed", result.path, reason, result.bytes_transferred)
+    return result

@@ -1,0 +1,234 @@
+"""Downloading and removing the source products of catalogued matchups.
+
+Also importable as :mod:`eomatch.manage_products` (the previous generation's module name).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from urllib.parse import urlparse
+
+from eomatch.context import EOMatchContext
+from eomatch.core.products import Product
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.downloads import DownloadJob, DownloadReport, download
+from eomatch.timeparse import TimeLike, parse_time
+
+log = logging.getLogger(__name__)
+
+KNOWN_SUFFIXES = (".tar.gz", ".tar", ".zip", ".nc", ".SAFE", ".SEN3", ".h5", ".tif", ".tiff")
+
+
+@dataclass
+class Selection:
+    """Which events' products to act on (the filters of ``get_events``)."""
+
+    collections: Sequence[str] | None = None
+    platforms: Sequence[str] | None = None
+    start_time: TimeLike | None = None
+    stop_time: TimeLike | None = None
+    bbox: Sequence[float] | None = None
+    filter: str | None = None
+
+    def products(self, cat: MatchupCatalogue) -> list[Product]:
+        """Distinct products of the selected events' matchups (a shared product appears once)."""
+        events = cat.get_events(
+            collections=self.collections,
+            platforms=self.platforms,
+            start_time=parse_time(self.start_time, "start time") if self.start_time else None,
+            stop_time=parse_time(self.stop_time, "stop time") if self.stop_time else None,
+            bbox=self.bbox,
+            filter=self.filter,
+        )
+        seen: dict[str, Product] = {}
+        for e in events:
+            for m in e.matchups:
+                for p in m.products:
+                    seen.setdefault(p.id, p)
+        return [seen[k] for k in sorted(seen)]
+
+
+@dataclass
+class RemoveReport:
+    """What ``remove`` did."""
+
+    unregistered: int = 0
+    deleted_files: int = 0
+    kept_files: list[Path] = field(default_factory=list)
+
+
+def _is_url(href: str) -> bool:
+    return urlparse(href).scheme in ("http", "https", "s3", "file")
+
+
+def local_data_path(cat: MatchupCatalogue, product: Product) -> Path | None:
+    """The local file of a product's ``data`` asset, or None if it is remote or absent."""
+    asset = product.assets.get("data")
+    if not asset:
+        return None
+    href = str(asset.get("href", ""))
+    if not href or (_is_url(href) and not href.startswith("file://")):
+        return None
+    if href.startswith("file://"):
+        return Path(urlparse(href).path)
+    path = Path(href)
+    return path if path.is_absolute() else (cat.item_path(product.id).parent / path).resolve()
+
+
+def product_destination(cat: MatchupCatalogue, product: Product, href: str) -> Path:
+    """``{root}/data/{platform}/{collection}/YYYY/MM/DD/{id}{suffix}`` (zero-padded)."""
+    name = Path(urlparse(href).path).name
+    suffix = next((s for s in KNOWN_SUFFIXES if name.endswith(s)), Path(name).suffix)
+    day = product.start.astimezone(UTC)
+    platform = product.sensor.platform.replace(" ", "_")
+    return (
+        cat.data_root
+        / platform
+        / product.sensor.collection
+        / f"{day:%Y/%m/%d}"
+        / f"{product.id}{suffix}"
+    )
+
+
+def download_products(
+    cat: MatchupCatalogue,
+    selection: Selection | None = None,
+    *,
+    concurrency: int = 4,
+    progress: Callable[[DownloadJob, int, int | None], None] | None = None,
+) -> DownloadReport:
+    """Download every selected product once and register it as the item's ``data`` asset.
+
+    Products already on disk (registered, or present at their destination) are registered
+    without downloading. Each product item is saved as soon as its file is in place.
+
+    Raises:
+        EomatchError: when every selected product is predicted (nothing can be downloaded).
+    """
+    products = (selection or Selection()).products(cat)
+    predicted = [p for p in products if p.predicted]
+    if predicted:
+        msg = (
+            f"{len(predicted)} product(s) are predicted from the orbit "
+            "(eomatch:predicted) and cannot be downloaded; configure a 'stac' product source "
+            "to catalogue real products"
+        )
+        if len(predicted) == len(products):
+            raise EomatchError(msg)
+        log.warning(msg)
+    jobs: list[DownloadJob] = []
+    for p in products:
+        if p.predicted or local_data_path(cat, p) is not None:
+            continue
+        asset = p.assets.get("data")
+        href = str(asset.get("href", "")) if asset else ""
+        if not href:
+            log.warning("product %s has no data asset to download", p.id)
+            continue
+        jobs.append(
+            DownloadJob(
+                product_id=p.id,
+                href=href,
+                dest=product_destination(cat, p, href),
+                checksum=asset.get("file:checksum") if asset else None,
+                size=asset.get("file:size") if asset else None,
+            )
+        )
+
+    def register(job: DownloadJob, path: Path) -> None:
+        cat.set_product_data(job.product_id, path)
+
+    return download(jobs, concurrency=concurrency, progress=progress, on_done=register)
+
+
+def remove_products(
+    cat: MatchupCatalogue, selection: Selection | None = None, *, delete_files: bool = True
+) -> RemoveReport:
+    """Unregister the selected products' local ``data`` files, deleting them if asked.
+
+    Files are deleted only inside the catalogue's own data root; files elsewhere (a shared
+    drive in a pulled catalogue, say) are unregistered and left alone, and reported.
+    """
+    report = RemoveReport()
+    data_root = cat.data_root.resolve()
+    for p in (selection or Selection()).products(cat):
+        path = local_data_path(cat, p)
+        if path is None:
+            continue
+        cat.set_product_data(p.id, None)
+        report.unregistered += 1
+        if not delete_files:
+            continue
+        resolved = path.resolve()
+        if not resolved.is_relative_to(data_root):
+            report.kept_files.append(path)
+            log.warning("%s is outside %s: unregistered, not deleted", path, data_root)
+            continue
+        if resolved.is_dir():
+            shutil.rmtree(resolved)
+            report.deleted_files += 1
+        elif resolved.exists():
+            os.unlink(resolved)
+            report.deleted_files += 1
+    return report
+
+
+def _open(context: EOMatchContext | None, path: str | Path | None) -> MatchupCatalogue:
+    if path is None and context is not None:
+        path = context.config.matchup_catalogue.path
+    if path is None:
+        raise EomatchError("no catalogue: give --path or set matchup_catalogue.path")
+    return MatchupCatalogue.open(path)
+
+
+def download_catalogue_products(
+    context: EOMatchContext | None = None,
+    path: str | Path | None = None,
+    collections: Sequence[str] | None = None,
+    platforms: Sequence[str] | None = None,
+    start_time: TimeLike | None = None,
+    stop_time: TimeLike | None = None,
+    bbox: Sequence[float] | None = None,
+    filter: str | None = None,
+) -> list[Path]:
+    """Download the products of the matching events; returns the local paths handled."""
+    cat = _open(context, path)
+    try:
+        sel = Selection(collections, platforms, start_time, stop_time, bbox, filter)
+        report = download_products(cat, sel)
+    finally:
+        cat.close()
+    if report.failed:
+        first = report.failed[0]
+        raise EomatchError(
+            f"{len(report.failed)} download(s) failed; first: {first.job.product_id}: "
+            f"{first.reason}"
+        )
+    return [r.path for r in report.results if r.path is not None]
+
+
+def remove_catalogue_products(
+    context: EOMatchContext | None = None,
+    path: str | Path | None = None,
+    collections: Sequence[str] | None = None,
+    platforms: Sequence[str] | None = None,
+    start_time: TimeLike | None = None,
+    stop_time: TimeLike | None = None,
+    bbox: Sequence[float] | None = None,
+    filter: str | None = None,
+    delete_files: bool = True,
+) -> int:
+    """Unregister (and by default delete) downloaded products; returns how many."""
+    cat = _open(context, path)
+    try:
+        sel = Selection(collections, platforms, start_time, stop_time, bbox, filter)
+        return remove_products(cat, sel, delete_files=delete_files).unregistered
+    finally:
+        cat.close()

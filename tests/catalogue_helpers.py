@@ -1,0 +1,137 @@
+"""Synthetic events and an offline STAC 1.1 validator for the catalogue tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pystac.validation.local_validator import get_local_schema_cache
+from referencing import Registry, Resource
+from shapely.geometry import MultiPolygon, box
+
+from eomatch.core import stac_items as si
+from eomatch.core.products import (
+    Matchup,
+    MatchupEvent,
+    Product,
+    SensorKey,
+    event_id,
+    matchup_id,
+    pair_id,
+)
+
+S2 = SensorKey("S2_MSI_L1C", "Sentinel-2A")
+L9 = SensorKey("LANDSAT_C2L1", "Landsat-9")
+S3 = SensorKey("S3_EFR", "Sentinel-3A")
+T0 = datetime(2022, 5, 21, 8, 35, tzinfo=UTC)
+
+
+def make_event(
+    lon: float = 10.0,
+    lat: float = 45.0,
+    when: datetime = T0,
+    sensors: tuple[SensorKey, SensorKey] = (L9, S2),
+    n_matchups: int = 2,
+    dt_s: float = 300.0,
+    size: float = 2.0,
+    antimeridian: bool = False,
+) -> MatchupEvent:
+    """One event with ``n_matchups`` matchups of one product per sensor each."""
+    a, b = sorted(sensors)
+    pair = pair_id([a, b])
+    eid = event_id(pair, when, lat, lon)
+    matchups = []
+    for k in range(n_matchups):
+        prods = []
+        for j, sensor in enumerate((a, b)):
+            start = when + timedelta(seconds=k * 30 + j * dt_s)
+            if antimeridian:
+                geom: Any = MultiPolygon(
+                    [box(179.0, lat + k * 0.1, 180.0, lat + 1), box(-180.0, lat, -179.0, lat + 1)]
+                )
+            else:
+                geom = box(lon + k * 0.1 + j * 0.2, lat, lon + size + k * 0.1, lat + size)
+            prods.append(
+                Product(
+                    id=f"{sensor.platform}_{start:%Y%m%dT%H%M%S}_{lon:+.2f}_{lat:+.2f}_{k}",
+                    sensor=sensor,
+                    start=start,
+                    end=start + timedelta(seconds=20),
+                    geometry=geom,
+                    assets={"data": {"href": f"https://example.test/{sensor.platform}/{k}.zip"}},
+                    properties={"eo:cloud_cover": 12.5},
+                )
+            )
+        geom_mu = prods[0].geometry.intersection(prods[1].geometry)
+        if antimeridian:
+            geom_mu = prods[0].geometry
+        matchups.append(
+            Matchup(
+                id=matchup_id(pair, prods),
+                products=tuple(sorted(prods, key=lambda p: p.sensor)),
+                geometry=geom_mu,
+                area_km2=1000.0 + k,
+                time_diff_abs_s=dt_s,
+                event_id=eid,
+            )
+        )
+    return MatchupEvent(
+        id=eid,
+        sensors=(a, b),
+        start=when,
+        end=when + timedelta(seconds=dt_s + 60 * n_matchups),
+        geometry=(
+            MultiPolygon([box(178.0, lat, 180.0, lat + 2), box(-180.0, lat, -178.0, lat + 2)])
+            if antimeridian
+            else box(lon - 1, lat - 1, lon + size + 1, lat + size + 1)
+        ),
+        properties={"closest_approach": when, "distance_km": 12.0},
+        matchups=tuple(matchups),
+    )
+
+
+def _registry() -> Registry[Any]:
+    resources_: list[tuple[str, Resource[Any]]] = [
+        (uri, Resource.from_contents(schema)) for uri, schema in get_local_schema_cache().items()
+    ]
+    ext = json.loads(
+        resources.files("eomatch.schemas").joinpath(si.EXTENSION_SCHEMA_FILE).read_text()
+    )
+    resources_.append((si.EXTENSION_URI, Resource.from_contents(ext)))
+    return Registry().with_resources(resources_)
+
+
+_REGISTRY = _registry()
+_CORE = {
+    "Feature": "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json",
+    "Collection": "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json",
+    "Catalog": "https://schemas.stacspec.org/v1.1.0/catalog-spec/json-schema/catalog.json",
+}
+
+
+def validate_stac(data: dict[str, Any]) -> None:
+    """Validate against the STAC 1.1.0 core schemas pystac ships, plus declared extensions."""
+    for uri in [_CORE[data["type"]], *data.get("stac_extensions", [])]:
+        schema = _REGISTRY.contents(uri)
+        cls = jsonschema.validators.validator_for(schema)
+        cls(schema, registry=_REGISTRY).validate(data)
+
+
+def validate_tree(root: Path) -> int:
+    """Validate every JSON file of a catalogue; check links resolve and no self links."""
+    n = 0
+    for path in root.rglob("*.json"):
+        if path.name.startswith(".") or "data" in path.relative_to(root).parts[:1]:
+            continue
+        data = json.loads(path.read_text())
+        validate_stac(data)
+        for link in data.get("links", []):
+            assert link["rel"] != "self", path
+            assert not link["href"].startswith("/"), path
+            assert (path.parent / link["href"]).resolve().is_file(), (path, link)
+        n += 1
+    return n

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from catalogue_helpers import L9, S2, S3, T0, make_event, validate_tree
+from eomatch.core import stac_items as si
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import MatchupCatalogue
+
+
+@pytest.fixture
+def cat(tmp_path):
+    c = MatchupCatalogue.create(tmp_path / "cat", id="test-cat", description="tests")
+    yield c
+    c.close()
+
+
+def test_layout_links_and_validation(cat):
+    ev = make_event()
+    res = cat.add_event(ev)
+    assert (res.events_new, res.matchups_new, res.products_new) == (1, 2, 4)
+    root = cat.root
+    pair = "LANDSAT_C2L1-Landsat-9-vs-S2_MSI_L1C-Sentinel-2A"
+    assert (root / pair / "collection.json").is_file()
+    assert (root / f"matchup-events-{pair}" / "2022/05/21" / f"{ev.id}.json").is_file()
+    for mu in ev.matchups:
+        assert (root / pair / "2022/05/21" / f"{mu.id}.json").is_file()
+        for p in mu.products:
+            assert (root / p.sensor.collection / "2022/05/21" / f"{p.id}.json").is_file()
+    assert validate_tree(root) == 1 + 4 + 1 + 2 + 4
+    links = json.loads((root / "catalog.json").read_text())["links"]
+    children = [x["title"] for x in links if x["rel"] == "child"]
+    assert children == sorted(children)
+    assert len(set(children)) == len(children)
+
+
+def test_readd_is_noop_and_new_matchup_updates_event(cat):
+    ev = make_event(n_matchups=1)
+    cat.add_event(ev)
+    before = {p: p.read_bytes() for p in cat.root.rglob("*.json")}
+    res = cat.add_event(ev)
+    assert (res.events_new, res.events_existing, res.matchups_existing) == (0, 1, 1)
+    assert {p: p.read_bytes() for p in cat.root.rglob("*.json")} == before
+    ev2 = make_event(n_matchups=2)
+    res = cat.add_event(ev2)
+    assert (res.matchups_new, res.matchups_existing, res.events_existing) == (1, 1, 1)
+    item = json.loads(cat.item_path(ev.id).read_text())
+    assert len([x for x in item["links"] if x["rel"] == "related"]) == 2
+    [got] = cat.get_events()
+    assert len(got.matchups) == 2
+    validate_tree(cat.root)
+
+
+def test_extents_follow_adds_and_removes(cat):
+    a = make_event(lon=0.0, lat=10.0)
+    b = make_event(lon=40.0, lat=-30.0, when=T0 + timedelta(days=40))
+    cat.add_event(a)
+    cat.add_event(b)
+    coll = json.loads(
+        (cat.root / si.events_collection_id(a.sensors) / "collection.json").read_text()
+    )
+    assert coll["extent"]["spatial"]["bbox"][0] == [-1.0, -31.0, 43.0, 13.0]
+    assert coll["extent"]["temporal"]["interval"][0][0] == "2022-05-21T08:35:00Z"
+    cat.remove_event(b.id)
+    coll = json.loads(
+        (cat.root / si.events_collection_id(a.sensors) / "collection.json").read_text()
+    )
+    assert coll["extent"]["spatial"]["bbox"][0] == [-1.0, 9.0, 3.0, 13.0]
+    assert coll["extent"]["temporal"]["interval"][0][1] == si.format_datetime(a.end)
+    assert cat.counts() == {"event": 1, "matchup": 2, "product": 4}
+    validate_tree(cat.root)
+
+
+def test_get_events_filters(cat):
+    e1 = make_event(lon=0.0, lat=10.0, dt_s=300)
+    e2 = make_event(lon=50.0, lat=40.0, when=T0 + timedelta(days=2), dt_s=900)
+    e3 = make_event(lon=179.0, lat=0.0, when=T0 + timedelta(days=4), antimeridian=True)
+    e4 = make_event(lon=5.0, lat=5.0, sensors=(S2, S3), when=T0 + timedelta(days=1))
+    with cat.batch():
+        for e in (e1, e2, e3, e4):
+            cat.add_event(e)
+
+    def ids(**kw):
+        return sorted(e.id for e in cat.get_events(**kw))
+
+    assert len(ids()) == 4
+    assert ids(collections=["S3_EFR"]) == [e4.id]
+    assert ids(collections=["LANDSAT_C2L1"]) == sorted([e1.id, e2.id, e3.id])
+    assert ids(platforms=["Sentinel-3A", "Landsat-9"]) == sorted([e1.id, e2.id, e3.id, e4.id])
+    assert ids(start_time=T0 + timedelta(days=1.5)) == sorted([e2.id, e3.id])
+    assert ids(stop_time=(T0 + timedelta(days=1)).replace(tzinfo=None)) == sorted([e1.id, e4.id])
+    assert ids(bbox=[-5, 5, 5, 15]) == sorted([e1.id, e4.id])
+    assert ids(bbox=[170, -5, -170, 5]) == [e3.id]
+    assert ids(bbox=[-179.5, -5, -179, 5]) == [e3.id]
+    assert ids(filter='"matchup:time_diff_abs" < 600') == sorted([e1.id, e3.id, e4.id])
+    assert ids(filter='"matchup:time_diff_abs" < 600', collections=["S3_EFR"]) == [e4.id]
+    assert ids(products_downloaded=True) == []
+    assert len(ids(products_downloaded=False)) == 4
+    [ev] = cat.get_events(
+        filter='"matchup:collocation_area_km2" < 1000.5',
+        bbox=[-5, 5, 5, 15],
+        collections=["LANDSAT_C2L1"],
+    )
+    assert len(ev.matchups) == 1
+    assert len(ev.matchups[0].products) == 2
+    assert ev.matchups[0].products[0].sensor == L9
+    with pytest.raises(EomatchError, match="CQL2"):
+        cat.get_events(filter="this is not cql2 ((")
+
+
+def test_products_downloaded_and_set_product_data(cat):
+    ev = make_event(n_matchups=1)
+    cat.add_event(ev)
+    pids = [p.id for p in ev.matchups[0].products]
+    (cat.data_root / "p").mkdir(parents=True)
+    for pid in pids[:1]:
+        f = cat.data_root / "p" / f"{pid}.zip"
+        f.write_bytes(b"x")
+        cat.set_product_data(pid, f)
+    assert cat.get_events(products_downloaded=True) == []
+    assert len(cat.get_events(products_downloaded=False)) == 1
+    f = cat.data_root / "p" / f"{pids[1]}.zip"
+    f.write_bytes(b"x")
+    item = cat.set_product_data(pids[1], f)
+    assert item["assets"]["data"]["href"].startswith("../../../../data/p/")
+    assert item["assets"]["data"]["eomatch:source_href"].startswith("https://")
+    assert len(cat.get_events(products_downloaded=True)) == 1
+    item = cat.set_product_data(pids[1], None)
+    assert item["assets"]["data"]["href"].startswith("https://")
+    assert cat.get_events(products_downloaded=True) == []
+    validate_tree(cat.root)
+
+
+def test_assets_add_remove_and_delete_guard(cat, tmp_path):
+    ev = make_event(n_matchups=1)
+    cat.add_event(ev)
+    mu = ev.matchups[0]
+    inside = cat.data_root / "results" / "stats.csv"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("a,b\n")
+    outside = tmp_path / "elsewhere.nc"
+    outside.write_text("keep me")
+    item = cat.add_matchup_asset(mu, "statistics", inside, roles=["data"])
+    assert item["assets"]["statistics"]["type"] == "text/csv"
+    assert not item["assets"]["statistics"]["href"].startswith("/")
+    item = cat.add_event_asset(ev, "external", outside)
+    assert item["assets"]["external"]["href"] == str(outside)
+    assert item["assets"]["external"]["type"] == "application/x-netcdf"
+    cat.add_matchup_collection_asset(mu, "report", inside, title="report")
+    validate_tree(cat.root)
+    with pytest.raises(EomatchError, match="refusing to delete"):
+        cat.remove_event_asset(ev, "external", delete_file=True)
+    assert outside.exists()
+    assert "external" in json.loads(cat.item_path(ev.id).read_text())["assets"]
+    cat.remove_event_asset(ev, "external")
+    assert outside.exists()
+    cat.remove_matchup_collection_asset(mu, "report")
+    cat.remove_matchup_asset(mu, "statistics", delete_file=True)
+    assert not inside.exists()
+    with pytest.raises(EomatchError, match="no asset"):
+        cat.remove_matchup_asset(mu.id, "statistics")
+    cat.add_product_asset(mu.products[0], "quicklook", "https://example.test/ql.jpg")
+    cat.remove_product_asset(mu.products[0].id, "quicklook")
+    validate_tree(cat.root)
+
+
+def test_open_forms_and_errors(cat, tmp_path):
+    cat.add_event(make_event())
+    a = MatchupCatalogue.open(cat.root / "catalog.json")
+    assert a.id == "test-cat"
+    assert a.counts()["event"] == 1
+    a.close()
+    with pytest.raises(EomatchError, match=r"catalog\.json"):
+        MatchupCatalogue.open(tmp_path / "nothing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "catalog.json").write_text("{not json")
+    with pytest.raises(EomatchError, match=r"bad/catalog\.json"):
+        MatchupCatalogue.open(tmp_path / "bad")

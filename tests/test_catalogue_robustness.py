@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from catalogue_helpers import T0, make_event, validate_tree
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.catalogue_index import INDEX_NAME
+
+HERE = Path(__file__).parent
+
+
+def _fill(root: Path, n: int = 3) -> list:
+    events = [make_event(lon=10.0 * i, when=T0 + timedelta(hours=i)) for i in range(n)]
+    with MatchupCatalogue.create(root) as cat:
+        for e in events:
+            cat.add_event(e)
+    return events
+
+
+def test_corrupt_item_names_the_file_and_skip_invalid(tmp_path):
+    root = tmp_path / "cat"
+    events = _fill(root)
+    with MatchupCatalogue.open(root) as cat:
+        bad = cat.item_path(events[1].matchups[0].id)
+    bad.write_text('{"type": "Feature", "id": "trunc')
+    (root / INDEX_NAME).unlink()
+    with pytest.raises(EomatchError, match=re.escape(bad.name)):
+        MatchupCatalogue.open(root)
+    with MatchupCatalogue.open(root, skip_invalid=True) as cat:
+        assert cat.counts() == {"event": 3, "matchup": 5, "product": 12}
+        assert len(cat.get_events()) == 3
+
+
+def test_corrupt_item_found_by_query_names_the_file(tmp_path):
+    root = tmp_path / "cat"
+    events = _fill(root, 1)
+    with MatchupCatalogue.open(root) as cat:
+        path = cat.item_path(events[0].id)
+        with path.open("r+") as fh:  # in-place edit: directory mtime unchanged
+            fh.write("garbage!")
+        with pytest.raises(EomatchError, match=re.escape(path.name)):
+            cat.get_events()
+
+
+def test_stale_index_is_rebuilt(tmp_path):
+    root = tmp_path / "cat"
+    events = _fill(root)
+    (root / INDEX_NAME).unlink()
+    with MatchupCatalogue.open(root) as cat:
+        assert cat.counts() == {"event": 3, "matchup": 6, "product": 12}
+        path = cat.item_path(events[0].matchups[0].id)
+    # hand edit saved the way editors do (new file renamed over the old one)
+    item = json.loads(path.read_text())
+    item["properties"]["matchup:time_diff_abs"] = 5000.0
+    tmp = path.with_name("edit.tmp")
+    tmp.write_text(json.dumps(item))
+    os.replace(tmp, path)
+    with MatchupCatalogue.open(root) as cat:
+        got = cat.get_events(filter='"matchup:time_diff_abs" > 4000')
+        assert [e.id for e in got] == [events[0].id]
+    # a hand-deleted item is noticed too
+    os.unlink(path)
+    with MatchupCatalogue.open(root) as cat:
+        assert cat.counts()["matchup"] == 5
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*.json")
+        if not p.name.startswith(".")
+    }
+
+
+def test_kill_at_every_replace_leaves_valid_catalogue(tmp_path, monkeypatch):
+    ref = tmp_path / "ref"
+    _fill(ref, 2)
+    expected = _snapshot(ref)
+    events = [make_event(lon=10.0 * i, when=T0 + timedelta(hours=i)) for i in range(2)]
+    real_replace = os.replace
+    n = 0
+    while True:
+        root = tmp_path / f"c{n}"
+        MatchupCatalogue.create(root).close()
+        calls = 0
+
+        def dying_replace(src, dst, limit=n):
+            nonlocal calls
+            calls += 1
+            if calls > limit:
+                raise KeyboardInterrupt("killed")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", dying_replace)
+        finished = True
+        try:
+            with MatchupCatalogue.open(root) as cat:
+                for e in events:
+                    cat.add_event(e)
+        except KeyboardInterrupt:
+            finished = False
+        monkeypatch.setattr(os, "replace", real_replace)
+        with MatchupCatalogue.open(root) as cat:
+            validate_tree(root)  # complete, valid files whose links all resolve
+            for e in events:
+                cat.add_event(e)
+            assert cat.counts() == {"event": 2, "matchup": 4, "product": 8}
+        validate_tree(root)
+        assert _snapshot(root) == expected
+        assert not list(root.rglob(".*.tmp"))
+        if finished:
+            break
+        n += 1
+    assert n > 10
+
+
+def test_kill_inside_batch_then_open_validates(tmp_path, monkeypatch):
+    root = tmp_path / "cat"
+    MatchupCatalogue.create(root).close()
+    events = [make_event(lon=5.0 * i, when=T0 + timedelta(days=i)) for i in range(6)]
+    real_replace = os.replace
+    calls = 0
+
+    def dying_replace(src, dst):
+        nonlocal calls
+        calls += 1
+        if calls > 20:
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+
+    def bulk() -> None:
+        with MatchupCatalogue.open(root) as cat, cat.batch():
+            for e in events:
+                cat.add_event(e)
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk()
+    monkeypatch.setattr(os, "replace", real_replace)
+    with MatchupCatalogue.open(root) as cat:
+        validate_tree(root)  # collections repaired from the items that made it
+        with cat.batch():
+            for e in events:
+                cat.add_event(e)
+        assert cat.counts() == {"event": 6, "matchup": 12, "product": 24}
+    validate_tree(root)
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from datetime import timedelta
+    sys.path.insert(0, {tests!r})
+    from catalogue_helpers import T0, make_event
+    from eomatch.io.catalogue import MatchupCatalogue
+    root, offset, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    cat = MatchupCatalogue.open(root)
+    for i in range(n):
+        k = offset + i
+        cat.add_event(make_event(lon=float(k % 50), when=T0 + timedelta(minutes=k)))
+    cat.close()
+    """
+)
+
+
+def _worker(root: Path, offset: int, n: int) -> subprocess.Popen[bytes]:
+    code = _WORKER.format(tests=str(HERE))
+    return subprocess.Popen([sys.executable, "-c", code, str(root), str(offset), str(n)])
+
+
+def test_concurrent_writers_are_serialised(tmp_path):
+    root = tmp_path / "cat"
+    MatchupCatalogue.create(root).close()
+    procs = [_worker(root, 0, 30), _worker(root, 10, 30)]  # 20 events in common
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with MatchupCatalogue.open(root) as cat:
+        assert cat.counts() == {"event": 40, "matchup": 80, "product": 160}
+        assert len(cat.get_events()) == 40
+    validate_tree(root)
+
+
+@pytest.mark.slow
+def test_kill_9_subprocess_then_rerun(tmp_path):
+    root = tmp_path / "cat"
+    MatchupCatalogue.create(root).close()
+    for delay in (0.4, 0.8, 1.2):
+        p = _worker(root, 0, 200)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        with MatchupCatalogue.open(root):
+            validate_tree(root)
+    assert _worker(root, 0, 200).wait(timeout=300) == 0
+    with MatchupCatalogue.open(root) as cat:
+        assert cat.counts() == {"event": 200, "matchup": 400, "product": 800}
+    validate_tree(root)

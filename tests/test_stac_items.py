@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+from shapely.geometry import MultiPolygon, box
+
+from catalogue_helpers import T0, make_event, validate_stac
+from eomatch.core import stac_items as si
+
+
+def test_item_paths_zero_padded_and_links_relative():
+    ev = make_event()
+    mu = ev.matchups[0]
+    item = si.matchup_to_item(mu, ev)
+    path = si.matchup_path(mu)
+    assert path.startswith(f"{si.matchup_collection(mu)}/2022/05/21/")
+    rels = [link["rel"] for link in item["links"]]
+    assert "self" not in rels
+    assert rels.count("derived_from") == 2
+    related = [link for link in item["links"] if link["rel"] == "related"]
+    assert related[0]["matchup:role"] == "event"
+    assert si.resolve_href(path, related[0]["href"]) == si.event_path(ev)
+    assert item["properties"]["matchup:time_diff_abs"] == 300.0
+    assert item["properties"]["datetime"] == "2022-05-21T08:35:00Z"
+    assert item["properties"]["start_datetime"] == item["properties"]["datetime"]
+    validate_stac(item)
+    assert json.loads(json.dumps(item)) == item
+
+
+def test_event_and_product_items_validate_and_round_trip():
+    ev = make_event()
+    item = si.event_to_item(ev)
+    validate_stac(item)
+    assert item["properties"]["matchup:collections"] == ["LANDSAT_C2L1", "S2_MSI_L1C"]
+    assert item["properties"]["matchup:platforms"] == ["Landsat-9", "Sentinel-2A"]
+    roles = [link.get("matchup:role") for link in item["links"] if link["rel"] == "related"]
+    assert roles == ["matchup", "matchup"]
+    back = si.item_to_event(item)
+    assert back.id == ev.id
+    assert back.sensors == ev.sensors
+    assert back.start == ev.start
+    p = ev.matchups[0].products[0]
+    pitem = si.product_to_item(p)
+    validate_stac(pitem)
+    assert si.item_to_product(pitem) == p
+    mu = si.item_to_matchup(si.matchup_to_item(ev.matchups[0], ev), ev.matchups[0].products)
+    assert mu.time_diff_abs_s == 300.0
+    assert mu.event_id == ev.id
+
+
+def test_deterministic_bytes():
+    a = json.dumps(si.event_to_item(make_event()))
+    b = json.dumps(si.event_to_item(make_event()))
+    assert a == b
+
+
+def test_antimeridian_bbox_and_union():
+    geom = MultiPolygon([box(170, 0, 180, 5), box(-180, 0, -175, 5)])
+    assert si.geometry_bbox(geom) == [170.0, 0.0, -175.0, 5.0]
+    assert si.geometry_bbox(box(0, 0, 1, 1)) == [0.0, 0.0, 1.0, 1.0]
+    assert si.bbox_intersects([170, 0, -175, 5], [-178, 1, -177, 2])
+    assert not si.bbox_intersects([170, 0, -175, 5], [0, 1, 10, 2])
+    assert si.bbox_intersects([0, 0, 10, 10], [175, 0, 5, 5])
+    assert si.bbox_union([0, 0, 1, 1], [2, -1, 3, 0.5]) == [0.0, -1.0, 3.0, 1.0]
+    assert si.bbox_union([0, 0, 1, 1], [170, 0, -175, 5])[0::2] == [-180.0, 180.0]
+
+
+def test_predicted_flag_and_datetime_format():
+    ev = make_event()
+    p = ev.matchups[0].products[0]
+    from dataclasses import replace
+
+    item = si.product_to_item(replace(p, predicted=True))
+    assert item["properties"]["eomatch:predicted"] is True
+    validate_stac(item)
+    assert si.format_datetime(T0) == "2022-05-21T08:35:00Z"
+    assert si.parse_datetime("2022-05-21T08:35:00Z") == T0
+
+
+def test_collection_dict_validates():
+    c = si.collection_dict("S2_MSI_L1C", [0, 0, 1, 1], (T0, T0))
+    validate_stac(c)
+    validate_stac(si.catalog_dict("x", "d", ["S2_MSI_L1C"]))

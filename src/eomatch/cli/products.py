@@ -76,6 +76,11 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--filter", default=None, metavar="CQL2", help="CQL2 text over matchup item properties"
     )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip unreadable or hand-broken item files (logged) instead of stopping",
+    )
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -126,7 +131,7 @@ def _open(args: argparse.Namespace) -> tuple[MatchupCatalogue, Selection]:
         bbox=_bbox(args.bbox) if args.bbox else None,
         filter=args.filter,
     )
-    return MatchupCatalogue.open(path), sel
+    return MatchupCatalogue.open(path, skip_invalid=args.skip_invalid), sel
 
 
 def run_download(args: argparse.Namespace) -> int:

@@ -102,6 +102,11 @@ class MatchupEvent:
     """Crossover record fields (closest approach etc.)."""
     matchups: tuple[Matchup, ...] = ()
 
+    @property
+    def matchup_set(self) -> tuple[Matchup, ...]:
+        """The event's matchups (the previous generation's name for them)."""
+        return self.matchups
+
 
 def matchup_id(pair: str, products: Sequence[Product]) -> str:
     """Deterministic id from the pair, the first product start and the sorted product ids."""

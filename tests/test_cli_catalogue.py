@@ -1,0 +1,74 @@
+"""CLI behaviour of the catalogue commands on a real (predicted) catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eomatch.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def predicted_catalogue(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("pred")
+    cfg = tmp / "run.yaml"
+    cfg.write_text(
+        "sensors:\n"
+        "  - {platform: S2A, collection: S2_MSI_L1C}\n"
+        "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
+        "start_time: 2022-05-06T12:00:00Z\nend_time: 2022-05-06T13:30:00Z\n"
+        "bbox: [-40, 40, 0, 70]\n"
+        "matchup_catalogue: {path: cat}\n"
+    )
+    assert main(["find", "--config", str(cfg)]) == 0
+    return tmp / "cat"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_item_named_and_skippable(predicted_catalogue, tmp_path, capsys):
+    root = _copy(predicted_catalogue, tmp_path / "cat")
+    victim = next((root / "S2_MSI_L1C").rglob("*_PRED.json"))
+    victim.write_text('{"type": "Feature", "id": ')  # truncated by hand
+    os.utime(victim.parent, None)
+    capsys.readouterr()
+    assert main(["remove", "--path", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["remove", "--path", str(root), "--skip-invalid"]) == 0
+
+
+def test_catalogue_has_events_and_relative_catalog_links(predicted_catalogue):
+    items = sorted(p for p in predicted_catalogue.rglob("*.json"))
+    assert any("matchup-events-" in str(p) for p in items)
+    catalog = json.loads((predicted_catalogue / "catalog.json").read_text())
+    assert catalog["type"] == "Catalog"
+    assert all(link["href"].startswith("./") for link in catalog["links"])
+
+
+def test_find_rejects_incomplete_config(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("sensors:\n  - {platform: S2A, collection: S2_MSI_L1C}\n")
+    assert main(["find", "--config", str(cfg), "--path", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "not ready for find" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_find_rejects_bad_plot_name(tmp_path, capsys):
+    assert main(["find", "--plot", str(tmp_path / "map.jpg")]) == 2
+    assert "--plot must name a .png" in capsys.readouterr().err
+
+
+def test_download_missing_catalogue(tmp_path, capsys):
+    assert main(["download", "--path", str(tmp_path / "nothing")]) == 2
+    assert "no matchup catalogue here" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from eomatch.cli.main import main
@@ -72,3 +73,44 @@ def test_find_rejects_bad_plot_name(tmp_path, capsys):
 def test_download_missing_catalogue(tmp_path, capsys):
     assert main(["download", "--path", str(tmp_path / "nothing")]) == 2
     assert "no matchup catalogue here" in capsys.readouterr().err
+
+
+def test_find_plot_draws_matchup_footprints(tmp_path, capsys):
+    from PIL import Image
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "sensors:\n"
+        "  - {platform: S2A, collection: S2_MSI_L1C}\n"
+        "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
+        "start_time: 2022-05-06T12:00:00Z\nend_time: 2022-05-06T13:30:00Z\n"
+        "bbox: [-40, 40, 0, 70]\n"
+    )
+    png = tmp_path / "m.png"
+    assert (
+        main(["find", "--config", str(cfg), "--path", str(tmp_path / "c"), "--plot", str(png)]) == 0
+    )
+    assert f"map: {png}" in " ".join(capsys.readouterr().out.split())
+    with Image.open(png) as img:
+        assert img.width > 1000
+    # collocation regions are filled with translucent purple over land/ocean; none without them
+    assert _purple_share(png) > 0.001
+    from eomatch.viz.footprints import plot_matchups
+
+    plot_matchups([], tmp_path / "empty.png")
+    assert _purple_share(tmp_path / "empty.png") == 0
+
+
+def _purple_share(png: Path) -> float:
+    from PIL import Image
+
+    with Image.open(png) as img:
+        px = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)
+    return float(((px[:, 0] > px[:, 1] + 25) & (px[:, 2] > px[:, 1] + 25)).mean())
+
+
+def test_plot_matchups_without_matchups(tmp_path):
+    from eomatch.viz.footprints import plot_matchups
+
+    plot_matchups([], tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

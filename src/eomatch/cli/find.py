@@ -41,7 +41,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PNG",
-        help="also draw a map of the crossovers and their ground tracks",
+        help="also draw a map of the matchups: product footprints and collocation regions",
     )
     p.set_defaults(handler=run)
 
@@ -77,9 +77,22 @@ def run(args: argparse.Namespace) -> int:
     if len(summary.warnings) > 10:
         stderr.print(f"... and {len(summary.warnings) - 10} more warning(s)")
     if args.plot is not None:
-        from eomatch.viz.maps import plot_crossovers
+        from eomatch.io.catalogue import MatchupCatalogue
+        from eomatch.viz.footprints import plot_matchups
 
-        plot_crossovers(summary.crossover_records, args.plot, config=ctx.config)
+        cfg = ctx.config
+        start, end = cfg.window()
+        with MatchupCatalogue.open(summary.catalogue) as cat:
+            events = cat.get_events(start_time=start, stop_time=end, bbox=cfg.region_bbox())
+        sensors = " \N{MULTIPLICATION SIGN} ".join(
+            s.label() for s in sorted(cfg.resolved_sensors(ctx.registry()))
+        )
+        plot_matchups(
+            events,
+            args.plot,
+            title=f"{sensors}: matchups {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+            bbox=cfg.region_bbox(),
+        )
         out.print(f"map: {args.plot}")
     return 0
 

@@ -122,7 +122,7 @@ def validate_stac(data: dict[str, Any]) -> None:
 
 
 def validate_tree(root: Path) -> int:
-    """Validate every JSON file of a catalogue; check links resolve and no self links."""
+    """Validate every JSON file (day catalogs too); links resolve, no self links, day catalogs."""
     n = 0
     for path in root.rglob("*.json"):
         if path.name.startswith(".") or "data" in path.relative_to(root).parts[:1]:
@@ -134,4 +134,86 @@ def validate_tree(root: Path) -> int:
             assert not link["href"].startswith("/"), path
             assert (path.parent / link["href"]).resolve().is_file(), (path, link)
         n += 1
+    check_day_catalogs(root)
     return n
+
+
+def _item_files(day: Path) -> set[str]:
+    return {
+        p.stem
+        for p in day.glob("*.json")
+        if not p.name.startswith(".") and p.name != si.DAY_CATALOG
+    }
+
+
+def check_down_links(root: Path) -> None:
+    """Every ``child``/``item`` link resolves (holds even right after a kill)."""
+    for path in root.rglob("*.json"):
+        if path.name.startswith(".") or "data" in path.relative_to(root).parts[:1]:
+            continue
+        for link in json.loads(path.read_text()).get("links", []):
+            if link["rel"] in ("child", "item"):
+                assert (path.parent / link["href"]).resolve().is_file(), (path, link)
+
+
+def check_day_catalogs(root: Path) -> int:
+    """Day catalogs list exactly the item files of their folder; collections link each day.
+
+    Returns the number of day catalogs.
+    """
+    n = 0
+    catalog = json.loads((root / "catalog.json").read_text())
+    for link in catalog["links"]:
+        if link["rel"] != "child":
+            continue
+        coll_file = root / link["href"]
+        coll = json.loads(coll_file.read_text())
+        child_hrefs = [x["href"] for x in coll["links"] if x["rel"] == "child"]
+        assert child_hrefs == sorted(child_hrefs), coll_file
+        days = {
+            str(d.relative_to(coll_file.parent))
+            for d in coll_file.parent.glob("*/*/*")
+            if d.is_dir() and _item_files(d)
+        }
+        assert {h.removeprefix("./").removesuffix("/catalog.json") for h in child_hrefs} == days
+        for d in coll_file.parent.glob("*/*/*"):
+            ids = _item_files(d)
+            day_file = d / si.DAY_CATALOG
+            if not ids:
+                assert not day_file.exists(), day_file
+                continue
+            day = json.loads(day_file.read_text())
+            assert day["id"] == f"{coll['id']}-{d.relative_to(coll_file.parent)!s}".replace(
+                "/", "-"
+            )
+            parent = [x for x in day["links"] if x["rel"] == "parent"]
+            assert [x["href"] for x in parent] == ["../../../collection.json"]
+            items = [x for x in day["links"] if x["rel"] == "item"]
+            assert [x["href"] for x in items] == [f"./{i}.json" for i in sorted(ids)], day_file
+            assert {x["type"] for x in items} == {"application/geo+json"}
+            for i in ids:
+                links = json.loads((d / f"{i}.json").read_text())["links"]
+                assert [x["href"] for x in links if x["rel"] == "parent"] == ["./catalog.json"]
+                assert [x["href"] for x in links if x["rel"] == "collection"] == [
+                    "../../../collection.json"
+                ]
+            n += 1
+    return n
+
+
+def item_files(root: Path) -> dict[str, Path]:
+    """Item id -> file, for every item file on disk."""
+    out: dict[str, Path] = {}
+    for coll in root.iterdir():
+        if coll.is_dir() and not coll.name.startswith(".") and coll.name != "data":
+            for d in coll.glob("*/*/*"):
+                out.update({i: d / f"{i}.json" for i in _item_files(d)})
+    return out
+
+
+def pystac_item_ids(root: Path) -> list[str]:
+    """Ids of the items pystac finds crawling the catalogue from its root (sorted)."""
+    import pystac
+
+    cat = pystac.Catalog.from_file(str(root / "catalog.json"))
+    return sorted(item.id for item in cat.get_items(recursive=True))

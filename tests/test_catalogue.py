@@ -5,10 +5,21 @@ from datetime import timedelta
 
 import pytest
 
-from catalogue_helpers import L9, S2, S3, T0, make_event, validate_tree
+from catalogue_helpers import (
+    L9,
+    S2,
+    S3,
+    T0,
+    check_day_catalogs,
+    item_files,
+    make_event,
+    pystac_item_ids,
+    validate_tree,
+)
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.catalogue_index import INDEX_NAME
 
 
 @pytest.fixture
@@ -30,7 +41,35 @@ def test_layout_links_and_validation(cat):
         assert (root / pair / "2022/05/21" / f"{mu.id}.json").is_file()
         for p in mu.products:
             assert (root / p.sensor.collection / "2022/05/21" / f"{p.id}.json").is_file()
-    assert validate_tree(root) == 1 + 4 + 1 + 2 + 4
+    # catalog + 4 collections + 1 event + 2 matchups + 4 products + 4 day catalogs
+    assert validate_tree(root) == 1 + 4 + 1 + 2 + 4 + 4
+    day = json.loads((root / pair / "2022/05/21/catalog.json").read_text())
+    assert day["type"] == "Catalog"
+    assert day["id"] == f"{pair}-2022-05-21"
+    assert day["links"][:2] == [
+        {"rel": "root", "href": "../../../../catalog.json", "type": "application/json"},
+        {
+            "rel": "parent",
+            "href": "../../../collection.json",
+            "type": "application/json",
+            "title": pair,
+        },
+    ]
+    assert day["links"][2:] == [
+        {"rel": "item", "href": f"./{i}.json", "type": "application/geo+json"}
+        for i in sorted(m.id for m in ev.matchups)
+    ]
+    coll = json.loads((root / pair / "collection.json").read_text())
+    assert [x["href"] for x in coll["links"] if x["rel"] == "child"] == [
+        "./2022/05/21/catalog.json"
+    ]
+    item = json.loads((root / pair / "2022/05/21" / f"{ev.matchups[0].id}.json").read_text())
+    structural = {x["rel"]: x["href"] for x in item["links"][:3]}
+    assert structural == {
+        "root": "../../../../catalog.json",
+        "parent": "./catalog.json",
+        "collection": "../../../collection.json",
+    }
     links = json.loads((root / "catalog.json").read_text())["links"]
     children = [x["title"] for x in links if x["rel"] == "child"]
     assert children == sorted(children)
@@ -179,3 +218,175 @@ def test_open_forms_and_errors(cat, tmp_path):
     (tmp_path / "bad" / "catalog.json").write_text("{not json")
     with pytest.raises(EomatchError, match=r"bad/catalog\.json"):
         MatchupCatalogue.open(tmp_path / "bad")
+
+
+def _events_over_days():
+    return [
+        make_event(lon=0.0, lat=10.0),
+        make_event(lon=20.0, lat=30.0, when=T0 + timedelta(hours=3)),  # same day
+        make_event(lon=40.0, lat=-30.0, when=T0 + timedelta(days=1, hours=2)),
+        make_event(lon=5.0, lat=5.0, sensors=(S2, S3), when=T0 + timedelta(days=3)),
+        make_event(lon=179.0, lat=0.0, when=T0 + timedelta(days=9), antimeridian=True),
+    ]
+
+
+def test_pystac_crawls_every_item(cat):
+    import pystac
+
+    events = _events_over_days()
+    with cat.batch():
+        for e in events[:3]:
+            cat.add_event(e)
+    for e in events[3:]:
+        cat.add_event(e)
+    on_disk = item_files(cat.root)
+    kinds = {}
+    for e in events:
+        kinds[e.id] = "event"
+        for m in e.matchups:
+            kinds[m.id] = "matchup"
+            kinds.update({p.id: "product" for p in m.products})
+    assert sorted(on_disk) == sorted(kinds)
+    assert pystac_item_ids(cat.root) == sorted(kinds)
+    assert validate_tree(cat.root) > 0
+    # walk(): catalog -> collections -> day catalogs -> items
+    root = pystac.Catalog.from_file(str(cat.root / "catalog.json"))
+    walked: list[str] = []
+    day_ids = set()
+    for node, _children, items in root.walk():
+        if node is not root and not isinstance(node, pystac.Collection):
+            day_ids.add(node.id)
+        walked += [i.id for i in items]
+    assert sorted(walked) == sorted(kinds)
+    assert len(day_ids) == check_day_catalogs(cat.root)
+    item = next(root.get_items(events[2].id, recursive=True))
+    parent = item.get_parent()
+    assert parent is not None
+    assert parent.id == f"{item.collection_id}-2022-05-22"
+    collection = item.get_collection()
+    assert collection is not None
+    assert collection.id == item.collection_id
+
+
+def test_add_to_a_known_day_rewrites_only_its_day_catalogs(cat):
+    a = make_event(lon=0.0, lat=10.0)
+    b = make_event(lon=40.0, lat=-30.0, when=T0 + timedelta(days=2))
+    cat.add_event(a)
+    cat.add_event(b)
+    before = {p: p.read_bytes() for p in cat.root.rglob("*.json")}
+    c = make_event(lon=10.0, lat=0.0, when=T0 + timedelta(hours=2))  # inside a..b extents
+    cat.add_event(c)
+    after = {p: p.read_bytes() for p in cat.root.rglob("*.json")}
+    changed = {p.relative_to(cat.root).as_posix() for p in after if after[p] != before.get(p)}
+    items = {
+        f.relative_to(cat.root).as_posix()
+        for i, f in item_files(cat.root).items()
+        if i in {c.id, *(m.id for m in c.matchups), *(p.id for m in c.matchups for p in m.products)}
+    }
+    days = {f"{si.day_of(x)}/catalog.json" for x in items}
+    assert changed == items | days  # no collection, no catalog.json, no other day
+    validate_tree(cat.root)
+    assert pystac_item_ids(cat.root) == sorted(item_files(cat.root))
+
+
+def test_remove_keeps_day_catalogs_consistent(cat):
+    events = _events_over_days()
+    for e in events:
+        cat.add_event(e)
+    cat.remove_event(events[1].id)  # its day keeps events[0]
+    validate_tree(cat.root)
+    assert pystac_item_ids(cat.root) == sorted(item_files(cat.root))
+    assert events[1].id not in item_files(cat.root)
+    cat.remove_event(events[2].id)  # the only event of 2022-05-22: day catalogs and folders go
+    validate_tree(cat.root)
+    assert not list(cat.root.glob("*/2022/05/22"))
+    coll = json.loads(
+        (cat.root / si.events_collection_id(events[2].sensors) / "collection.json").read_text()
+    )
+    assert "./2022/05/22/catalog.json" not in [x["href"] for x in coll["links"]]
+    cat.remove_event(events[3].id)  # the only S3 event: its collections go
+    assert not (cat.root / "S3_EFR").exists() or not list((cat.root / "S3_EFR").rglob("*.json"))
+    validate_tree(cat.root)
+    assert pystac_item_ids(cat.root) == sorted(item_files(cat.root))
+    with MatchupCatalogue.open(cat.root) as again:  # index still fresh: no rebuild needed
+        assert again._index_fresh()
+
+
+def test_rebuild_regenerates_day_catalogs_and_child_links(cat):
+    events = _events_over_days()
+    with cat.batch():
+        for e in events:
+            cat.add_event(e)
+    expected = {p: p.read_bytes() for p in cat.root.rglob("*.json")}
+    pair = "LANDSAT_C2L1-Landsat-9-vs-S2_MSI_L1C-Sentinel-2A"
+    (cat.root / pair / "2022/05/21/catalog.json").unlink()
+    (cat.root / "S2_MSI_L1C/2022/05/22/catalog.json").write_text("{broken")
+    coll = cat.root / "LANDSAT_C2L1" / "collection.json"
+    data = json.loads(coll.read_text())
+    data["links"] = [x for x in data["links"] if x["rel"] != "child"]
+    coll.write_text(json.dumps(data))
+    stale = cat.root / "LANDSAT_C2L1/2030/01/01"
+    stale.mkdir(parents=True)
+    (stale / "catalog.json").write_text(
+        json.dumps(si.day_catalog_dict("LANDSAT_C2L1/2030/01/01", ["gone"]))
+    )
+    cat.rebuild_index()
+    assert not (stale / "catalog.json").exists()
+    stale.rmdir()
+    (stale.parent).rmdir()
+    (stale.parent.parent).rmdir()
+    assert {p: p.read_bytes() for p in cat.root.rglob("*.json")} == expected
+    validate_tree(cat.root)
+
+
+def test_old_layout_is_migrated_on_open(cat):
+    """A catalogue written before day catalogs (schema 1) is upgraded by the next open."""
+    events = _events_over_days()
+    for e in events:
+        cat.add_event(e)
+    expected = {p: p.read_bytes() for p in cat.root.rglob("*.json")}
+    cat.close()
+    for day_catalog in cat.root.glob("*/*/*/*/catalog.json"):
+        day_catalog.unlink()
+    for coll in cat.root.glob("*/collection.json"):
+        data = json.loads(coll.read_text())
+        data["links"] = [x for x in data["links"] if x["rel"] != "child"]
+        coll.write_text(json.dumps(data, indent=2) + "\n")
+    for f in item_files(cat.root).values():
+        item = json.loads(f.read_text())
+        for link in item["links"]:
+            if link["rel"] == "parent":
+                link["href"] = "../../../collection.json"
+        f.write_text(json.dumps(item, separators=(",", ":")) + "\n")
+    import sqlite3
+
+    db = sqlite3.connect(cat.root / INDEX_NAME)
+    db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with MatchupCatalogue.open(cat.root) as again:
+        assert again.counts()["event"] == len(events)
+    assert {p: p.read_bytes() for p in cat.root.rglob("*.json")} == expected
+    validate_tree(cat.root)
+
+
+def test_item_id_catalog_is_reserved(cat):
+    ev = make_event(n_matchups=1)
+    mu = ev.matchups[0]
+    from dataclasses import replace
+
+    bad = replace(ev, matchups=(replace(mu, id="catalog"),))
+    with pytest.raises(EomatchError, match="reserved"):
+        cat.add_event(bad)
+
+
+def test_unreadable_day_catalog_is_regenerated_on_the_next_add(cat):
+    a = make_event(lon=0.0, lat=10.0)
+    cat.add_event(a)
+    day = cat.item_path(a.id).parent / "catalog.json"
+    with day.open("r+") as fh:  # in place: the folder's mtime does not change
+        fh.write("garbage!")
+    with MatchupCatalogue.open(cat.root) as again:
+        again.add_event(make_event(lon=5.0, lat=10.0, when=T0 + timedelta(hours=1)))
+    validate_tree(cat.root)
+    assert pystac_item_ids(cat.root) == sorted(item_files(cat.root))

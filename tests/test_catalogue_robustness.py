@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from catalogue_helpers import T0, make_event, validate_tree
+from catalogue_helpers import (
+    T0,
+    check_down_links,
+    item_files,
+    make_event,
+    pystac_item_ids,
+    validate_tree,
+)
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import INDEX_NAME
@@ -112,14 +119,72 @@ def test_kill_at_every_replace_leaves_valid_catalogue(tmp_path, monkeypatch):
         except KeyboardInterrupt:
             finished = False
         monkeypatch.setattr(os, "replace", real_replace)
+        check_down_links(root)  # before any repair: no child/item link dangles
         with MatchupCatalogue.open(root) as cat:
-            validate_tree(root)  # complete, valid files whose links all resolve
+            validate_tree(root)  # complete, valid files whose links all resolve; day catalogs
+            assert pystac_item_ids(root) == sorted(item_files(root))
             for e in events:
                 cat.add_event(e)
             assert cat.counts() == {"event": 2, "matchup": 4, "product": 8}
         validate_tree(root)
         assert _snapshot(root) == expected
         assert not list(root.rglob(".*.tmp"))
+        if finished:
+            break
+        n += 1
+    assert n > 10
+
+
+def test_kill_at_every_file_operation_of_a_remove(tmp_path, monkeypatch):
+    events = [
+        make_event(lon=0.0, when=T0),
+        make_event(lon=10.0, when=T0 + timedelta(hours=1)),  # same day: its catalogs shrink
+        make_event(lon=20.0, when=T0 + timedelta(days=1)),  # alone on its day: catalogs go
+    ]
+    ref = tmp_path / "ref"
+    with MatchupCatalogue.create(ref) as cat:
+        cat.add_event(events[0])
+    expected = _snapshot(ref)
+    real = {"replace": os.replace, "unlink": os.unlink, "rmdir": os.rmdir}
+    n = 0
+    while True:
+        root = tmp_path / f"c{n}"
+        with MatchupCatalogue.create(root) as cat:
+            for e in events:
+                cat.add_event(e)
+        calls = 0
+
+        def dying(name, limit=n):
+            def op(*args, **kwargs):
+                nonlocal calls
+                calls += 1
+                if calls > limit:
+                    raise KeyboardInterrupt("killed")
+                return real[name](*args, **kwargs)
+
+            return op
+
+        for name in real:
+            monkeypatch.setattr(os, name, dying(name))
+        finished = True
+        try:
+            with MatchupCatalogue.open(root) as cat:
+                cat.remove_event(events[1].id)
+                cat.remove_event(events[2].id)
+        except KeyboardInterrupt:
+            finished = False
+        for name, fn in real.items():
+            monkeypatch.setattr(os, name, fn)
+        check_down_links(root)
+        with MatchupCatalogue.open(root) as cat:
+            validate_tree(root)
+            assert pystac_item_ids(root) == sorted(item_files(root))
+            for e in events[1:]:
+                if cat._index.get(e.id) is not None:
+                    cat.remove_event(e.id)
+            assert cat.counts() == {"event": 1, "matchup": 2, "product": 4}
+        validate_tree(root)
+        assert _snapshot(root) == expected
         if finished:
             break
         n += 1
@@ -150,8 +215,10 @@ def test_kill_inside_batch_then_open_validates(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         bulk()
     monkeypatch.setattr(os, "replace", real_replace)
+    check_down_links(root)
     with MatchupCatalogue.open(root) as cat:
-        validate_tree(root)  # collections repaired from the items that made it
+        validate_tree(root)  # collections and day catalogs repaired from the items that made it
+        assert pystac_item_ids(root) == sorted(item_files(root))
         with cat.batch():
             for e in events:
                 cat.add_event(e)
@@ -201,6 +268,7 @@ def test_kill_9_subprocess_then_rerun(tmp_path):
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        check_down_links(root)
         with MatchupCatalogue.open(root):
             validate_tree(root)
     assert _worker(root, 0, 200).wait(timeout=300) == 0

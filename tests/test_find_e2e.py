@@ -233,14 +233,19 @@ def test_remove_never_deletes_outside_the_data_root(stack, tmp_path, capsys):
     assert "outside the catalogue's data folder" in capsys.readouterr().err
 
 
-def test_find_writes_items_that_pystac_reads_without_self_links(stack, tmp_path):
+def test_find_writes_a_catalogue_that_pystac_crawls(stack, tmp_path):
+    """No self links, links resolve; pystac crawls catalog -> collections -> days -> items."""
     import pystac
 
     api_url, _ = stack
     cfg = write_config(tmp_path, api_url)
     assert main(["find", "--config", str(cfg)]) == 0
     root = tmp_path / "cat"
-    files = [p for p in root.rglob("*.json") if p.name not in ("catalog.json", "collection.json")]
+    files = [
+        p
+        for p in root.rglob("*.json")
+        if p.name != "collection.json" and json.loads(p.read_text())["type"] == "Feature"
+    ]
     assert files
     for path in files:
         raw = json.loads(path.read_text())
@@ -250,3 +255,8 @@ def test_find_writes_items_that_pystac_reads_without_self_links(stack, tmp_path)
             if not link["href"].startswith("http"):
                 assert (path.parent / link["href"]).resolve().is_file(), (path, link)
         assert item.id == path.stem
+    crawled = list(pystac.Catalog.from_file(str(root / "catalog.json")).get_items(recursive=True))
+    assert sorted(i.id for i in crawled) == sorted(p.stem for p in files)
+    assert len({i.id for i in crawled}) == len(crawled)
+    kinds = {i.properties["eomatch:kind"] for i in crawled}
+    assert kinds == {"event", "matchup", "product"}

@@ -81,3 +81,35 @@ def test_collection_dict_validates():
     c = si.collection_dict("S2_MSI_L1C", [0, 0, 1, 1], (T0, T0))
     validate_stac(c)
     validate_stac(si.catalog_dict("x", "d", ["S2_MSI_L1C"]))
+
+
+def test_day_catalog_and_collection_children():
+    ev = make_event()
+    mu = ev.matchups[0]
+    path = si.matchup_path(mu)
+    day = si.day_of(path)
+    assert day == f"{si.matchup_collection(mu)}/2022/05/21"
+    cat = si.day_catalog_dict(day, ["b", "a", "b"])
+    validate_stac(cat)
+    assert cat["id"] == f"{si.matchup_collection(mu)}-2022-05-21"
+    assert [x["href"] for x in cat["links"] if x["rel"] == "item"] == ["./a.json", "./b.json"]
+    assert si.day_catalog_items(cat) == {"a", "b"}
+    coll = si.collection_dict("S2_MSI_L1C", [0, 0, 1, 1], (T0, T0), days=["2022/05/22"])
+    si.set_collection_days(coll, si.collection_days(coll) | {"2022/05/21"})
+    validate_stac(coll)
+    assert [x["href"] for x in coll["links"] if x["rel"] == "child"] == [
+        "./2022/05/21/catalog.json",
+        "./2022/05/22/catalog.json",
+    ]
+    assert si.collection_days(coll) == {"2022/05/21", "2022/05/22"}
+    item = si.matchup_to_item(mu, ev)
+    parent = next(x for x in item["links"] if x["rel"] == "parent")
+    assert si.resolve_href(path, parent["href"]) == si.day_catalog_path(day)
+    old = dict(
+        item,
+        links=[
+            dict(x, href="../../../collection.json") if x["rel"] == "parent" else x
+            for x in item["links"]
+        ],
+    )
+    assert si.with_structural_links(old, path) == item

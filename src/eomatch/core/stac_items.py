@@ -1,8 +1,18 @@
 """Products, events and matchups as STAC 1.1.0 dicts, and back (pure: no I/O).
 
 The catalogue layout is fixed here so that every writer computes the same paths and the same
-relative links: items live at ``{collection}/YYYY/MM/DD/{id}.json`` (zero-padded, from the item
-``datetime``), collections at ``{collection}/collection.json``, all links are relative and no
+relative links::
+
+    catalog.json                                  child -> each collection.json
+    {collection}/collection.json                  child -> each day catalog (sorted)
+    {collection}/YYYY/MM/DD/catalog.json          day catalog: item -> each item file (sorted)
+    {collection}/YYYY/MM/DD/{id}.json             item: root, parent (its day catalog), collection
+
+Days are zero-padded, from the item ``datetime`` in UTC. The day catalogs make the static
+catalogue crawlable (pystac ``get_items(recursive=True)``, STAC Browser) while an added item only
+rewrites the catalog of its own day. Per the STAC spec an object's ``parent`` is the object that
+links to it as ``child``/``item``: an item's ``parent`` is its day catalog, its ``collection``
+link the collection; a day catalog's ``parent`` is the collection. All links are relative and no
 ``self`` link is ever written (the catalogue stays relocatable; bug W8 of the previous
 generation). Dicts are deterministic (sorted links, plain floats) so re-saving an unchanged item
 gives the same bytes.
@@ -37,6 +47,9 @@ EXTENSION_URI = "https://eomatch.github.io/stac-extension/v1.0.0/schema.json"
 """Schema URI of the shipped extension (``eomatch/schemas/eomatch-extension-v1.0.0.json``)."""
 EXTENSION_SCHEMA_FILE = "eomatch-extension-v1.0.0.json"
 JSON_TYPE = "application/json"
+GEOJSON_TYPE = "application/geo+json"
+DAY_CATALOG = "catalog.json"
+"""File name of the day catalog in each ``YYYY/MM/DD`` folder (so no item may have this id)."""
 
 Kind = Literal["product", "event", "matchup"]
 
@@ -67,6 +80,16 @@ def item_path(collection: str, item_id: str, when: datetime) -> str:
 def collection_path(collection: str) -> str:
     """Relative path of a collection file."""
     return f"{collection}/collection.json"
+
+
+def day_of(item_file: str) -> str:
+    """Day folder ``{collection}/YYYY/MM/DD`` of a catalogue-relative item path."""
+    return item_file.rsplit("/", 1)[0]
+
+
+def day_catalog_path(day: str) -> str:
+    """Relative path of the catalog of a day folder ``{collection}/YYYY/MM/DD``."""
+    return f"{day}/{DAY_CATALOG}"
 
 
 def relative_href(from_path: str, to_path: str) -> str:
@@ -213,12 +236,25 @@ def _link(rel: str, href: str, **extra: Any) -> dict[str, Any]:
 
 
 def _structural_links(path: str, collection: str) -> list[dict[str, Any]]:
-    coll = relative_href(path, collection_path(collection))
     return [
         _link("root", relative_href(path, "catalog.json")),
-        _link("parent", coll),
-        _link("collection", coll),
+        _link("parent", relative_href(path, day_catalog_path(day_of(path)))),
+        _link("collection", relative_href(path, collection_path(collection))),
     ]
+
+
+def with_structural_links(item: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """``item`` with its ``root``/``parent``/``collection`` links as this layout writes them.
+
+    For catalogues written before day catalogs existed (their items' ``parent`` was the
+    collection); other links are kept in their order.
+    """
+    keep = [
+        link
+        for link in item.get("links", [])
+        if link.get("rel") not in ("root", "parent", "collection")
+    ]
+    return {**item, "links": _structural_links(path, str(item["collection"])) + keep}
 
 
 def _item(
@@ -398,6 +434,59 @@ def catalog_dict(
     return out
 
 
+def day_catalog_dict(day: str, item_ids: Iterable[str]) -> dict[str, Any]:
+    """Catalog of one day folder ``{collection}/YYYY/MM/DD``: one ``item`` link per item.
+
+    Its id is ``{collection}-YYYY-MM-DD``; links: ``root``, ``parent`` (the collection) and the
+    items sorted by id (``./{id}.json``, ``application/geo+json``).
+    """
+    collection, year, month, dom = day.split("/")
+    date_text = f"{year}-{month}-{dom}"
+    path = day_catalog_path(day)
+    links = [
+        _link("root", relative_href(path, "catalog.json")),
+        _link("parent", relative_href(path, collection_path(collection)), title=collection),
+    ]
+    links += [
+        {"rel": "item", "href": f"./{i}.json", "type": GEOJSON_TYPE} for i in sorted(set(item_ids))
+    ]
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": f"{collection}-{date_text}",
+        "title": f"{collection} {date_text}",
+        "description": f"Items of the collection {collection} dated {date_text} (UTC).",
+        "links": links,
+    }
+
+
+def day_catalog_items(data: Mapping[str, Any]) -> set[str]:
+    """Item ids a day catalog links to (its ``./{id}.json`` item links)."""
+    return {
+        str(link["href"])[2:].removesuffix(".json")
+        for link in data.get("links", [])
+        if link.get("rel") == "item" and str(link["href"])[:2] == "./"
+    }
+
+
+def collection_days(data: Mapping[str, Any]) -> set[str]:
+    """Days (``YYYY/MM/DD``) a collection dict links to as ``child`` day catalogs."""
+    return {
+        posixpath.dirname(str(link["href"]).removeprefix("./"))
+        for link in data.get("links", [])
+        if link.get("rel") == "child"
+    }
+
+
+def set_collection_days(data: dict[str, Any], days: Iterable[str]) -> None:
+    """Replace the ``child`` links of a collection dict by its day catalogs, sorted."""
+    links = [link for link in data.get("links", []) if link.get("rel") != "child"]
+    links += [
+        _link("child", f"./{d}/{DAY_CATALOG}", title=d.replace("/", "-")) for d in sorted(set(days))
+    ]
+    data["links"] = links
+
+
 def _collection_description(collection_id: str) -> str:
     kind = collection_kind(collection_id)
     if kind == "event":
@@ -415,8 +504,12 @@ def collection_dict(
     interval: tuple[datetime, datetime],
     assets: Mapping[str, Mapping[str, Any]] | None = None,
     description: str | None = None,
+    days: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A collection with real extents (the union of its items' bboxes and time ranges)."""
+    """A collection with real extents (the union of its items' bboxes and time ranges).
+
+    ``days`` (``YYYY/MM/DD``) become sorted ``child`` links to the day catalogs.
+    """
     path = collection_path(collection_id)
     out: dict[str, Any] = {
         "type": "Collection",
@@ -440,6 +533,7 @@ def collection_dict(
     }
     if assets:
         out["assets"] = {k: to_json_value(dict(v)) for k, v in sorted(assets.items())}
+    set_collection_days(out, days)
     return out
 
 

@@ -2,23 +2,33 @@
 
 Layout (see ``core/stac_items.py``)::
 
-    {root}/catalog.json
-    {root}/{collection}/collection.json
-    {root}/{collection}/YYYY/MM/DD/{item-id}.json
+    {root}/catalog.json                       child -> every collection
+    {root}/{collection}/collection.json       child -> each day catalog of the collection
+    {root}/{collection}/YYYY/MM/DD/catalog.json   day catalog: item -> each item of that day
+    {root}/{collection}/YYYY/MM/DD/{item-id}.json item: parent -> its day catalog
     {root}/data/...                       downloaded products and other local assets
     {root}/.eomatch.lock                  fcntl lock serialising writers
     {root}/.eomatch-index.sqlite          side index (a cache, rebuilt from the files)
 
-Collections carry no ``item`` links: listing every item in ``collection.json`` would make each
-added event rewrite an O(catalogue) file. Items link up (``root``/``parent``/``collection``) and
-across (``derived_from``/``related``); the index and the dated folders find them.
+The catalogue is crawlable by static STAC tools (pystac ``get_items(recursive=True)``, STAC
+Browser): catalog -> collections -> day catalogs -> items. Collections do not list items
+themselves: that would make each added event rewrite an O(catalogue) file. An add rewrites only
+the catalogs of the days it touches (O(items of one day)) and a collection only when one of its
+days appears or empties (or its extent changes).
 
 Crash safety: every file is replaced atomically (temp file + ``os.replace``). A writer first
 commits ``dirty=1`` in the index, then writes item files (products, matchups, then the event
-that links to them), then collections and ``catalog.json``, and finally records everything in
-the index with ``dirty=0`` in one transaction. A kill at any point leaves only complete JSON
-files; the next ``open`` sees the dirty flag (or day directories whose mtime changed) and
-rebuilds the index from the files and repairs collection extents and catalog links.
+that links to them), then the day catalogs of the days it touched, then collections (new
+``child`` links, extents) and ``catalog.json``, and finally records everything in the index with
+``dirty=0`` in one transaction. Removals run the other way round: day catalogs, collections and
+``catalog.json`` first stop linking to what goes, then collections, day catalogs and items are
+deleted. So a downward link (``child``, ``item``) never points at a missing file; a kill may
+leave an upward link (an item's ``parent`` day catalog, a new collection) not yet written. The
+next ``open`` sees the dirty flag (or day directories whose mtime changed) and rebuilds from the
+files: index, day catalogs, collections' ``child`` links and extents, catalog links.
+
+Batch mode (:meth:`MatchupCatalogue.batch`) writes day catalogs, collections and
+``catalog.json`` once, at the end of the batch.
 """
 
 from __future__ import annotations
@@ -129,6 +139,10 @@ class MatchupCatalogue:
         self._catalog_changed = False
         self._touched_dirs: set[str] = set()
         self._made_dirs: set[str] = set()
+        # day folder -> {item id: written (True) or removed (False)} in this session
+        self._day_changes: dict[str, dict[str, bool]] = {}
+        self._removed_items: list[str] = []  # item files to delete once nothing links to them
+        self._dropped_collections: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -249,8 +263,7 @@ class MatchupCatalogue:
         self._extents.clear()
         self._changed_collections.clear()
         self._catalog_changed = False
-        self._touched_dirs.clear()
-        self._made_dirs.clear()
+        self._clear_pending()
         self._failed = False
         # Full freshness check (day-directory scan) on open only; here the dirty flag suffices
         # since every writer of ours records what it wrote: keeps one add O(1).
@@ -263,8 +276,15 @@ class MatchupCatalogue:
         self._index.mark_dirty()
         self._index.begin()
 
+    def _clear_pending(self) -> None:
+        self._touched_dirs.clear()
+        self._made_dirs.clear()
+        self._day_changes.clear()
+        self._removed_items.clear()
+        self._dropped_collections.clear()
+
     def _finish_session(self) -> None:
-        self._flush_collections()
+        self._flush()
         dirs: dict[str, int] = {}
         gone: list[str] = []
         for rel in self._touched_dirs:
@@ -300,6 +320,7 @@ class MatchupCatalogue:
             self._catalog = self._read_catalog()
             self._collections.clear()
             self._changed_collections.clear()
+            self._clear_pending()
             self._rebuild()
 
     def _rebuild(self) -> None:
@@ -308,35 +329,103 @@ class MatchupCatalogue:
         self._index.begin()
         self._index.clear()
         dirs = self._scan_dirs()
+        days: dict[str, set[str]] = {}
+        emptied: list[str] = []
         for rel in sorted(dirs):
             day = self.root / rel
+            ids: list[str] = []
             for entry in sorted(os.scandir(day), key=lambda e: e.name):
                 if entry.name.startswith("."):
                     if entry.name.endswith(".tmp"):  # left by a killed writer
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(entry.path)
                     continue
-                if not entry.name.endswith(".json"):
+                if not entry.name.endswith(".json") or entry.name == si.DAY_CATALOG:
                     continue
-                item = self._load_item(f"{rel}/{entry.name}")
-                if item is not None:
-                    self._index_item(item, f"{rel}/{entry.name}")
+                item_rel = f"{rel}/{entry.name}"
+                item = self._load_item(item_rel)
+                if item is None:
+                    continue
+                fixed = si.with_structural_links(item, item_rel)
+                if fixed["links"] != item["links"]:  # written before day catalogs existed
+                    _write_json_file(entry.path, fixed, durable=True, compact=True)
+                    item = fixed
+                self._index_item(item, item_rel)
+                ids.append(item["id"])
+            if ids:
+                days.setdefault(rel.split("/", 1)[0], set()).add(rel.split("/", 1)[1])
+                self._write_day_catalog(rel, ids, self._read_day_catalog(rel))
+            elif (day / si.DAY_CATALOG).exists():
+                emptied.append(rel)
             dirs[rel] = os.stat(day).st_mtime_ns
-        self._index.set_dirs(dirs)
-        self._repair_collections()
+        for rel in self._repair_relations():
+            dirs[rel] = os.stat(self.root / rel).st_mtime_ns
+        self._repair_collections(days)
         self._flush_collections()
+        for rel in emptied:  # stale day catalogs, deleted once no collection links to them
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / si.day_catalog_path(rel))
+            dirs[rel] = os.stat(self.root / rel).st_mtime_ns
+        self._index.set_dirs(dirs)
         self._index.commit(clean=True)
 
-    def _repair_collections(self) -> None:
+    def _repair_relations(self) -> set[str]:
+        """Drop ``related``/``derived_from`` links to items that are gone; return the day folders.
+
+        Such links are left by a remove killed half-way (or by hand-deleted files); re-running
+        the remove then finishes the work.
+        """
+        db = self._index.db
+        missing = "NOT IN (SELECT id FROM items)"
+        ids = {
+            str(r[0])
+            for sql in (
+                f"SELECT DISTINCT event_id FROM event_matchups WHERE matchup_id {missing}",
+                f"SELECT DISTINCT matchup_id FROM event_matchups WHERE event_id {missing}",
+                f"SELECT DISTINCT matchup_id FROM matchup_products WHERE product_id {missing}",
+            )
+            for r in db.execute(sql)
+        }
+        touched: set[str] = set()
+        for row in self._index.get_many(sorted(ids)).values():
+            item = self._load_item(row.path)
+            if item is None:
+                continue
+            links = [
+                link
+                for link in item.get("links", [])
+                if link.get("rel") not in ("related", "derived_from")
+                or (self.root / si.resolve_href(row.path, str(link["href"]))).is_file()
+            ]
+            if len(links) == len(item.get("links", [])):
+                continue
+            log.warning("%s: dropping links to items that are gone", self.root / row.path)
+            item["links"] = links
+            _write_json_file(self.root / row.path, item, durable=True, compact=True)
+            self._index.delete_item(row.id)
+            self._index_item(item, row.path)
+            touched.add(si.day_of(row.path))
+        return touched
+
+    def _repair_collections(self, days: Mapping[str, set[str]]) -> None:
         present = self._index.collections()
         children = {c for c in self._children()}
         for coll in sorted(present):
             self._recompute_extent(coll)
+            self._set_days(coll, days.get(coll, set()))
             if coll not in children:
                 self._catalog_changed = True
         for coll in children - set(present):
             if not (self.root / si.collection_path(coll)).is_file():
                 self._catalog_changed = True  # dangling child link: drop it
+            else:
+                self._set_days(coll, set())  # kept for its assets, no items left
+
+    def _set_days(self, coll: str, days: set[str]) -> None:
+        data = self._collection(coll)
+        if data is not None and si.collection_days(data) != days:
+            si.set_collection_days(data, days)
+            self._changed_collections.add(coll)
 
     def _load_item(self, rel: str) -> dict[str, Any] | None:
         path = self.root / rel
@@ -422,7 +511,9 @@ class MatchupCatalogue:
         ]
 
     def _write_item(self, rel: str, item: Mapping[str, Any]) -> None:
-        day = rel.rsplit("/", 1)[0]
+        day = si.day_of(rel)
+        if rel.endswith(f"/{si.DAY_CATALOG}"):
+            raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
         if day not in self._made_dirs:
             os.makedirs(os.path.join(self.root, day), exist_ok=True)
             self._made_dirs.add(day)
@@ -430,6 +521,106 @@ class MatchupCatalogue:
             os.path.join(self.root, rel), item, durable=not self._batching, compact=True
         )
         self._touched_dirs.add(day)
+        self._day_changes.setdefault(day, {})[str(item["id"])] = True
+
+    def _read_day_catalog(self, day: str) -> dict[str, Any] | None:
+        """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""
+        path = self.root / si.day_catalog_path(day)
+        try:
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict) or data.get("type") != "Catalog":
+                raise ValueError("not a STAC catalog")
+            return data
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable day catalog (%s), regenerating it", path, exc)
+            return None
+
+    def _listed_items(self, day: str) -> set[str]:
+        """Ids of the indexed items whose file is in the day folder (for a lost day catalog)."""
+        names = [
+            e.name.removesuffix(".json")
+            for e in _scandir(self.root / day)
+            if e.name.endswith(".json") and not e.name.startswith(".") and e.name != si.DAY_CATALOG
+        ]
+        rows = self._index.get_many(names)
+        return {i for i, r in rows.items() if si.day_of(r.path) == day}
+
+    def _write_day_catalog(
+        self, day: str, ids: Iterable[str], old: Mapping[str, Any] | None
+    ) -> None:
+        """Write the catalog of a day folder listing ``ids``, unless it is unchanged.
+
+        Compact JSON like the items: it is rewritten on every add to its day, and the C
+        encoder only handles compact output.
+        """
+        new = si.day_catalog_dict(day, ids)
+        if new != old:
+            path = self.root / si.day_catalog_path(day)
+            _write_json_file(path, new, not self._batching, compact=True)
+
+    def _flush_days(self) -> list[str]:
+        """Rewrite the catalogs of the days changed in this session; update ``child`` links.
+
+        Returns the days left without items, whose catalogs are deleted by :meth:`_flush` once
+        their collections no longer link to them.
+        """
+        emptied: list[str] = []
+        for day in sorted(self._day_changes):
+            changes = self._day_changes[day]
+            old = self._read_day_catalog(day)
+            if old is not None:
+                ids = si.day_catalog_items(old)
+            elif (self.root / si.day_catalog_path(day)).exists():
+                ids = self._listed_items(day)  # unreadable: list the folder instead
+            else:
+                ids = set()  # new day (a lost catalog means a dirty index, rebuilt on open)
+            ids |= {i for i, added in changes.items() if added}
+            ids -= {i for i, added in changes.items() if not added}
+            if ids:
+                self._write_day_catalog(day, ids, old)
+            elif (self.root / si.day_catalog_path(day)).exists():
+                emptied.append(day)
+            coll, date_part = day.split("/", 1)
+            data = self._collection(coll)
+            if data is not None:
+                days = si.collection_days(data)
+                if bool(ids) != (date_part in days):
+                    si.set_collection_days(data, days ^ {date_part})
+                    self._changed_collections.add(coll)
+        self._day_changes.clear()
+        return emptied
+
+    def _flush(self) -> None:
+        """Write day catalogs, collections and ``catalog.json``, then delete what was removed.
+
+        Files are deleted only once nothing links down to them: dropped collections (no longer
+        in ``catalog.json``), then emptied day catalogs (no longer ``child`` of a collection),
+        then removed items (no longer ``item`` of a day catalog).
+        """
+        emptied = self._flush_days()
+        self._flush_collections()
+        for coll in sorted(self._dropped_collections):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / si.collection_path(coll))
+        self._dropped_collections.clear()
+        for day in emptied:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / si.day_catalog_path(day))
+        for rel in reversed(self._removed_items):  # products, their matchup, ..., the event
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / rel)
+        self._removed_items.clear()
+        for day in emptied:  # drop empty YYYY/MM/DD folders (and empty months and years)
+            self._made_dirs.discard(day)
+            folder = self.root / day
+            for _ in range(3):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
 
     def _read_item(self, rel: str) -> dict[str, Any]:
         item = self._load_item(rel)
@@ -438,6 +629,8 @@ class MatchupCatalogue:
         return item
 
     def _collection(self, coll: str) -> dict[str, Any] | None:
+        if coll in self._dropped_collections:
+            return None
         if coll not in self._collections:
             path = self.root / si.collection_path(coll)
             try:
@@ -451,6 +644,7 @@ class MatchupCatalogue:
     def _extend(self, coll: str, bbox: Sequence[float], start: datetime, end: datetime) -> None:
         data = self._collection(coll)
         if data is None:
+            self._dropped_collections.discard(coll)
             self._collections[coll] = si.collection_dict(coll, bbox, (start, end))
             self._changed_collections.add(coll)
             return
@@ -474,8 +668,7 @@ class MatchupCatalogue:
         data = self._collection(coll)
         if ext is None:
             if data is not None and not data.get("assets"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.root / si.collection_path(coll))
+                self._dropped_collections.add(coll)  # deleted by _flush, after catalog.json
                 self._collections.pop(coll, None)
                 self._changed_collections.discard(coll)
                 self._catalog_changed = True
@@ -504,7 +697,7 @@ class MatchupCatalogue:
         present = {
             c
             for c in existing | set(self._collections)
-            if (self.root / c / "collection.json").is_file()
+            if c not in self._dropped_collections and (self.root / si.collection_path(c)).is_file()
         }
         if present != existing or self._catalog_changed:
             extra = {
@@ -586,8 +779,11 @@ class MatchupCatalogue:
     def remove_event(self, event_id: str) -> None:
         """Remove an event, its matchups no other event uses and products no matchup uses.
 
-        Files are deleted event first (so no link points at a deleted item) and extents are
-        recomputed from the index; downloaded data files are left on disk.
+        Day catalogs, collections and ``catalog.json`` are updated first (emptied days lose their
+        day catalog and ``child`` link, emptied collections go), then the item files are deleted,
+        the event last: a kill half-way leaves the event, whose links to deleted items the next
+        open drops, and removing it again finishes the work. Extents are recomputed from the
+        index; downloaded data files are left on disk.
         """
         with self._writing():
             row = self._index.get(event_id)
@@ -615,9 +811,10 @@ class MatchupCatalogue:
                 self._recompute_extent(coll)
 
     def _delete(self, row: IndexRow) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / row.path)
-        self._touched_dirs.add(row.path.rsplit("/", 1)[0])
+        day = si.day_of(row.path)
+        self._removed_items.append(row.path)  # deleted by _flush, after its day catalog
+        self._touched_dirs.add(day)
+        self._day_changes.setdefault(day, {})[row.id] = False
         self._index.delete_item(row.id)
 
     # --- queries ----------------------------------------------------------------------------
@@ -1006,6 +1203,13 @@ class MatchupCatalogue:
                 if old.get("type"):
                     asset["type"] = old["type"]
             return self._edit_item_assets(row, "data", asset)
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(path))
+    except FileNotFoundError:
+        return []
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 INDEX_NAME = ".eomatch-index.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""Bumped when the catalogue layout changes: an older index is rebuilt, which also migrates
+the files (version 2: day catalogs, items' ``parent`` is their day catalog)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

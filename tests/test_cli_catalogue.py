@@ -11,19 +11,20 @@ import pytest
 
 from eomatch.cli.main import main
 
+RUN = (
+    "sensors:\n"
+    "  - {platform: S2A, collection: S2_MSI_L1C}\n"
+    "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
+    "start_time: 2022-05-06T12:00:00Z\nend_time: 2022-05-06T13:30:00Z\n"
+    "bbox: [-40, 40, 0, 70]\n"
+)
+
 
 @pytest.fixture(scope="module")
 def predicted_catalogue(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("pred")
     cfg = tmp / "run.yaml"
-    cfg.write_text(
-        "sensors:\n"
-        "  - {platform: S2A, collection: S2_MSI_L1C}\n"
-        "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
-        "start_time: 2022-05-06T12:00:00Z\nend_time: 2022-05-06T13:30:00Z\n"
-        "bbox: [-40, 40, 0, 70]\n"
-        "matchup_catalogue: {path: cat}\n"
-    )
+    cfg.write_text(RUN + "matchup_catalogue: {path: cat}\n")
     assert main(["find", "--config", str(cfg)]) == 0
     return tmp / "cat"
 
@@ -79,13 +80,7 @@ def test_find_plot_draws_matchup_footprints(tmp_path, capsys):
     from PIL import Image
 
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(
-        "sensors:\n"
-        "  - {platform: S2A, collection: S2_MSI_L1C}\n"
-        "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
-        "start_time: 2022-05-06T12:00:00Z\nend_time: 2022-05-06T13:30:00Z\n"
-        "bbox: [-40, 40, 0, 70]\n"
-    )
+    cfg.write_text(RUN)
     png = tmp_path / "m.png"
     assert (
         main(["find", "--config", str(cfg), "--path", str(tmp_path / "c"), "--plot", str(png)]) == 0

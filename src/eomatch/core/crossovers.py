@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -599,39 +598,11 @@ def build_events(
     return out
 
 
-ProgressFn = Callable[[int], None]
+def window_chunks(start: int, end: int, chunk_s: int) -> list[tuple[int, int]]:
+    """Consecutive sub-windows of at most ``chunk_s`` seconds covering ``[start, end)``.
 
-
-@dataclass
-class PairSearch:
-    """Search one ordered pair over a window, in chunks (bounded memory, visible progress)."""
-
-    a: Orbit
-    b: Orbit
-    params: CrossoverParams = field(default_factory=CrossoverParams)
-    chunk_s: int = 30 * 86400
-
-    def chunks(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Consecutive sub-windows of at most ``chunk_s``."""
-        edges = [*range(start, end, self.chunk_s), end]
-        return list(itertools.pairwise(edges))
-
-    def run(
-        self,
-        start: int,
-        end: int,
-        sampled_a: SampledOrbit | None = None,
-        sampled_b: SampledOrbit | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[Crossover]:
-        """Events of this pair in ``[start, end)`` (Unix seconds)."""
-        h = self.params.coarse_step_s
-        t_max = self.params.max_time_diff_s
-        sa = sampled_a or SampledOrbit.build(self.a, h, start, end - 1)
-        sb = sampled_b or SampledOrbit.build(self.b, h, start - t_max, end - 1 + t_max)
-        parts = []
-        for lo, hi in self.chunks(start, end):
-            parts.append(matched_seconds(sa, sb, lo, hi, self.params))
-            if progress is not None:
-                progress(hi - lo)
-        return build_events(self.a, self.b, MatchedSeconds.concat(parts), self.params)
+    Matched seconds depend only on the instant of A, so chunks can be searched independently
+    (in parallel) and joined before events are formed.
+    """
+    edges = [*range(start, end, chunk_s), end]
+    return list(itertools.pairwise(edges))

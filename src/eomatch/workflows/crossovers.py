@@ -16,10 +16,10 @@ from eomatch.core.crossovers import (
     Crossover,
     CrossoverParams,
     MatchedSeconds,
-    PairSearch,
     SampledOrbit,
     build_events,
     matched_seconds,
+    window_chunks,
 )
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
@@ -76,8 +76,6 @@ def canonical_pairs(sats: Sequence[Satellite]) -> list[tuple[Satellite, Satellit
     ordered = sorted(sats, key=lambda s: s.short_name)
     return list(itertools.combinations(ordered, 2))
 
-
-ProgressFn = Callable[[int], None]
 
 CHUNK_S = 10 * 86400
 """Work unit: one pair over ten days (bounded memory, parallel tasks, progress steps)."""
@@ -184,9 +182,8 @@ def find_crossovers(
         tasks = [
             (sa.short_name, sb.short_name, c_lo, c_hi)
             for sa, sb in pairs
-            for c_lo, c_hi in PairSearch(orbits[sa.short_name], orbits[sb.short_name], params,
-                                         chunk_s=CHUNK_S).chunks(window.start, window.end)
-        ]  # fmt: skip
+            for c_lo, c_hi in window_chunks(window.start, window.end, CHUNK_S)
+        ]
         futures = {
             pool.submit(matched_seconds, sampled[a], sampled[b], c_lo, c_hi, params): (
                 a,

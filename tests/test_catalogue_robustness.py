@@ -226,6 +226,61 @@ def test_kill_inside_batch_then_open_validates(tmp_path, monkeypatch):
     validate_tree(root)
 
 
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_kill_at_every_replace_of_a_threaded_batch(tmp_path, monkeypatch, workers):
+    """Writer threads keep the serial order's guarantees: after a kill at any replace, no link
+    dangles, the catalogue opens valid, and re-running the batch gives the reference bytes."""
+    events = [
+        make_event(lon=0.0, when=T0),
+        make_event(lon=10.0, when=T0 + timedelta(hours=1)),
+        make_event(lon=0.0, when=T0, n_matchups=3),  # same event again, one more matchup
+        make_event(lon=20.0, when=T0 + timedelta(days=1)),
+    ]
+    ref = tmp_path / "ref"
+    with MatchupCatalogue.create(ref) as cat:
+        for e in events:
+            cat.add_event(e)
+    expected = _snapshot(ref)
+    real_replace = os.replace
+    n = 0
+    while True:
+        root = tmp_path / f"c{n}"
+        MatchupCatalogue.create(root).close()
+        calls = 0
+
+        def dying_replace(src, dst, limit=n):
+            nonlocal calls
+            calls += 1
+            if calls > limit:
+                raise KeyboardInterrupt("killed")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", dying_replace)
+        finished = True
+        try:
+            with MatchupCatalogue.open(root) as cat, cat.batch(workers=workers):
+                for e in events:
+                    cat.add_event(e)
+        except KeyboardInterrupt:
+            finished = False
+        monkeypatch.setattr(os, "replace", real_replace)
+        check_down_links(root)
+        with MatchupCatalogue.open(root) as cat:
+            validate_tree(root)
+            assert pystac_item_ids(root) == sorted(item_files(root))
+            with cat.batch(workers=workers):
+                for e in events:
+                    cat.add_event(e)
+            assert cat.counts() == {"event": 3, "matchup": 7, "product": 14}
+        validate_tree(root)
+        assert _snapshot(root) == expected
+        assert not list(root.rglob(".*.tmp"))
+        if finished:
+            break
+        n += 1
+    assert n > 20
+
+
 _WORKER = textwrap.dedent(
     """
     import sys

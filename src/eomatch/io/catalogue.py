@@ -28,7 +28,9 @@ next ``open`` sees the dirty flag (or day directories whose mtime changed) and r
 files: index, day catalogs, collections' ``child`` links and extents, catalog links.
 
 Batch mode (:meth:`MatchupCatalogue.batch`) writes day catalogs, collections and
-``catalog.json`` once, at the end of the batch.
+``catalog.json`` once, at the end of the batch, and hands item files to writer threads; an item
+file is written only after the item files it links to and any earlier version of itself, so
+the order above (and what a kill can leave) is kept.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ import mimetypes
 import os
 import re
 import shutil
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,6 +147,11 @@ class MatchupCatalogue:
         self._day_changes: dict[str, dict[str, bool]] = {}
         self._removed_items: list[str] = []  # item files to delete once nothing links to them
         self._dropped_collections: set[str] = set()
+        # batch writer threads: item path -> its last queued write (see _queue_write)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future[None]] = {}
+        self._queue: deque[tuple[str, Future[None]]] = deque()
+        self._write_error: BaseException | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -227,18 +236,37 @@ class MatchupCatalogue:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, workers: int = 4) -> Iterator[None]:
         """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
 
-        For bulk loads. A kill inside the block leaves complete item files and a dirty index,
-        which the next ``open`` rebuilds from the files.
+        For bulk loads. Item files are written by ``workers`` threads (0: by the caller) while
+        the caller builds the next items (creating files is mostly kernel time, which the
+        threads spread over the cores); an item file is written only once every item file it
+        links to (``derived_from``, ``related``) and any earlier version of itself is on disk,
+        so the files present after a kill are the same kind of set a serial writer leaves. A
+        kill inside the block leaves complete item files and a dirty index, which the next
+        ``open`` rebuilds from the files.
         """
         with self._writing():
             outer = self._batching
             self._batching = True
+            own_pool = self._pool is None and workers > 0
+            if own_pool:
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
             try:
                 yield
+            except BaseException:
+                if own_pool:
+                    self._drain(quiet=True)
+                raise
+            else:
+                if own_pool:
+                    self._drain()
             finally:
+                if own_pool:
+                    assert self._pool is not None
+                    self._pool.shutdown(wait=True)
+                    self._pool = None
                 self._batching = outer
 
     @contextlib.contextmanager
@@ -251,6 +279,7 @@ class MatchupCatalogue:
                 yield
             except BaseException:
                 if outermost:
+                    self._drain(quiet=True)
                     self._index.rollback()
                     self._failed = True
                 raise
@@ -284,6 +313,7 @@ class MatchupCatalogue:
         self._dropped_collections.clear()
 
     def _finish_session(self) -> None:
+        self._drain()
         self._flush()
         dirs: dict[str, int] = {}
         gone: list[str] = []
@@ -316,6 +346,7 @@ class MatchupCatalogue:
     def rebuild_index(self) -> None:
         """Rebuild the side index from the item files and repair collections and catalog."""
         with self.lock():
+            self._drain()  # queued batch writes first: the rebuild reads the files
             self._index.rollback()
             self._catalog = self._read_catalog()
             self._collections.clear()
@@ -428,6 +459,9 @@ class MatchupCatalogue:
             self._changed_collections.add(coll)
 
     def _load_item(self, rel: str) -> dict[str, Any] | None:
+        pending = self._pending.get(rel)
+        if pending is not None:
+            pending.result()
         path = self.root / rel
         try:
             item = json.loads(path.read_bytes())
@@ -517,11 +551,74 @@ class MatchupCatalogue:
         if day not in self._made_dirs:
             os.makedirs(os.path.join(self.root, day), exist_ok=True)
             self._made_dirs.add(day)
-        _write_json_file(
-            os.path.join(self.root, rel), item, durable=not self._batching, compact=True
-        )
+        if self._pool is not None and self._batching:
+            self._queue_write(rel, item)
+        else:
+            _write_json_file(
+                os.path.join(self.root, rel), item, durable=not self._batching, compact=True
+            )
         self._touched_dirs.add(day)
         self._day_changes.setdefault(day, {})[str(item["id"])] = True
+
+    _MAX_QUEUED = 512
+    """Queued item writes before the caller waits for the oldest (bounds memory)."""
+
+    def _queue_write(self, rel: str, item: Mapping[str, Any]) -> None:
+        """Hand an item file to the writer threads, after the files it depends on.
+
+        Its dependencies are the queued writes of the item files it links to (``derived_from``,
+        ``related``) and of its own path; each is queued before it, so a thread waiting on one
+        never waits on a write no thread has started (FIFO pool): no deadlock. A failed write
+        fails every write depending on it, and the next call raises its error.
+        """
+        assert self._pool is not None
+        if self._write_error is not None:
+            raise self._write_error
+        deps = [self._pending[rel]] if rel in self._pending else []
+        for link in item.get("links", ()):
+            if link.get("rel") in ("derived_from", "related"):
+                dep = self._pending.get(si.resolve_href(rel, str(link["href"])))
+                if dep is not None:
+                    deps.append(dep)
+        path = os.path.join(self.root, rel)
+
+        def write() -> None:
+            for dep in deps:
+                dep.result()
+            _write_json_file(path, item, durable=False, compact=True)
+
+        fut = self._pool.submit(write)
+        fut.add_done_callback(self._note_error)
+        self._pending[rel] = fut
+        self._queue.append((rel, fut))
+        while len(self._queue) > self._MAX_QUEUED:
+            self._retire(*self._queue.popleft())
+
+    def _note_error(self, fut: Future[None]) -> None:
+        exc = fut.exception()
+        if exc is not None and self._write_error is None:
+            self._write_error = exc
+
+    def _retire(self, rel: str, fut: Future[None]) -> None:
+        try:
+            fut.result()
+        finally:
+            if self._pending.get(rel) is fut:
+                del self._pending[rel]
+
+    def _drain(self, quiet: bool = False) -> None:
+        """Wait for every queued item write; raise the first error unless ``quiet``."""
+        error = None
+        while self._queue:
+            try:
+                self._retire(*self._queue.popleft())
+            except BaseException as exc:
+                error = error or exc
+        self._pending.clear()
+        error = error or self._write_error
+        self._write_error = None
+        if error is not None and not quiet:
+            raise error
 
     def _read_day_catalog(self, day: str) -> dict[str, Any] | None:
         """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""

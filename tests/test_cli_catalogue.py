@@ -109,3 +109,50 @@ def test_plot_matchups_without_matchups(tmp_path):
 
     plot_matchups([], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unreachable_stac_source_one_line_and_nothing_written(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        RUN.replace("collection: S2_MSI_L1C}", "collection: S2_MSI_L1C, source: stac}").replace(
+            "collection: LANDSAT_C2L1}", "collection: LANDSAT_C2L1, source: stac}"
+        )
+        + f"stac_sources:\n  es: {{url: 'http://127.0.0.1:{port}/', max_retries: 1}}\n"
+        + "matchup_catalogue: {path: cat}\n"
+    )
+    assert main(["find", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"STAC API http://127.0.0.1:{port}/ is unreachable" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cat").exists()
+
+
+def test_stac_collection_mapping_defaults_to_our_id():
+    from eomatch.config.models import RunConfig
+    from eomatch.workflows.crossovers import build_registry
+    from eomatch.workflows.find import _sources
+
+    cfg = RunConfig.model_validate(
+        {
+            "sensors": [
+                {"platform": "S2A", "collection": "S2_MSI_L1C", "source": "stac"},
+                {"platform": "LS9", "collection": "LANDSAT_C2L1", "source": "stac"},
+            ],
+            "stac_sources": {
+                "es": {"url": "http://x.test/", "collections": {"LANDSAT_C2L1": "landsat-c2-l1"}}
+            },
+        }
+    )
+    sensors = cfg.resolve_sensors(build_registry(cfg))
+    sources = _sources(sensors)
+    by_collection = {k.collection: (k, src) for k, src in sources.items()}
+    s2_key, s2 = by_collection["S2_MSI_L1C"]
+    ls_key, ls = by_collection["LANDSAT_C2L1"]
+    assert s2 is ls  # one client per configured source
+    assert s2.provider_collection(s2_key) == "S2_MSI_L1C"
+    assert ls.provider_collection(ls_key) == "landsat-c2-l1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -60,9 +61,10 @@ def _sources(sensors: list[ResolvedSensor]) -> dict[SensorKey, ProductSource | N
         if s.stac is None or s.stac_source is None:
             raise EomatchError(f"sensor {s.key.label()}: source 'stac' needs a stac_source")
         if s.stac_source not in cache:
+            ours = {x.key.collection for x in sensors if x.stac_source == s.stac_source}
             cache[s.stac_source] = StacApiSource(
                 s.stac.url,
-                collections=dict(s.stac.collections),
+                collections={c: s.stac.provider_collection(c) for c in sorted(ours)},
                 headers=s.stac.headers(s.stac_source),
                 page_size=s.stac.page_size,
                 max_retries=s.stac.max_retries,
@@ -122,11 +124,24 @@ def find_and_catalogue(
 
     keys = tuple(sorted(s.key for s in sensors))
     region = region_geometry(cfg.region_bboxes())
-    cat = MatchupCatalogue.create(
-        root, id=cfg.matchup_catalogue.id, description=cfg.matchup_catalogue.description
-    )
     seen_products: set[str] = set()
-    with cat.batch():
+    with contextlib.ExitStack() as stack:
+        cat: MatchupCatalogue | None = None
+
+        def catalogue() -> MatchupCatalogue:
+            # Created on the first result, so a run that fails early leaves nothing behind.
+            nonlocal cat
+            if cat is None:
+                cat = stack.enter_context(
+                    MatchupCatalogue.create(
+                        root,
+                        id=cfg.matchup_catalogue.id,
+                        description=cfg.matchup_catalogue.description,
+                    )
+                )
+                stack.enter_context(cat.batch())
+            return cat
+
         for n, c in enumerate(crossovers, 1):
             sa, sb = by_short[c.platform_a], by_short[c.platform_b]
             event = event_from_crossover(
@@ -148,7 +163,7 @@ def find_and_catalogue(
             tick("matchups", n, len(crossovers))
             if not matchups:
                 continue
-            result = cat.add_event(with_matchups(event, matchups))
+            result = catalogue().add_event(with_matchups(event, matchups))
             summary.events += 1
             summary.matchups += len(matchups)
             used = {p.id for m in matchups for p in m.products}
@@ -157,6 +172,7 @@ def find_and_catalogue(
             summary.new_events += result.events_new
             summary.new_matchups += result.matchups_new
             summary.new_products += result.products_new
+        catalogue()  # an empty run still leaves a (valid, empty) catalogue to open
     return summary
 
 

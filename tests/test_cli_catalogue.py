@@ -156,3 +156,23 @@ def test_stac_collection_mapping_defaults_to_our_id():
     assert s2 is ls  # one client per configured source
     assert s2.provider_collection(s2_key) == "S2_MSI_L1C"
     assert ls.provider_collection(ls_key) == "landsat-c2-l1"
+
+
+def test_get_events_accepts_the_documented_time_forms(predicted_catalogue):
+    """Regression: docs/catalogue.md passes ISO text; it once raised AttributeError."""
+    from datetime import UTC, date, datetime
+
+    from eomatch.errors import EomatchError
+    from eomatch.io.catalogue import MatchupCatalogue
+
+    with MatchupCatalogue.open(predicted_catalogue) as cat:
+        everything = cat.get_events()
+        assert everything
+        first = min(e.start for e in everything)
+        forms = [first.strftime("%Y-%m-%dT%H:%M:%SZ"), first, first.replace(tzinfo=None)]
+        ids = [[e.id for e in cat.get_events(start_time=f)] for f in forms]
+        assert ids[0] == ids[1] == ids[2] == [e.id for e in everything]
+        assert cat.get_events(start_time=date(2022, 5, 7)) == []
+        assert cat.get_events(stop_time=datetime(2022, 5, 5, tzinfo=UTC)) == []
+        with pytest.raises(EomatchError, match="not an ISO 8601"):
+            cat.get_events(start_time="tomorrow")

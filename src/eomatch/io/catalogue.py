@@ -58,6 +58,7 @@ from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue_index import INDEX_NAME, CatalogueIndex, IndexRow
+from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,9 @@ class AddResult:
         return self
 
 
-def _epoch(when: datetime) -> float:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+def _epoch(when: TimeLike) -> float:
+    """Unix seconds; accepts what every command accepts (ISO text, date, datetime; naive = UTC)."""
+    return parse_time(when, "time").timestamp()
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -920,8 +920,8 @@ class MatchupCatalogue:
         self,
         collections: Sequence[str] | None = None,
         platforms: Sequence[str] | None = None,
-        start_time: datetime | None = None,
-        stop_time: datetime | None = None,
+        start_time: TimeLike | None = None,
+        stop_time: TimeLike | None = None,
         bbox: Sequence[float] | None = None,
         products_downloaded: bool | None = None,
         filter: str | None = None,

@@ -8,13 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eomatch._version import __version__
-from eomatch.cli import config, crossovers, find, products, satellites, tle
+from eomatch.cli import assets, config, crossovers, find, products, satellites, tle
 from eomatch.cli.common import global_parent, stderr
 from eomatch.errors import EomatchError
 
 log = logging.getLogger("eomatch")
 
-SUBCOMMANDS = (config, crossovers, find, products, satellites, tle)
+SUBCOMMANDS = (assets, config, crossovers, find, products, satellites, tle)
 
 
 class _Parser(argparse.ArgumentParser):

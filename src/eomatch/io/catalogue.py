@@ -44,7 +44,7 @@ import os
 import re
 import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -1136,6 +1136,41 @@ class MatchupCatalogue:
             self._index_item(item, row.path)
             if asset is None and delete_file and old is not None:
                 self._delete_local(row.path, old["href"])
+        return item
+
+    def asset_href(self, item_id: str, target: str | os.PathLike[str]) -> str:
+        """The href an asset of ``item_id`` gets for ``target``: relative inside the root.
+
+        Public so callers can decide on a different form (e.g. ``file://``) for outside files.
+        """
+        return self._href(self._row(item_id, None).path, target)
+
+    def update_item_assets(
+        self,
+        item_id: str,
+        edit: Callable[[dict[str, Any]], bool],
+        stac_extensions: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Edit any item's assets under the writer lock: read, check and write as one step.
+
+        ``edit`` gets the item's ``assets`` dict (hrefs as stored) and returns whether it
+        changed it; only then is the item rewritten (atomically, re-indexed) with
+        ``stac_extensions`` added. So a check-then-write ("is this version registered
+        already?") cannot race another writer, and a no-op leaves the file untouched.
+        """
+        row = self._row(item_id, None)
+        with self._writing():
+            item = self._read_item(row.path)
+            assets = dict(item.get("assets") or {})
+            if not edit(assets):
+                return item
+            item["assets"] = dict(sorted(assets.items()))
+            extensions = list(item.get("stac_extensions") or [])
+            extensions += [e for e in stac_extensions if e not in extensions]
+            if extensions:
+                item["stac_extensions"] = extensions
+            self._write_item(row.path, item)
+            self._index_item(item, row.path)
         return item
 
     def _item_row(self, obj: Any, kind: str) -> IndexRow:

@@ -1076,6 +1076,13 @@ class MatchupCatalogue:
             return Path(href)
         return self.root / si.resolve_href(from_rel, href)
 
+    def local_file(self, item_id: str, href: str) -> Path | None:
+        """The local file an asset href of ``item_id`` points to; None for remote URLs.
+
+        Relative hrefs are resolved against the item's own file (from the index, no read).
+        """
+        return self._local_path(self._row(item_id, None).path, href)
+
     def _delete_local(self, from_rel: str, href: str) -> None:
         path = self._local_path(from_rel, href)
         if path is None:

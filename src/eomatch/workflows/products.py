@@ -64,22 +64,11 @@ class RemoveReport:
     kept_files: list[Path] = field(default_factory=list)
 
 
-def _is_url(href: str) -> bool:
-    return urlparse(href).scheme in ("http", "https", "s3", "file")
-
-
 def local_data_path(cat: MatchupCatalogue, product: Product) -> Path | None:
     """The local file of a product's ``data`` asset, or None if it is remote or absent."""
     asset = product.assets.get("data")
-    if not asset:
-        return None
-    href = str(asset.get("href", ""))
-    if not href or (_is_url(href) and not href.startswith("file://")):
-        return None
-    if href.startswith("file://"):
-        return Path(urlparse(href).path)
-    path = Path(href)
-    return path if path.is_absolute() else (cat.item_path(product.id).parent / path).resolve()
+    href = str(asset.get("href", "")) if asset else ""
+    return cat.local_file(product.id, href) if href else None
 
 
 def product_destination(cat: MatchupCatalogue, product: Product, href: str) -> Path:

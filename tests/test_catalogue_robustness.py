@@ -91,6 +91,21 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
+def _kill_after(monkeypatch, limit: int) -> None:
+    """Make ``os.replace`` succeed ``limit`` times, then die like a killed process."""
+    real_replace = os.replace
+    calls = 0
+
+    def dying_replace(src, dst):
+        nonlocal calls
+        calls += 1
+        if calls > limit:
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+
+
 def test_kill_at_every_replace_leaves_valid_catalogue(tmp_path, monkeypatch):
     ref = tmp_path / "ref"
     _fill(ref, 2)
@@ -101,16 +116,7 @@ def test_kill_at_every_replace_leaves_valid_catalogue(tmp_path, monkeypatch):
     while True:
         root = tmp_path / f"c{n}"
         MatchupCatalogue.create(root).close()
-        calls = 0
-
-        def dying_replace(src, dst, limit=n):
-            nonlocal calls
-            calls += 1
-            if calls > limit:
-                raise KeyboardInterrupt("killed")
-            real_replace(src, dst)
-
-        monkeypatch.setattr(os, "replace", dying_replace)
+        _kill_after(monkeypatch, n)
         finished = True
         try:
             with MatchupCatalogue.open(root) as cat:
@@ -196,16 +202,7 @@ def test_kill_inside_batch_then_open_validates(tmp_path, monkeypatch):
     MatchupCatalogue.create(root).close()
     events = [make_event(lon=5.0 * i, when=T0 + timedelta(days=i)) for i in range(6)]
     real_replace = os.replace
-    calls = 0
-
-    def dying_replace(src, dst):
-        nonlocal calls
-        calls += 1
-        if calls > 20:
-            raise KeyboardInterrupt("killed")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", dying_replace)
+    _kill_after(monkeypatch, 20)
 
     def bulk() -> None:
         with MatchupCatalogue.open(root) as cat, cat.batch():
@@ -246,16 +243,7 @@ def test_kill_at_every_replace_of_a_threaded_batch(tmp_path, monkeypatch, worker
     while True:
         root = tmp_path / f"c{n}"
         MatchupCatalogue.create(root).close()
-        calls = 0
-
-        def dying_replace(src, dst, limit=n):
-            nonlocal calls
-            calls += 1
-            if calls > limit:
-                raise KeyboardInterrupt("killed")
-            real_replace(src, dst)
-
-        monkeypatch.setattr(os, "replace", dying_replace)
+        _kill_after(monkeypatch, n)
         finished = True
         try:
             with MatchupCatalogue.open(root) as cat, cat.batch(workers=workers):

@@ -16,6 +16,13 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(base) if base else Path.home() / fallback
 
 
+def _default_data_dir() -> Path:
+    # As root, ~ is unreachable for the postgres user who must own the cluster's files.
+    if os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+        return Path("/var/lib/eomatch")
+    return _xdg("XDG_DATA_HOME", ".local/share") / "eomatch"
+
+
 class Settings(BaseSettings):
     """Process-wide settings read from the environment."""
 
@@ -27,6 +34,10 @@ class Settings(BaseSettings):
     """Where the user configuration ``config.yaml`` lives."""
     tle_dirs: list[Path] = Field(default_factory=list)
     """Extra directories of TLE files (JSON list in the environment)."""
+    data_dir: Path = Field(default_factory=lambda: _default_data_dir())
+    """Where eomatch keeps its local database cluster (``<data_dir>/db``)."""
+    db_dir: Path | None = None
+    """The local cluster folder (overrides ``<data_dir>/db``)."""
     gp_url: str = DEFAULT_GP_URL
     """CelesTrak-style GP endpoint used by ``eomatch tle update``."""
 
@@ -34,6 +45,11 @@ class Settings(BaseSettings):
     def tle_cache_dir(self) -> Path:
         """Directory of fetched element sets."""
         return self.cache_dir / "tle"
+
+    @property
+    def local_db_dir(self) -> Path:
+        """Folder of the local database cluster."""
+        return self.db_dir or self.data_dir / "db"
 
     @property
     def user_config_file(self) -> Path:

@@ -1,0 +1,95 @@
+"""``eomatch serve``: the database, both STAC APIs, the gateway and STAC Browser, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from eomatch.cli.db import db_options, target_from
+from eomatch.config.settings import Settings
+from eomatch.errors import EomatchError
+from eomatch.service.stack import Stack, read_status
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add ``serve``."""
+    p = sub.add_parser(
+        "serve",
+        parents=[parent],
+        help="run the whole catalogue service locally (database, APIs, gateway, browser)",
+        description=(
+            "Start the local database (or use --db-host/PG*), the internal API (/api/, writes "
+            "need an API key), the external read-only API (/external/), STAC Browser (/) and "
+            "the nginx gateway in front of them; print the URLs and serve until Ctrl-C, then "
+            "stop everything this command started."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="gateway listen address")
+    p.add_argument("--port", type=int, default=8090, help="gateway port")
+    p.add_argument(
+        "--public-url", default=None, metavar="URL", help="URL people use (behind another proxy)"
+    )
+    p.add_argument("--internal-port", type=int, default=0, help="internal API port (0: any)")
+    p.add_argument("--external-port", type=int, default=0, help="external API port (0: any)")
+    p.add_argument(
+        "--run-dir", type=Path, default=None, metavar="DIR", help="logs, pid and config files"
+    )
+    p.add_argument(
+        "--no-browser-build",
+        action="store_true",
+        help="do not build STAC Browser if it is missing (serve a placeholder page)",
+    )
+    p.add_argument("--status", action="store_true", help="report a running serve and exit")
+    db_options(p)
+    p.set_defaults(handler=run_serve)
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    run_dir: Path = args.run_dir or Settings().data_dir / "run"
+    return run_dir.expanduser().absolute()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until interrupted; exit 1 if a component died."""
+    run_dir = _run_dir(args)
+    if args.status:
+        state = read_status(run_dir)
+        if state is None:
+            Console().print(f"not running (run dir {run_dir})")
+            return 3
+        Console().print(json.dumps(state, indent=2))
+        return 0 if all(v == "up" for v in state["checks"].values()) else 1
+    for name in ("port", "internal_port", "external_port"):
+        value = getattr(args, name)
+        if not 0 <= value <= 65535 or (name == "port" and value == 0):
+            raise EomatchError(f"--{name.replace('_', '-')} must be a TCP port, not {value}")
+    if read_status(run_dir) is not None:
+        raise EomatchError(f"already serving from {run_dir} (see `eomatch serve --status`)")
+    stack = Stack(
+        target=target_from(args),
+        run_dir=run_dir,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        internal_port=args.internal_port,
+        external_port=args.external_port,
+        build_browser=not args.no_browser_build,
+    )
+    console = Console()
+    console.print("starting the database, the APIs and the gateway…")
+    stack.start()
+    try:
+        for name, url in stack.urls().items():
+            console.print(f"  {name:<13} {url}")
+        console.print(
+            "writes to the internal API need a key: `eomatch keys create NAME`. Ctrl-C stops."
+        )
+        reason = stack.wait()
+    finally:
+        stack.stop()
+    console.print(f"eomatch serve: {reason}")
+    return 0 if reason == "stopped" else 1

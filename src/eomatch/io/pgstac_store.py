@@ -1,0 +1,411 @@
+"""The central database behind one small interface: pgSTAC (through pypgstac) plus our own schema.
+
+The pgSTAC schema is installed and upgraded only by pypgstac's migrations at the pinned version
+(the pypgstac version *is* the schema version). Our tables live in the ``eomatch`` schema:
+API keys (hashed) and the ingest state that makes re-ingest incremental. Three login roles keep
+privileges small: ``eomatch_ingest`` (loads items), ``eomatch_api`` (the internal API: reads,
+transactions, checks keys) and ``eomatch_reader`` (the external API: read only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pypgstac.db import PgstacDB
+from pypgstac.load import Loader, Methods
+from pypgstac.migrate import Migrate
+from pypgstac.version import __version__ as PGSTAC_VERSION
+
+from eomatch.errors import EomatchError
+from eomatch.io.pg_conn import ConnectionInfo
+
+__all__ = ["PGSTAC_VERSION", "ApiKey", "DatabaseError", "IngestRow", "PgstacStore"]
+
+KEY_PREFIX = "eomk_"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+# pgSTAC builds a PolyhedralSurface for a 6-number bbox, which GEOS cannot intersect (HTTP 500,
+# stac-utils/stac-fastapi#292). Searching by the bbox's 2D footprint is what STAC clients mean.
+BBOX_2D_SQL = """
+CREATE OR REPLACE FUNCTION pgstac.bbox_geom(_bbox jsonb) RETURNS geometry AS $$
+SELECT CASE jsonb_array_length(_bbox)
+    WHEN 4 THEN ST_SetSRID(ST_MakeEnvelope(
+        (_bbox->>0)::float, (_bbox->>1)::float, (_bbox->>2)::float, (_bbox->>3)::float), 4326)
+    WHEN 6 THEN ST_SetSRID(ST_MakeEnvelope(
+        (_bbox->>0)::float, (_bbox->>1)::float, (_bbox->>3)::float, (_bbox->>4)::float), 4326)
+    ELSE NULL
+END;
+$$ LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE;
+"""
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS eomatch;
+CREATE TABLE IF NOT EXISTS eomatch.api_keys (
+    name text PRIMARY KEY,
+    key_hash bytea NOT NULL UNIQUE,
+    key_prefix text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz,
+    last_used_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS eomatch.ingest_state (
+    collection text NOT NULL,
+    id text NOT NULL,
+    source text NOT NULL,
+    content_hash text NOT NULL,
+    file_mtime_ns bigint,
+    file_size bigint,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (collection, id)
+);
+CREATE INDEX IF NOT EXISTS ingest_state_source ON eomatch.ingest_state (source);
+CREATE TABLE IF NOT EXISTS eomatch.ingest_sources (
+    source text PRIMARY KEY,
+    fingerprint text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class DatabaseError(EomatchError):
+    """A database operation failed; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as listed (the secret itself is never stored)."""
+
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IngestRow:
+    """What the database remembers of one ingested item."""
+
+    content_hash: str
+    mtime_ns: int | None
+    size: int | None
+
+
+def hash_key(token: str) -> bytes:
+    """SHA-256 of an API key: keys are 256-bit random, so a fast hash is enough."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def one_line(exc: BaseException) -> str:
+    """A database error as one line."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class PgstacStore:
+    """pgSTAC plus the eomatch schema, reached as one role."""
+
+    def __init__(self, info: ConnectionInfo) -> None:
+        self.info = info
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A connection with pgSTAC on the search path; errors become one-line messages."""
+        try:
+            conn = psycopg.connect(self.info.conninfo(), autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot connect to the database {self.info.describe()}: {one_line(exc)}"
+            ) from None
+        try:
+            conn.execute("SET search_path TO pgstac, public")
+            if not autocommit:
+                conn.commit()
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def create_database(admin: ConnectionInfo, dbname: str) -> bool:
+        """Create a database if it is missing (needs CREATEDB); False if it existed."""
+        try:
+            with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
+                ).fetchone()
+                if exists:
+                    return False
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+                return True
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot create database {dbname}: {one_line(exc)}") from None
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def schema_version(self) -> str | None:
+        """The installed pgSTAC version, or None before ``install``."""
+        with self.connect() as conn:
+            try:
+                row = conn.execute(
+                    "SELECT version FROM pgstac.migrations ORDER BY datetime DESC, version DESC "
+                    "LIMIT 1"
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return None
+            return str(row[0]) if row else None
+
+    def install(self, role_passwords: Mapping[str, str] | None = None) -> str:
+        """Migrate pgSTAC to the pinned version, then our schema, roles and fixes (idempotent).
+
+        Needs a role that may create extensions (postgis, btree_gist, unaccent) and roles.
+        """
+        try:
+            conn = psycopg.connect(self.info.conninfo(), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot connect to the database {self.info.describe()}: {one_line(exc)}"
+            ) from None
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public")
+            db = PgstacDB(connection=conn)
+            conn.execute("SET search_path TO pgstac, public")
+            version = Migrate(db).run_migration(PGSTAC_VERSION)
+            conn.autocommit = False
+            # The migration leaves the session as pgstac_admin, who owns pgSTAC's functions.
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pgstac_admin")
+                conn.execute(BBOX_2D_SQL)
+            with conn.transaction():
+                conn.execute("RESET ROLE")
+                conn.execute(SCHEMA_SQL)
+                self._roles(conn, role_passwords or {})
+            conn.commit()
+            return version
+        except psycopg.Error as exc:
+            raise DatabaseError(f"database set-up failed: {one_line(exc)}") from None
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _roles(conn: psycopg.Connection[Any], passwords: Mapping[str, str]) -> None:
+        grants = {
+            "eomatch_ingest": ["pgstac_ingest"],
+            "eomatch_api": ["pgstac_ingest"],
+            "eomatch_reader": ["pgstac_read"],
+        }
+        dbname = conn.info.dbname
+        for role, parents in grants.items():
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            ident = sql.Identifier(role)
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+            if role in passwords:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                        ident, sql.Literal(passwords[role])
+                    )
+                )
+            for parent in parents:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(parent), ident))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path TO pgstac, public").format(
+                    ident, sql.Identifier(dbname)
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                    sql.Identifier(dbname), ident
+                )
+            )
+        conn.execute("GRANT USAGE ON SCHEMA eomatch TO eomatch_ingest, eomatch_api")
+        conn.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON eomatch.ingest_state, eomatch.ingest_sources "
+            "TO eomatch_ingest"
+        )
+        conn.execute("GRANT SELECT, UPDATE (last_used_at) ON eomatch.api_keys TO eomatch_api")
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def create_key(self, name: str) -> str:
+        """A new key for ``name``; the secret is returned once and stored only as a hash."""
+        if not _NAME_RE.match(name):
+            raise DatabaseError(
+                f"invalid key name {name!r}: use letters, digits, '.', '_', '@', '-' (max 64)"
+            )
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.connect() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO eomatch.api_keys (name, key_hash, key_prefix) VALUES (%s, %s, %s)",
+                    (name, hash_key(token), token[: len(KEY_PREFIX) + 4]),
+                )
+                conn.commit()
+            except psycopg.errors.UniqueViolation:
+                raise DatabaseError(
+                    f"an API key named {name!r} already exists (revoked keys keep their name)"
+                ) from None
+            except psycopg.Error as exc:
+                raise DatabaseError(f"cannot create API key: {one_line(exc)}") from None
+        return token
+
+    def list_keys(self) -> list[ApiKey]:
+        """All keys, oldest first."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT name, key_prefix, created_at, revoked_at, last_used_at "
+                "FROM eomatch.api_keys ORDER BY created_at, name"
+            ).fetchall()
+        return [ApiKey(*row) for row in rows]
+
+    def revoke_key(self, name: str) -> bool:
+        """Revoke a key at once; False if it was already revoked."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT revoked_at FROM eomatch.api_keys WHERE name = %s", (name,)
+            ).fetchone()
+            if row is None:
+                raise DatabaseError(f"no API key named {name!r}")
+            if row[0] is not None:
+                return False
+            conn.execute("UPDATE eomatch.api_keys SET revoked_at = now() WHERE name = %s", (name,))
+            conn.commit()
+        return True
+
+    def check_key(self, token: str) -> str | None:
+        """The name of the live key ``token`` is, or None (and record its use)."""
+        digest = hash_key(token)
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT name, key_hash FROM eomatch.api_keys "
+                "WHERE key_hash = %s AND revoked_at IS NULL",
+                (digest,),
+            ).fetchone()
+            if row is None or not hmac.compare_digest(bytes(row[1]), digest):
+                return None
+            conn.execute(
+                "UPDATE eomatch.api_keys SET last_used_at = now() WHERE name = %s", (row[0],)
+            )
+            conn.commit()
+            return str(row[0])
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def ingest_state(self, source: str) -> tuple[str | None, dict[tuple[str, str], IngestRow]]:
+        """The fingerprint and per-item rows last ingested from ``source``."""
+        with self.connect() as conn:
+            fp = conn.execute(
+                "SELECT fingerprint FROM eomatch.ingest_sources WHERE source = %s", (source,)
+            ).fetchone()
+            cur = conn.execute(
+                "SELECT collection, id, content_hash, file_mtime_ns, file_size "
+                "FROM eomatch.ingest_state WHERE source = %s",
+                (source,),
+            )
+            rows = {(c, i): IngestRow(h, m, s) for c, i, h, m, s in cur}
+        return (str(fp[0]) if fp else None), rows
+
+    @contextmanager
+    def loading(self) -> Iterator[BatchLoader]:
+        """One connection for a whole ingest; each ``load`` call is its own transaction."""
+        with self.connect() as conn:
+            yield BatchLoader(conn)
+
+    def item_count(self, collection: str | None = None) -> int:
+        """Rows in pgSTAC's items table (optionally of one collection)."""
+        with self.connect() as conn:
+            if collection is None:
+                row = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT count(*) FROM pgstac.items WHERE collection = %s", (collection,)
+                ).fetchone()
+        return int(row[0]) if row else 0
+
+    def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
+        """One hydrated item as pgSTAC returns it."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT content_hydrate(i, c.base_item) FROM pgstac.items i "
+                "JOIN pgstac.collections c ON c.id = i.collection "
+                "WHERE i.collection = %s AND i.id = %s",
+                (collection, item_id),
+            ).fetchone()
+        return dict(row[0]) if row else None
+
+
+class BatchLoader:
+    """Loads batches through pypgstac's Loader, each batch with its ingest state, atomically."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.loader = Loader(db=PgstacDB(connection=conn))
+
+    def load(
+        self,
+        source: str,
+        fingerprint: str,
+        collections: Sequence[Mapping[str, Any]],
+        items: Sequence[Mapping[str, Any]],
+        states: Sequence[tuple[str, str, str, int | None, int | None]],
+        deletes: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Upsert collections and items, delete pruned rows, record state: all or nothing."""
+        conn = self.conn
+        try:
+            with conn.transaction():
+                if collections:
+                    self.loader.load_collections(iter(list(collections)), Methods.upsert)
+                if items:
+                    self.loader.load_items(iter(list(items)), Methods.upsert)
+                gone = list(deletes)
+                if gone:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "DELETE FROM pgstac.items WHERE collection = %s AND id = %s", gone
+                        )
+                        cur.executemany(
+                            "DELETE FROM eomatch.ingest_state WHERE collection = %s AND id = %s",
+                            gone,
+                        )
+                if states:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO eomatch.ingest_state AS s "
+                            "(collection, id, source, content_hash, file_mtime_ns, file_size) "
+                            "VALUES (%s, %s, %s, %s, %s, %s) "
+                            "ON CONFLICT (collection, id) DO UPDATE "
+                            "SET source = EXCLUDED.source, content_hash = EXCLUDED.content_hash, "
+                            "file_mtime_ns = EXCLUDED.file_mtime_ns, "
+                            "file_size = EXCLUDED.file_size, ingested_at = now()",
+                            [(c, i, source, h, m, s) for c, i, h, m, s in states],
+                        )
+                conn.execute(
+                    "INSERT INTO eomatch.ingest_sources (source, fingerprint) VALUES (%s, %s) "
+                    "ON CONFLICT (source) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "
+                    "updated_at = now()",
+                    (source, fingerprint),
+                )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"ingest failed, this batch was rolled back: {one_line(exc)}"
+            ) from None
+        except Exception as exc:  # pypgstac raises bare Exception for missing collections etc.
+            if isinstance(exc, DatabaseError):
+                raise
+            raise DatabaseError(
+                f"ingest failed, this batch was rolled back: {one_line(exc)}"
+            ) from None
+        # pypgstac caches collection rows per Loader; a later batch may have changed them.
+        self.loader.collection_json.cache_clear()

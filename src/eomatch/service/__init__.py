@@ -1,0 +1,1 @@
+"""The central catalogue service: the STAC APIs, the gateway and the browser."""

@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # The main job, end to end and offline: Sentinel-2A x Landsat-9 matchups over Europe in May 2022,
-# predicted from the shipped TLE archive, written as a STAC catalogue plus a map; the command
-# prints a summary and where the catalogue and the map are.
+# predicted from the shipped TLE archive and written as a STAC catalogue plus a map; then the
+# catalogue is ingested into a local PostgreSQL/pgSTAC database and served (internal and
+# external STAC API, STAC Browser, one gateway port) until Ctrl-C. The URLs are printed.
+#   EOMATCH_OUT=DIR     where the catalogue, the map and the database go (default: out/)
+#   EOMATCH_PORT=PORT   gateway port (default 8090)
+#   EOMATCH_NO_SERVE=1  stop after the ingest (find + ingest only)
 source "$(dirname "$0")/bootstrap.sh"
+source "$(dirname "$0")/system-packages.sh"
+system_packages server browser
 OUT="${EOMATCH_OUT:-$ROOT/out}"
 mkdir -p "$OUT"
-"$UV" run --frozen eomatch find --config "$ROOT/examples/s2a-landsat9-europe.yaml" \
+OUT="$(cd "$OUT" && pwd)"
+chmod o+x "$OUT"  # the database runs as the postgres user and must reach $OUT/db
+run() { "$UV" run --frozen "$@"; }
+run eomatch find --config "$ROOT/examples/s2a-landsat9-europe.yaml" \
   --path "$OUT/catalogue" --plot "$OUT/matchups-map.png" "$@"
+run eomatch db init --dir "$OUT/db"
+run eomatch ingest --dir "$OUT/db" --catalogue "$OUT/catalogue"
+[ -n "${EOMATCH_NO_SERVE:-}" ] && exit 0
+run eomatch db stop --dir "$OUT/db" >/dev/null  # serve starts it and stops it again on Ctrl-C
+run eomatch serve --dir "$OUT/db" --run-dir "$OUT/run" --port "${EOMATCH_PORT:-8090}"

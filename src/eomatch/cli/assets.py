@@ -10,6 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from eomatch.cli.common import load_run_config
+from eomatch.cli.db import db_options, target_from
+from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.assets import list_versions, register_analysis
 
 
@@ -37,6 +40,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="overwrite a different file already registered under the same date",
     )
+    a.add_argument(
+        "--push",
+        action="store_true",
+        help="also upsert the item into the central database (as `eomatch ingest` would)",
+    )
+    db_options(a)
     a.set_defaults(handler=run_add_asset)
 
     s = sub.add_parser(
@@ -68,6 +77,8 @@ def run_add_asset(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         date=args.date,
         replace=args.replace,
+        push=_push_store(args) if args.push else False,
+        assets_base_url=load_run_config(args).ingest.assets_base_url if args.push else None,
     )
     out = Console(soft_wrap=True, highlight=False)
     verb = {"added": "added", "replaced": "replaced", "unchanged": "unchanged (same file)"}
@@ -77,7 +88,14 @@ def run_add_asset(args: argparse.Namespace) -> int:
     )
     state = "now" if res.latest_changed else "still"
     out.print(f"{escape(res.latest_key)} {state} points at {res.latest_date}")
+    if res.pushed:
+        out.print("pushed to the central database: both APIs show it now")
     return 0
+
+
+def _push_store(args: argparse.Namespace) -> PgstacStore:
+    target = target_from(args)
+    return PgstacStore(target.role("eomatch_ingest"))
 
 
 def run_list(args: argparse.Namespace) -> int:

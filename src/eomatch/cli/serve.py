@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         reason = stack.wait()
     finally:
-        stack.stop()
+        # a second Ctrl-C must not leave half the stack running
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     console.print(f"eomatch serve: {reason}")
     return 0 if reason == "stopped" else 1

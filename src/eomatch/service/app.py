@@ -282,6 +282,10 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         settings=settings, extensions=Extensions(settings=settings), lifespan=lifespan
     )
     app = api.app
+    # the client's landing-page fields default to import-time environment values
+    api.client.landing_page_id = f"eomatch-{the_mode}"
+    api.client.title = TITLES[the_mode]
+    api.client.description = DESCRIPTIONS[the_mode]
     for exc in DB_DOWN:
         app.add_exception_handler(exc, _db_down_handler)
     names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]

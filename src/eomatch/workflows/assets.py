@@ -20,6 +20,8 @@ from typing import Any, Literal
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue, media_type_for
+from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.ingest import ingest_catalogue
 
 FILE_EXTENSION_URI = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 LATEST = "latest"
@@ -49,6 +51,7 @@ class RegisterResult:
     media_type: str
     size: int
     checksum: str
+    pushed: bool = False
 
     @property
     def changed(self) -> bool:
@@ -179,6 +182,8 @@ def register_analysis(
     prefix: str = "comparison",
     date: date | str | None = None,
     replace: bool = False,
+    push: bool | PgstacStore = False,
+    assets_base_url: str | None = None,
 ) -> RegisterResult:
     """Register an analysis result as ``{prefix}:YYYY-MM-DD`` and update ``{prefix}:latest``.
 
@@ -191,6 +196,11 @@ def register_analysis(
         prefix: asset key prefix, e.g. ``comparison``.
         date: version date (default: today in UTC).
         replace: allow a different file under an existing dated key.
+        push: also upsert the changed item into the central database, through pgSTAC as the
+            ingest role (``True``: the database of the configuration/``PG*``/local cluster;
+            or a :class:`PgstacStore`). The same code as ``eomatch ingest``, so the next
+            ingest sees the item as unchanged. A failed push leaves the local version in place.
+        assets_base_url: as for ``eomatch ingest`` (keep them equal).
 
     Raises:
         EomatchError: missing file, unknown collection or item, bad date or prefix, or a
@@ -240,7 +250,18 @@ def register_analysis(
             return status != "unchanged" or latest_changed
 
         cat.update_item_assets(item_id, edit, stac_extensions=[FILE_EXTENSION_URI])
+    pushed = False
+    if push is not False:
+        store = push if isinstance(push, PgstacStore) else default_ingest_store()
+        try:
+            ingest_catalogue(catalogue_path, store, assets_base_url=assets_base_url, only=[item_id])
+        except EomatchError as exc:
+            raise EomatchError(
+                f"{key} registered locally, but the push to the database failed: {exc}"
+            ) from None
+        pushed = True
     return RegisterResult(
+        pushed=pushed,
         item_id=item_id,
         collection_id=collection_id,
         key=key,
@@ -294,3 +315,14 @@ def _item_assets(path: Path) -> dict[str, Any]:
         raise EomatchError(f"{path}: unreadable item: {exc}") from exc
     assets = item.get("assets") if isinstance(item, dict) else None
     return dict(assets) if isinstance(assets, dict) else {}
+
+
+def default_ingest_store() -> PgstacStore:
+    """The central database as the ingest role, found like ``eomatch ingest`` finds it."""
+    from eomatch.config.settings import Settings
+    from eomatch.io.config_files import load_config
+    from eomatch.io.db_target import DbOverrides, resolve_target
+
+    config = load_config(None, Settings().user_config_file)
+    target = resolve_target(DbOverrides(), config.ingest)
+    return PgstacStore(target.role("eomatch_ingest"))

@@ -10,7 +10,7 @@ each, together with the ingest state, while the next batch is read from disk on 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,8 +126,12 @@ def ingest_catalogue(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     skip_invalid: bool = False,
+    only: Collection[str] | None = None,
 ) -> IngestReport:
-    """Load a catalogue's collections and items into pgSTAC (upsert) and report what changed."""
+    """Load a catalogue's collections and items into pgSTAC (upsert) and report what changed.
+
+    ``only`` restricts the run to these item ids (``add-asset --push``); it never prunes.
+    """
     if assets_base_url is not None and not assets_base_url.lower().startswith(
         ("http://", "https://", "file://", "s3://")
     ):
@@ -140,6 +144,13 @@ def ingest_catalogue(
     finally:
         cat.close()
     by_path = {rel: (coll, item_id) for coll, item_id, rel in files}
+    if only is not None:
+        wanted = set(only)
+        files = [f for f in files if f[1] in wanted]
+        missing = wanted - {f[1] for f in files}
+        if missing:
+            raise EomatchError(f"not in the catalogue: {', '.join(sorted(missing))}")
+        prune = False
     rewriter = HrefRewriter(root, by_path.get, assets_base_url)
     source = source_id(root)
     fingerprint = _fingerprint(root, assets_base_url)

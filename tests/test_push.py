@@ -1,0 +1,86 @@
+"""``add-asset --push``: a new analysis version reaches the central database at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from service_fixtures import ServiceDb, make_catalogue
+
+from eomatch.cli.main import main
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.assets import register_analysis
+from eomatch.workflows.ingest import ingest_catalogue
+
+
+def _matchup(root: Path) -> tuple[str, str]:
+    cat = MatchupCatalogue.open(root)
+    try:
+        coll, item_id, _ = next(f for f in cat.item_files() if "matchup-events" not in f[0])
+        return coll, item_id
+    finally:
+        cat.close()
+
+
+def test_push_upserts_only_the_changed_item(tmp_path: Path, service_db: ServiceDb) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=2)
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    ingest_catalogue(root, store)
+    coll, item_id = _matchup(root)
+    result_file = tmp_path / "shared" / "cmp.nc"
+    result_file.parent.mkdir()
+    result_file.write_bytes(b"netcdf")
+    res = register_analysis(root, coll, item_id, result_file, date="2026-11-01", push=store)
+    assert res.pushed
+    stored = store.get_item(coll, item_id)
+    assert stored is not None
+    assert stored["assets"]["comparison:2026-11-01"]["href"] == result_file.resolve().as_uri()
+    assert stored["assets"]["comparison:latest"]["href"] == result_file.resolve().as_uri()
+    # a second version: both stay, latest moves
+    second = tmp_path / "shared" / "cmp2.nc"
+    second.write_bytes(b"netcdf v2")
+    register_analysis(root, coll, item_id, second, date="2026-11-20", push=store)
+    stored = store.get_item(coll, item_id)
+    assert stored is not None
+    assert {"comparison:2026-11-01", "comparison:2026-11-20"} <= set(stored["assets"])
+    assert stored["assets"]["comparison:latest"]["href"] == second.resolve().as_uri()
+    # the next full ingest sees nothing new
+    report = ingest_catalogue(root, store)
+    assert report.updated == 0 and report.inserted == 0
+
+
+def test_cli_push_and_unreachable_database(
+    tmp_path: Path, service_db: ServiceDb, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    coll, item_id = _matchup(root)
+    f = tmp_path / "r.csv"
+    f.write_text("a,b\n1,2\n")
+    for k, v in service_db.env().items():
+        monkeypatch.setenv(k, v)
+    base = ["add-asset", "--catalogue", str(root), "--collection-id", coll, "--item-id", item_id]
+    assert main([*base, "--file", str(f), "--push"]) == 0
+    assert "pushed" in capsys.readouterr().out
+    assert service_db.query(
+        "SELECT count(*) FROM pgstac.items WHERE id = %s", item_id
+    ) == [(1,)]
+    monkeypatch.setenv("PGPORT", "1")
+    g = tmp_path / "r2.csv"
+    g.write_text("a,b\n3,4\n")
+    assert main([*base, "--file", str(g), "--date", "2020-01-01", "--push"]) == 2
+    err = capsys.readouterr().err
+    assert "registered locally, but the push to the database failed" in err
+    assert err.strip().count("\n") == 0
+
+
+def test_push_of_unknown_item_fails_before_writing(tmp_path: Path, service_db: ServiceDb) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    coll, _ = _matchup(root)
+    f = tmp_path / "r.csv"
+    f.write_text("x")
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    with pytest.raises(EomatchError, match="no item"):
+        register_analysis(root, coll, "nope", f, push=store)
+    assert service_db.item_count() == 0

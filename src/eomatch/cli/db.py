@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
             "Manage eomatch's PostgreSQL + PostGIS + pgSTAC database. init/start/stop/status "
             "act on a local cluster in a folder (default: EOMATCH_DB_DIR or the data dir); "
             f"migrate installs or upgrades pgSTAC {PGSTAC_VERSION} and eomatch's schema and "
-            "roles on the local cluster or on a server given by --db-host/PG* variables."
+            "roles on the local cluster or on a server given by --db-host/PG* variables "
+            "(role passwords from EOMATCH_INGEST_PASSWORD, EOMATCH_API_PASSWORD, "
+            "EOMATCH_READER_PASSWORD when set)."
         ),
     )
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -168,11 +171,22 @@ def run_migrate(args: argparse.Namespace) -> int:
         target.cluster.start()
     store = PgstacStore(target.admin())
     before = store.schema_version()
-    after = store.install()
+    passwords = {
+        role: os.environ[var] for role, var in ROLE_PASSWORD_ENV.items() if os.environ.get(var)
+    }
+    after = store.install(role_passwords=passwords)
     Console().print(
         f"{target.describe()}: pgSTAC {before or 'none'} -> {after}; eomatch schema and roles ok"
     )
     return 0
+
+
+ROLE_PASSWORD_ENV = {
+    "eomatch_ingest": "EOMATCH_INGEST_PASSWORD",
+    "eomatch_api": "EOMATCH_API_PASSWORD",
+    "eomatch_reader": "EOMATCH_READER_PASSWORD",
+}
+"""Passwords ``db migrate`` sets on a server's login roles (the local cluster makes its own)."""
 
 
 def _admin_store(args: argparse.Namespace) -> PgstacStore:

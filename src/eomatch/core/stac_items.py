@@ -340,7 +340,12 @@ def matchup_to_item(
         _link("derived_from", relative_href(path, product_path(p)), title=p.id) for p in ordered
     ]
     links.append(
-        _link("related", relative_href(path, event_path(event)), **{"matchup:role": "event"})
+        _link(
+            "related",
+            relative_href(path, event_path(event)),
+            title=f"crossover event {event.id}",
+            **{"matchup:role": "event"},
+        )
     )
     return _item(
         item_id=matchup.id,
@@ -371,7 +376,12 @@ def event_to_item(
     props.update(_sensor_props(event.sensors))
     props["eomatch:kind"] = "event"
     links = [
-        _link("related", relative_href(path, t), **{"matchup:role": "matchup"})
+        _link(
+            "related",
+            relative_href(path, t),
+            title=f"matchup {t.rsplit('/', 1)[-1].removesuffix('.json')}",
+            **{"matchup:role": "matchup"},
+        )
         for t in sorted(targets)
     ]
     return _item(

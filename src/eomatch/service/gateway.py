@@ -1,0 +1,598 @@
+"""The gateway: one nginx in front of both STAC APIs and the STAC Browser, on one port.
+
+Routes: ``/api/`` → internal API, ``/external/`` → external API (rate limited, JSON 429),
+``/config.js`` → the browser's runtime configuration, anything else → the browser's static files
+with a fallback to ``index.html`` (history-mode deep links). Nothing else on disk is reachable.
+
+The APIs check API keys themselves, so the nginx configuration holds no secret and can be
+committed (``deploy/nginx/eomatch.conf`` is this module's output for the containers). nginx runs
+unprivileged: as ``nobody`` when started by root, with its pid file, temp files and logs inside
+one run directory.
+
+:func:`render_nginx_conf` is pure; :class:`Gateway` writes, checks, starts, reloads and stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from eomatch.errors import EomatchError
+
+__all__ = [
+    "Gateway",
+    "GatewayError",
+    "GatewayStatus",
+    "RateLimit",
+    "render_nginx_conf",
+]
+
+PathLike = str | os.PathLike[str]
+
+# Only characters that cannot end a directive or open a block: values are pasted into the config.
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@%+=,\-\[\]]+")
+_TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+# Self-contained MIME table (no dependency on the distribution's /etc/nginx/mime.types).
+_MIME_TYPES = {
+    "text/html": "html htm",
+    "text/css": "css",
+    "text/plain": "txt",
+    "application/javascript": "js mjs",
+    "application/json": "json map",
+    "application/manifest+json": "webmanifest",
+    "image/svg+xml": "svg svgz",
+    "image/png": "png",
+    "image/jpeg": "jpg jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/x-icon": "ico",
+    "font/woff": "woff",
+    "font/woff2": "woff2",
+    "font/ttf": "ttf",
+    "application/vnd.ms-fontobject": "eot",
+    "application/wasm": "wasm",
+}
+_GZIP_TYPES = (
+    "application/json application/geo+json application/schema+json "
+    "application/vnd.oai.openapi+json application/javascript text/css text/plain image/svg+xml"
+)
+
+
+class GatewayError(EomatchError):
+    """nginx is missing, rejects its configuration, or does not start or stop in time."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per-client-address request rate on ``/external/`` (leaky bucket, excess answered 429)."""
+
+    per_second: int = 50
+    """Sustained requests per second."""
+    burst: int = 100
+    """Requests above the rate that are still served at once (``nodelay``)."""
+
+
+def _value(name: str, value: object) -> str:
+    text = str(value)
+    if not _SAFE_VALUE.fullmatch(text):
+        raise ValueError(f"{name}: {text!r} is not usable in an nginx configuration")
+    return text
+
+
+def _listen(host: str, port: int) -> str:
+    if not 0 < port < 65536:
+        raise ValueError(f"listen port {port} is out of range")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{_value('listen host', host)}:{port}"
+
+
+def render_nginx_conf(
+    *,
+    listen_host: str,
+    listen_port: int,
+    internal_upstream: str,
+    external_upstream: str,
+    browser_dir: PathLike,
+    runtime_config_dir: PathLike,
+    run_dir: PathLike,
+    log_dir: PathLike | None = None,
+    rate_limit: RateLimit | None = None,
+    client_max_body_size: str = "50m",
+    proxy_timeout_s: int = 120,
+    worker_processes: int | None = None,
+    behind_tls_proxy: bool = False,
+) -> str:
+    """The gateway's complete ``nginx.conf`` (self-contained: no ``include``, no ``user``).
+
+    Args:
+        listen_host: Address to listen on (``127.0.0.1``, ``0.0.0.0``, ``::1``).
+        listen_port: Port to listen on.
+        internal_upstream: ``host:port`` of the internal API (uvicorn ``--root-path /api``).
+        external_upstream: ``host:port`` of the external API (``--root-path /external``).
+        browser_dir: The STAC Browser dist directory (the only static files served).
+        runtime_config_dir: Directory holding the browser's runtime ``config.js``.
+        run_dir: Directory for the pid file and temp files (must exist, writable by nginx's
+            user).
+        log_dir: Directory for ``access.log``/``error.log``; ``None`` logs to stdout/stderr
+            (containers).
+        rate_limit: Limit on ``/external/``; default 50 r/s with a burst of 100.
+        client_max_body_size: Largest request body (bulk item posts to ``/api/``).
+        proxy_timeout_s: Send/read timeout towards the APIs.
+        worker_processes: nginx workers; ``None`` means one per CPU.
+        behind_tls_proxy: Trust ``X-Forwarded-Proto: https`` from the proxy in front (which
+            terminates TLS), so the APIs emit ``https://`` links. Only when nothing else can
+            reach the gateway.
+
+    Returns:
+        The configuration text. The same arguments always give the same text.
+
+    Raises:
+        ValueError: A value contains characters that would change the configuration's meaning.
+    """
+    limit = rate_limit or RateLimit()
+    run = PurePosixPath(_value("run_dir", run_dir))
+    browser = _value("browser_dir", browser_dir)
+    runtime = PurePosixPath(_value("runtime_config_dir", runtime_config_dir))
+    internal = _value("internal_upstream", internal_upstream)
+    external = _value("external_upstream", external_upstream)
+    body_size = _value("client_max_body_size", client_max_body_size)
+    if limit.per_second < 1 or limit.burst < 0:
+        raise ValueError(f"invalid rate limit {limit}")
+    if log_dir is None:
+        error_log, access_log = "stderr", "/dev/stdout"
+    else:
+        logs = PurePosixPath(_value("log_dir", log_dir))
+        error_log, access_log = str(logs / "error.log"), str(logs / "access.log")
+    workers = "auto" if worker_processes is None else str(int(worker_processes))
+    proto_map = (
+        "map $http_x_forwarded_proto $eomatch_proto { https https; default $scheme; }"
+        if behind_tls_proxy
+        else "map $scheme $eomatch_proto { default $scheme; }"
+    )
+    mime = "\n".join(f"        {t} {ext};" for t, ext in _MIME_TYPES.items())
+    temp = "\n".join(f"    {name}_temp_path {run / (name + '_temp')};" for name in _TEMP_DIRS)
+    return f"""\
+# eomatch gateway. Generated by eomatch.service.gateway.render_nginx_conf: do not edit by hand.
+# /api/ -> internal STAC API, /external/ -> external STAC API, / -> STAC Browser (static).
+# No secrets here: the APIs check API keys themselves.
+worker_processes {workers};
+pid {run / "nginx.pid"};
+error_log {error_log} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    types {{
+{mime}
+    }}
+    default_type application/octet-stream;
+    charset_types application/json application/geo+json application/javascript text/css text/plain;
+
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    access_log {access_log};
+{temp}
+
+    gzip on;
+    gzip_min_length 1024;
+    gzip_proxied any;
+    gzip_vary on;
+    gzip_types {_GZIP_TYPES};
+
+    limit_req_zone $binary_remote_addr zone=eomatch_external:10m rate={limit.per_second}r/s;
+    limit_req_status 429;
+
+    # The APIs build their links from X-Forwarded-Host/-Port/-Proto: take the port the client
+    # used (the Host header's), not nginx's own, which differs behind a container port mapping.
+    {proto_map}
+    map $eomatch_proto $eomatch_default_port {{
+        https 443;
+        default 80;
+    }}
+    map $http_host $eomatch_client_port {{
+        "~:(?<port>[0-9]+)$" $port;
+        default $eomatch_default_port;
+    }}
+
+    upstream eomatch_internal {{
+        server {internal};
+        keepalive 16;
+    }}
+    upstream eomatch_external {{
+        server {external};
+        keepalive 16;
+    }}
+
+    server {{
+        listen {_listen(listen_host, listen_port)};
+        server_name _;
+        root {browser};
+        index index.html;
+        absolute_redirect off;
+        client_max_body_size {body_size};
+
+        add_header X-Content-Type-Options nosniff always;
+        add_header Referrer-Policy same-origin always;
+        add_header X-Frame-Options SAMEORIGIN always;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $eomatch_proto;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Port $eomatch_client_port;
+        # The APIs prefer a Forwarded header over X-Forwarded-*: never pass a client's on.
+        proxy_set_header Forwarded "";
+        proxy_connect_timeout 5s;
+        proxy_send_timeout {int(proxy_timeout_s)}s;
+        proxy_read_timeout {int(proxy_timeout_s)}s;
+
+        error_page 429 @too_many_requests;
+        error_page 502 503 504 = @api_unavailable;
+
+        location = /api {{
+            return 301 /api/;
+        }}
+        location ^~ /api/ {{
+            proxy_pass http://eomatch_internal/;
+        }}
+        location = /external {{
+            return 301 /external/;
+        }}
+        location ^~ /external/ {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_pass http://eomatch_external/;
+        }}
+
+        location = /config.js {{
+            alias {runtime / "config.js"};
+            expires -1;
+        }}
+        location = /index.html {{
+            expires -1;
+        }}
+        # No hidden files (.git, .env, ...) even if one lands in the dist directory.
+        location ~ /\\. {{
+            return 404;
+        }}
+        location / {{
+            try_files $uri /index.html;
+        }}
+
+        location @too_many_requests {{
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 429 '{{"code": "TooManyRequests", "description": "rate limit exceeded"}}';
+        }}
+        location @api_unavailable {{
+            default_type application/json;
+            return 503 '{{"code": "ServiceUnavailable", "description": "API not reachable"}}';
+        }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """What :meth:`Gateway.status` found."""
+
+    running: bool
+    pid: int | None
+    config: Path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (dead, not yet reaped by its parent) still answers signal 0.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+class Gateway:
+    """nginx with a generated configuration, in one run directory.
+
+    Layout of ``run_dir``: ``nginx.conf``, ``nginx.pid``, ``logs/``, ``*_temp/``.
+    When the current user is root, nginx runs as ``user`` (default ``nobody``), so the run
+    directory is handed to that user and every configured path must be readable by it.
+    """
+
+    def __init__(
+        self,
+        run_dir: PathLike,
+        *,
+        nginx: str = "nginx",
+        user: str | None = "nobody",
+    ) -> None:
+        self.run_dir = Path(run_dir).absolute()
+        self.config_path = self.run_dir / "nginx.conf"
+        self.pid_path = self.run_dir / "nginx.pid"
+        self.log_dir = self.run_dir / "logs"
+        self._nginx = nginx
+        self._user = user if os.geteuid() == 0 else None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.listen: tuple[str, int] | None = None
+        """Where the configuration written by this object listens (for the start-up check)."""
+
+    def write_config(
+        self,
+        *,
+        listen_host: str,
+        listen_port: int,
+        internal_upstream: str,
+        external_upstream: str,
+        browser_dir: PathLike,
+        runtime_config_dir: PathLike,
+        rate_limit: RateLimit | None = None,
+        worker_processes: int | None = 1,
+        behind_tls_proxy: bool = False,
+    ) -> Path:
+        """Render the configuration into the run directory (logs and temp files inside it)."""
+        for d in (self.run_dir, self.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        text = render_nginx_conf(
+            listen_host=listen_host,
+            listen_port=listen_port,
+            internal_upstream=internal_upstream,
+            external_upstream=external_upstream,
+            browser_dir=Path(browser_dir).absolute(),
+            runtime_config_dir=Path(runtime_config_dir).absolute(),
+            run_dir=self.run_dir,
+            log_dir=self.log_dir,
+            rate_limit=rate_limit,
+            worker_processes=worker_processes,
+            behind_tls_proxy=behind_tls_proxy,
+        )
+        tmp = self.config_path.with_suffix(".conf.tmp")
+        tmp.write_text(text)
+        tmp.replace(self.config_path)
+        self._hand_over()
+        self.listen = (listen_host, listen_port)
+        return self.config_path
+
+    def _hand_over(self) -> None:
+        """Give the run directory to nginx's user (root only), who must write pid/temp/logs."""
+        if self._user is None:
+            return
+        entry = pwd.getpwnam(self._user)
+        for path in [self.run_dir, *self.run_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+    def _binary(self) -> str:
+        found = shutil.which(self._nginx) or shutil.which(self._nginx, path="/usr/sbin:/sbin")
+        if found is None:
+            raise GatewayError(
+                f"{self._nginx} not found: install nginx (Debian: apt-get install nginx)"
+            )
+        return found
+
+    def _popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` as nginx's user (dropping root's supplementary groups too)."""
+        if self._user is None:
+            return subprocess.Popen(cmd, **kwargs)
+        entry = pwd.getpwnam(self._user)
+        return subprocess.Popen(
+            cmd, user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], umask=0o022, **kwargs
+        )
+
+    def _base_cmd(self) -> list[str]:
+        error_log = str(self.log_dir / "error.log")
+        return [
+            self._binary(),
+            "-p",
+            str(self.run_dir),
+            "-c",
+            str(self.config_path),
+            "-e",
+            error_log,
+        ]
+
+    def check(self) -> None:
+        """Run ``nginx -t`` as nginx's user (so unreadable paths show up here, not at start).
+
+        Raises:
+            GatewayError: The configuration is invalid or a path is not accessible.
+        """
+        if not self.config_path.exists():
+            raise GatewayError(f"no gateway configuration at {self.config_path}")
+        proc = self._popen(
+            [*self._base_cmd(), "-t", "-q"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = proc.communicate(timeout=30)
+        if proc.returncode != 0:
+            detail = " ".join(output.decode(errors="replace").split())
+            raise GatewayError(f"nginx rejects {self.config_path}: {detail}")
+
+    def start(self, timeout_s: float = 10.0) -> int:
+        """Check the configuration, start nginx and wait until it accepts connections.
+
+        Returns:
+            The pid of nginx's master process.
+
+        Raises:
+            GatewayError: nginx is already running from this run directory, the configuration
+                is invalid, or nginx did not come up within ``timeout_s``.
+        """
+        state = self.status()
+        if state.running:
+            raise GatewayError(f"the gateway is already running (pid {state.pid})")
+        self.check()
+        self.pid_path.unlink(missing_ok=True)
+        log = (self.log_dir / "nginx.out").open("ab")
+        with log:
+            self._process = self._popen(
+                [*self._base_cmd(), "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not nginx
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise GatewayError(f"nginx exited at start: {self._tail_error_log()}")
+            pid = self._read_pid()
+            if pid is not None and self._accepts_connections():
+                return pid
+            time.sleep(0.02)
+        self.stop()
+        raise GatewayError(f"nginx did not come up within {timeout_s:g} s")
+
+    def reload(self) -> None:
+        """Re-read the configuration without dropping connections (checked first)."""
+        self.check()
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGHUP)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop (finish open requests), then force; return once the process is gone."""
+        pid = self._read_pid()
+        if pid is None and self._process is not None and self._process.poll() is None:
+            pid = self._process.pid
+        if pid is not None:
+            for sig, wait_s in (
+                (signal.SIGQUIT, timeout_s),
+                (signal.SIGTERM, 2.0),
+                (signal.SIGKILL, 2.0),
+            ):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                if self._wait_gone(pid, wait_s):
+                    break
+            else:
+                raise GatewayError(f"nginx (pid {pid}) did not stop")
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=timeout_s)
+            self._process = None
+        self.pid_path.unlink(missing_ok=True)
+
+    def status(self) -> GatewayStatus:
+        """Whether nginx runs from this run directory (works from any process)."""
+        pid = self._read_pid()
+        running = pid is not None and _pid_alive(pid)
+        return GatewayStatus(running=running, pid=pid if running else None, config=self.config_path)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _require_pid(self) -> int:
+        state = self.status()
+        if state.pid is None:
+            raise GatewayError("the gateway is not running")
+        return state.pid
+
+    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.pid == pid:
+                self._process.poll()  # reap our own child so it does not linger as a zombie
+            if not _pid_alive(pid):
+                return True
+            time.sleep(0.02)
+        return not _pid_alive(pid)
+
+    def _accepts_connections(self) -> bool:
+        if self.listen is None:
+            return True
+        host, port = self.listen
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def _tail_error_log(self) -> str:
+        lines: list[str] = []
+        for name in ("error.log", "nginx.out"):
+            with contextlib.suppress(OSError):
+                lines += (self.log_dir / name).read_text(errors="replace").splitlines()[-3:]
+        return " | ".join(lines) or "no log output"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eomatch.service.gateway``: print a gateway configuration (for deploy/).
+
+    ``deploy/nginx/eomatch.conf`` (containers) and the native install's
+    ``/etc/eomatch/nginx.conf`` are this command's output, so they cannot drift from the code.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m eomatch.service.gateway",
+        description="Print the eomatch gateway's nginx.conf.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on")
+    p.add_argument("--internal", default="127.0.0.1:8081", help="internal API HOST:PORT")
+    p.add_argument("--external", default="127.0.0.1:8082", help="external API HOST:PORT")
+    p.add_argument("--browser-dir", default="/srv/eomatch/browser/dist")
+    p.add_argument("--runtime-config-dir", default="/srv/eomatch/browser/runtime")
+    p.add_argument("--run-dir", default="/run/eomatch-gateway", help="pid and temp files")
+    p.add_argument("--log-dir", default=None, help="log files (default: stdout/stderr)")
+    p.add_argument("--rate", type=int, default=RateLimit().per_second, help="/external/ r/s")
+    p.add_argument("--burst", type=int, default=RateLimit().burst)
+    p.add_argument(
+        "--behind-tls-proxy",
+        action="store_true",
+        help="trust X-Forwarded-Proto https from a TLS-terminating proxy in front",
+    )
+    args = p.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    print(
+        render_nginx_conf(
+            listen_host=host.strip("[]"),
+            listen_port=int(port),
+            internal_upstream=args.internal,
+            external_upstream=args.external,
+            browser_dir=args.browser_dir,
+            runtime_config_dir=args.runtime_config_dir,
+            run_dir=args.run_dir,
+            log_dir=args.log_dir,
+            rate_limit=RateLimit(args.rate, args.burst),
+            behind_tls_proxy=args.behind_tls_proxy,
+        ),
+        end="",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

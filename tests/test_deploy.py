@@ -1,0 +1,146 @@
+"""deploy/: the compose file, the committed gateway config and the systemd units are valid."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from eomatch.service import gateway
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+# The exact command that produced deploy/nginx/eomatch.conf (see docs/deployment.md).
+CONTAINER_GATEWAY_ARGS = [
+    "--listen",
+    "0.0.0.0:8080",
+    "--internal",
+    "api-internal:8080",
+    "--external",
+    "api-external:8080",
+    "--run-dir",
+    "/tmp",
+]
+SERVICES = {"db", "migrate", "api-internal", "api-external", "browser", "proxy"}
+
+
+def _compose_cmd() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False, timeout=30
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_committed_nginx_conf_is_the_renderers_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gateway.main(CONTAINER_GATEWAY_ARGS) == 0
+    rendered = capsys.readouterr().out
+    committed = (DEPLOY / "nginx" / "eomatch.conf").read_text()
+    assert committed == rendered, (
+        "deploy/nginx/eomatch.conf is stale: regenerate it with "
+        "`uv run python -m eomatch.service.gateway " + " ".join(CONTAINER_GATEWAY_ARGS) + "`"
+    )
+    assert "Bearer" not in committed
+    assert "/catalogue" not in committed
+
+
+def test_compose_file_is_accepted_with_the_example_env() -> None:
+    cmd = _compose_cmd()
+    if cmd is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    base = [
+        *cmd,
+        "-f",
+        str(DEPLOY / "docker-compose.yml"),
+        "--env-file",
+        str(DEPLOY / ".env.example"),
+    ]
+    quiet = subprocess.run([*base, "config", "-q"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    services = subprocess.run(
+        [*base, "config", "--services"], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert set(services.stdout.split()) == SERVICES
+
+
+def test_compose_publishes_only_the_gateway_and_uses_no_superuser_for_apis() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = doc["services"]
+    assert {name for name, s in services.items() if "ports" in s} == {"proxy"}
+    assert services["api-internal"]["environment"]["PGUSER"] == "eomatch_api"
+    assert services["api-external"]["environment"]["PGUSER"] == "eomatch_reader"
+    assert services["api-external"]["environment"]["EOMATCH_API_MODE"] == "external"
+    assert "/api" in services["api-internal"]["command"]
+    assert "/external" in services["api-external"]["command"]
+    for name in ("db", "api-internal", "api-external", "proxy"):
+        assert services[name]["restart"] == "unless-stopped", name
+        assert "healthcheck" in services[name], name
+    assert services["proxy"]["user"] != "root"
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    assert "PASSWORD=" not in text  # secrets only through .env
+
+
+def test_env_example_has_every_variable_the_compose_file_needs() -> None:
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    needed = set(re.findall(r"\$\{([A-Z_]+)", text))
+    example = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert needed <= example, needed - example
+
+
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+
+
+def test_there_are_units_for_both_apis_and_the_gateway() -> None:
+    assert {u.name for u in UNITS} == {
+        "eomatch-api-internal.service",
+        "eomatch-api-external.service",
+        "eomatch-gateway.service",
+    }
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_unit_is_valid_and_hardened(unit: Path) -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(unit.read_text())
+    assert set(parser.sections()) == {"Unit", "Service", "Install"}
+    service = parser["Service"]
+    assert service["User"] == "eomatch"
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+    }.items():
+        assert service[key] == value, key
+    assert service["ExecStart"].split()[0].startswith("/")
+    if "api" in unit.name:
+        assert "--host 127.0.0.1" in service["ExecStart"]  # only the gateway faces the network
+    if shutil.which("systemd-analyze"):
+        result = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        problems = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            # The install target's binaries do not exist on a test machine.
+            if line.strip() and "/opt/eomatch/venv/bin/" not in line
+        ]
+        assert problems == [], problems

@@ -1,0 +1,444 @@
+"""The gateway with the real nginx binary in front of real (echo) upstreams and a static dir."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pwd
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eomatch.service.browser import write_runtime_config
+from eomatch.service.gateway import Gateway, GatewayError, RateLimit, render_nginx_conf
+from gateway_helpers import (
+    alive,
+    children_of,
+    echo_upstream,
+    free_port,
+    processes_mentioning,
+    world_readable_tmpdir,
+)
+
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx binary not installed")
+SECRET = "TOP-SECRET-NOT-FOR-THE-WEB"
+INDEX = "<!doctype html><title>stac browser stand-in</title>"
+
+
+@dataclass
+class Running:
+    url: str
+    port: int
+    gateway: Gateway
+    base: Path
+
+
+def _static_site(base: Path) -> tuple[Path, Path]:
+    """A dist dir (index, a js file, a dotfile) and, next to it, files that must stay private."""
+    dist = base / "dist"
+    (dist / "js").mkdir(parents=True)
+    (dist / "index.html").write_text(INDEX)
+    (dist / "js" / "app.js").write_text("console.log('app');\n")
+    (dist / ".env").write_text(SECRET)
+    (base / "secret.txt").write_text(SECRET)
+    (base / "catalogue").mkdir()
+    (base / "catalogue" / "catalog.json").write_text(json.dumps({"secret": SECRET}))
+    runtime = base / "runtime"
+    write_runtime_config(runtime, "http://example.test/external/")
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dist, runtime
+
+
+def _start(
+    base: Path,
+    internal: str,
+    external: str,
+    rate_limit: RateLimit | None = None,
+    behind_tls_proxy: bool = False,
+) -> Running:
+    dist, runtime = _static_site(base)
+    port = free_port()
+    gateway = Gateway(base / "run")
+    gateway.write_config(
+        listen_host="127.0.0.1",
+        listen_port=port,
+        internal_upstream=internal,
+        external_upstream=external,
+        browser_dir=dist,
+        runtime_config_dir=runtime,
+        rate_limit=rate_limit,
+        behind_tls_proxy=behind_tls_proxy,
+    )
+    gateway.start()
+    return Running(f"http://127.0.0.1:{port}", port, gateway, base)
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[Running]:
+    if NGINX is None:
+        pytest.skip("nginx binary not installed")
+    with (
+        echo_upstream("internal") as internal,
+        echo_upstream("external") as external,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        running = _start(base, internal.address, external.address)
+        try:
+            yield running
+        finally:
+            running.gateway.stop()
+
+
+def _raw_get(port: int, target: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """GET with the request target sent byte for byte (no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+        conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+# -- the renderer ------------------------------------------------------------------------------
+
+
+def test_render_is_deterministic_and_self_contained() -> None:
+    kwargs = {
+        "listen_host": "0.0.0.0",
+        "listen_port": 8080,
+        "internal_upstream": "api-internal:8080",
+        "external_upstream": "api-external:8080",
+        "browser_dir": "/srv/eomatch/browser/dist",
+        "runtime_config_dir": "/srv/eomatch/browser/runtime",
+        "run_dir": "/tmp",
+    }
+    text = render_nginx_conf(**kwargs)  # type: ignore[arg-type]
+    assert text == render_nginx_conf(**kwargs)  # type: ignore[arg-type]
+    assert "include" not in text
+    assert "\nuser " not in text
+    assert "server_tokens off;" in text
+    assert "Bearer" not in text  # keys are checked by the API, never in nginx
+    assert "error_log stderr" in text  # no log_dir: container logging
+    assert "listen 0.0.0.0:8080;" in text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("internal_upstream", "127.0.0.1:1; include /etc/passwd"),
+        ("browser_dir", "/srv/x }\nserver {"),
+        ("runtime_config_dir", "/srv/'quoted'"),
+        ("listen_host", "127.0.0.1 default_server"),
+    ],
+)
+def test_render_rejects_values_that_would_change_the_config(field: str, value: str) -> None:
+    kwargs: dict[str, object] = {
+        "listen_host": "127.0.0.1",
+        "listen_port": 8090,
+        "internal_upstream": "127.0.0.1:8081",
+        "external_upstream": "127.0.0.1:8082",
+        "browser_dir": "/srv/dist",
+        "runtime_config_dir": "/srv/runtime",
+        "run_dir": "/tmp",
+        field: value,
+    }
+    with pytest.raises(ValueError, match="nginx configuration"):
+        render_nginx_conf(**kwargs)  # type: ignore[arg-type]
+
+
+def test_render_brackets_ipv6_listen_address() -> None:
+    text = render_nginx_conf(
+        listen_host="::1",
+        listen_port=8090,
+        internal_upstream="127.0.0.1:8081",
+        external_upstream="127.0.0.1:8082",
+        browser_dir="/srv/dist",
+        runtime_config_dir="/srv/runtime",
+        run_dir="/tmp",
+    )
+    assert "listen [::1]:8090;" in text
+
+
+# -- routing and headers -----------------------------------------------------------------------
+
+
+@needs_nginx
+def test_api_routes_strip_the_prefix_and_forward_the_client_url(gw: Running) -> None:
+    r = httpx.get(f"{gw.url}/api/collections?limit=5&bbox=1,2,3,4")
+    assert r.status_code == 200
+    echo = r.json()
+    assert echo["upstream"] == "internal"
+    assert echo["path"] == "/collections?limit=5&bbox=1,2,3,4"
+    h = echo["headers"]
+    assert h["host"] == f"127.0.0.1:{gw.port}"
+    assert h["x-forwarded-host"] == "127.0.0.1"
+    assert h["x-forwarded-port"] == str(gw.port)
+    assert h["x-forwarded-proto"] == "http"
+    assert h["x-forwarded-for"] == "127.0.0.1"
+
+    ext = httpx.get(f"{gw.url}/external/search?collections=a").json()
+    assert ext["upstream"] == "external"
+    assert ext["path"] == "/search?collections=a"
+
+    root = httpx.get(f"{gw.url}/external/").json()
+    assert (root["upstream"], root["path"]) == ("external", "/")
+
+
+@needs_nginx
+def test_forwarded_port_is_the_one_the_client_used(gw: Running) -> None:
+    """Behind a port mapping (container 8080 published as 8000) links must carry 8000."""
+    status, body = _raw_get(gw.port, "/api/", {"Host": "catalogue.example.org:8000"})
+    assert status == 200
+    h = json.loads(body)["headers"]
+    assert (h["x-forwarded-host"], h["x-forwarded-port"]) == ("catalogue.example.org", "8000")
+    status, body = _raw_get(gw.port, "/api/", {"Host": "catalogue.example.org"})
+    h = json.loads(body)["headers"]
+    assert (h["x-forwarded-host"], h["x-forwarded-port"]) == ("catalogue.example.org", "80")
+
+
+@needs_nginx
+def test_client_forwarding_headers_are_not_trusted(gw: Running) -> None:
+    """The APIs prefer ``Forwarded``: a client's own must never reach them (link spoofing)."""
+    r = httpx.get(
+        f"{gw.url}/external/",
+        headers={
+            "Forwarded": "host=evil.example;proto=https",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Port": "666",
+        },
+    )
+    h = r.json()["headers"]
+    assert h["forwarded"] is None
+    assert h["x-forwarded-host"] == "127.0.0.1"
+    assert h["x-forwarded-port"] == str(gw.port)
+
+
+@needs_nginx
+def test_forwarded_proto_is_trusted_only_behind_a_tls_proxy(gw: Running) -> None:
+    spoof = {"Host": "catalogue.example.org", "X-Forwarded-Proto": "https"}
+    h = json.loads(_raw_get(gw.port, "/external/", spoof)[1])["headers"]
+    assert (h["x-forwarded-proto"], h["x-forwarded-port"]) == ("http", "80")
+    with (
+        echo_upstream("api") as api,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        running = _start(base, api.address, api.address, behind_tls_proxy=True)
+        try:
+            h = json.loads(_raw_get(running.port, "/external/", spoof)[1])["headers"]
+            assert (h["x-forwarded-proto"], h["x-forwarded-port"]) == ("https", "443")
+            h = json.loads(_raw_get(running.port, "/external/")[1])["headers"]
+            assert h["x-forwarded-proto"] == "http"
+        finally:
+            running.gateway.stop()
+
+
+@needs_nginx
+def test_writes_and_bodies_reach_the_internal_api(gw: Running) -> None:
+    """nginx checks no keys (the API does) and takes bulk item bodies (> 1 MB default)."""
+    body = b"x" * (3 * 1024 * 1024)
+    r = httpx.post(
+        f"{gw.url}/api/collections/c/bulk_items",
+        content=body,
+        headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+    )
+    echo = r.json()
+    assert (echo["method"], echo["path"], echo["body_bytes"]) == (
+        "POST",
+        "/collections/c/bulk_items",
+        len(body),
+    )
+    assert echo["headers"]["authorization"] == "Bearer k"
+
+
+@needs_nginx
+def test_prefix_without_slash_redirects_relatively(gw: Running) -> None:
+    for prefix in ("/api", "/external"):
+        r = httpx.get(f"{gw.url}{prefix}")
+        assert r.status_code == 301
+        assert r.headers["location"] == f"{prefix}/"
+
+
+@needs_nginx
+def test_json_is_gzipped_and_server_version_hidden(gw: Running) -> None:
+    r = httpx.get(f"{gw.url}/external/search?pad=1", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert len(r.json()["pad"]) == 5000
+    assert r.headers["server"] == "nginx"
+    assert r.num_bytes_downloaded < 10_000  # ~50 kB of JSON on the wire, compressed
+
+
+# -- the browser's static files ----------------------------------------------------------------
+
+
+@needs_nginx
+def test_browser_files_and_history_mode_fallback(gw: Running) -> None:
+    r = httpx.get(f"{gw.url}/")
+    assert (r.status_code, r.text) == (200, INDEX)
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    # Deep links of STAC Browser's history mode load the app.
+    for deep in ("/collections/matchups/items/mu-1", "/search", "/apis", "/external.html"):
+        r = httpx.get(f"{gw.url}{deep}")
+        assert (r.status_code, r.text) == (200, INDEX), deep
+    js = httpx.get(f"{gw.url}/js/app.js")
+    assert js.headers["content-type"].startswith("application/javascript")
+    cfg = httpx.get(f"{gw.url}/config.js")
+    assert cfg.status_code == 200
+    assert '"catalogUrl": "http://example.test/external/"' in cfg.text
+    assert cfg.headers["cache-control"] == "no-cache"
+
+
+@needs_nginx
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/js/../../secret.txt",
+        "/js/%2e%2e/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/.env",
+        "/js/..%2f.env",
+        "/catalogue/catalog.json",
+        "/../catalogue/catalog.json",
+        "/config.js/../secret.txt",
+        "/config.js../secret.txt",
+        "/run/nginx.conf",
+        "/../run/nginx.conf",
+        "//etc/passwd",
+        "/../../../../etc/passwd",
+    ],
+)
+def test_no_file_outside_the_dist_is_readable(gw: Running, target: str) -> None:
+    status, body = _raw_get(gw.port, target)
+    assert SECRET not in body
+    assert "root:" not in body
+    assert "worker_processes" not in body
+    assert status in (200, 400, 404), (target, status)
+    if status == 200:
+        assert body == INDEX  # only ever the app itself
+
+
+# -- limits, failures, lifecycle ---------------------------------------------------------------
+
+
+@needs_nginx
+def test_rate_limit_answers_json_429_on_external_only() -> None:
+    with (
+        echo_upstream("internal") as internal,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        dead = f"127.0.0.1:{free_port()}"  # nothing listens: the API is "down"
+        running = _start(base, internal.address, dead, rate_limit=RateLimit(per_second=1, burst=1))
+        try:
+            with httpx.Client() as client:
+                codes = [client.get(f"{running.url}/external/").status_code for _ in range(8)]
+                assert 429 in codes
+                limited = client.get(f"{running.url}/external/")
+                assert limited.status_code == 429
+                assert limited.headers["content-type"] == "application/json"
+                assert limited.json()["code"] == "TooManyRequests"
+                assert limited.headers["retry-after"] == "1"
+                # The internal API has no such limit.
+                assert {client.get(f"{running.url}/api/").status_code for _ in range(8)} == {200}
+            # Once the bucket drained: an unreachable API is a JSON 503, not an HTML 502.
+            time.sleep(2.1)
+            down = httpx.get(f"{running.url}/external/collections")
+            assert down.status_code == 503
+            assert down.json()["code"] == "ServiceUnavailable"
+        finally:
+            running.gateway.stop()
+
+
+@needs_nginx
+def test_lifecycle_unprivileged_reload_and_clean_stop() -> None:
+    with (
+        echo_upstream("internal") as internal,
+        echo_upstream("external") as external,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        running = _start(base, internal.address, external.address)
+        gateway = running.gateway
+        try:
+            state = gateway.status()
+            assert state.running
+            assert state.pid is not None
+            assert processes_mentioning(str(gateway.config_path)) == [state.pid]
+            workers = children_of(state.pid)
+            assert workers
+            pids = [state.pid, *workers]
+            if os.geteuid() == 0:
+                nobody = pwd.getpwnam("nobody").pw_uid
+                for pid in pids:
+                    uids = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[:4]
+                    assert {int(u) for u in uids} == {nobody}, pid
+            with pytest.raises(GatewayError, match="already running"):
+                gateway.start()
+
+            # Reload picks up a new runtime config directory without a restart.
+            other = base / "runtime2"
+            write_runtime_config(other, "http://other.test/external/")
+            other.chmod(0o755)
+            gateway.write_config(
+                listen_host="127.0.0.1",
+                listen_port=running.port,
+                internal_upstream=internal.address,
+                external_upstream=external.address,
+                browser_dir=base / "dist",
+                runtime_config_dir=other,
+            )
+            gateway.reload()
+            deadline = 50
+            while "other.test" not in httpx.get(f"{running.url}/config.js").text and deadline:
+                deadline -= 1
+                time.sleep(0.1)
+            assert "other.test" in httpx.get(f"{running.url}/config.js").text
+            assert gateway.status().pid == state.pid
+        finally:
+            gateway.stop()
+        assert not gateway.status().running
+        assert processes_mentioning(str(gateway.config_path)) == []
+        assert not any(alive(pid) for pid in pids)
+        with socket.socket() as s:  # the port is free again
+            s.bind(("127.0.0.1", running.port))
+        gateway.stop()  # stopping a stopped gateway is fine
+
+
+@needs_nginx
+def test_invalid_config_is_reported_before_start() -> None:
+    with world_readable_tmpdir("eomatch-gw-") as base:
+        gateway = Gateway(base / "run")
+        gateway.write_config(
+            listen_host="127.0.0.1",
+            listen_port=free_port(),
+            internal_upstream="127.0.0.1:1",
+            external_upstream="127.0.0.1:2",
+            browser_dir=base / "dist",
+            runtime_config_dir=base / "runtime",
+        )
+        gateway.config_path.write_text(gateway.config_path.read_text() + "\nbogus_directive on;\n")
+        with pytest.raises(GatewayError, match="bogus_directive"):
+            gateway.start()
+        assert not gateway.status().running
+
+
+def test_missing_nginx_binary_is_a_clear_error(tmp_path: Path) -> None:
+    gateway = Gateway(tmp_path / "run", nginx="nginx-that-does-not-exist")
+    gateway.config_path.parent.mkdir(parents=True)
+    gateway.config_path.write_text("events {}\n")
+    with pytest.raises(GatewayError, match="install nginx"):
+        gateway.check()

@@ -8,13 +8,37 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eomatch._version import __version__
-from eomatch.cli import assets, config, crossovers, find, products, satellites, tle
+from eomatch.cli import (
+    assets,
+    config,
+    crossovers,
+    db,
+    find,
+    ingest,
+    products,
+    satellites,
+    serve,
+    tle,
+)
+from eomatch.cli import query as query_cmd
 from eomatch.cli.common import global_parent, stderr
 from eomatch.errors import EomatchError
 
 log = logging.getLogger("eomatch")
 
-SUBCOMMANDS = (assets, config, crossovers, find, products, satellites, tle)
+SUBCOMMANDS = (
+    assets,
+    config,
+    crossovers,
+    db,
+    find,
+    ingest,
+    products,
+    query_cmd,
+    satellites,
+    serve,
+    tle,
+)
 
 
 class _Parser(argparse.ArgumentParser):

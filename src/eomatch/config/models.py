@@ -76,6 +76,32 @@ class SatelliteSpec(BaseModel):
         )
 
 
+class IngestConfig(BaseModel):
+    """Where ``eomatch ingest`` (and ``db``/``keys``/``serve``) find the central database.
+
+    Unset fields fall back to the libpq variables (``PGHOST``...), then to the local cluster in
+    ``db_dir``. Passwords never live here: ``PGPASSWORD`` or a pgpass file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    db_host: str | None = Field(default=None, description="Database server (default: PGHOST).")
+    db_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Database port (default: PGPORT)."
+    )
+    db_name: str | None = Field(default=None, description="Database name (default: PGDATABASE).")
+    db_user: str | None = Field(
+        default=None, description="Role to ingest as (default: PGUSER, else eomatch_ingest)."
+    )
+    db_dir: Path | None = Field(
+        default=None,
+        description="Local cluster folder for `eomatch db` (default: EOMATCH_DB_DIR or the data dir).",
+    )
+    assets_base_url: str | None = Field(
+        default=None, description="Publish relative asset paths under this URL."
+    )
+
+
 class EomatchConfig(BaseModel):
     """The run configuration (``--config`` file, layered over the user file)."""
 
@@ -86,6 +112,9 @@ class EomatchConfig(BaseModel):
     )
     tle_dirs: list[Path] = Field(
         default_factory=list, description="Extra directories of TLE files (*.txt, *.tle, *.3le)."
+    )
+    ingest: IngestConfig = Field(
+        default_factory=lambda: IngestConfig(), description="Central database for ingest/serve."
     )
     base_dir: Path | None = Field(None, exclude=True)
     """Directory of the file this came from (resolves relative paths); not a YAML key."""
@@ -396,6 +425,27 @@ class MatchupCatalogueConfig(BaseModel):
         return value.expanduser() if value is not None else None
 
 
+class QueryConfig(BaseModel):
+    """Where ``eomatch query`` pulls matchups from, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="STAC API root of the matchup service (--api-url overrides).",
+    )
+    page_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Matchups per search page (--limit)."
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, description="Seconds to wait per request."
+    )
+    max_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries (with backoff) per request."
+    )
+
+
 @dataclass(frozen=True)
 class ResolvedSensor:
     """A sensor of the run with its names resolved against the registry and collection table."""
@@ -467,6 +517,9 @@ class RunConfig(EomatchConfig):
     )
     matchup_catalogue: MatchupCatalogueConfig = Field(
         default_factory=lambda: MatchupCatalogueConfig(), description="Catalogue path and identity."
+    )
+    query: QueryConfig = Field(
+        default_factory=lambda: QueryConfig(), description="Matchup service to pull from."
     )
 
     @model_validator(mode="before")

@@ -49,7 +49,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import cql2
@@ -111,6 +111,10 @@ class AddResult:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
+
+
+ImportStatus = Literal["new", "updated", "unchanged"]
+"""What :meth:`MatchupCatalogue.import_items` did with one item."""
 
 
 def _epoch(when: TimeLike) -> float:
@@ -873,6 +877,161 @@ class MatchupCatalogue:
         self._index_item(item, rel, (start, end))
         self._extend(item["collection"], item["bbox"], start, end)
 
+    # --- importing items from elsewhere (a STAC API) -----------------------------------------
+
+    def import_items(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        collections: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, ImportStatus]:
+        """Merge STAC items from elsewhere (pulled from a STAC API) into the catalogue.
+
+        Each item is written at ``{collection}/YYYY/MM/DD/{id}.json`` (its kind follows from
+        the collection id, as for every item here) with the catalogue's own ``root``/``parent``/
+        ``collection`` links; ``self`` and other structural links are dropped. Its ``related``
+        and ``derived_from`` links to other catalogue items must already be relative hrefs from
+        its own file (``si.relative_href(si.item_path(...), target)``); those whose target is
+        neither in ``items`` nor in the catalogue are dropped, so no link dangles. Links with a
+        URL are kept as they are.
+
+        An item already present is merged: the incoming item wins, except that assets only the
+        local item has are kept, a local file (a downloaded product's ``data``, a registered
+        analysis result; any asset whose href is a path) is kept over the incoming asset of the
+        same key, and an event keeps its links to local matchups. An item whose merged form
+        equals its file is left untouched.
+
+        Collections new to the catalogue take their metadata from ``collections`` (title,
+        description, license, assets, ...); links and extents are always the catalogue's own.
+        Files are written in the catalogue's crash-safe order (new events first without links
+        to new matchups, then products, matchups and the complete events), so a kill leaves a
+        catalogue that opens and validates and a repeated import completes it.
+
+        Returns:
+            Item id → ``new``, ``updated`` or ``unchanged``.
+
+        Raises:
+            EomatchError: an item that is not a valid STAC item or whose id or collection
+                cannot be a file name.
+        """
+        collections = collections or {}
+        incoming: dict[str, tuple[dict[str, Any], str, tuple[datetime, datetime]]] = {}
+        for raw in items:
+            item, rel, times = _foreign_item(raw)
+            incoming[item["id"]] = (item, rel, times)
+        if not incoming:
+            return {}
+        batch_rels = {rel for _, rel, _ in incoming.values()}
+        statuses: dict[str, ImportStatus] = {}
+        with self._writing():
+            rows = self._index.get_many(incoming)
+            targets: list[str] = []
+            for item, rel, _ in incoming.values():
+                for link in item["links"]:
+                    if link.get("rel") in _ITEM_RELS and not _is_url(str(link.get("href", ""))):
+                        targets.append(_stem(si.resolve_href(rel, str(link["href"]))))
+            present = self.item_paths(t for t in set(targets) if t not in incoming)
+            present_rels = set(present.values())
+
+            def resolvable(rel: str, link: Mapping[str, Any]) -> bool:
+                href = str(link.get("href", ""))
+                if link.get("rel") not in _ITEM_RELS or _is_url(href):
+                    return True
+                target = si.resolve_href(rel, href)
+                return target in batch_rels or target in present_rels
+
+            plans: list[tuple[str, dict[str, Any], str, tuple[datetime, datetime], IndexRow | None]]
+            plans = []
+            for iid, (item, rel, times) in incoming.items():
+                item["links"] = [x for x in item["links"] if resolvable(rel, x)]
+                row = rows.get(iid)
+                old: dict[str, Any] | None = None
+                if row is not None:
+                    old = self._read_raw(row.path)
+                if old is not None and row is not None:
+                    item = _merge_foreign(item, old, row.path == rel, self._index_has)
+                final = si.with_structural_links(item, rel)
+                if old is not None and row is not None and row.path == rel and final == old:
+                    statuses[iid] = "unchanged"
+                    continue
+                statuses[iid] = "new" if row is None else "updated"
+                plans.append((iid, final, rel, times, row))
+            new_colls = {
+                final["collection"]: (final["bbox"], times) for _, final, _, times, _ in plans
+            }
+            for coll, (bbox, times) in sorted(new_colls.items()):
+                if self._collection(coll) is None:
+                    self._new_foreign_collection(coll, collections.get(coll), bbox, times)
+            order = {"event": 0, "product": 1, "matchup": 2}
+            plans.sort(key=lambda p: (order[si.collection_kind(p[1]["collection"])], p[2]))
+            known = set(self._index_present(batch_rels)) | present_rels
+            for _iid, final, rel, _times, row in plans:
+                if row is None and si.collection_kind(final["collection"]) == "event":
+                    # first without links to matchups not yet written (they link back to it)
+                    early = [
+                        x
+                        for x in final["links"]
+                        if not (x.get("rel") == "related" and x.get("matchup:role") == "matchup")
+                        or si.resolve_href(rel, str(x["href"])) in known
+                    ]
+                    if len(early) != len(final["links"]):
+                        self._write_item(rel, {**final, "links": early})
+            for iid, final, rel, times, row in plans:
+                if row is not None and row.path != rel:
+                    self._delete(row)  # its time moved it to another day folder
+                elif row is not None and row.kind == "matchup":
+                    self._index.db.execute(
+                        "DELETE FROM matchup_products WHERE matchup_id=?", (iid,)
+                    )
+                self._put(final, rel, *times)
+        return statuses
+
+    def _index_has(self, rel: str) -> bool:
+        row = self._index.get(_stem(rel))
+        return row is not None and row.path == rel
+
+    def _read_raw(self, rel: str) -> dict[str, Any] | None:
+        """An item file as JSON, without validation (for comparison); None if unreadable."""
+        pending = self._pending.get(rel)
+        if pending is not None:
+            pending.result()
+        try:
+            data = json.loads((self.root / rel).read_bytes())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable (%s), replaced by the incoming item", self.root / rel, exc)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _index_present(self, rels: Iterable[str]) -> list[str]:
+        wanted = {_stem(r): r for r in rels}
+        return [r.path for i, r in self._index.get_many(wanted).items() if r.path == wanted[i]]
+
+    def _new_foreign_collection(
+        self,
+        coll: str,
+        remote: Mapping[str, Any] | None,
+        bbox: Sequence[float],
+        times: tuple[datetime, datetime],
+    ) -> None:
+        """Write a collection new to the catalogue at once, with the remote metadata.
+
+        Written before its items (not yet listed by ``catalog.json``: a rebuild after a kill
+        links it), so the metadata survives an interrupted import.
+        """
+        data = si.collection_dict(coll, bbox, times)
+        ours = list(data["stac_extensions"])
+        for key, value in (remote or {}).items():
+            if key not in ("type", "id", "links", "extent", "stac_version"):
+                data[key] = value
+        data["stac_extensions"] = list(data["stac_extensions"]) + [
+            e for e in ours if e not in data["stac_extensions"]
+        ]
+        self._dropped_collections.discard(coll)
+        self._collections[coll] = data
+        self._extents.pop(coll, None)
+        self._changed_collections.add(coll)
+        (self.root / coll).mkdir(parents=True, exist_ok=True)
+        _write_json_file(self.root / si.collection_path(coll), data, not self._batching)
+
     def remove_event(self, event_id: str) -> None:
         """Remove an event, its matchups no other event uses and products no matchup uses.
 
@@ -1041,6 +1200,19 @@ class MatchupCatalogue:
         """Absolute path of any item file."""
         return self.root / self._row(item_id, None).path
 
+    def item_files(self) -> list[tuple[str, str, str]]:
+        """``(collection, item id, path relative to the root)`` of every item, from the index."""
+        rows = self._index.db.execute("SELECT collection, id, path FROM items ORDER BY path")
+        return [(str(c), str(i), str(p)) for c, i, p in rows]
+
+    def collection_files(self) -> dict[str, str]:
+        """Collection id → ``{id}/collection.json`` for every collection the root lists."""
+        return {c: f"{c}/collection.json" for c in self._children()}
+
+    def item_paths(self, ids: Iterable[str]) -> dict[str, str]:
+        """Catalogue-relative file of each of ``ids`` present in the catalogue (from the index)."""
+        return {i: r.path for i, r in self._index.get_many(ids).items()}
+
     def counts(self) -> dict[str, int]:
         """Number of events, matchups and products in the index."""
         return {k: self._index.count(k) for k in ("event", "matchup", "product")}
@@ -1054,7 +1226,11 @@ class MatchupCatalogue:
     # --- assets -----------------------------------------------------------------------------
 
     def _asset_is_local(self, asset: Mapping[str, Any] | None) -> bool:
-        return bool(asset) and not _is_url(str(asset["href"]))  # type: ignore[index]
+        """A path, or a ``file://`` URL (data on a shared drive, used in place): not to fetch."""
+        if not asset:
+            return False
+        href = str(asset.get("href", ""))
+        return not _is_url(href) or href[:7].lower() == "file://"
 
     def _href(self, from_rel: str, target: str | os.PathLike[str]) -> str:
         text = os.fspath(target)
@@ -1382,6 +1558,101 @@ def _write_json_file(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# --- foreign items (import_items) ---------------------------------------------------------------
+
+_ITEM_RELS = ("related", "derived_from")
+_STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection", "child", "item", "items"})
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
+
+
+def _stem(rel: str) -> str:
+    """Item id of a catalogue-relative item file path."""
+    return rel.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def _check_name(what: str, value: Any) -> str:
+    text = value if isinstance(value, str) else ""
+    if not text or text.startswith(".") or _BAD_NAME.search(text):
+        raise EomatchError(f"{what} {value!r} cannot be a file name in the catalogue")
+    return text
+
+
+def _foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[datetime, datetime]]:
+    """A validated copy of an incoming item in the catalogue's key order, its path and times."""
+    item_id = raw.get("id") if isinstance(raw, Mapping) else None
+    try:
+        if not isinstance(raw, Mapping) or raw.get("type") != "Feature":
+            raise ValueError("not a STAC item (type is not 'Feature')")
+        _check_name("item id", item_id)
+        coll = _check_name("collection id", raw.get("collection"))
+        if item_id in ("catalog", "collection"):
+            raise ValueError("the id is reserved for catalogue files")
+        if not isinstance(raw.get("properties"), Mapping):
+            raise ValueError("missing 'properties'")
+        times = si.item_times(raw)
+        bbox = raw.get("bbox") or si.geometry_bbox(si.item_geometry(raw))
+        if len(bbox) == 6:
+            bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
+    except EomatchError as exc:
+        raise EomatchError(f"incoming item {item_id!r}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EomatchError(f"incoming item {item_id!r}: invalid STAC item: {exc}") from None
+    links = [
+        dict(x)
+        for x in raw.get("links") or []
+        if isinstance(x, Mapping) and x.get("rel") not in _STRUCTURAL_RELS and "href" in x
+    ]
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": raw.get("stac_version", si.STAC_VERSION),
+        "stac_extensions": list(raw.get("stac_extensions") or []),
+        "id": item_id,
+        "geometry": raw.get("geometry"),
+        "bbox": [float(v) for v in bbox],
+        "properties": dict(raw["properties"]),
+        "links": links,
+        "assets": {k: dict(v) for k, v in sorted((raw.get("assets") or {}).items())},
+        "collection": coll,
+    }
+    for key, value in raw.items():
+        if key not in item:
+            item[key] = value
+    return item, si.item_path(coll, str(item_id), times[0]), times
+
+
+def _merge_foreign(
+    item: dict[str, Any], old: Mapping[str, Any], same_path: bool, has: Callable[[str], bool]
+) -> dict[str, Any]:
+    """The incoming ``item`` merged with the local ``old`` one (see ``import_items``)."""
+    assets = dict(item["assets"])
+    for key, local in (old.get("assets") or {}).items():
+        theirs = assets.get(key)
+        href = str(local.get("href", "")) if isinstance(local, Mapping) else ""
+        if theirs is None or (local != theirs and href and not _is_url(href)):
+            assets[key] = local
+    extensions = list(item["stac_extensions"])
+    extensions += [e for e in old.get("stac_extensions") or [] if e not in extensions]
+    links = list(item["links"])
+    if same_path and si.collection_kind(str(item["collection"])) == "event":
+        rel = si.item_path(str(item["collection"]), str(item["id"]), si.item_times(item)[0])
+        hrefs = {str(x["href"]) for x in links}
+        for link in old.get("links") or []:
+            if (
+                link.get("rel") == "related"
+                and link.get("matchup:role") == "matchup"
+                and str(link["href"]) not in hrefs
+                and has(si.resolve_href(rel, str(link["href"])))
+            ):
+                links.append(dict(link))
+        links.sort(key=lambda x: (str(x.get("rel")), str(x.get("href"))))
+    return {
+        **item,
+        "stac_extensions": extensions,
+        "links": links,
+        "assets": dict(sorted(assets.items())),
+    }
 
 
 def events_collection(event: MatchupEvent) -> str:

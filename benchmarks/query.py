@@ -1,0 +1,112 @@
+"""Pull speed of ``eomatch query`` (figures, no asserts).
+
+Serves N synthetic matchups (default 10 000: 5 000 events with 2 matchups of 2 products each,
+so 35 000 items) from the test STAC API in ``tests/matchup_api_server.py`` (real HTTP on
+127.0.0.1, the service's item form) and pulls them into a fresh catalogue, then pulls again
+(everything unchanged). Target (issue #5): 10 000 matchups with their events and products
+in under 15 s. ``--api-url`` pulls from a running service instead (e.g. the local pgSTAC
+stack), after loading nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from catalogue import synthetic_event  # noqa: E402
+from eomatch.core import stac_items as si  # noqa: E402
+from eomatch.workflows.query import query_catalogue  # noqa: E402
+from matchup_api_server import MatchupApi, serve, stored_item  # noqa: E402
+
+
+def api_documents(matchups: int, root: Path) -> tuple[list[dict], list[dict]]:
+    """Collections and items (stored form) of ``matchups // 2`` synthetic events."""
+    items: dict[str, dict] = {}
+    colls: dict[str, dict] = {}
+    for i in range(max(1, matchups // 2)):
+        event = synthetic_event(i)
+        docs = [(si.event_path(event), si.event_to_item(event))]
+        for mu in event.matchups:
+            docs.append((si.matchup_path(mu), si.matchup_to_item(mu, event)))
+            docs += [(si.product_path(p), si.product_to_item(p)) for p in mu.products]
+        for rel, item in docs:
+            items[item["id"]] = stored_item(rel, item, root)
+            coll = item["collection"]
+            if coll not in colls:
+                colls[coll] = si.collection_dict(coll, item["bbox"], si.item_times(item))
+    for c in colls.values():
+        c["links"] = []
+    return list(colls.values()), list(items.values())
+
+
+def serve_forever(matchups: int, work: Path) -> None:
+    """Child process: build and serve the documents; print the URL; stop when stdin closes."""
+    colls, items = api_documents(matchups, work)
+    state = MatchupApi()
+    state.load(colls, items)
+    with serve(state) as api:
+        print(api.url, len(items), flush=True)
+        sys.stdin.read()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--matchups", type=int, default=10_000)
+    parser.add_argument("--limit", type=int, default=1000, help="matchups per page")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--api-url", default=None, help="pull from this API (nothing loaded)")
+    parser.add_argument("--dir", type=Path, default=None, help="work here (default: a temp dir)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="eomatch-query-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.serve:
+        serve_forever(args.matchups, work)
+        return
+    out = work / "pulled"
+    shutil.rmtree(out, ignore_errors=True)
+    server = None
+    try:
+        url = args.api_url
+        if url is None:
+            # the API runs in its own process, as the real service does: its JSON encoding
+            # must not compete with the client for this interpreter's GIL
+            t = time.perf_counter()
+            server = subprocess.Popen(
+                [sys.executable, __file__, "--serve", "--matchups", str(args.matchups),
+                 "--dir", str(work)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            assert server.stdout is not None
+            url, count = server.stdout.readline().split()
+            print(f"serving {count} API items at {url} (built in {time.perf_counter() - t:.1f} s)")
+        for label in ("fresh pull", "pull again (unchanged)"):
+            s = query_catalogue(url, out, limit=args.limit, workers=args.workers)
+            print(
+                f"{label}: {s.seconds:.1f} s, {s.requests} requests; matchups "
+                f"{s.matchups.new} new / {s.matchups.unchanged} unchanged, events "
+                f"{s.events.total}, products {s.products.total}"
+                f" ({s.matchups.total / max(s.seconds, 1e-9):.0f} matchups/s)"
+            )
+        print("target: 10 000 matchups with their events and products in < 15 s")
+    finally:
+        if server is not None:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=30)
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

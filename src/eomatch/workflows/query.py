@@ -1,0 +1,765 @@
+"""``eomatch query``: pull matchups, their events and products from a STAC API into a catalogue.
+
+The central service (stac-fastapi-pgstac over pgSTAC) holds the same collections and items as
+the catalogues ``eomatch find`` writes, with links between items as
+``{api}/collections/{cid}/items/{id}``. A pull:
+
+1. reads the landing page and every collection (paged), and picks the matchup collections
+   (``{col}-{platform}-vs-...``) that the filters allow;
+2. searches their matchup items page by page (POST ``/search`` with ``collections``, ``bbox``,
+   ``datetime``, ``filter``; ``next`` links followed, any page size the server gives);
+3. for each page, fetches the events and products its matchups link to **in bulk**
+   (``/search`` with ``ids`` per collection, a few hundred ids per request, concurrently;
+   never one request per item, and each item once per run);
+4. writes the page through :meth:`MatchupCatalogue.import_items`: relative links, day
+   catalogs, index, crash-safe order; unchanged items are not rewritten, local changes
+   (downloaded data, analysis assets) are kept.
+
+Filters mean what they mean for ``get_events``/``eomatch download``: ``collections`` and
+``platforms`` keep matchups involving any of them (a matchup collection id works too),
+``start_time``/``end_time`` keep matchups whose time span overlaps the window, ``bbox`` keeps
+matchups whose collocation region intersects it (W > E crosses the antimeridian: two searches)
+and ``filter`` is CQL2 text over the matchup item properties (checked here as well, so the
+result does not depend on the server's CQL2 support).
+
+Each page is committed before the next is fetched, so an interrupted pull leaves a valid
+catalogue holding whole pages, and running it again completes it. Bad input (unreachable API,
+refused key, unknown collection, an answer that is not JSON) fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin
+
+import cql2
+import httpx
+
+from eomatch.core import stac_items as si
+from eomatch.core.products import EVENTS_PREFIX
+from eomatch.errors import EomatchError
+from eomatch.io.catalogue import ImportStatus, MatchupCatalogue
+from eomatch.timeparse import TimeLike, parse_time
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 1000
+"""Matchups asked for per search page (the server may answer fewer; paging continues)."""
+IDS_PER_REQUEST = 250
+"""Ids per bulk fetch of events or products (keeps request bodies and pgSTAC queries small)."""
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+API_KEY_ENV = "EOMATCH_API_KEY"
+
+Progress = Callable[[str, int, int], None]
+"""(stage, done, total) callback; total is 0 while unknown."""
+
+_ITEM_URL = re.compile(r"(?:^|/)collections/([^/?#]+)/items/([^/?#]+)/?(?:[?#].*)?$")
+_API_STRUCTURAL = frozenset({"self", "root", "parent", "collection", "items"})
+_STATUS_RANK = {"unchanged": 0, "updated": 1, "new": 2}
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class KindCounts:
+    """New, updated and unchanged items of one kind."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        """All items of this kind that the pull touched or checked."""
+        return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class QuerySummary:
+    """What a pull found and what it changed in the local catalogue."""
+
+    catalogue: Path
+    api_url: str
+    matchups: KindCounts = field(default_factory=KindCounts)
+    events: KindCounts = field(default_factory=KindCounts)
+    products: KindCounts = field(default_factory=KindCounts)
+    skipped: int = 0
+    """Matchups left out because their event or a product is missing from the API."""
+    requests: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The human summary printed by ``eomatch query``."""
+        out = [
+            f"{self.matchups.total} matchup(s) of {self.events.total} event(s) with "
+            f"{self.products.total} product(s) from {self.api_url}"
+        ]
+        for name, c in (
+            ("matchups", self.matchups),
+            ("events", self.events),
+            ("products", self.products),
+        ):
+            out.append(f"{name}: {c.new} new, {c.updated} updated, {c.unchanged} unchanged")
+        if self.skipped:
+            out.append(f"skipped {self.skipped} matchup(s) incomplete in the API")
+        out.append(f"catalogue: {self.catalogue / 'catalog.json'}")
+        return out
+
+
+# --- the HTTP side ----------------------------------------------------------------------------
+
+
+class StacApi:
+    """A small STAC API client: JSON over one keep-alive ``httpx.Client``, retries, clear errors.
+
+    Args:
+        url: the API root (landing page).
+        api_key: sent as ``Authorization: Bearer {api_key}`` when given.
+        timeout: seconds to connect and to wait for an answer.
+        max_retries: retries after a connection error, timeout, 429 or 5xx answer.
+        backoff: the n-th retry waits ``backoff * 2**(n-1)`` seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        if not re.match(r"^https?://[^/]", url):
+            raise EomatchError(f"--api-url must be an http(s) URL, got {url!r}")
+        self.root = url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.requests = 0
+        headers = {"Accept": "application/geo+json, application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._has_key = bool(api_key)
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+    def __enter__(self) -> StacApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, href: str) -> str:
+        """An absolute URL for an href relative to the API root."""
+        return urljoin(self.root + "/", href)
+
+    def get(self, href: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET JSON."""
+        return self._request("GET", self.url(href), params=params)
+
+    def post(self, href: str, body: Mapping[str, Any]) -> Any:
+        """POST JSON, answer JSON."""
+        return self._request("POST", self.url(href), json=body)
+
+    def _request(self, method: str, url: str, **kw: Any) -> Any:
+        attempt = 0
+        while True:
+            self.requests += 1
+            try:
+                resp = self._client.request(method, url, **kw)
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
+                    attempt = self._wait(attempt, f"{url}: {exc}")
+                    continue
+                raise EomatchError(f"cannot reach the API at {self.root}: {_reason(exc)}") from None
+            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                attempt = self._wait(attempt, f"{url}: HTTP {resp.status_code}")
+                continue
+            if resp.status_code >= 400:
+                raise EomatchError(self._status_message(resp, url))
+            try:
+                return resp.json()
+            except ValueError:
+                raise EomatchError(
+                    f"{url}: the answer is not JSON (is {self.root} a STAC API?)"
+                ) from None
+
+    def _wait(self, attempt: int, what: str) -> int:
+        delay = self.backoff * 2**attempt
+        log.info("%s; retrying in %.1f s", what, delay)
+        time.sleep(delay)
+        return attempt + 1
+
+    def _status_message(self, resp: httpx.Response, url: str) -> str:
+        code = resp.status_code
+        if code == 401:
+            if self._has_key:
+                return f"{self.root}: HTTP 401: the API refused the key (--api-key/{API_KEY_ENV})"
+            return f"{self.root}: HTTP 401: this API needs a key (give --api-key or {API_KEY_ENV})"
+        if code == 403:
+            return f"{self.root}: HTTP 403: the key is not allowed to read this API"
+        detail = ""
+        try:
+            doc = resp.json()
+            if isinstance(doc, dict):
+                detail = str(doc.get("description") or doc.get("detail") or "")
+        except ValueError:
+            pass
+        text = f"{url}: HTTP {code} {resp.reason_phrase}".rstrip()
+        return f"{text}: {detail}" if detail else text
+
+    def collections(self) -> dict[str, dict[str, Any]]:
+        """Every collection of the API (``/collections``, following ``next`` links)."""
+        out: dict[str, dict[str, Any]] = {}
+        doc = self.get("collections", {"limit": 1000})
+        seen: set[str] = set()
+        while True:
+            if not isinstance(doc, dict) or not isinstance(doc.get("collections"), list):
+                raise EomatchError(f"{self.url('collections')}: not a STAC collections list")
+            for coll in doc["collections"]:
+                if isinstance(coll, dict) and isinstance(coll.get("id"), str):
+                    out[coll["id"]] = coll
+            nxt = _next_link(doc)
+            if nxt is None or nxt.get("href") in seen or not doc["collections"]:
+                return out
+            seen.add(str(nxt["href"]))
+            doc = self._follow(nxt, None)
+
+    def search(self, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Pages of a POST ``/search``, following ``next`` links (GET or POST)."""
+        page = self.post("search", body)
+        current: Mapping[str, Any] = body
+        while True:
+            if not isinstance(page, dict) or not isinstance(page.get("features"), list):
+                raise EomatchError(f"{self.url('search')}: not a STAC ItemCollection")
+            yield page
+            nxt = _next_link(page)
+            if nxt is None or not page["features"]:
+                return
+            if nxt.get("body") is not None and nxt.get("merge"):
+                current = {**current, **nxt["body"]}
+            elif nxt.get("body") is not None:
+                current = nxt["body"]
+            page = self._follow(nxt, current)
+
+    def _follow(self, link: Mapping[str, Any], body: Mapping[str, Any] | None) -> Any:
+        href = self.url(str(link["href"]))
+        if str(link.get("method", "GET")).upper() == "POST":
+            return self._request("POST", href, json=dict(body or link.get("body") or {}))
+        return self._request("GET", href)
+
+    def items_by_id(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Items of one collection by id, in one request (paged if the server insists)."""
+        out: list[dict[str, Any]] = []
+        body = {"collections": [collection], "ids": list(ids), "limit": len(ids)}
+        for page in self.search(body):
+            out.extend(f for f in page["features"] if isinstance(f, dict))
+        return out
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _next_link(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    for link in doc.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
+            return link
+    return None
+
+
+def item_ref(href: str) -> tuple[str, str] | None:
+    """``(collection, item id)`` of an API item URL ``.../collections/{c}/items/{id}``."""
+    m = _ITEM_URL.search(href)
+    if m is None:
+        return None
+    return unquote(m.group(1)), unquote(m.group(2))
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+def _labels(matchup_collection: str) -> list[str]:
+    return matchup_collection.split("-vs-")
+
+
+@dataclass(frozen=True)
+class _Selection:
+    collections: list[str]
+    """Matchup collections to search."""
+    direct: frozenset[str]
+    """Matchup collection ids named in ``--collections``."""
+    products: frozenset[str]
+    """Product collection ids named in ``--collections``."""
+    platforms: frozenset[str]
+    expr: cql2.Expr | None
+
+    def keep(self, item: Mapping[str, Any]) -> bool:
+        props = item.get("properties") or {}
+        involved = set(props.get("matchup:collections") or [])
+        if (
+            (self.direct or self.products)
+            and item.get("collection") not in self.direct
+            and not self.products & involved
+        ):
+            return False
+        if self.platforms and not self.platforms & set(props.get("matchup:platforms") or []):
+            return False
+        if self.expr is not None:
+            feature = {"type": "Feature", "id": item.get("id"), "properties": props}
+            if not self.expr.matches(feature):
+                return False
+        return True
+
+
+def _canonical_platforms(platforms: Sequence[str]) -> frozenset[str]:
+    """Registry names (``Sentinel-2A``) for any alias (``S2A``); unknown names as given."""
+    from eomatch.core.satellites import UnknownSatelliteError
+    from eomatch.workflows.crossovers import build_registry
+
+    registry = build_registry()
+    out = set()
+    for p in platforms:
+        try:
+            out.add(registry.get(p).name)
+        except UnknownSatelliteError:
+            out.add(p)
+    return frozenset(out)
+
+
+def select_collections(
+    available: Sequence[str],
+    collections: Sequence[str] | None,
+    platforms: Sequence[str] | None,
+    api_url: str = "the API",
+) -> tuple[list[str], frozenset[str], frozenset[str], frozenset[str]]:
+    """Matchup collections to search, and the names the matchups are checked against.
+
+    Returns:
+        ``(matchup collections, matchup collection ids named, product collections named,
+        platforms)``.
+
+    Raises:
+        EomatchError: a named collection or platform that no matchup collection involves.
+    """
+    matchups = sorted(c for c in available if si.collection_kind(c) == "matchup")
+    chosen = set(matchups)
+    direct: set[str] = set()
+    products: set[str] = set()
+    if collections:
+        picked: set[str] = set()
+        for name in collections:
+            if name in matchups:
+                direct.add(name)
+                picked.add(name)
+                continue
+            hits = {m for m in matchups if any(x.startswith(f"{name}-") for x in _labels(m))}
+            if not hits:
+                raise EomatchError(
+                    f"unknown collection '{name}': no matchup collection at {api_url} involves "
+                    f"it (matchup collections: {', '.join(matchups) or 'none'})"
+                )
+            products.add(name)
+            picked |= hits
+        chosen &= picked
+    plats: frozenset[str] = frozenset()
+    if platforms:
+        plats = _canonical_platforms(platforms)
+        for p in sorted(plats):
+            if not any(x.endswith(f"-{p}") for m in matchups for x in _labels(m)):
+                raise EomatchError(
+                    f"unknown platform '{p}': no matchup collection at {api_url} involves it"
+                )
+        chosen = {m for m in chosen if any(x.endswith(f"-{p}") for x in _labels(m) for p in plats)}
+    return sorted(chosen), frozenset(direct), frozenset(products), plats
+
+
+def _bbox_parts(bbox: Sequence[float] | None) -> list[list[float] | None]:
+    if bbox is None:
+        return [None]
+    if len(bbox) != 4:
+        raise EomatchError(f"bbox needs four numbers W S E N, got {len(bbox)}")
+    w, s, e, n = (float(v) for v in bbox)
+    if not (-90 <= s <= n <= 90) or not (-180 <= w <= 180 and -180 <= e <= 180):
+        raise EomatchError(
+            f"bbox {w} {s} {e} {n}: need -180 <= W, E <= 180 and -90 <= S <= N <= 90"
+        )
+    if w <= e:
+        return [[w, s, e, n]]
+    return [[w, s, 180.0, n], [-180.0, s, e, n]]
+
+
+def _interval(start: TimeLike | None, end: TimeLike | None) -> str | None:
+    if start is None and end is None:
+        return None
+    lo = parse_time(start, "start time") if start is not None else None
+    hi = parse_time(end, "end time") if end is not None else None
+    if lo is not None and hi is not None and hi < lo:
+        raise EomatchError(
+            f"end time {si.format_datetime(hi)} is before start time {si.format_datetime(lo)}"
+        )
+    return f"{si.format_datetime(lo) if lo else '..'}/{si.format_datetime(hi) if hi else '..'}"
+
+
+# --- API items to catalogue items ---------------------------------------------------------------
+
+
+def _item_rel(item: Mapping[str, Any]) -> str:
+    return si.item_path(str(item["collection"]), str(item["id"]), si.item_times(item)[0])
+
+
+def local_form(item: Mapping[str, Any], rel: str, paths: Mapping[str, str]) -> dict[str, Any]:
+    """An API item with links between items made relative (from ``rel``, its own file).
+
+    ``paths`` maps item ids to their catalogue-relative files; item links to anything else are
+    dropped, as are the API's structural links (the catalogue writes its own). Assets are kept
+    as they are: http(s) URLs, or ``file://`` URLs of data on a shared drive (used in place).
+    """
+    links = []
+    for link in item.get("links") or []:
+        if not isinstance(link, dict) or link.get("rel") in (
+            "self",
+            "root",
+            "parent",
+            "collection",
+        ):
+            continue
+        href = str(link.get("href", ""))
+        ref = item_ref(href) if link.get("rel") in ("related", "derived_from") else None
+        if ref is not None:
+            target = paths.get(ref[1])
+            if target is None:
+                continue
+            link = {**link, "href": si.relative_href(rel, target)}
+        links.append(link)
+    links.sort(key=lambda x: (str(x.get("rel")), str(x.get("href"))))
+    return {**item, "links": links}
+
+
+def _local_collection(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "links"}
+
+
+# --- the pull ---------------------------------------------------------------------------------
+
+
+def _event_of(matchup: Mapping[str, Any]) -> tuple[str, str] | None:
+    for link in matchup.get("links") or []:
+        if link.get("rel") == "related" and link.get("matchup:role") == "event":
+            ref = item_ref(str(link.get("href", "")))
+            if ref is not None:
+                return ref
+    eid = (matchup.get("properties") or {}).get("matchup:event_id")
+    if isinstance(eid, str) and eid:
+        return EVENTS_PREFIX + str(matchup["collection"]), eid
+    return None
+
+
+def _products_of(matchup: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for link in matchup.get("links") or []:
+        if link.get("rel") == "derived_from":
+            ref = item_ref(str(link.get("href", "")))
+            if ref is not None:
+                out.append(ref)
+    return out
+
+
+class _Puller:
+    """State of one pull: what was fetched, where it lives, what changed."""
+
+    def __init__(
+        self,
+        api: StacApi,
+        output: Path,
+        collection_docs: dict[str, dict[str, Any]],
+        summary: QuerySummary,
+        workers: int,
+        catalogue_id: str,
+        description: str,
+    ) -> None:
+        self.api = api
+        self.output = output
+        self.docs = collection_docs
+        self.summary = summary
+        self.workers = workers
+        self.catalogue_id = catalogue_id
+        self.description = description
+        self.cat: MatchupCatalogue | None = None
+        self.paths: dict[str, str] = {}
+        """Item id → catalogue-relative file, for every item fetched in this run."""
+        self.events: dict[str, dict[str, Any]] = {}
+        """Events fetched in this run (re-imported when later pages add matchups)."""
+        self.statuses: dict[str, ImportStatus] = {}
+        self.kinds: dict[str, str] = {}
+        self.missing: set[str] = set()
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="eomatch-query")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.cat is not None:
+            self.cat.close()
+
+    def catalogue(self) -> MatchupCatalogue:
+        if self.cat is None:
+            self.cat = MatchupCatalogue.create(
+                self.output, id=self.catalogue_id, description=self.description
+            )
+        return self.cat
+
+    def fetch(self, wanted: Mapping[str, set[str]]) -> list[dict[str, Any]]:
+        """Items by collection and id, in bulk and concurrently."""
+        jobs = []
+        for coll in sorted(wanted):
+            ids = sorted(wanted[coll])
+            for i in range(0, len(ids), IDS_PER_REQUEST):
+                jobs.append((coll, ids[i : i + IDS_PER_REQUEST]))
+        out: list[dict[str, Any]] = []
+        for got in self.pool.map(lambda j: self.api.items_by_id(*j), jobs):
+            out.extend(got)
+        return out
+
+    def page(self, matchups: list[dict[str, Any]]) -> None:
+        """Fetch what one page of matchups links to, then write it all."""
+        wanted: dict[str, set[str]] = {}
+        for mu in matchups:
+            for coll, iid in [e for e in [_event_of(mu)] if e] + _products_of(mu):
+                if iid not in self.paths and iid not in self.missing:
+                    wanted.setdefault(coll, set()).add(iid)
+        fetched = self.fetch(wanted)
+        got: dict[str, dict[str, Any]] = {}
+        for item in fetched:
+            if isinstance(item.get("id"), str) and isinstance(item.get("collection"), str):
+                got[item["id"]] = item
+        for ids in wanted.values():
+            self.missing |= ids - set(got)
+        batch: dict[str, dict[str, Any]] = {}
+        for item in got.values():
+            self.paths[item["id"]] = self._rel(item)
+            if si.collection_kind(item["collection"]) == "event":
+                self.events[item["id"]] = item
+            batch[item["id"]] = item
+        kept = []
+        for mu in matchups:
+            needed = [e for e in [_event_of(mu)] if e] + _products_of(mu)
+            if not needed or any(iid not in self.paths for _, iid in needed):
+                self.summary.skipped += 1
+                gone = [iid for _, iid in needed if iid not in self.paths] or ["its event"]
+                self.summary.warnings.append(
+                    f"matchup {mu.get('id')}: left out, missing from the API: {', '.join(gone)}"
+                )
+                continue
+            self.paths[mu["id"]] = self._rel(mu)
+            kept.append(mu)
+        for mu in kept:
+            batch[mu["id"]] = mu
+            ev = _event_of(mu)
+            if ev is not None and ev[1] in self.events:
+                batch[ev[1]] = self.events[ev[1]]  # again: its links now reach more matchups
+        if not kept:
+            return
+        cat = self.catalogue()
+        local = dict(self.paths)
+        linked = {
+            ref[1]
+            for item in batch.values()
+            for link in item.get("links") or []
+            if link.get("rel") == "related"
+            and (ref := item_ref(str(link.get("href", "")))) is not None
+            and ref[1] not in local
+        }
+        local.update(cat.item_paths(linked))
+        items = [local_form(it, self.paths[iid], local) for iid, it in batch.items()]
+        colls = {it["collection"] for it in items}
+        docs = {c: _local_collection(self.docs[c]) for c in colls if c in self.docs}
+        with cat.batch(workers=self.workers):
+            result = cat.import_items(items, docs)
+        for iid, status in result.items():
+            old = self.statuses.get(iid)
+            if old is None or _STATUS_RANK[status] > _STATUS_RANK[old]:
+                self.statuses[iid] = status
+            self.kinds[iid] = si.collection_kind(batch[iid]["collection"])
+
+    def _rel(self, item: Mapping[str, Any]) -> str:
+        try:
+            return _item_rel(item)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EomatchError(f"API item {item.get('id')!r}: invalid STAC item: {exc}") from None
+
+    def tally(self) -> None:
+        for kind, counts in (
+            ("matchup", self.summary.matchups),
+            ("event", self.summary.events),
+            ("product", self.summary.products),
+        ):
+            for iid, status in self.statuses.items():
+                if self.kinds[iid] == kind:
+                    setattr(counts, status, getattr(counts, status) + 1)
+
+
+def query_catalogue(
+    api_url: str,
+    output: str | Path,
+    *,
+    start_time: TimeLike | None = None,
+    end_time: TimeLike | None = None,
+    bbox: Sequence[float] | None = None,
+    collections: Sequence[str] | None = None,
+    platforms: Sequence[str] | None = None,
+    filter: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 3,
+    workers: int = 4,
+    catalogue_id: str = "matchup-catalogue",
+    progress: Progress | None = None,
+) -> QuerySummary:
+    """Pull matching matchups with their events and products from a STAC API into ``output``.
+
+    Args:
+        api_url: the API root (internal or external service).
+        output: catalogue root; created if missing, merged into if present.
+        start_time: keep matchups ending at or after this (naive means UTC).
+        end_time: keep matchups starting at or before this.
+        bbox: ``[W, S, E, N]`` the collocation region must intersect (W > E wraps).
+        collections: product collections (or matchup collection ids); matchups involving any.
+        platforms: platforms (any registry alias); matchups involving any.
+        filter: CQL2 text over the matchup item properties.
+        limit: matchups per search page asked for.
+        api_key: sent as ``Authorization: Bearer``.
+        timeout: seconds per request.
+        max_retries: retries per request after connection errors, 429 and 5xx answers.
+        workers: concurrent bulk fetches, and catalogue writer threads.
+        catalogue_id: id of a new catalogue's root catalog.
+        progress: ``(stage, done, total)`` callback.
+
+    Returns:
+        Counts of new, updated and unchanged matchups, events and products.
+
+    Raises:
+        EomatchError: bad input, an unreachable API, a refused key, an unknown collection or
+            platform, an answer that is not STAC JSON. Raised before anything is written when
+            the problem shows on the first requests; later, the pages already written stay
+            (a valid catalogue) and the message says so: running the pull again resumes it.
+    """
+    started = time.perf_counter()
+    if limit < 1:
+        raise EomatchError(f"--limit must be >= 1, got {limit}")
+    expr = None
+    if filter is not None:
+        try:
+            expr = cql2.Expr(filter)
+            expr.to_json()
+        except Exception as exc:
+            lines = [x.strip(" =|") for x in str(exc).splitlines() if x.strip(" =|")]
+            raise EomatchError(
+                f"invalid CQL2 filter {filter!r}: {lines[-1] if lines else type(exc).__name__}"
+            ) from None
+    datetime_param = _interval(start_time, end_time)
+    boxes = _bbox_parts(bbox)
+    root = Path(output)
+    if root.exists() and not root.is_dir():
+        raise EomatchError(f"{root} is a file, not a catalogue folder")
+    summary = QuerySummary(catalogue=root, api_url=api_url.rstrip("/"))
+
+    def tick(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    with StacApi(api_url, api_key, timeout=timeout, max_retries=max_retries) as api:
+        landing = api.get("")
+        if not isinstance(landing, dict) or not (
+            landing.get("type") in ("Catalog", "Collection") or "conformsTo" in landing
+        ):
+            raise EomatchError(f"{api.root}: not a STAC API landing page")
+        docs = api.collections()
+        chosen, direct, products, plats = select_collections(
+            sorted(docs), collections, platforms, api.root
+        )
+        selection = _Selection(chosen, direct, products, plats, expr)
+        puller = _Puller(
+            api,
+            root,
+            docs,
+            summary,
+            workers,
+            catalogue_id,
+            f"Matchups pulled from {api.root}",
+        )
+        seen: set[str] = set()
+        written = 0
+        try:
+            tick("matchups", 0, 0)
+            for box in boxes if chosen else []:
+                body: dict[str, Any] = {"collections": chosen, "limit": limit}
+                if box is not None:
+                    body["bbox"] = box
+                if datetime_param is not None:
+                    body["datetime"] = datetime_param
+                if expr is not None:
+                    body["filter"] = expr.to_json()
+                    body["filter-lang"] = "cql2-json"
+                matched = 0
+                for page in api.search(body):
+                    if isinstance(page.get("numberMatched"), int):
+                        matched = page["numberMatched"]
+                    fresh = []
+                    for mu in page["features"]:
+                        if not isinstance(mu, dict) or mu.get("id") in seen:
+                            continue
+                        if si.collection_kind(str(mu.get("collection", ""))) != "matchup":
+                            continue
+                        seen.add(str(mu.get("id")))
+                        if selection.keep(mu):
+                            fresh.append(mu)
+                    puller.page(fresh)
+                    written += len(fresh)
+                    tick("matchups", len(seen), max(matched, len(seen)))
+        except EomatchError as exc:
+            if written:
+                raise EomatchError(
+                    f"{exc} (pull interrupted: {written} matchup(s) written to {root}; "
+                    "run the same query again to resume)"
+                ) from None
+            raise
+        finally:
+            puller.close()
+        if puller.cat is None:  # nothing matched: still leave a (valid, empty) catalogue
+            MatchupCatalogue.create(
+                root, id=catalogue_id, description=f"Matchups pulled from {api.root}"
+            ).close()
+        puller.tally()
+        summary.requests = api.requests
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_PAGE_SIZE",
+    "KindCounts",
+    "QuerySummary",
+    "StacApi",
+    "item_ref",
+    "local_form",
+    "query_catalogue",
+    "select_collections",
+]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from service_fixtures import ServiceDb, make_catalogue
 
 from eomatch.cli.main import main
 from eomatch.errors import EomatchError
@@ -13,6 +12,7 @@ from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.assets import register_analysis
 from eomatch.workflows.ingest import ingest_catalogue
+from service_fixtures import ServiceDb, make_catalogue
 
 
 def _matchup(root: Path) -> tuple[str, str]:
@@ -48,7 +48,8 @@ def test_push_upserts_only_the_changed_item(tmp_path: Path, service_db: ServiceD
     assert stored["assets"]["comparison:latest"]["href"] == second.resolve().as_uri()
     # the next full ingest sees nothing new
     report = ingest_catalogue(root, store)
-    assert report.updated == 0 and report.inserted == 0
+    assert report.updated == 0
+    assert report.inserted == 0
 
 
 def test_cli_push_and_unreachable_database(
@@ -63,9 +64,7 @@ def test_cli_push_and_unreachable_database(
     base = ["add-asset", "--catalogue", str(root), "--collection-id", coll, "--item-id", item_id]
     assert main([*base, "--file", str(f), "--push"]) == 0
     assert "pushed" in capsys.readouterr().out
-    assert service_db.query(
-        "SELECT count(*) FROM pgstac.items WHERE id = %s", item_id
-    ) == [(1,)]
+    assert service_db.query("SELECT count(*) FROM pgstac.items WHERE id = %s", item_id) == [(1,)]
     monkeypatch.setenv("PGPORT", "1")
     g = tmp_path / "r2.csv"
     g.write_text("a,b\n3,4\n")

@@ -95,7 +95,7 @@ class IngestConfig(BaseModel):
     )
     db_dir: Path | None = Field(
         default=None,
-        description="Local cluster folder for `eomatch db` (default: EOMATCH_DB_DIR or the data dir).",
+        description="Local cluster folder (default: EOMATCH_DB_DIR, else the data dir).",
     )
     assets_base_url: str | None = Field(
         default=None, description="Publish relative asset paths under this URL."

@@ -333,6 +333,16 @@ class PgstacStore:
                 ).fetchone()
         return int(row[0]) if row else 0
 
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert whole items in one transaction (their collections must exist)."""
+        with self.connect() as conn:
+            loader = Loader(db=PgstacDB(connection=conn))
+            try:
+                with conn.transaction():
+                    loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
+            except psycopg.Error as exc:
+                raise DatabaseError(f"upsert failed, nothing changed: {one_line(exc)}") from None
+
     def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
         """One hydrated item as pgSTAC returns it."""
         with self.connect() as conn:

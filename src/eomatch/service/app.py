@@ -54,6 +54,12 @@ DESCRIPTIONS = {
     "internal": "Matchups, events and products; read/write (writes need a key).",
     "external": "Satellite matchups for calibration and validation: events, matchups, products.",
 }
+BAD_INPUT = (
+    asyncpg.exceptions.RaiseError,
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.PostgresSyntaxError,
+    orjson.JSONDecodeError,
+)
 DB_DOWN = (
     OSError,
     asyncio.TimeoutError,
@@ -89,7 +95,10 @@ async def _send_response(
 
 
 class ApiKeyMiddleware:
-    """Every write needs a live API key (checked in the database on each request)."""
+    """Every write needs a live API key (checked in the database on each request).
+
+    Reads need none, but a read that presents a bearer key is refused if the key is not live.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -100,10 +109,13 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         method = str(scope.get("method", "GET")).upper()
-        if method in READ_METHODS or (method == "POST" and _route_path(scope) == "/search"):
+        token = _bearer(scope)
+        is_read = method in READ_METHODS or (method == "POST" and _route_path(scope) == "/search")
+        if is_read and (token is None or method == "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        token = _bearer(scope)
+        # writes need a key; a read that presents one must present a live one (a wrong key is
+        # a misconfigured client, better told than silently served)
         if token is None:
             await _send_response(
                 _json(
@@ -288,6 +300,8 @@ def create_app(mode: Mode | None = None) -> FastAPI:
     api.client.description = DESCRIPTIONS[the_mode]
     for exc in DB_DOWN:
         app.add_exception_handler(exc, _db_down_handler)
+    for exc in BAD_INPUT:
+        app.add_exception_handler(exc, _bad_input_handler)
     names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
     inner = names.index("BrotliMiddleware") if "BrotliMiddleware" in names else len(names)
     if internal:
@@ -303,6 +317,14 @@ def create_app(mode: Mode | None = None) -> FastAPI:
 async def _db_down_handler(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc)
     return _unavailable()
+
+
+async def _bad_input_handler(request: Request, exc: Exception) -> JSONResponse:
+    # pgSTAC RAISEs on bad search input (paging token, query with filter, ...), PostgreSQL
+    # data exceptions (class 22, e.g. a NUL in a sortby), a free-text ``q`` that is not a
+    # valid tsquery (``/collections?q=!``) and a bad JSON query parameter (orjson) are all
+    # the client's fault, not a 500
+    return _json(400, "BadRequest", (str(exc).splitlines() or ["invalid request"])[0])
 
 
 async def _connect_with_retry(app: FastAPI, postgres: PostgresSettings, write: bool) -> None:

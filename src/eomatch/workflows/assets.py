@@ -21,7 +21,7 @@ from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue, media_type_for
 from eomatch.io.pgstac_store import PgstacStore
-from eomatch.workflows.ingest import ingest_catalogue
+from eomatch.workflows.ingest import push_assets
 
 FILE_EXTENSION_URI = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 LATEST = "latest"
@@ -196,10 +196,10 @@ def register_analysis(
         prefix: asset key prefix, e.g. ``comparison``.
         date: version date (default: today in UTC).
         replace: allow a different file under an existing dated key.
-        push: also upsert the changed item into the central database, through pgSTAC as the
-            ingest role (``True``: the database of the configuration/``PG*``/local cluster;
-            or a :class:`PgstacStore`). The same code as ``eomatch ingest``, so the next
-            ingest sees the item as unchanged. A failed push leaves the local version in place.
+        push: also send the two changed assets to the central database, through pgSTAC as
+            the ingest role (``True``: the database of the configuration/``PG*``/local cluster;
+            or a :class:`PgstacStore`): the central item is updated in place, its other assets
+            kept; an item it lacks is ingested whole. A failed push leaves the local version.
         assets_base_url: as for ``eomatch ingest`` (keep them equal).
 
     Raises:
@@ -254,7 +254,9 @@ def register_analysis(
     if push is not False:
         store = push if isinstance(push, PgstacStore) else default_ingest_store()
         try:
-            ingest_catalogue(catalogue_path, store, assets_base_url=assets_base_url, only=[item_id])
+            push_assets(
+                catalogue_path, store, item_id, [key, latest_key], assets_base_url=assets_base_url
+            )
         except EomatchError as exc:
             raise EomatchError(
                 f"{key} registered locally, but the push to the database failed: {exc}"

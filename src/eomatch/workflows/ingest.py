@@ -88,6 +88,56 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def push_assets(
+    catalogue: str | os.PathLike[str],
+    store: PgstacStore,
+    item_id: str,
+    keys: Collection[str],
+    assets_base_url: str | None = None,
+) -> str:
+    """Send some assets of one local item to the central database; "merged" or "inserted".
+
+    The central item is updated in place: only ``keys`` change, so versions that this copy of
+    the catalogue never had (a partner pulled it from the external API, which hides
+    ``file://`` assets) are kept. An item the database does not have yet is ingested whole.
+    The ingest state is left alone: the catalogue that owns the item still sees it unchanged.
+    """
+    cat = MatchupCatalogue.open(catalogue)
+    try:
+        root = cat.root
+        files = cat.item_files()
+    finally:
+        cat.close()
+    by_path = {rel: (coll, iid) for coll, iid, rel in files}
+    found = [(coll, rel) for coll, iid, rel in files if iid == item_id]
+    if not found:
+        raise EomatchError(f"not in the catalogue: {item_id}")
+    coll, rel = found[0]
+    try:
+        doc = _read_json(root / rel)
+    except (OSError, ValueError) as exc:
+        raise EomatchError(f"{root / rel}: unreadable item: {exc}") from None
+    local = HrefRewriter(root, by_path.get, assets_base_url).item(doc, rel)
+    central = store.get_item(coll, item_id)
+    if central is None:
+        ingest_catalogue(catalogue, store, assets_base_url=assets_base_url, only=[item_id])
+        return "inserted"
+    assets = dict(central.get("assets") or {})
+    for key in keys:
+        if key in local.get("assets", {}):
+            assets[key] = local["assets"][key]
+        else:
+            assets.pop(key, None)
+    merged = {**central, "assets": assets}
+    extensions = list(central.get("stac_extensions") or [])
+    for uri in local.get("stac_extensions") or []:
+        if uri not in extensions:
+            extensions.append(uri)
+    merged["stac_extensions"] = extensions
+    store.upsert_items([merged])
+    return "merged"
+
+
 def _is_time(value: object) -> bool:
     if not isinstance(value, str):
         return False

@@ -327,6 +327,5 @@ def test_seed_names_and_script():
         [str(script), "--help"], capture_output=True, text=True, check=False, timeout=60
     )
     assert done.returncode == 0
-    for flag in ("--catalogue", "--collection-id", "--item-id", "--file", "--replace"):
+    for flag in ("--catalogue", "--collection-id", "--item-id", "--file", "--replace", "--push"):
         assert flag in done.stdout
-    assert "--push" not in done.stdout

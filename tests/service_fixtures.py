@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ from psycopg import sql
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pg_cluster import LocalCluster, pg_bindir
 from eomatch.io.pg_conn import ConnectionInfo
+from eomatch.service.stack import api_command
 
 __all__ = [
     "ApiProcess",
@@ -162,21 +162,7 @@ def start_api(db: ServiceDb, mode: str, log_dir: Path, root_path: str = "") -> A
     env.pop("PGUSER", None)
     env.pop("PGPASSWORD", None)
     log = log_dir / f"api-{mode}-{port}.log"
-    args = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "eomatch.service.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    if root_path:
-        args += ["--root-path", root_path]
+    args = api_command(port, root_path)
     with log.open("wb") as fh:
         proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
     api = ApiProcess(proc, port, root_path, log)

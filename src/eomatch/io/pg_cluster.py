@@ -22,6 +22,7 @@ from pathlib import Path
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.pg_conn import ConnectionInfo, pgpass_line
+from eomatch.io.processes import pid_alive
 
 SUPERUSER = "postgres"
 DEFAULT_PORT = 55432
@@ -252,7 +253,7 @@ class LocalCluster:
         if not self.initialised:
             return ClusterStatus(False, False, None, None, self.root)
         pid = _postmaster_pid(self.pgdata / "postmaster.pid")
-        running = pid is not None and _alive(pid)
+        running = pid is not None and pid_alive(pid)
         return ClusterStatus(True, running, self.port, pid if running else None, self.root)
 
 
@@ -262,13 +263,3 @@ def _postmaster_pid(path: Path) -> int | None:
         return int(first.strip())
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from eomatch.errors import EomatchError
+from eomatch.io.processes import pid_alive
 
 __all__ = [
     "Gateway",
@@ -300,20 +301,6 @@ class GatewayStatus:
     config: Path
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (dead, not yet reaped by its parent) still answers signal 0.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 class Gateway:
     """nginx with a generated configuration, in one run directory.
 
@@ -498,7 +485,7 @@ class Gateway:
     def status(self) -> GatewayStatus:
         """Whether nginx runs from this run directory (works from any process)."""
         pid = self._read_pid()
-        running = pid is not None and _pid_alive(pid)
+        running = pid is not None and pid_alive(pid)
         return GatewayStatus(running=running, pid=pid if running else None, config=self.config_path)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -520,10 +507,10 @@ class Gateway:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.pid == pid:
                 self._process.poll()  # reap our own child so it does not linger as a zombie
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
             time.sleep(0.02)
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
 
     def _accepts_connections(self) -> bool:
         if self.listen is None:

@@ -25,6 +25,7 @@ import httpx
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.db_target import DbTarget
+from eomatch.io.processes import pid_alive
 from eomatch.service.browser import browser_dist, write_runtime_config
 from eomatch.service.gateway import Gateway
 
@@ -40,6 +41,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def api_command(port: int, root_path: str = "") -> list[str]:
+    """uvicorn serving :func:`eomatch.service.app.create_app` on 127.0.0.1 (mode from env)."""
+    cmd = [sys.executable, "-m", "uvicorn", "eomatch.service.app:create_app", "--factory"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    cmd += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+    if root_path:
+        cmd += ["--root-path", root_path]
+    return cmd
 
 
 @dataclass
@@ -157,24 +168,7 @@ class Stack:
         elif info.password is not None:
             env["PGPASSWORD"] = info.password
         log = logs / f"api-{mode}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "eomatch.service.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--root-path",
-            prefix,
-            "--proxy-headers",
-            "--forwarded-allow-ips",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-        ]
+        cmd = api_command(port, prefix)
         with log.open("ab") as fh:
             proc = subprocess.Popen(
                 cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
@@ -262,7 +256,7 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         state = json.loads((run_dir / STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(state, dict) or not _alive(int(state.get("pid", 0))):
+    if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
         return None
     checks: dict[str, str] = {}
     urls: Mapping[str, str] = state.get("urls", {})
@@ -274,15 +268,3 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
             checks[name] = f"down ({type(exc).__name__})"
     state["checks"] = checks
     return state
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -199,3 +199,75 @@ def test_database_down_gives_503_then_recovers(stack) -> None:
         if r.status_code == 503:  # the pool's first attempt may still see the old socket
             r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
         assert r.status_code == 200
+
+
+def test_bad_requests_found_by_fuzzing_are_4xx_not_500(stack) -> None:
+    """Regressions: each of these was a 500 from stac-fastapi/pgSTAC before the guards."""
+    db, internal, external, matchup = stack
+    doc = json.loads(matchup.read_text())
+    coll, item_id = doc["collection"], doc["id"]
+    key = _key(db, "fuzz-regressions")
+    auth = {"Authorization": f"Bearer {key}"}
+    item_url = f"{internal.url}/collections/{coll}/items/{item_id}"
+    cases = [
+        (external, "POST", "/search", {"content": b"[null, null]"}, 400),
+        (external, "POST", "/search", {"json": {"query": {}}}, 400),
+        (
+            external,
+            "POST",
+            "/search",
+            {"content": b'{"limit": 1}', "headers": {"Content-Type": "text/plain"}},
+            415,
+        ),
+        (external, "GET", "/search?token=abc", {}, 400),
+        (external, "GET", "/collections?q=!", {}, 400),
+        (external, "GET", "/collections?sortby=%00%C3%81", {}, 400),
+        (internal, "PUT", f"/collections/{coll}", {"headers": auth}, 400),
+        (internal, "POST", f"/collections/{coll}/items", {"headers": auth}, 400),
+        (internal, "PATCH", f"/collections/{coll}/items/{item_id}", {"headers": auth}, 400),
+        (
+            internal,
+            "PATCH",
+            f"/collections/{coll}",
+            {
+                "content": b'[{"op": "remove", "path": "/properties/nothing"}]',
+                "headers": {**auth, "Content-Type": "application/json-patch+json"},
+            },
+            400,
+        ),
+    ]
+    before = db.snapshot()
+    for api, method, path, kwargs, expected in cases:
+        r = httpx.request(method, api.url + path, timeout=30, **kwargs)
+        assert r.status_code == expected, (method, path, r.status_code, r.text[:200])
+    assert httpx.get(item_url).status_code == 200
+    assert [row for row in db.snapshot() if row[1] != "fuzz-regressions"] == [
+        row for row in before if row[1] != "fuzz-regressions"
+    ]
+
+
+def test_nested_geometry_collection_is_refused(stack) -> None:
+    db, internal, _external, matchup = stack
+    coll = json.loads(matchup.read_text())["collection"]
+    key = _key(db, "geometry-writer")
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "nested",
+        "collection": coll,
+        "geometry": {
+            "type": "GeometryCollection",
+            "geometries": [{"type": "GeometryCollection", "geometries": []}],
+        },
+        "bbox": [0, 0, 0, 0],
+        "properties": {"datetime": "2022-05-06T12:00:00Z"},
+        "links": [],
+        "assets": {},
+    }
+    r = httpx.post(
+        f"{internal.url}/collections/{coll}/items",
+        json=item,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 400
+    assert "GeometryCollection inside a GeometryCollection" in r.json()["description"]

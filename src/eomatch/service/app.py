@@ -26,6 +26,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import asyncpg
+import jsonpatch
+import jsonpointer
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -40,6 +42,7 @@ from eomatch._version import __version__
 from eomatch.core.publish import public_view
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
+from eomatch.service.guards import BodyGuard
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ DESCRIPTIONS = {
     "external": "Satellite matchups for calibration and validation: events, matchups, products.",
 }
 BAD_INPUT = (
+    jsonpatch.JsonPatchException,
+    jsonpointer.JsonPointerException,
     asyncpg.exceptions.RaiseError,
     asyncpg.exceptions.DataError,
     asyncpg.exceptions.PostgresSyntaxError,
@@ -304,6 +309,8 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         app.add_exception_handler(exc, _bad_input_handler)
     names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
     inner = names.index("BrotliMiddleware") if "BrotliMiddleware" in names else len(names)
+    # after the key check (a keyless write is a 401 whatever its body), before stac-fastapi
+    app.user_middleware.insert(inner, Middleware(BodyGuard))
     if internal:
         app.user_middleware.insert(inner, Middleware(ApiKeyMiddleware))
     else:

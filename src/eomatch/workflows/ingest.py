@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
+from eomatch.core.validation import geometry_problem
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pgstac_store import PGSTAC_VERSION, IngestRow, PgstacStore
@@ -155,8 +156,11 @@ def _invalid(doc: dict[str, Any], item_id: str) -> str | None:
     if doc.get("id") != item_id:
         return f"id {doc.get('id')!r} does not match the file name"
     geometry = doc.get("geometry")
-    if not isinstance(geometry, dict) or "type" not in geometry:
+    if not isinstance(geometry, dict):
         return "geometry missing"
+    problem = geometry_problem(geometry)
+    if problem:
+        return problem
     props = doc.get("properties")
     if not isinstance(props, dict):
         return "properties missing"

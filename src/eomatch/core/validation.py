@@ -1,0 +1,82 @@
+"""Checks on incoming STAC documents that pgSTAC itself would let through (pure).
+
+PostGIS stores a GeometryCollection nested in another one, but ``ST_AsGeoJSON`` then refuses
+it, so one accepted write would turn every read including the item into an error. Such
+documents are refused at the door (API writes, ingest) with a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+GEOMETRY_TYPES = frozenset(
+    {
+        "Point",
+        "MultiPoint",
+        "LineString",
+        "MultiLineString",
+        "Polygon",
+        "MultiPolygon",
+        "GeometryCollection",
+    }
+)
+_DEPTH = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
+}
+
+
+def _positions_ok(coords: Any, depth: int) -> bool:
+    if depth == 0:
+        return (
+            isinstance(coords, list)
+            and 2 <= len(coords) <= 4
+            and all(
+                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+                for c in coords
+            )
+        )
+    return isinstance(coords, list) and all(_positions_ok(c, depth - 1) for c in coords)
+
+
+def geometry_problem(geometry: Any, nested: bool = False) -> str | None:
+    """Why a GeoJSON geometry cannot be stored and served back (None: it can; null is fine)."""
+    if geometry is None and not nested:
+        return None
+    if not isinstance(geometry, dict):
+        return "geometry is not a GeoJSON object"
+    kind = geometry.get("type")
+    if kind not in GEOMETRY_TYPES:
+        return f"unknown geometry type {kind!r}"
+    if kind == "GeometryCollection":
+        if nested:
+            return "a GeometryCollection inside a GeometryCollection cannot be served as GeoJSON"
+        parts = geometry.get("geometries")
+        if not isinstance(parts, list):
+            return "GeometryCollection without a geometries list"
+        for part in parts:
+            problem = geometry_problem(part, nested=True)
+            if problem:
+                return problem
+        return None
+    if not _positions_ok(geometry.get("coordinates"), _DEPTH[str(kind)]):
+        return f"{kind} coordinates are not positions of finite numbers"
+    return None
+
+
+def item_geometries(body: Any) -> list[Any]:
+    """The geometries a write body carries: a Feature, a FeatureCollection, bulk ``items``."""
+    if not isinstance(body, dict):
+        return []
+    if body.get("type") == "FeatureCollection" and isinstance(body.get("features"), list):
+        return [f.get("geometry") for f in body["features"] if isinstance(f, dict)]
+    if isinstance(body.get("items"), dict):
+        return [i.get("geometry") for i in body["items"].values() if isinstance(i, dict)]
+    if "geometry" in body:
+        return [body["geometry"]]
+    return []

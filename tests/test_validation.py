@@ -1,0 +1,55 @@
+"""Geometry checks that keep unservable documents out of pgSTAC."""
+
+from __future__ import annotations
+
+import pytest
+
+from eomatch.core.validation import geometry_problem, item_geometries
+
+POINT = {"type": "Point", "coordinates": [1.0, 2.0]}
+SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        None,
+        POINT,
+        SQUARE,
+        {"type": "MultiPolygon", "coordinates": [SQUARE["coordinates"]]},
+        {"type": "GeometryCollection", "geometries": [POINT, SQUARE]},
+        {"type": "LineString", "coordinates": [[0, 0, 10], [1, 1, 12]]},
+    ],
+)
+def test_servable_geometries_pass(geometry) -> None:
+    assert geometry_problem(geometry) is None
+
+
+@pytest.mark.parametrize(
+    ("geometry", "words"),
+    [
+        ({"type": "GeometryCollection", "geometries": [{"type": "GeometryCollection",
+          "geometries": []}]}, "inside a GeometryCollection"),
+        ({"type": "Circle", "coordinates": [0, 0]}, "unknown geometry type"),
+        ({"type": "Point", "coordinates": [0]}, "not positions"),
+        ({"type": "Point", "coordinates": [0, float("nan")]}, "not positions"),
+        ({"type": "Polygon", "coordinates": [[0, 0], [1, 1]]}, "not positions"),
+        ({"type": "Point", "coordinates": [True, 1]}, "not positions"),
+        ({"type": "GeometryCollection"}, "without a geometries list"),
+        ([1, 2], "not a GeoJSON object"),
+    ],
+)  # fmt: skip
+def test_unservable_geometries_are_named(geometry, words) -> None:
+    problem = geometry_problem(geometry)
+    assert problem is not None
+    assert words in problem
+
+
+def test_item_geometries_of_every_write_shape() -> None:
+    assert item_geometries({"type": "Feature", "geometry": POINT}) == [POINT]
+    assert item_geometries({"type": "FeatureCollection", "features": [{"geometry": SQUARE}]}) == [
+        SQUARE
+    ]
+    assert item_geometries({"items": {"a": {"geometry": POINT}}}) == [POINT]
+    assert item_geometries({"properties": {}}) == []
+    assert item_geometries([POINT]) == []

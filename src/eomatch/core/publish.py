@@ -14,12 +14,13 @@ alternate assets and links, in every response shape. Allow-listing (not deny-lis
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+import orjson
 
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection", "child", "item", "items"})
 PUBLIC_SCHEMES = ("http://", "https://")
@@ -122,8 +123,7 @@ class HrefRewriter:
 
 def content_hash(doc: Mapping[str, Any]) -> str:
     """A stable hash of a JSON document (key order does not matter)."""
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 # -- the external view ---------------------------------------------------------------------------

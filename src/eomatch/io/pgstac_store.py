@@ -313,7 +313,7 @@ class PgstacStore:
                 "FROM eomatch.ingest_state WHERE source = %s",
                 (source,),
             )
-            rows = {(c, i): IngestRow(h, m, s) for c, i, h, m, s in cur}
+            rows = {(c, i): IngestRow(h, m, s) for c, i, h, m, s in cur.fetchall()}
         return (str(fp[0]) if fp else None), rows
 
     @contextmanager
@@ -358,6 +358,33 @@ class PgstacStore:
 class BatchLoader:
     """Loads batches through pypgstac's Loader, each batch with its ingest state, atomically."""
 
+    def _save_states(
+        self, source: str, states: Sequence[tuple[str, str, str, int | None, int | None]]
+    ) -> None:
+        # COPY into a scratch table, then one upsert: a row-by-row INSERT costs ~60 us an item
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS ingest_state_in "
+                "(collection text, id text, content_hash text, file_mtime_ns bigint, "
+                "file_size bigint) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(
+                "COPY ingest_state_in (collection, id, content_hash, file_mtime_ns, file_size) "
+                "FROM STDIN"
+            ) as copy:
+                for row in states:
+                    copy.write_row(row)
+            cur.execute(
+                "INSERT INTO eomatch.ingest_state AS s "
+                "(collection, id, source, content_hash, file_mtime_ns, file_size) "
+                "SELECT collection, id, %s, content_hash, file_mtime_ns, file_size "
+                "FROM ingest_state_in ON CONFLICT (collection, id) DO UPDATE "
+                "SET source = EXCLUDED.source, content_hash = EXCLUDED.content_hash, "
+                "file_mtime_ns = EXCLUDED.file_mtime_ns, file_size = EXCLUDED.file_size, "
+                "ingested_at = now()",
+                (source,),
+            )
+
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self.loader = Loader(db=PgstacDB(connection=conn))
@@ -390,17 +417,7 @@ class BatchLoader:
                             gone,
                         )
                 if states:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO eomatch.ingest_state AS s "
-                            "(collection, id, source, content_hash, file_mtime_ns, file_size) "
-                            "VALUES (%s, %s, %s, %s, %s, %s) "
-                            "ON CONFLICT (collection, id) DO UPDATE "
-                            "SET source = EXCLUDED.source, content_hash = EXCLUDED.content_hash, "
-                            "file_mtime_ns = EXCLUDED.file_mtime_ns, "
-                            "file_size = EXCLUDED.file_size, ingested_at = now()",
-                            [(c, i, source, h, m, s) for c, i, h, m, s in states],
-                        )
+                    self._save_states(source, states)
                 conn.execute(
                     "INSERT INTO eomatch.ingest_sources (source, fingerprint) VALUES (%s, %s) "
                     "ON CONFLICT (source) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "

@@ -9,24 +9,36 @@ each, together with the ingest state, while the next batch is read from disk on 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
-from eomatch.core.validation import geometry_problem
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
-from eomatch.io.pgstac_store import PGSTAC_VERSION, IngestRow, PgstacStore
+from eomatch.io.pgstac_store import PGSTAC_VERSION, PgstacStore
+from eomatch.workflows.ingest_scan import (
+    ScanContext,
+    ScanResult,
+    init_worker,
+    scan_chunk,
+    scan_in_worker,
+)
 
 TRANSFORM_VERSION = "1"
 DEFAULT_BATCH = 5000
+PROCESS_THRESHOLD = 20_000
+"""From this many items on, files are read in a second process (its start-up costs ~0.7 s)."""
+COLLECTION_ROW = ""
+"""Item id under which the ingest state remembers a collection document (items have ids)."""
+
 
 Progress = Callable[[int, int], None]
 
@@ -53,17 +65,6 @@ class IngestReport:
         if self.skipped:
             text += f", {len(self.skipped)} unreadable skipped"
         return text
-
-
-@dataclass
-class _Work:
-    items: list[dict[str, Any]] = field(default_factory=list)
-    states: list[tuple[str, str, str, int | None, int | None]] = field(default_factory=list)
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    scanned: int = 0
-    skipped: list[str] = field(default_factory=list)
 
 
 def source_id(root: Path) -> str:
@@ -139,37 +140,18 @@ def push_assets(
     return "merged"
 
 
-def _is_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def _invalid(doc: dict[str, Any], item_id: str) -> str | None:
-    """Why pgSTAC would reject or mis-store this item (None: fine)."""
-    if doc.get("type") != "Feature":
-        return "type is not Feature"
-    if doc.get("id") != item_id:
-        return f"id {doc.get('id')!r} does not match the file name"
-    geometry = doc.get("geometry")
-    if not isinstance(geometry, dict):
-        return "geometry missing"
-    problem = geometry_problem(geometry)
-    if problem:
-        return problem
-    props = doc.get("properties")
-    if not isinstance(props, dict):
-        return "properties missing"
-    if props.get("datetime") is None:
-        if not (_is_time(props.get("start_datetime")) and _is_time(props.get("end_datetime"))):
-            return "datetime is null and start_datetime/end_datetime are not both set"
-    elif not _is_time(props["datetime"]):
-        return f"datetime {props['datetime']!r} is not an RFC 3339 time"
-    return None
+@contextmanager
+def _scanner(
+    context: ScanContext, n_files: int
+) -> Iterator[Callable[[list[tuple[str, str, str]]], Future[ScanResult]]]:
+    """Chunks are scanned ahead of the loading, in a second process for big catalogues."""
+    if n_files >= PROCESS_THRESHOLD and (os.cpu_count() or 1) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, ctx, initializer=init_worker, initargs=(context,)) as pool:
+            yield lambda chunk: pool.submit(scan_in_worker, chunk)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            yield lambda chunk: pool.submit(scan_chunk, chunk, context)
 
 
 def ingest_catalogue(
@@ -211,84 +193,52 @@ def ingest_catalogue(
     old_fp, state = store.ingest_state(source)
     trust_stat = old_fp == fingerprint
 
+    # collections are few: always read, loaded when their content changed (state id "")
     collections = []
-    for _coll, rel in sorted(collection_files.items()):
+    collection_states: list[tuple[str, str, str, int | None, int | None]] = []
+    for coll, rel in sorted(collection_files.items()):
         try:
-            doc = _read_json(root / rel)
+            doc = rewriter.collection(_read_json(root / rel), rel)
         except (OSError, ValueError) as exc:
             raise EomatchError(f"{root / rel}: unreadable collection: {exc}") from None
-        collections.append(rewriter.collection(doc, rel))
+        digest = content_hash(doc)
+        known_collection = state.get((coll, COLLECTION_ROW))
+        if known_collection is None or known_collection.content_hash != digest:
+            collections.append(doc)
+            collection_states.append((coll, COLLECTION_ROW, digest, None, None))
 
-    report = IngestReport(collections=len(collections), items=len(files))
-    local_keys = {(coll, item_id) for coll, item_id, _ in files}
-    deletes = [key for key in state if key not in local_keys] if prune else []
+    report = IngestReport(collections=len(collection_files), items=len(files))
+    deletes: list[tuple[str, str]] = []
+    if prune:
+        local_keys = {(coll, item_id) for coll, item_id, _ in files}
+        deletes = [k for k in state if k[1] != COLLECTION_ROW and k not in local_keys]
 
-    def scan(chunk: Sequence[tuple[str, str, str]]) -> _Work:
-        work = _Work()
-        for coll, item_id, rel in chunk:
-            work.scanned += 1
-            path = root / rel
-            try:
-                st = path.stat()
-            except OSError as exc:
-                if skip_invalid:
-                    work.skipped.append(f"{rel}: {exc}")
-                    continue
-                raise EomatchError(f"{path}: {exc}") from None
-            known: IngestRow | None = state.get((coll, item_id))
-            if (
-                trust_stat
-                and known is not None
-                and known.mtime_ns == st.st_mtime_ns
-                and known.size == st.st_size
-            ):
-                work.unchanged += 1
-                continue
-            try:
-                doc = _read_json(path)
-            except (OSError, ValueError) as exc:
-                if skip_invalid:
-                    work.skipped.append(f"{rel}: {exc}")
-                    continue
-                raise EomatchError(f"{path}: unreadable item: {exc}") from None
-            problem = _invalid(doc, item_id)
-            if problem:
-                if skip_invalid:
-                    work.skipped.append(f"{rel}: {problem}")
-                    continue
-                raise EomatchError(f"{path}: not a valid STAC item: {problem}")
-            doc["collection"] = coll
-            api_doc = rewriter.item(doc, rel)
-            digest = content_hash(api_doc)
-            work.states.append((coll, item_id, digest, st.st_mtime_ns, st.st_size))
-            if known is not None and known.content_hash == digest:
-                work.unchanged += 1
-                continue
-            work.items.append(api_doc)
-            if known is None:
-                work.inserted += 1
-            else:
-                work.updated += 1
-        return work
-
+    context = ScanContext(
+        root=str(root),
+        by_path=by_path,
+        assets_base_url=assets_base_url,
+        state={k: (v.content_hash, v.mtime_ns, v.size) for k, v in state.items()},
+        trust_stat=trust_stat,
+        skip_invalid=skip_invalid,
+    )
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)] or [[]]
     done = 0
-    with store.loading() as loader, ThreadPoolExecutor(max_workers=1) as reader:
-        pending: Future[_Work] = reader.submit(scan, chunks[0])
+    with store.loading() as loader, _scanner(context, len(files)) as scan:
+        pending = scan(chunks[0])
         for index in range(len(chunks)):
             work = pending.result()
             if index + 1 < len(chunks):
-                pending = reader.submit(scan, chunks[index + 1])
+                pending = scan(chunks[index + 1])
             first = index == 0
             last = index == len(chunks) - 1
-            loader.load(
-                source,
-                fingerprint,
-                collections if first else [],
-                work.items,
-                work.states,
-                deletes if last else [],
-            )
+            batch_collections = collections if first else []
+            batch_states = (collection_states if first else []) + work.states
+            batch_deletes = deletes if last else []
+            items = [orjson.loads(raw) for raw in work.items]
+            if batch_collections or items or batch_states or batch_deletes:
+                loader.load(
+                    source, fingerprint, batch_collections, items, batch_states, batch_deletes
+                )
             report.inserted += work.inserted
             report.updated += work.updated
             report.unchanged += work.unchanged

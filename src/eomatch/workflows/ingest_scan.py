@@ -1,0 +1,153 @@
+"""The reading half of ``eomatch ingest``: item files → service form, hash, change decision.
+
+Kept apart (and free of database code) so that a big ingest can run it in a second process:
+reading, rewriting and hashing 100 000 items is Python work that would otherwise share one
+interpreter lock with pypgstac's item formatting in the loading process. Items travel back as
+JSON bytes, the cheapest thing to pass between processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eomatch.core.publish import HrefRewriter, content_hash
+from eomatch.core.validation import geometry_problem
+from eomatch.errors import EomatchError
+
+StateRow = tuple[str, int | None, int | None]
+"""(content hash, file mtime ns, file size) of an item at the last ingest."""
+StateWrite = tuple[str, str, str, int | None, int | None]
+"""(collection, id, content hash, mtime ns, size) to record."""
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """Everything a scan needs, picklable (sent once to a worker process)."""
+
+    root: str
+    by_path: dict[str, tuple[str, str]]
+    assets_base_url: str | None
+    state: dict[tuple[str, str], StateRow]
+    trust_stat: bool
+    skip_invalid: bool
+
+
+@dataclass
+class ScanResult:
+    """One chunk's outcome."""
+
+    items: list[bytes] = field(default_factory=list)
+    states: list[StateWrite] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    scanned: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+_CONTEXT: ScanContext | None = None
+
+
+def init_worker(context: ScanContext) -> None:
+    """Process-pool initializer: keep the context for every chunk."""
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def scan_in_worker(chunk: list[tuple[str, str, str]]) -> ScanResult:
+    """:func:`scan_chunk` with the context given to :func:`init_worker`."""
+    assert _CONTEXT is not None
+    return scan_chunk(chunk, _CONTEXT)
+
+
+def _is_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def item_problem(doc: dict[str, Any], item_id: str) -> str | None:
+    """Why pgSTAC would reject or mis-store this item (None: fine)."""
+    if doc.get("type") != "Feature":
+        return "type is not Feature"
+    if doc.get("id") != item_id:
+        return f"id {doc.get('id')!r} does not match the file name"
+    geometry = doc.get("geometry")
+    if not isinstance(geometry, dict):
+        return "geometry missing"
+    problem = geometry_problem(geometry)
+    if problem:
+        return problem
+    props = doc.get("properties")
+    if not isinstance(props, dict):
+        return "properties missing"
+    if props.get("datetime") is None:
+        if not (_is_time(props.get("start_datetime")) and _is_time(props.get("end_datetime"))):
+            return "datetime is null and start_datetime/end_datetime are not both set"
+    elif not _is_time(props["datetime"]):
+        return f"datetime {props['datetime']!r} is not an RFC 3339 time"
+    return None
+
+
+def scan_chunk(chunk: list[tuple[str, str, str]], ctx: ScanContext) -> ScanResult:
+    """Stat every file; read, check, rewrite and hash those that may have changed."""
+    rewriter = HrefRewriter(Path(ctx.root), ctx.by_path.get, ctx.assets_base_url)
+    base = ctx.root + os.sep
+    out = ScanResult()
+
+    def skip_or_raise(message: str) -> None:
+        if not ctx.skip_invalid:
+            raise EomatchError(message)
+        out.skipped.append(message)
+
+    for coll, item_id, rel in chunk:
+        out.scanned += 1
+        path = base + rel  # plain str paths: pathlib costs more than the syscalls
+        known = ctx.state.get((coll, item_id))
+        try:
+            st = os.stat(path)
+            if (
+                ctx.trust_stat
+                and known is not None
+                and known[1] == st.st_mtime_ns
+                and known[2] == st.st_size
+            ):
+                out.unchanged += 1
+                continue
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            skip_or_raise(f"{path}: {exc.strerror or exc}")
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            skip_or_raise(f"{path}: unreadable item: {exc}")
+            continue
+        problem = item_problem(doc, item_id) if isinstance(doc, dict) else "not a JSON object"
+        if problem:
+            skip_or_raise(f"{path}: not a valid STAC item: {problem}")
+            continue
+        doc["collection"] = coll
+        api_doc = rewriter.item(doc, rel)
+        digest = content_hash(api_doc)
+        out.states.append((coll, item_id, digest, st.st_mtime_ns, st.st_size))
+        if known is not None and known[0] == digest:
+            out.unchanged += 1
+            continue
+        out.items.append(orjson.dumps(api_doc))
+        if known is None:
+            out.inserted += 1
+        else:
+            out.updated += 1
+    return out

@@ -4,8 +4,10 @@ Serves N synthetic matchups (default 10 000: 5 000 events with 2 matchups of 2 p
 so 35 000 items) from the test STAC API in ``tests/matchup_api_server.py`` (real HTTP on
 127.0.0.1, the service's item form) and pulls them into a fresh catalogue, then pulls again
 (everything unchanged). Target (issue #5): 10 000 matchups with their events and products
-in under 15 s. ``--api-url`` pulls from a running service instead (e.g. the local pgSTAC
-stack), after loading nothing.
+in under 15 s. ``--pgstac`` pulls from the real local stack instead: the same synthetic
+catalogue is written to disk, ingested into a throwaway PostgreSQL/pgSTAC cluster and served
+by the internal and external APIs (stac-fastapi-pgstac, uvicorn), and both are pulled.
+``--api-url`` pulls from an already running service, after loading nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ def main() -> None:
     parser.add_argument("--api-url", default=None, help="pull from this API (nothing loaded)")
     parser.add_argument("--dir", type=Path, default=None, help="work here (default: a temp dir)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pgstac", action="store_true", help="pull from the real local stack")
     args = parser.parse_args()
+    if args.pgstac:
+        pgstac_bench(args)
+        return
     work = args.dir or Path(tempfile.mkdtemp(prefix="eomatch-query-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.serve:
@@ -106,6 +112,56 @@ def main() -> None:
             server.wait(timeout=30)
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def pgstac_bench(args: argparse.Namespace) -> None:
+    """Catalogue on disk → ingest → internal and external APIs → pull each, twice."""
+    import psycopg
+
+    from catalogue import load as build_catalogue
+    from eomatch.io.pg_cluster import LocalCluster
+    from eomatch.io.pgstac_store import PgstacStore
+    from eomatch.workflows.ingest import ingest_catalogue
+    from service_fixtures import _new_db, free_port, start_api
+
+    base = args.dir or HERE.parent / "out"
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-query-", dir=base))
+    work.chmod(0o711)  # the postgres user must reach the cluster inside
+    cluster = LocalCluster(work / "db")
+    apis = []
+    try:
+        t_gen = build_catalogue(work / "catalogue", max(1, args.matchups // 2))
+        cluster.init(port=free_port())
+        admin = cluster.connection().with_db("postgres").conninfo()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE eomatch WITH is_template true")
+        db = _new_db(cluster)
+        t = time.perf_counter()
+        report = ingest_catalogue(work / "catalogue", PgstacStore(db.role("eomatch_ingest")))
+        print(
+            f"catalogue generated in {t_gen:.1f} s; ingested {report.items} items in "
+            f"{time.perf_counter() - t:.1f} s (not counted)"
+        )
+        (work / "logs").mkdir()
+        for mode in ("internal", "external"):
+            apis.append(start_api(db, mode, work / "logs"))
+        for api in apis:
+            out = work / f"pulled-{api.log.name.split('-')[1]}"
+            for label in ("fresh pull", "pull again (unchanged)"):
+                s = query_catalogue(api.url, out, limit=args.limit, workers=args.workers)
+                print(
+                    f"{api.log.name.split('-')[1]} API, {label}: {s.seconds:.1f} s, "
+                    f"{s.requests} requests; matchups {s.matchups.new} new / "
+                    f"{s.matchups.unchanged} unchanged, events {s.events.total}, products "
+                    f"{s.products.total} ({s.matchups.total / max(s.seconds, 1e-9):.0f} matchups/s)"
+                )
+        print("target: 10 000 matchups with their events and products in < 15 s")
+    finally:
+        for api in apis:
+            api.stop()
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

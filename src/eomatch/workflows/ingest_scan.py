@@ -9,6 +9,9 @@ JSON bytes, the cheapest thing to pass between processes.
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,21 +52,6 @@ class ScanResult:
     unchanged: int = 0
     scanned: int = 0
     skipped: list[str] = field(default_factory=list)
-
-
-_CONTEXT: ScanContext | None = None
-
-
-def init_worker(context: ScanContext) -> None:
-    """Process-pool initializer: keep the context for every chunk."""
-    global _CONTEXT
-    _CONTEXT = context
-
-
-def scan_in_worker(chunk: list[tuple[str, str, str]]) -> ScanResult:
-    """:func:`scan_chunk` with the context given to :func:`init_worker`."""
-    assert _CONTEXT is not None
-    return scan_chunk(chunk, _CONTEXT)
 
 
 def _is_time(value: object) -> bool:
@@ -151,3 +139,90 @@ def scan_chunk(chunk: list[tuple[str, str, str]], ctx: ScanContext) -> ScanResul
         else:
             out.updated += 1
     return out
+
+
+# -- the worker process ----------------------------------------------------------------------
+# A plain child interpreter (``python -m eomatch.workflows.ingest_scan``) fed pickles over its
+# stdin: unlike multiprocessing's spawn, it never re-imports the caller's main module, so
+# ``ingest_catalogue`` stays safe to call from a script without an ``if __name__`` guard.
+
+
+class ScanWorker:
+    """One child process scanning chunks in order; at most one chunk in flight."""
+
+    def __init__(self, context: ScanContext) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "eomatch.workflows.ingest_scan"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None
+        pickle.dump(context, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+
+    def submit(self, chunk: list[tuple[str, str, str]]) -> _Pending:
+        """Send a chunk; its result is read when asked for (answers come back in order)."""
+        assert self.proc.stdin is not None
+        pickle.dump(chunk, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+        return _Pending(self)
+
+    def _receive(self) -> ScanResult:
+        assert self.proc.stdout is not None
+        try:
+            kind, value = pickle.load(self.proc.stdout)
+        except EOFError:
+            raise EomatchError(
+                f"the ingest reader process died (exit code {self.proc.wait()})"
+            ) from None
+        if kind == "error":
+            raise EomatchError(str(value))
+        assert isinstance(value, ScanResult)
+        return value
+
+    def close(self) -> None:
+        """End the child (closing its stdin ends its loop)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class _Pending:
+    def __init__(self, worker: ScanWorker) -> None:
+        self.worker = worker
+        self.value: ScanResult | None = None
+
+    def result(self) -> ScanResult:
+        if self.value is None:
+            self.value = self.worker._receive()
+        return self.value
+
+
+def _serve() -> None:
+    """Child side: a context, then chunks until stdin closes."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    context = pickle.load(stdin)
+    while True:
+        try:
+            chunk = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, object] = ("ok", scan_chunk(chunk, context))
+        except EomatchError as exc:
+            answer = ("error", str(exc))
+        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    # run the importable copy of this module, so results pickle under its real name
+    from eomatch.workflows import ingest_scan
+
+    ingest_scan._serve()

@@ -402,11 +402,14 @@ def test_lifecycle_unprivileged_reload_and_clean_stop() -> None:
                 runtime_config_dir=other,
             )
             gateway.reload()
-            deadline = 50
-            while "other.test" not in httpx.get(f"{running.url}/config.js").text and deadline:
-                deadline -= 1
-                time.sleep(0.1)
-            assert "other.test" in httpx.get(f"{running.url}/config.js").text
+            # old workers finish gracefully and may answer a little longer: wait until
+            # several answers in a row come from the new configuration
+            deadline, streak = time.monotonic() + 10, 0
+            while streak < 5 and time.monotonic() < deadline:
+                fresh = "other.test" in httpx.get(f"{running.url}/config.js").text
+                streak = streak + 1 if fresh else 0
+                time.sleep(0.05)
+            assert streak >= 5
             assert gateway.status().pid == state.pid
         finally:
             gateway.stop()

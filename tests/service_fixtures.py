@@ -156,13 +156,15 @@ class ApiProcess:
                 self.proc.wait(5)
 
 
-def start_api(db: ServiceDb, mode: str, log_dir: Path, root_path: str = "") -> ApiProcess:
+def start_api(
+    db: ServiceDb, mode: str, log_dir: Path, root_path: str = "", workers: int = 1
+) -> ApiProcess:
     port = free_port()
     env = {**os.environ, **db.env(), "EOMATCH_API_MODE": mode, "EOMATCH_DB_WAIT": "20"}
     env.pop("PGUSER", None)
     env.pop("PGPASSWORD", None)
     log = log_dir / f"api-{mode}-{port}.log"
-    args = api_command(port, root_path)
+    args = api_command(port, root_path, workers)
     with log.open("wb") as fh:
         proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
     api = ApiProcess(proc, port, root_path, log)

@@ -120,3 +120,12 @@ def test_serve_runs_the_stack_and_stops_on_ctrl_c(
     with pytest.raises(httpx.HTTPError):
         httpx.get(base + "/external/", timeout=2)
     assert not (shared_tmp / "run" / "serve.json").exists()
+
+
+def test_serve_rejects_bad_numbers_before_starting_anything(tmp_path: Path, capsys) -> None:
+    for flags in (["--workers", "0"], ["--port", "0"], ["--internal-port", "70000"]):
+        assert main(["serve", "--run-dir", str(tmp_path / "run"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("eomatch: error: --")
+        assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -44,6 +44,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not build STAC Browser if it is missing (serve a placeholder page)",
     )
+    p.add_argument(
+        "--workers", type=int, default=1, help="API worker processes each (about one per core)"
+    )
     p.add_argument("--status", action="store_true", help="report a running serve and exit")
     db_options(p)
     p.set_defaults(handler=run_serve)
@@ -64,6 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
             return 3
         Console().print(json.dumps(state, indent=2))
         return 0 if all(v == "up" for v in state["checks"].values()) else 1
+    if not 1 <= args.workers <= 64:
+        raise EomatchError(f"--workers must be 1..64, not {args.workers}")
     for name in ("port", "internal_port", "external_port"):
         value = getattr(args, name)
         if not 0 <= value <= 65535 or (name == "port" and value == 0):
@@ -79,6 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
         internal_port=args.internal_port,
         external_port=args.external_port,
         build_browser=not args.no_browser_build,
+        workers=args.workers,
     )
     console = Console()
     console.print("starting the database, the APIs and the gateway…")

@@ -273,6 +273,9 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         stac_fastapi_landing_id=f"eomatch-{the_mode}",
         stac_fastapi_version=__version__,
         enable_transactions_extensions=internal,
+        # hydrate items against their collection's base item in Python, not in plpgsql:
+        # measured 2-3x faster per page here (1000 matchups: 0.57 -> 0.28 s)
+        use_api_hydrate=True,
         enabled_extensions=[
             "query",
             "sort",

@@ -43,10 +43,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def api_command(port: int, root_path: str = "") -> list[str]:
+def api_command(port: int, root_path: str = "", workers: int = 1) -> list[str]:
     """uvicorn serving :func:`eomatch.service.app.create_app` on 127.0.0.1 (mode from env)."""
     cmd = [sys.executable, "-m", "uvicorn", "eomatch.service.app:create_app", "--factory"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     cmd += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
     if root_path:
         cmd += ["--root-path", root_path]
@@ -79,6 +81,8 @@ class Stack:
     internal_port: int = 0
     external_port: int = 0
     build_browser: bool = True
+    workers: int = 1
+    """uvicorn worker processes per API (stac-fastapi's per-item work is CPU-bound)."""
     apis: list[ApiChild] = field(default_factory=list)
     gateway: Gateway | None = None
     started_db: bool = False
@@ -168,7 +172,7 @@ class Stack:
         elif info.password is not None:
             env["PGPASSWORD"] = info.password
         log = logs / f"api-{mode}.log"
-        cmd = api_command(port, prefix)
+        cmd = api_command(port, prefix, self.workers)
         with log.open("ab") as fh:
             proc = subprocess.Popen(
                 cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True

@@ -166,32 +166,23 @@ class PgstacStore:
 
         Needs a role that may create extensions (postgis, btree_gist, unaccent) and roles.
         """
-        try:
-            conn = psycopg.connect(self.info.conninfo(), autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(
-                f"cannot connect to the database {self.info.describe()}: {one_line(exc)}"
-            ) from None
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public")
-            db = PgstacDB(connection=conn)
-            conn.execute("SET search_path TO pgstac, public")
-            version = Migrate(db).run_migration(PGSTAC_VERSION)
-            conn.autocommit = False
-            # The migration leaves the session as pgstac_admin, who owns pgSTAC's functions.
-            with conn.transaction():
-                conn.execute("SET LOCAL ROLE pgstac_admin")
-                conn.execute(BBOX_2D_SQL)
-            with conn.transaction():
-                conn.execute("RESET ROLE")
-                conn.execute(SCHEMA_SQL)
-                self._roles(conn, role_passwords or {})
-            conn.commit()
-            return version
-        except psycopg.Error as exc:
-            raise DatabaseError(f"database set-up failed: {one_line(exc)}") from None
-        finally:
-            conn.close()
+        with self.connect(autocommit=True) as conn:
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public")
+                version = Migrate(PgstacDB(connection=conn)).run_migration(PGSTAC_VERSION)
+                conn.autocommit = False
+                # The migration leaves the session as pgstac_admin, who owns pgSTAC's functions.
+                with conn.transaction():
+                    conn.execute("SET LOCAL ROLE pgstac_admin")
+                    conn.execute(BBOX_2D_SQL)
+                with conn.transaction():
+                    conn.execute("RESET ROLE")
+                    conn.execute(SCHEMA_SQL)
+                    self._roles(conn, role_passwords or {})
+                conn.commit()
+                return version
+            except psycopg.Error as exc:
+                raise DatabaseError(f"database set-up failed: {one_line(exc)}") from None
 
     @staticmethod
     def _roles(conn: psycopg.Connection[Any], passwords: Mapping[str, str]) -> None:

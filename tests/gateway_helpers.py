@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -29,12 +28,6 @@ ECHOED_HEADERS = (
     "forwarded",
     "authorization",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _EchoHandler(BaseHTTPRequestHandler):

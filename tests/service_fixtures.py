@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,11 +29,12 @@ from psycopg import sql
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pg_cluster import LocalCluster, pg_bindir
 from eomatch.io.pg_conn import ConnectionInfo
-from eomatch.service.stack import api_command
+from eomatch.service.stack import api_command, free_port
 
 __all__ = [
     "ApiProcess",
     "ServiceDb",
+    "all_hrefs",
     "api_pair",
     "free_port",
     "make_catalogue",
@@ -44,10 +44,19 @@ __all__ = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def all_hrefs(body: object) -> list[str]:
+    """Every value of an ``href`` key, at any depth (a non-string one as its repr)."""
+    out: list[str] = []
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key == "href":
+                out.append(value if isinstance(value, str) else repr(value))
+            else:
+                out.extend(all_hrefs(value))
+    elif isinstance(body, list):
+        for value in body:
+            out.extend(all_hrefs(value))
+    return out
 
 
 def _have_postgis() -> bool:

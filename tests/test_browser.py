@@ -26,7 +26,8 @@ from eomatch.service.browser import (
     write_runtime_config,
 )
 from eomatch.service.gateway import Gateway
-from gateway_helpers import echo_upstream, free_port, world_readable_tmpdir
+from eomatch.service.stack import free_port
+from gateway_helpers import echo_upstream, world_readable_tmpdir
 from stac_api_server import S2_COLLECTION, StacApiServer, serve
 
 MATCHUPS = "matchups-s2a-vs-landsat9"

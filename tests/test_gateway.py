@@ -18,11 +18,11 @@ import pytest
 
 from eomatch.service.browser import write_runtime_config
 from eomatch.service.gateway import Gateway, GatewayError, RateLimit, render_nginx_conf
+from eomatch.service.stack import free_port
 from gateway_helpers import (
     alive,
     children_of,
     echo_upstream,
-    free_port,
     processes_mentioning,
     world_readable_tmpdir,
 )

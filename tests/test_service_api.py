@@ -13,7 +13,7 @@ import pytest
 from eomatch.core.publish import is_public
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.ingest import ingest_catalogue
-from service_fixtures import ApiProcess, ServiceDb, api_pair, make_catalogue
+from service_fixtures import ApiProcess, ServiceDb, all_hrefs, api_pair, make_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +43,6 @@ def stack(
         yield db, internal, external, matchup
 
 
-def _hrefs(body: object) -> list[str]:
-    out: list[str] = []
-    if isinstance(body, dict):
-        for key, value in body.items():
-            if key == "href" and isinstance(value, str):
-                out.append(value)
-            else:
-                out.extend(_hrefs(value))
-    elif isinstance(body, list):
-        for value in body:
-            out.extend(_hrefs(value))
-    return out
-
-
 def _key(db: ServiceDb, name: str) -> str:
     return PgstacStore(db.role()).create_key(name)
 
@@ -72,7 +58,7 @@ def test_internal_shows_local_assets_external_does_not(stack) -> None:
     assert "comparison:local" not in outer["assets"]
     assert "comparison:abs" not in outer["assets"]
     assert outer["assets"]["comparison:web"]["href"] == "https://data.example.org/cmp.nc"
-    assert all(is_public(h) for h in _hrefs(outer))
+    assert all(is_public(h) for h in all_hrefs(outer))
     # derived_from / related links resolve to the API's own item URLs
     rels = {lk["rel"] for lk in outer["links"]}
     assert {"derived_from", "related", "self", "root"} <= rels
@@ -97,7 +83,7 @@ def test_every_external_shape_is_public(stack, method: str, path: str, body) -> 
     url = external.url + path.format(coll=coll)
     r = httpx.request(method, url, json=body)
     assert r.status_code == 200
-    hrefs = _hrefs(r.json())
+    hrefs = all_hrefs(r.json())
     assert hrefs
     assert all(is_public(h) for h in hrefs), [h for h in hrefs if not is_public(h)]
 

@@ -27,6 +27,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from service_fixtures import all_hrefs
+
 PUBLIC = re.compile(r"^https?://", re.IGNORECASE)
 COLL = "prop-hrefs"
 TARGET = "target"
@@ -91,21 +93,6 @@ def assets(draw: st.DrawFn) -> dict[str, Any]:
 
 
 links = st.lists(st.builds(lambda rel, href: {"rel": rel, "href": href}, rels, hrefs), max_size=4)
-
-
-def _hrefs(body: object) -> list[str]:
-    """Every value of an ``href`` key, at any depth."""
-    out: list[str] = []
-    if isinstance(body, dict):
-        for key, value in body.items():
-            if key == "href":
-                out.append(value if isinstance(value, str) else repr(value))
-            else:
-                out.extend(_hrefs(value))
-    elif isinstance(body, list):
-        for value in body:
-            out.extend(_hrefs(value))
-    return out
 
 
 def _collection(extra_assets: dict[str, Any], extra_links: list[dict[str, Any]]) -> dict[str, Any]:
@@ -239,7 +226,7 @@ def test_external_never_shows_a_non_http_href(
     for method, path, body in shapes:
         got = httpx.request(method, ext + path, json=body, timeout=30)
         assert got.status_code in (200, 404), (method, path, got.status_code, got.text[:300])
-        leaked = [h for h in _hrefs(got.json()) if not PUBLIC.match(h)]
+        leaked = [h for h in all_hrefs(got.json()) if not PUBLIC.match(h)]
         assert leaked == [], (method, path, leaked)
 
 

@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eomatch.cli.common import load_run_config
-from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
-from eomatch.io.db_target import DbOverrides, DbTarget, resolve_target
+from eomatch.io.db_target import DbOverrides, DbTarget, local_cluster, resolve_target
 from eomatch.io.pg_cluster import DEFAULT_PORT, LocalCluster
 from eomatch.io.pgstac_store import PGSTAC_VERSION, PgstacStore
 
@@ -46,8 +45,7 @@ def target_from(args: argparse.Namespace, require_local: bool = False) -> DbTarg
 
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
-    folder = args.dir or load_run_config(args).ingest.db_dir or Settings().local_db_dir
-    return LocalCluster(Path(folder).expanduser())
+    return local_cluster(args.dir, load_run_config(args).ingest)
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:

@@ -68,6 +68,12 @@ class DbTarget:
         return f"{self.host}:{self.port}/{self.dbname} ({where})"
 
 
+def local_cluster(folder: Path | None = None, config: IngestConfig | None = None) -> LocalCluster:
+    """The local cluster: ``--dir``, else ``ingest.db_dir``, else ``EOMATCH_DB_DIR``/data dir."""
+    chosen = folder or (config.db_dir if config else None) or Settings().local_db_dir
+    return LocalCluster(Path(chosen).expanduser())
+
+
 def resolve_target(
     overrides: DbOverrides, config: IngestConfig | None = None, require_local: bool = False
 ) -> DbTarget:
@@ -84,8 +90,7 @@ def resolve_target(
             user=user,
             cluster=None,
         )
-    folder = overrides.dir or cfg.db_dir or Settings().local_db_dir
-    cluster = LocalCluster(folder.expanduser())
+    cluster = local_cluster(overrides.dir, cfg)
     if not cluster.initialised:
         raise EomatchError(
             f"no database: run `eomatch db init` (local cluster in {cluster.root}) "

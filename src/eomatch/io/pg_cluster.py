@@ -77,6 +77,7 @@ class LocalCluster:
         self.logdir = self.root / "log"
         self.passfile = self.root / "pgpass"
         self.state_file = self.root / STATE_FILE
+        self._cached_state: dict[str, object] | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -86,6 +87,8 @@ class LocalCluster:
         return self.state_file.exists()
 
     def _state(self) -> dict[str, object]:
+        if self._cached_state is not None:
+            return self._cached_state
         try:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -96,6 +99,7 @@ class LocalCluster:
             raise ClusterError(f"cannot read {self.state_file}: {exc}") from None
         if not isinstance(data, dict):
             raise ClusterError(f"{self.state_file} is not a JSON object")
+        self._cached_state = data
         return data
 
     @property
@@ -200,6 +204,7 @@ class LocalCluster:
         tmp_state.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         # Connections need the port from the state; publish it only once the database exists.
         os.replace(tmp_state, self.state_file)
+        self._cached_state = None
         try:
             self.start()
             from eomatch.io.pgstac_store import PgstacStore

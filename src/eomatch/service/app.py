@@ -42,7 +42,7 @@ from eomatch._version import __version__
 from eomatch.core.publish import public_view
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
-from eomatch.service.guards import BodyGuard
+from eomatch.service.guards import BodyGuard, route_path
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +85,6 @@ def _unavailable() -> JSONResponse:
     )
 
 
-def _route_path(scope: Scope) -> str:
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", "") or "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return "/" + path.lstrip("/")
-
-
-async def _send_response(
-    response: JSONResponse, scope: Scope, receive: Receive, send: Send
-) -> None:
-    await response(scope, receive, send)
-
-
 class ApiKeyMiddleware:
     """Every write needs a live API key (checked in the database on each request).
 
@@ -115,42 +101,32 @@ class ApiKeyMiddleware:
             return
         method = str(scope.get("method", "GET")).upper()
         token = _bearer(scope)
-        is_read = method in READ_METHODS or (method == "POST" and _route_path(scope) == "/search")
+        is_read = method in READ_METHODS or (method == "POST" and route_path(scope) == "/search")
         if is_read and (token is None or method == "OPTIONS"):
             await self.app(scope, receive, send)
             return
         # writes need a key; a read that presents one must present a live one (a wrong key is
         # a misconfigured client, better told than silently served)
         if token is None:
-            await _send_response(
-                _json(
-                    401,
-                    "Unauthorized",
-                    "this request needs Authorization: Bearer <API key>",
-                    **{"WWW-Authenticate": "Bearer"},
-                ),
-                scope,
-                receive,
-                send,
-            )
+            await _json(
+                401,
+                "Unauthorized",
+                "this request needs Authorization: Bearer <API key>",
+                **{"WWW-Authenticate": "Bearer"},
+            )(scope, receive, send)
             return
         try:
             name = await _check_key(scope["app"], token)
         except DB_DOWN:
-            await _send_response(_unavailable(), scope, receive, send)
+            await _unavailable()(scope, receive, send)
             return
         if name is None:
-            await _send_response(
-                _json(
-                    401,
-                    "Unauthorized",
-                    "unknown or revoked API key",
-                    **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ),
-                scope,
-                receive,
-                send,
-            )
+            await _json(
+                401,
+                "Unauthorized",
+                "unknown or revoked API key",
+                **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )(scope, receive, send)
             return
         scope.setdefault("state", {})["api_key"] = name
         await self.app(scope, receive, send)

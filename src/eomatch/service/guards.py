@@ -57,7 +57,7 @@ class BodyGuard:
                 {"code": "UnsupportedMediaType", "description": f"send JSON, not {ctype}"}, 415
             )(scope, receive, send)
             return
-        problem = _problem(method, _path(scope), body)
+        problem = _problem(method, route_path(scope).rstrip("/") or "/", body)
         if problem is not None:
             await _bad(problem)(scope, receive, send)
             return
@@ -80,12 +80,13 @@ def _content_type(scope: Scope) -> str:
     return ""
 
 
-def _path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The request path without the proxy prefix (``--root-path``), as the routes see it."""
     path = str(scope.get("path", ""))
     root = str(scope.get("root_path", "") or "")
     if root and path.startswith(root):
         path = path[len(root) :]
-    return "/" + path.strip("/")
+    return "/" + path.lstrip("/")
 
 
 def _problem(method: str, path: str, body: bytes) -> str | None:

@@ -3,7 +3,9 @@
 # predicted from the shipped TLE archive and written as a STAC catalogue plus a map; then the
 # catalogue is ingested into a local PostgreSQL/pgSTAC database and served (internal and
 # external STAC API, STAC Browser, one gateway port) until Ctrl-C. The URLs are printed.
-#   EOMATCH_OUT=DIR     where the catalogue, the map and the database go (default: out/)
+#   EOMATCH_OUT=DIR     where the catalogue and the map go (default: out/); the database and the
+#                       service's run files go to the data dir (EOMATCH_DATA_DIR; for root
+#                       /var/lib/eomatch), which the postgres and nginx users can always reach
 #   EOMATCH_PORT=PORT   gateway port (default 8090)
 #   EOMATCH_NO_SERVE=1  stop after the ingest (find + ingest only)
 source "$(dirname "$0")/bootstrap.sh"
@@ -12,12 +14,11 @@ system_packages server browser
 OUT="${EOMATCH_OUT:-$ROOT/out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-chmod o+x "$OUT"  # the database runs as the postgres user and must reach $OUT/db
 run() { "$UV" run --frozen "$@"; }
 run eomatch find --config "$ROOT/examples/s2a-landsat9-europe.yaml" \
   --path "$OUT/catalogue" --plot "$OUT/matchups-map.png" "$@"
-run eomatch db init --dir "$OUT/db"
-run eomatch ingest --dir "$OUT/db" --catalogue "$OUT/catalogue"
+run eomatch db init
+run eomatch ingest --catalogue "$OUT/catalogue"
 [ -n "${EOMATCH_NO_SERVE:-}" ] && exit 0
-run eomatch db stop --dir "$OUT/db" >/dev/null  # serve starts it and stops it again on Ctrl-C
-run eomatch serve --dir "$OUT/db" --run-dir "$OUT/run" --port "${EOMATCH_PORT:-8090}"
+run eomatch db stop >/dev/null  # serve starts it and stops it again on Ctrl-C
+run eomatch serve --port "${EOMATCH_PORT:-8090}"

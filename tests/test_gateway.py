@@ -365,6 +365,41 @@ def test_rate_limit_answers_json_429_on_external_only() -> None:
 
 
 @needs_nginx
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands nginx to another user")
+def test_dist_in_a_folder_nginx_cannot_reach_is_copied_in(tmp_path: Path) -> None:
+    """Regression: a checkout under a root-only folder (mktemp -d) gave 403 on every page."""
+    private = tmp_path / "checkout"  # pytest's tmp_path: root only, like a fresh CI clone
+    dist, _ = _static_site(private)
+    private.chmod(0o700)
+    with (
+        echo_upstream("internal") as internal,
+        echo_upstream("external") as external,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        runtime = base / "runtime"
+        write_runtime_config(runtime, "http://example.test/external/")
+        runtime.chmod(0o755)
+        gateway = Gateway(base / "run")
+        port = free_port()
+        gateway.write_config(
+            listen_host="127.0.0.1",
+            listen_port=port,
+            internal_upstream=internal.address,
+            external_upstream=external.address,
+            browser_dir=dist,
+            runtime_config_dir=runtime,
+        )
+        gateway.start()
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/")
+            assert r.status_code == 200
+            assert r.text == INDEX
+            assert (base / "run" / "browser" / "index.html").read_text() == INDEX
+        finally:
+            gateway.stop()
+
+
+@needs_nginx
 def test_lifecycle_unprivileged_reload_and_clean_stop() -> None:
     with (
         echo_upstream("internal") as internal,

@@ -342,12 +342,19 @@ class Gateway:
         """Render the configuration into the run directory (logs and temp files inside it)."""
         for d in (self.run_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
+        browser = Path(browser_dir).absolute()
+        if (
+            self._user is not None
+            and (browser / "index.html").is_file()
+            and not self._user_can_read(browser / "index.html")
+        ):
+            browser = self._copy_in(browser)
         text = render_nginx_conf(
             listen_host=listen_host,
             listen_port=listen_port,
             internal_upstream=internal_upstream,
             external_upstream=external_upstream,
-            browser_dir=Path(browser_dir).absolute(),
+            browser_dir=browser,
             runtime_config_dir=Path(runtime_config_dir).absolute(),
             run_dir=self.run_dir,
             log_dir=self.log_dir,
@@ -361,6 +368,23 @@ class Gateway:
         self._hand_over()
         self.listen = (listen_host, listen_port)
         return self.config_path
+
+    def _user_can_read(self, path: Path) -> bool:
+        """Whether nginx's user reaches ``path`` (a checkout under a root-only folder does not)."""
+        try:
+            return self._popen(["test", "-r", str(path)]).wait(10) == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def _copy_in(self, browser: Path) -> Path:
+        """Copy the browser's static files into the run directory, which nginx's user owns."""
+        dest = self.run_dir / "browser"
+        tmp = self.run_dir / ".browser.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(browser, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        return dest
 
     def _hand_over(self) -> None:
         """Give the run directory to nginx's user (root only), who must write pid/temp/logs."""

@@ -232,6 +232,25 @@ def test_bad_requests_found_by_fuzzing_are_4xx_not_500(stack) -> None:
     ]
 
 
+def test_an_href_urljoin_cannot_parse_is_refused_before_it_is_written(stack) -> None:
+    """Regression (hypothesis): a link "http://[" was stored, then the API answered 500."""
+    db, internal, _external, matchup = stack
+    doc = json.loads(matchup.read_text())
+    coll = doc["collection"]
+    key = _key(db, "href-writer")
+    base = httpx.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
+    item = {**base, "id": "bad-href", "links": [{"rel": "alternate", "href": "http://["}]}
+    before = db.item_count()
+    r = httpx.post(
+        f"{internal.url}/collections/{coll}/items",
+        json=item,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 400
+    assert "is not a URL" in r.json()["description"]
+    assert db.item_count() == before
+
+
 def test_nested_geometry_collection_is_refused(stack) -> None:
     db, internal, _external, matchup = stack
     coll = json.loads(matchup.read_text())["collection"]

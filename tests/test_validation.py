@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from eomatch.core.validation import geometry_problem, item_geometries
+from eomatch.core.validation import (
+    document_problem,
+    geometry_problem,
+    href_problem,
+    item_geometries,
+)
 
 POINT = {"type": "Point", "coordinates": [1.0, 2.0]}
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
@@ -53,3 +58,16 @@ def test_item_geometries_of_every_write_shape() -> None:
     assert item_geometries({"items": {"a": {"geometry": POINT}}}) == [POINT]
     assert item_geometries({"properties": {}}) == []
     assert item_geometries([POINT]) == []
+
+
+def test_hrefs_that_urlsplit_refuses_are_named() -> None:
+    doc = {
+        "links": [{"rel": "alternate", "href": "https://ok.test/x"}],
+        "assets": {"a": {"href": "file:///x", "alternate": {"s3": {"href": "http://["}}}},
+    }
+    problem = href_problem(doc)
+    assert problem is not None
+    assert "'http://['" in problem
+    assert href_problem({"links": [{"href": 3}]}) == "href 3 is not a string"
+    assert href_problem({"links": [{"href": "../x.json"}], "assets": {}}) is None
+    assert document_problem({"geometry": {"type": "Point", "coordinates": [0]}}) is not None

@@ -1,14 +1,16 @@
 """Checks on incoming STAC documents that pgSTAC itself would let through (pure).
 
 PostGIS stores a GeometryCollection nested in another one, but ``ST_AsGeoJSON`` then refuses
-it, so one accepted write would turn every read including the item into an error. Such
-documents are refused at the door (API writes, ingest) with a message naming the problem.
+it, so one accepted write would turn every read including the item into an error; the same
+goes for a link href that ``urlsplit`` refuses. Such documents are refused at the door (API
+writes, ingest) with a message naming the problem.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 GEOMETRY_TYPES = frozenset(
     {
@@ -80,14 +82,55 @@ def geometry_problem(geometry: Any, nested: bool = False) -> str | None:
     return None
 
 
-def item_geometries(body: Any) -> list[Any]:
-    """The geometries a write body carries: a Feature, a FeatureCollection, bulk ``items``."""
+def written_documents(body: Any) -> list[dict[str, Any]]:
+    """The STAC documents a write body carries: itself, a FeatureCollection's features, or
+    bulk ``items``."""
     if not isinstance(body, dict):
         return []
     if body.get("type") == "FeatureCollection" and isinstance(body.get("features"), list):
-        return [f.get("geometry") for f in body["features"] if isinstance(f, dict)]
+        return [f for f in body["features"] if isinstance(f, dict)]
     if isinstance(body.get("items"), dict):
-        return [i.get("geometry") for i in body["items"].values() if isinstance(i, dict)]
-    if "geometry" in body:
-        return [body["geometry"]]
-    return []
+        return [i for i in body["items"].values() if isinstance(i, dict)]
+    return [body]
+
+
+def item_geometries(body: Any) -> list[Any]:
+    """The geometries a write body carries: a Feature, a FeatureCollection, bulk ``items``."""
+    return [d["geometry"] for d in written_documents(body) if "geometry" in d]
+
+
+def _hrefs(doc: dict[str, Any]) -> list[Any]:
+    out = [lk.get("href") for lk in doc.get("links") or [] if isinstance(lk, dict)]
+    assets = doc.get("assets")
+    for asset in assets.values() if isinstance(assets, dict) else []:
+        if isinstance(asset, dict):
+            out.append(asset.get("href"))
+            alternates = asset.get("alternate")
+            if isinstance(alternates, dict):
+                out += [a.get("href") for a in alternates.values() if isinstance(a, dict)]
+    return out
+
+
+def href_problem(doc: dict[str, Any]) -> str | None:
+    """Why a link or asset href would break serving the document (None: none would).
+
+    stac-fastapi resolves every link href with ``urljoin`` on each read; one that ``urlsplit``
+    refuses (``http://[x``) made every read of the document, and the write itself, a 500.
+    """
+    for href in _hrefs(doc):
+        if not isinstance(href, str):
+            return f"href {href!r} is not a string"
+        try:
+            urlsplit(href)
+        except ValueError as exc:
+            return f"href {href!r} is not a URL ({exc})"
+    return None
+
+
+def document_problem(doc: dict[str, Any]) -> str | None:
+    """Geometry or href problems of one written document (None: it can be stored and served)."""
+    if "geometry" in doc:
+        problem = geometry_problem(doc["geometry"])
+        if problem:
+            return f"invalid geometry: {problem}"
+    return href_problem(doc)

@@ -15,7 +15,7 @@ import orjson
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eomatch.core.validation import geometry_problem, item_geometries
+from eomatch.core.validation import document_problem, written_documents
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -103,8 +103,8 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
             return "a PATCH body must be a JSON object (merge patch) or array (JSON patch)"
     elif not isinstance(doc, dict):
         return "the body must be a JSON object"
-    for geometry in item_geometries(doc):
-        problem = geometry_problem(geometry)
+    for written in written_documents(doc):
+        problem = document_problem(written)
         if problem:
-            return f"invalid geometry: {problem}"
+            return problem
     return None

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
-from eomatch.core.validation import geometry_problem
+from eomatch.core.validation import geometry_problem, href_problem
 from eomatch.errors import EomatchError
 from eomatch.io.pgstac_store import ItemFormatter
 
@@ -77,7 +77,7 @@ def item_problem(doc: dict[str, Any], item_id: str) -> str | None:
     geometry = doc.get("geometry")
     if not isinstance(geometry, dict):
         return "geometry missing"
-    problem = geometry_problem(geometry)
+    problem = geometry_problem(geometry) or href_problem(doc)
     if problem:
         return problem
     props = doc.get("properties")

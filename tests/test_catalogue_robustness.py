@@ -271,6 +271,7 @@ def test_kill_at_every_replace_of_a_threaded_batch(tmp_path, monkeypatch, worker
 
 _WORKER = textwrap.dedent(
     """
+    import contextlib
     import sys
     from datetime import timedelta
     sys.path.insert(0, {tests!r})
@@ -278,17 +279,25 @@ _WORKER = textwrap.dedent(
     from eomatch.io.catalogue import MatchupCatalogue
     root, offset, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     cat = MatchupCatalogue.open(root)
-    for i in range(n):
-        k = offset + i
-        cat.add_event(make_event(lon=float(k % 50), when=T0 + timedelta(minutes=k)))
+    with cat.batch() if sys.argv[4] == "batch" else contextlib.nullcontext():
+        for i in range(n):
+            k = offset + i
+            cat.add_event(make_event(lon=float(k % 50), when=T0 + timedelta(minutes=k)))
+            if i == int(sys.argv[5]):
+                print("signal", flush=True)
     cat.close()
     """
 )
 
 
-def _worker(root: Path, offset: int, n: int) -> subprocess.Popen[bytes]:
+def _worker(
+    root: Path, offset: int, n: int, batch: bool = False, signal_at: int = -1
+) -> subprocess.Popen[bytes]:
+    """Add events ``offset..offset+n`` (in a batch); print a line after event ``signal_at``."""
     code = _WORKER.format(tests=str(HERE))
-    return subprocess.Popen([sys.executable, "-c", code, str(root), str(offset), str(n)])
+    args = [sys.executable, "-c", code, str(root), str(offset), str(n)]
+    args += ["batch" if batch else "serial", str(signal_at)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE if signal_at >= 0 else None)
 
 
 def test_concurrent_writers_are_serialised(tmp_path):
@@ -318,3 +327,30 @@ def test_kill_9_subprocess_then_rerun(tmp_path):
     with MatchupCatalogue.open(root) as cat:
         assert cat.counts() == {"event": 200, "matchup": 400, "product": 800}
     validate_tree(root)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_batch_then_rerun_gives_the_serial_files(tmp_path):
+    """SIGKILL while the bulk writer writes: the catalogue opens valid every time, and the
+    re-run completes it to exactly the files of one-by-one adds."""
+    ref = tmp_path / "ref"
+    with MatchupCatalogue.create(ref) as cat:
+        for k in range(60):
+            cat.add_event(make_event(lon=float(k % 50), when=T0 + timedelta(minutes=k)))
+    root = tmp_path / "cat"
+    MatchupCatalogue.create(root).close()
+    for at in (5, 20, 40):
+        p = _worker(root, 0, 60, batch=True, signal_at=at)
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"signal\n"
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stdout.close()
+        check_down_links(root)
+        with MatchupCatalogue.open(root) as cat:
+            validate_tree(root)
+            assert pystac_item_ids(root) == sorted(item_files(root))
+            assert at < cat.counts()["event"] < 60  # killed mid-batch; what was written is kept
+    assert _worker(root, 0, 60, batch=True).wait(timeout=300) == 0
+    assert _snapshot(root) == _snapshot(ref)
+    assert not list(root.rglob(".*.tmp"))

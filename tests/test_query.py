@@ -19,6 +19,7 @@ from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io import catalogue as catalogue_module
 from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.catalogue_index import asset_is_local
 from eomatch.workflows.products import download_products
 from eomatch.workflows.query import item_ref, query_catalogue, select_collections
 from matchup_api_server import (
@@ -133,7 +134,7 @@ def test_pulled_catalogue_works_with_open_and_get_events(source, internal, tmp_p
             for e in b.get_events()
             for m in e.matchups
             for p in m.products
-            if b._asset_is_local(p.assets.get("data"))
+            if asset_is_local(p.assets.get("data"))
         }
         assert downloaded == set(source.downloaded)
 

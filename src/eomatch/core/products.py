@@ -11,8 +11,9 @@ Identity rules (deterministic across runs and versions):
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,8 +36,13 @@ class SensorKey:
         return f"{self.collection}-{self.platform}"
 
 
-def pair_id(sensors: Sequence[SensorKey]) -> str:
+def pair_id(sensors: Iterable[SensorKey]) -> str:
     """Collection id of a sensor combination (sorted by collection, then platform)."""
+    return _pair_id(tuple(sensors))
+
+
+@functools.lru_cache(maxsize=1024)
+def _pair_id(sensors: tuple[SensorKey, ...]) -> str:
     return "-vs-".join(s.label() for s in sorted(set(sensors)))
 
 

@@ -20,14 +20,16 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import functools
 import itertools
-import json
 import math
 import posixpath
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+import orjson
 import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
@@ -94,21 +96,47 @@ def day_catalog_path(day: str) -> str:
 
 def relative_href(from_path: str, to_path: str) -> str:
     """Href from the file at ``from_path`` to ``to_path`` (both catalogue-relative, POSIX)."""
-    src = from_path.split("/")[:-1]
-    dst = to_path.split("/")
+    src_dir, _, _ = from_path.rpartition("/")
+    dst_dir, _, name = to_path.rpartition("/")
+    return _relative_dir(src_dir, dst_dir) + name
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_dir(src_dir: str, dst_dir: str) -> str:
+    """Href prefix from files in ``src_dir`` to files in ``dst_dir`` (cached: few folders)."""
+    src = src_dir.split("/") if src_dir else []
+    dst = dst_dir.split("/") if dst_dir else []
     common = 0
-    for a, b in zip(src, dst[:-1], strict=False):
+    for a, b in zip(src, dst, strict=False):
         if a != b:
             break
         common += 1
+    rest = "".join(f"{d}/" for d in dst[common:])
     if common == len(src):
-        return "./" + "/".join(dst[common:])
-    return "../" * (len(src) - common) + "/".join(dst[common:])
+        return "./" + rest
+    return "../" * (len(src) - common) + rest
 
 
 def resolve_href(from_path: str, href: str) -> str:
     """Catalogue-relative path that a relative ``href`` in the file at ``from_path`` points to."""
-    return posixpath.normpath(posixpath.join(posixpath.dirname(from_path), href))
+    href_dir, _, name = href.rpartition("/")
+    if not href_dir or name in ("", ".", "..") or href[0] == "/":
+        return posixpath.normpath(posixpath.join(posixpath.dirname(from_path), href))
+    folder = _resolve_dir(from_path.rpartition("/")[0], href_dir)
+    return f"{folder}/{name}" if folder != "." else name
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve_dir(src_dir: str, href_dir: str) -> str:
+    return posixpath.normpath(posixpath.join(src_dir, href_dir))
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_url(href: str) -> bool:
+    """Whether an href is a URL (``scheme://``) rather than a path."""
+    return _URL.match(href) is not None
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -167,7 +195,7 @@ def _coords(value: Any) -> Any:
 def geometry_dict(geom: BaseGeometry) -> dict[str, Any]:
     """GeoJSON geometry with lists and plain floats (GEOS writer: full precision, fast)."""
     if geom.geom_type in ("Polygon", "MultiPolygon", "Point", "LineString") and not geom.is_empty:
-        out: dict[str, Any] = json.loads(shapely.to_geojson(geom))
+        out: dict[str, Any] = orjson.loads(shapely.to_geojson(geom))
         return out
     raw = mapping(geom)
     out = {"type": raw["type"]}
@@ -236,11 +264,18 @@ def _link(rel: str, href: str, **extra: Any) -> dict[str, Any]:
 
 
 def _structural_links(path: str, collection: str) -> list[dict[str, Any]]:
-    return [
+    return [dict(link) for link in _day_links(day_of(path), collection)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_links(day: str, collection: str) -> tuple[dict[str, Any], ...]:
+    """``root``/``parent``/``collection`` links of the items of one day folder (copied on use)."""
+    path = f"{day}/x.json"
+    return (
         _link("root", relative_href(path, "catalog.json")),
-        _link("parent", relative_href(path, day_catalog_path(day_of(path)))),
+        _link("parent", relative_href(path, day_catalog_path(day))),
         _link("collection", relative_href(path, collection_path(collection))),
-    ]
+    )
 
 
 def with_structural_links(item: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -269,9 +304,10 @@ def _item(
     assets: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     path = item_path(collection, item_id, start)
+    start_text = format_datetime(start)
     props: dict[str, Any] = {
-        "datetime": format_datetime(start),
-        "start_datetime": format_datetime(start),
+        "datetime": start_text,
+        "start_datetime": start_text,
         "end_datetime": format_datetime(end),
     }
     props.update(properties)

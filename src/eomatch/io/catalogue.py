@@ -57,7 +57,14 @@ import cql2
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
 from eomatch.errors import EomatchError
-from eomatch.io.catalogue_index import INDEX_NAME, CatalogueIndex, IndexRow
+from eomatch.io.atomic import json_bytes, pretty_json_bytes, write_file_atomic
+from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
+from eomatch.io.catalogue_index import (
+    INDEX_NAME,
+    CatalogueIndex,
+    IndexRow,
+    index_entry,
+)
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
@@ -122,11 +129,7 @@ def _epoch(when: TimeLike) -> float:
     return parse_time(when, "time").timestamp()
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
-
-def _is_url(href: str) -> bool:
-    return _URL.match(href) is not None
+_is_url = si.is_url
 
 
 class MatchupCatalogue:
@@ -136,7 +139,7 @@ class MatchupCatalogue:
         self.root = root
         self.skip_invalid = skip_invalid
         self._catalog: dict[str, Any] = self._read_catalog()
-        self._index = CatalogueIndex(root / INDEX_NAME)
+        self._idx = CatalogueIndex(root / INDEX_NAME)
         self._lock_fd: int | None = None
         self._depth = 0
         self._batching = False
@@ -156,6 +159,18 @@ class MatchupCatalogue:
         self._pending: dict[str, Future[None]] = {}
         self._queue: deque[tuple[str, Future[None]]] = deque()
         self._write_error: BaseException | None = None
+        self._bulk: BulkWriter | None = None  # new events of a batch, see _bulk_add
+
+    @property
+    def _index(self) -> CatalogueIndex:
+        """The side index: with what the bulk writer wrote recorded, and rebuilt from the files
+        after a failed write (whose index transaction was rolled back)."""
+        if self._bulk is not None and self._bulk.busy:
+            self._bulk.flush()
+        if self._failed and self._depth == 0:
+            self._failed = False
+            self.rebuild_index()
+        return self._idx
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -204,7 +219,7 @@ class MatchupCatalogue:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        self._index.close()
+        self._idx.close()
 
     def __enter__(self) -> MatchupCatalogue:
         return self
@@ -243,13 +258,13 @@ class MatchupCatalogue:
     def batch(self, workers: int = 4) -> Iterator[None]:
         """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
 
-        For bulk loads. Item files are written by ``workers`` threads (0: by the caller) while
-        the caller builds the next items (creating files is mostly kernel time, which the
-        threads spread over the cores); an item file is written only once every item file it
-        links to (``derived_from``, ``related``) and any earlier version of itself is on disk,
-        so the files present after a kill are the same kind of set a serial writer leaves. A
-        kill inside the block leaves complete item files and a dirty index, which the next
-        ``open`` rebuilds from the files.
+        For bulk loads. New events are written at once with their index rows buffered (see
+        :mod:`eomatch.io.catalogue_bulk`); other item writes (events gaining matchups,
+        imports) go to ``workers`` threads (0: by the caller). Either way an item file is
+        written only once every item file it links to (``derived_from``, ``related``) and any
+        earlier version of itself is on disk, so the files present after a kill are the same
+        kind of set a serial writer leaves. A kill inside the block leaves complete item files
+        and a dirty index, which the next ``open`` rebuilds from the files.
         """
         with self._writing():
             outer = self._batching
@@ -257,6 +272,9 @@ class MatchupCatalogue:
             own_pool = self._pool is None and workers > 0
             if own_pool:
                 self._pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
+            own_bulk = self._bulk is None
+            if own_bulk:
+                self._bulk = BulkWriter(str(self.root), self._record_bulk, self._drain_threads)
             try:
                 yield
             except BaseException:
@@ -264,14 +282,36 @@ class MatchupCatalogue:
                     self._drain(quiet=True)
                 raise
             else:
+                if own_bulk:
+                    assert self._bulk is not None
+                    self._bulk.flush()
                 if own_pool:
                     self._drain()
             finally:
+                if own_bulk:
+                    self._bulk = None
                 if own_pool:
                     assert self._pool is not None
                     self._pool.shutdown(wait=True)
                     self._pool = None
                 self._batching = outer
+
+    def _drain_threads(self) -> None:
+        if self._queue:
+            self._drain()
+
+    def _record_bulk(self, result: BulkRecord) -> None:
+        """Record what the bulk writer wrote: index rows, extents, day folders."""
+        self._idx.add_rows(result.rows, result.event_matchups, result.matchup_products)
+        for coll, (bbox, lo, hi) in result.extents.items():
+            self._extend(coll, bbox, lo, hi)
+        changes = self._day_changes
+        for row in result.rows:
+            day = row[3].rsplit("/", 1)[0]
+            if day not in changes:
+                changes[day] = {}
+                self._touched_dirs.add(day)
+            changes[day][row[0]] = True
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -494,38 +534,7 @@ class MatchupCatalogue:
         rel: str,
         times: tuple[datetime, datetime] | None = None,
     ) -> None:
-        kind = si.collection_kind(item["collection"])
-        start, end = times or si.item_times(item)
-        bbox = item.get("bbox") or si.geometry_bbox(si.item_geometry(item))
-        props = item["properties"]
-        stored: dict[str, Any] | None = None
-        downloaded = False
-        if kind == "matchup":
-            stored = dict(props)
-            for href in (
-                link["href"] for link in item.get("links", []) if link["rel"] == "derived_from"
-            ):
-                pid = Path(si.resolve_href(rel, href)).stem
-                self._index.link_matchup_product(item["id"], pid)
-            if props.get("matchup:event_id"):
-                self._index.link_event_matchup(props["matchup:event_id"], item["id"])
-        elif kind == "event":
-            stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
-            for path in si.related_paths(item, "matchup", rel):
-                self._index.link_event_matchup(item["id"], Path(path).stem)
-        else:
-            downloaded = self._asset_is_local(item.get("assets", {}).get("data"))
-        self._index.upsert_item(
-            item["id"],
-            kind,
-            item["collection"],
-            rel,
-            start.timestamp(),
-            end.timestamp(),
-            bbox,
-            stored,
-            downloaded,
-        )
+        self._index.add_entries([index_entry(item, rel, times)])
 
     # --- files ------------------------------------------------------------------------------
 
@@ -820,6 +829,10 @@ class MatchupCatalogue:
         Re-adding the same event changes nothing; a new matchup of a known event is added and
         linked from the event item.
         """
+        if self._bulk is not None:
+            fast = self._bulk_add(event, self._bulk)
+            if fast is not None:
+                return fast
         res = AddResult()
         with self._writing():
             seen: set[str] = set()
@@ -870,6 +883,39 @@ class MatchupCatalogue:
                     event, si.related_paths(old, "matchup", row.path), old.get("assets")
                 )
                 self._put(item, row.path, event.start, event.end)
+        return res
+
+    def _bulk_add(self, event: MatchupEvent, bulk: BulkWriter) -> AddResult | None:
+        """Write a new event through the bulk writer; None for one already in the catalogue."""
+        if self._write_error is not None:
+            raise self._write_error
+        idx = self._idx
+        if bulk.pending(event.id) or idx.has(event.id):
+            return None
+        res = AddResult(events_new=1)
+        plan: list[Product | Matchup] = []
+        seen: set[str] = set()
+        reserved = si.DAY_CATALOG.removesuffix(".json")
+        for mu in event.matchups:
+            group: tuple[Product | Matchup, ...] = (*mu.products, mu)
+            for x in group:
+                if x.id in seen:
+                    continue
+                seen.add(x.id)
+                known = bulk.pending(x.id) or idx.has(x.id)
+                if isinstance(x, Matchup):
+                    res.matchups_existing += known
+                    res.matchups_new += not known
+                else:
+                    res.products_existing += known
+                    res.products_new += not known
+                if not known:
+                    if x.id == reserved:
+                        raise EomatchError(f"item id '{x.id}' is reserved for the day catalogs")
+                    plan.append(x)
+        if event.id == reserved:
+            raise EomatchError(f"item id '{event.id}' is reserved for the day catalogs")
+        bulk.write_event(event, plan)
         return res
 
     def _put(self, item: dict[str, Any], rel: str, start: datetime, end: datetime) -> None:
@@ -1225,13 +1271,6 @@ class MatchupCatalogue:
 
     # --- assets -----------------------------------------------------------------------------
 
-    def _asset_is_local(self, asset: Mapping[str, Any] | None) -> bool:
-        """A path, or a ``file://`` URL (data on a shared drive, used in place): not to fetch."""
-        if not asset:
-            return False
-        href = str(asset.get("href", ""))
-        return not _is_url(href) or href[:7].lower() == "file://"
-
     def _href(self, from_rel: str, target: str | os.PathLike[str]) -> str:
         text = os.fspath(target)
         if _is_url(text):
@@ -1538,26 +1577,7 @@ def _write_json_file(
     path: str | Path, data: Mapping[str, Any], durable: bool, compact: bool = False
 ) -> None:
     """Atomic replace: write a temp file beside ``path`` then ``os.replace`` it."""
-    text = (
-        json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        if compact
-        else json.dumps(data, indent=2, ensure_ascii=False)
-    )
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        os.write(fd, (text + "\n").encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_file_atomic(path, json_bytes(data) if compact else pretty_json_bytes(data), durable)
 
 
 # --- foreign items (import_items) ---------------------------------------------------------------

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from eomatch.core import stac_items as si
 
 INDEX_NAME = ".eomatch-index.sqlite"
 SCHEMA_VERSION = "2"
@@ -64,6 +69,74 @@ class IndexRow:
     bbox: tuple[float, float, float, float]
     props: dict[str, Any] | None
     downloaded: bool
+
+
+ItemRow = tuple[str, str, str, str, float, float, float, float, float, float, str | None, int]
+"""One ``items`` row, in column order."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the index records of one item file: its row and its relations."""
+
+    row: ItemRow
+    event_matchups: list[tuple[str, str]]
+    matchup_products: list[tuple[str, str]]
+
+
+def asset_is_local(asset: Mapping[str, Any] | None) -> bool:
+    """A path, or a ``file://`` URL (data on a shared drive, used in place): not to fetch."""
+    if not asset:
+        return False
+    href = str(asset.get("href", ""))
+    return not si.is_url(href) or href[:7].lower() == "file://"
+
+
+def index_entry(
+    item: Mapping[str, Any], rel: str, times: tuple[datetime, datetime] | None = None
+) -> IndexEntry:
+    """Index row and relations of the item stored at ``rel`` (pure: the bulk writers use it)."""
+    kind = si.collection_kind(item["collection"])
+    start, end = times or si.item_times(item)
+    bbox = item.get("bbox") or si.geometry_bbox(si.item_geometry(item))
+    props = item["properties"]
+    stored: dict[str, Any] | None = None
+    downloaded = False
+    em: list[tuple[str, str]] = []
+    mp: list[tuple[str, str]] = []
+    if kind == "matchup":
+        stored = dict(props)
+        mp = [
+            (item["id"], _stem(si.resolve_href(rel, link["href"])))
+            for link in item.get("links", [])
+            if link["rel"] == "derived_from"
+        ]
+        if props.get("matchup:event_id"):
+            em.append((props["matchup:event_id"], item["id"]))
+    elif kind == "event":
+        stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
+        em = [(item["id"], _stem(path)) for path in si.related_paths(item, "matchup", rel)]
+    else:
+        downloaded = asset_is_local(item.get("assets", {}).get("data"))
+    row: ItemRow = (
+        item["id"],
+        kind,
+        item["collection"],
+        rel,
+        start.timestamp(),
+        end.timestamp(),
+        float(bbox[0]),
+        float(bbox[1]),
+        float(bbox[2]),
+        float(bbox[3]),
+        None if stored is None else orjson.dumps(stored).decode(),
+        int(downloaded),
+    )
+    return IndexEntry(row, em, mp)
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".json")
 
 
 class CatalogueIndex:
@@ -131,35 +204,26 @@ class CatalogueIndex:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def upsert_item(
+    def add_entries(self, entries: Iterable[IndexEntry]) -> None:
+        """Record many items (rows replaced, relations added)."""
+        entries = list(entries)
+        self.add_rows(
+            [e.row for e in entries],
+            [x for e in entries for x in e.event_matchups],
+            [x for e in entries for x in e.matchup_products],
+        )
+
+    def add_rows(
         self,
-        item_id: str,
-        kind: str,
-        collection: str,
-        path: str,
-        start: float,
-        end: float,
-        bbox: Sequence[float],
-        props: dict[str, Any] | None,
-        downloaded: bool,
+        rows: Sequence[ItemRow],
+        event_matchups: Sequence[tuple[str, str]],
+        matchup_products: Sequence[tuple[str, str]],
     ) -> None:
-        """Insert or replace one item row."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                item_id,
-                kind,
-                collection,
-                path,
-                start,
-                end,
-                float(bbox[0]),
-                float(bbox[1]),
-                float(bbox[2]),
-                float(bbox[3]),
-                None if props is None else json.dumps(props, separators=(",", ":")),
-                int(downloaded),
-            ),
+        """Record item rows (replaced) and relations (added)."""
+        self.db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self.db.executemany("INSERT OR IGNORE INTO event_matchups VALUES (?, ?)", event_matchups)
+        self.db.executemany(
+            "INSERT OR IGNORE INTO matchup_products VALUES (?, ?)", matchup_products
         )
 
     def delete_item(self, item_id: str) -> None:
@@ -170,18 +234,6 @@ class CatalogueIndex:
         )
         self.db.execute(
             "DELETE FROM matchup_products WHERE matchup_id=? OR product_id=?", (item_id, item_id)
-        )
-
-    def link_event_matchup(self, event_id: str, matchup_id: str) -> None:
-        """Record event → matchup."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO event_matchups VALUES (?, ?)", (event_id, matchup_id)
-        )
-
-    def link_matchup_product(self, matchup_id: str, product_id: str) -> None:
-        """Record matchup → product."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO matchup_products VALUES (?, ?)", (matchup_id, product_id)
         )
 
     def set_downloaded(self, item_id: str, downloaded: bool) -> None:
@@ -214,6 +266,10 @@ class CatalogueIndex:
             props=None if r[10] is None else json.loads(r[10]),
             downloaded=bool(r[11]),
         )
+
+    def has(self, item_id: str) -> bool:
+        """Whether the item is indexed (cheaper than :meth:`get`)."""
+        return self.db.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
 
     def get(self, item_id: str) -> IndexRow | None:
         """One item by id."""

@@ -53,6 +53,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import cql2
+import orjson
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
@@ -62,6 +63,7 @@ from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
 from eomatch.io.catalogue_index import (
     INDEX_NAME,
     CatalogueIndex,
+    IndexEntry,
     IndexRow,
     index_entry,
 )
@@ -405,6 +407,7 @@ class MatchupCatalogue:
         self._index.clear()
         dirs = self._scan_dirs()
         days: dict[str, set[str]] = {}
+        entries: list[IndexEntry] = []
         emptied: list[str] = []
         for rel in sorted(dirs):
             day = self.root / rel
@@ -425,7 +428,7 @@ class MatchupCatalogue:
                 if fixed["links"] != item["links"]:  # written before day catalogs existed
                     _write_json_file(entry.path, fixed, durable=True, compact=True)
                     item = fixed
-                self._index_item(item, item_rel)
+                entries.append(index_entry(item, item_rel))
                 ids.append(item["id"])
             if ids:
                 days.setdefault(rel.split("/", 1)[0], set()).add(rel.split("/", 1)[1])
@@ -433,6 +436,10 @@ class MatchupCatalogue:
             elif (day / si.DAY_CATALOG).exists():
                 emptied.append(rel)
             dirs[rel] = os.stat(day).st_mtime_ns
+            if len(entries) >= 10_000:
+                self._index.add_entries(entries)
+                entries.clear()
+        self._index.add_entries(entries)
         for rel in self._repair_relations():
             dirs[rel] = os.stat(self.root / rel).st_mtime_ns
         self._repair_collections(days)
@@ -508,7 +515,7 @@ class MatchupCatalogue:
             pending.result()
         path = self.root / rel
         try:
-            item = json.loads(path.read_bytes())
+            item = orjson.loads(path.read_bytes())
             if not isinstance(item, dict) or item.get("type") != "Feature":
                 raise ValueError("not a STAC item (type is not 'Feature')")
             for key in ("id", "geometry", "properties", "collection"):
@@ -541,7 +548,7 @@ class MatchupCatalogue:
     def _read_catalog(self) -> dict[str, Any]:
         path = self.root / "catalog.json"
         try:
-            data = json.loads(path.read_bytes())
+            data = orjson.loads(path.read_bytes())
         except FileNotFoundError as exc:
             raise EomatchError(f"{path}: no matchup catalogue here") from exc
         except (OSError, ValueError) as exc:
@@ -637,7 +644,7 @@ class MatchupCatalogue:
         """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""
         path = self.root / si.day_catalog_path(day)
         try:
-            data = json.loads(path.read_bytes())
+            data = orjson.loads(path.read_bytes())
             if not isinstance(data, dict) or data.get("type") != "Catalog":
                 raise ValueError("not a STAC catalog")
             return data
@@ -744,7 +751,7 @@ class MatchupCatalogue:
         if coll not in self._collections:
             path = self.root / si.collection_path(coll)
             try:
-                self._collections[coll] = json.loads(path.read_bytes())
+                self._collections[coll] = orjson.loads(path.read_bytes())
             except FileNotFoundError:
                 return None
             except (OSError, ValueError) as exc:
@@ -1041,7 +1048,7 @@ class MatchupCatalogue:
         if pending is not None:
             pending.result()
         try:
-            data = json.loads((self.root / rel).read_bytes())
+            data = orjson.loads((self.root / rel).read_bytes())
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable (%s), replaced by the incoming item", self.root / rel, exc)
             return None

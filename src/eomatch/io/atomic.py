@@ -56,8 +56,8 @@ def write_file_atomic(path: str | os.PathLike[str], data: bytes, durable: bool) 
     The temp name is per process, so writers of one file must be serialised within a process
     (the catalogue's writers are). ``durable`` adds an fsync before the rename.
     """
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+    head, sep, name = os.fspath(path).rpartition("/")
+    tmp = f"{head}{sep}.{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         os.write(fd, data)

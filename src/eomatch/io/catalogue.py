@@ -896,32 +896,32 @@ class MatchupCatalogue:
         """Write a new event through the bulk writer; None for one already in the catalogue."""
         if self._write_error is not None:
             raise self._write_error
-        idx = self._idx
-        if bulk.pending(event.id) or idx.has(event.id):
+        order: dict[str, Product | Matchup] = {}
+        for mu in event.matchups:
+            for p in mu.products:
+                order.setdefault(p.id, p)
+            order.setdefault(mu.id, mu)
+        if bulk.pending(event.id):
+            return None
+        known = self._idx.present([event.id, *order])
+        if event.id in known:
             return None
         res = AddResult(events_new=1)
         plan: list[Product | Matchup] = []
-        seen: set[str] = set()
         reserved = si.DAY_CATALOG.removesuffix(".json")
-        for mu in event.matchups:
-            group: tuple[Product | Matchup, ...] = (*mu.products, mu)
-            for x in group:
-                if x.id in seen:
-                    continue
-                seen.add(x.id)
-                known = bulk.pending(x.id) or idx.has(x.id)
-                if isinstance(x, Matchup):
-                    res.matchups_existing += known
-                    res.matchups_new += not known
-                else:
-                    res.products_existing += known
-                    res.products_new += not known
-                if not known:
-                    if x.id == reserved:
-                        raise EomatchError(f"item id '{x.id}' is reserved for the day catalogs")
-                    plan.append(x)
-        if event.id == reserved:
-            raise EomatchError(f"item id '{event.id}' is reserved for the day catalogs")
+        for x in (event, *order.values()):
+            if x.id == reserved:
+                raise EomatchError(f"item id '{x.id}' is reserved for the day catalogs")
+        for item_id, x in order.items():
+            old = item_id in known or bulk.pending(item_id)
+            if isinstance(x, Matchup):
+                res.matchups_existing += old
+                res.matchups_new += not old
+            else:
+                res.products_existing += old
+                res.products_new += not old
+            if not old:
+                plan.append(x)
         bulk.write_event(event, plan)
         return res
 

@@ -72,11 +72,11 @@ class BulkWriter:
             self._record(out)
 
     def _put(self, item: dict[str, Any], rel: str, times: tuple[datetime, datetime] | None) -> None:
-        day = rel.rsplit("/", 1)[0]
+        day = rel.rpartition("/")[0]
         if day not in self._made:
-            os.makedirs(os.path.join(self.root, day), exist_ok=True)
+            os.makedirs(f"{self.root}/{day}", exist_ok=True)
             self._made.add(day)
-        write_file_atomic(os.path.join(self.root, rel), json_bytes(item), durable=False)
+        write_file_atomic(f"{self.root}/{rel}", json_bytes(item), durable=False)
         if times is None:
             return
         out = self._out

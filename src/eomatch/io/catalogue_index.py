@@ -147,6 +147,9 @@ class CatalogueIndex:
         self.db = sqlite3.connect(path, isolation_level=None, timeout=60.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "PRAGMA cache_size=-131072"
+        )  # 128 MiB: random-key inserts into large tables
         self.db.executescript(_SCHEMA)
         self._in_tx = False
 
@@ -270,6 +273,16 @@ class CatalogueIndex:
     def has(self, item_id: str) -> bool:
         """Whether the item is indexed (cheaper than :meth:`get`)."""
         return self.db.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
+
+    def present(self, ids: Sequence[str]) -> set[str]:
+        """The ids of ``ids`` that are indexed (one query for up to 500)."""
+        out: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                r[0] for r in self.db.execute(f"SELECT id FROM items WHERE id IN ({marks})", chunk)
+            )
+        return out
 
     def get(self, item_id: str) -> IndexRow | None:
         """One item by id."""

@@ -30,18 +30,22 @@ import jsonpatch
 import jsonpointer
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, Settings
+from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eomatch._version import __version__
 from eomatch.core.publish import public_view
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
+from eomatch.service import fast_links
 from eomatch.service.guards import BodyGuard, route_path
 
 log = logging.getLogger(__name__)
@@ -212,6 +216,53 @@ class PublicViewMiddleware:
         await self.app(scope, receive, capture)
 
 
+class GeoJSONResponse(JSONResponse):
+    """GeoJSON encoded by orjson, from plain JSON data (what pgSTAC answers)."""
+
+    media_type = "application/geo+json"
+
+    def render(self, content: Any) -> bytes:
+        """orjson (an order of magnitude faster); FastAPI's own way for what orjson refuses.
+
+        orjson refuses integers beyond 64 bits, which a search body may hold and its ``next``
+        link echoes back: those answers are encoded as before, not turned into a 500.
+        """
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(jsonable_encoder(content))
+
+
+def _geojson(content: Any) -> Any:
+    return content if isinstance(content, Response) else GeoJSONResponse(content)
+
+
+class ItemsClient(CoreCrudClient):  # type: ignore[misc]
+    """stac-fastapi-pgstac's client whose item answers skip FastAPI's generic serialisation.
+
+    A dict returned by an endpoint goes through ``jsonable_encoder`` (a recursive walk in
+    Python) and ``json.dumps``: for a page of 1000 items (2.3 MB) that is ~140 ms, more than
+    pgSTAC takes to find them. What pgSTAC answers is plain JSON already, so the item routes
+    (search, item collections, items) return it encoded by orjson, same JSON and media type.
+    """
+
+    async def post_search(self, *args: Any, **kwargs: Any) -> Any:
+        """``POST /search``."""
+        return _geojson(await super().post_search(*args, **kwargs))
+
+    async def get_search(self, *args: Any, **kwargs: Any) -> Any:
+        """``GET /search``."""
+        return _geojson(await super().get_search(*args, **kwargs))
+
+    async def item_collection(self, *args: Any, **kwargs: Any) -> Any:
+        """``GET /collections/{id}/items``."""
+        return _geojson(await super().item_collection(*args, **kwargs))
+
+    async def get_item(self, *args: Any, **kwargs: Any) -> Any:
+        """``GET /collections/{id}/items/{item_id}``."""
+        return _geojson(await super().get_item(*args, **kwargs))
+
+
 def _postgres_settings(mode: Mode) -> PostgresSettings:
     env = DbSettings()
     user = os.environ.get("EOMATCH_API_DB_USER") or env.user or DEFAULT_ROLES[mode]
@@ -267,6 +318,7 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         cors_headers=["Content-Type", "Authorization"] if internal else ["Content-Type"],
     )
     postgres = _postgres_settings(the_mode)
+    fast_links.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -275,7 +327,10 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         await close_db_connection(app)
 
     api = instantiate_api(
-        settings=settings, extensions=Extensions(settings=settings), lifespan=lifespan
+        client=ItemsClient,
+        settings=settings,
+        extensions=Extensions(settings=settings),
+        lifespan=lifespan,
     )
     app = api.app
     # the client's landing-page fields default to import-time environment values

@@ -1,0 +1,91 @@
+"""The links stac-fastapi-pgstac puts on every item of an answer, computed cheaply.
+
+stac-fastapi-pgstac builds each item's links with an ``ItemLinks`` object that lists its
+``link_*`` methods with ``dir()``, recomputes the request's base URL for every href and joins
+each href with :func:`urllib.parse.urljoin`: ~47 ms per 1000 items, a third of the Python
+work of serving a page. :class:`FastItemLinks` gives the same links in the same order (a
+subclass, so any change to the parent's ``link_*`` methods still applies) with the base URL
+computed once per request, the ``link_*`` names listed once per class, and a join that is a
+plain concatenation whenever :func:`urllib.parse.urljoin` would give exactly that (a simple
+relative path under a base URL it leaves alone), and :func:`urllib.parse.urljoin` otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urljoin
+
+from stac_fastapi.pgstac import core
+from stac_fastapi.pgstac.models.links import ItemLinks
+
+_BASE_KEY = "eomatch.links_base"
+_PLAIN = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@%-][A-Za-z0-9._~!$&'()*+,=@%/-]*")
+"""A relative path that cannot hold a scheme, a query, a fragment or ``;`` params."""
+
+
+def _plain(url: str) -> bool:
+    """``url`` joins onto a directory-like base URL by concatenation: no dot or empty segments."""
+    if _PLAIN.fullmatch(url) is None or "//" in url:
+        return False
+    return not any(seg in (".", "..") for seg in url.split("/")) if "." in url else True
+
+
+@lru_cache(maxsize=64)
+def _concat_safe(base: str) -> bool:
+    """``urljoin(base, p) == base + p`` for plain paths ``p`` (a base ending in ``/`` that
+    :func:`urljoin` leaves untouched: no query, fragment, dot or empty segments)."""
+    probe = "a/b.c/d"
+    return base.endswith("/") and urljoin(base, probe) == base + probe
+
+
+def join(base: str, url: str) -> str:
+    """Exactly :func:`urllib.parse.urljoin`, without its parsing on the common path."""
+    if _concat_safe(base) and _plain(url):
+        return base + url
+    return urljoin(base, url)
+
+
+class FastItemLinks(ItemLinks):  # type: ignore[misc]
+    """:class:`ItemLinks` with the per-request work done once per request."""
+
+    _link_names: tuple[str, ...] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The request's base URL (cached in the ASGI scope: one request, one base)."""
+        scope = self.request.scope
+        base = scope.get(_BASE_KEY)
+        if base is None:
+            base = scope[_BASE_KEY] = str(super().base_url)
+        return str(base)
+
+    def resolve(self, url: Any) -> str:
+        """``urljoin(base_url, url)``."""
+        return join(self.base_url, str(url))
+
+    def create_links(self) -> list[dict[str, Any]]:
+        """The parent's links, its ``link_*`` methods found once per class, not per item."""
+        cls = type(self)
+        names = cls.__dict__.get("_link_names")
+        if names is None:
+            names = tuple(
+                n for n in dir(cls) if n.startswith("link_") and callable(getattr(cls, n))
+            )
+            cls._link_names = names
+        links: list[dict[str, Any]] = []
+        for name in names:
+            link = getattr(self, name)()
+            if link is not None:
+                if isinstance(link, list):
+                    links.extend(link)
+                else:
+                    links.append(link)
+        return links
+
+
+def install() -> None:
+    """Make stac-fastapi-pgstac's item answers use :class:`FastItemLinks` (idempotent)."""
+    if core.ItemLinks is ItemLinks:
+        core.ItemLinks = FastItemLinks

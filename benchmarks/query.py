@@ -119,6 +119,7 @@ def pgstac_bench(args: argparse.Namespace) -> None:
     """Catalogue on disk → ingest → internal and external APIs → pull each, twice."""
     import psycopg
 
+    from catalogue import file_system, fs_floor
     from catalogue import load as build_catalogue
     from eomatch.io.pg_cluster import LocalCluster
     from eomatch.io.pgstac_store import PgstacStore
@@ -157,6 +158,11 @@ def pgstac_bench(args: argparse.Namespace) -> None:
                     f"{s.matchups.unchanged} unchanged, events {s.events.total}, products "
                     f"{s.products.total} ({s.matchups.total / max(s.seconds, 1e-9):.0f} matchups/s)"
                 )
+            t_floor, n_files = fs_floor(out, work / f"floor-{api.log.name.split('-')[1]}")
+            print(
+                f"  file system alone ({file_system(work)}), the same {n_files:,} files:"
+                f" {t_floor:.1f} s (same run; in the fresh pull's time)"
+            )
         print("target: 10 000 matchups with their events and products in < 15 s")
     finally:
         for api in apis:

@@ -18,6 +18,7 @@ from catalogue_helpers import (
 )
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
+from eomatch.io import catalogue_bulk
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import INDEX_NAME
 
@@ -400,7 +401,10 @@ def _tree_bytes(root) -> dict[str, bytes]:
     }
 
 
-def test_batch_writes_the_same_files_as_serial_adds_and_reads_see_them(tmp_path):
+@pytest.mark.parametrize("process_after", [10_000, 0, 1], ids=["caller", "helper", "switch"])
+def test_batch_writes_the_same_files_as_serial_adds_and_reads_see_them(
+    tmp_path, monkeypatch, process_after
+):
     """New events in a batch go through the bulk writer (index rows buffered): reads inside
     the batch see them, counts say new vs already present, and the files are byte-identical
     to one-by-one adds."""
@@ -414,6 +418,8 @@ def test_batch_writes_the_same_files_as_serial_adds_and_reads_see_them(tmp_path)
     second = replace(second, matchups=(mu,))
     grown = make_event(lon=0.0, when=T0, n_matchups=3)  # `first` again, one more matchup
     events = [first, second, grown, make_event(lon=20.0, when=T0 + timedelta(days=1))]
+    # files written by this process, by the helper process, or first here and then there
+    monkeypatch.setattr(catalogue_bulk.BulkWriter, "PROCESS_AFTER", process_after)
 
     serial = MatchupCatalogue.create(tmp_path / "serial", id="c", description="d")
     with serial:
@@ -447,3 +453,26 @@ def test_item_id_catalog_is_reserved_in_a_batch(cat):
     with pytest.raises(EomatchError, match="reserved"):
         add_both()
     assert cat.counts() == {"event": 1, "matchup": 2, "product": 4}  # rebuilt from the files
+
+
+def test_batch_helper_process_failure_is_one_clear_error(tmp_path, monkeypatch):
+    """The helper process cannot create a file: one EomatchError naming the catalogue and the
+    reason; the files written before stay valid and the index is rebuilt from them."""
+    monkeypatch.setattr(catalogue_bulk.BulkWriter, "PROCESS_AFTER", 1)
+    root = tmp_path / "cat"
+    cat = MatchupCatalogue.create(root)
+    blocker = root / "matchup-events-LANDSAT_C2L1-Landsat-9-vs-S2_MSI_L1C-Sentinel-2A" / "2022"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")  # the second event's day folder cannot be made
+
+    def add() -> None:
+        with cat.batch():
+            cat.add_event(make_event(lon=0.0, when=T0 - timedelta(days=400)))
+            cat.add_event(make_event(lon=5.0, when=T0))
+
+    with pytest.raises(EomatchError, match=r"writing the catalogue's files failed: .*2022"):
+        add()
+    blocker.unlink()
+    assert cat.counts()["event"] == 1
+    cat.close()
+    validate_tree(root)

@@ -12,6 +12,17 @@ from typing import IO, Any
 
 import orjson
 
+from eomatch.io.file_writer import write_file_atomic
+
+__all__ = [
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "json_bytes",
+    "pretty_json_bytes",
+    "write_file_atomic",
+]
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -48,29 +59,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically."""
     with atomic_open(path, "wb", encoding=None) as fh:
         fh.write(data)  # type: ignore[arg-type]
-
-
-def write_file_atomic(path: str | os.PathLike[str], data: bytes, durable: bool) -> None:
-    """Replace ``path`` with ``data`` via ``.{name}.{pid}.tmp`` beside it (hot path: no mkstemp).
-
-    The temp name is per process, so writers of one file must be serialised within a process
-    (the catalogue's writers are). ``durable`` adds an fsync before the rename.
-    """
-    head, sep, name = os.fspath(path).rpartition("/")
-    tmp = f"{head}{sep}.{name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def json_bytes(data: Any) -> bytes:

@@ -257,7 +257,7 @@ class MatchupCatalogue:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def batch(self, workers: int = 4) -> Iterator[None]:
+    def batch(self, workers: int = 0) -> Iterator[None]:
         """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
 
         For bulk loads. New events are written at once with their index rows buffered (see
@@ -276,7 +276,12 @@ class MatchupCatalogue:
                 self._pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
             own_bulk = self._bulk is None
             if own_bulk:
-                self._bulk = BulkWriter(str(self.root), self._record_bulk, self._drain_threads)
+                self._bulk = BulkWriter(
+                    str(self.root),
+                    self._record_bulk,
+                    self._drain_threads,
+                    keep_fds=[] if self._lock_fd is None else [self._lock_fd],
+                )
             try:
                 yield
             except BaseException:
@@ -291,6 +296,8 @@ class MatchupCatalogue:
                     self._drain()
             finally:
                 if own_bulk:
+                    assert self._bulk is not None
+                    self._bulk.close()
                     self._bulk = None
                 if own_pool:
                     assert self._pool is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import struct
 import sys
 
@@ -80,4 +81,7 @@ def serve(root: str) -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group: the caller handles it and closes the pipe, and
+    # this process finishes the complete files it was given instead of dying mid-queue.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(serve(sys.argv[1]))

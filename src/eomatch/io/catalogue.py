@@ -28,9 +28,12 @@ next ``open`` sees the dirty flag (or day directories whose mtime changed) and r
 files: index, day catalogs, collections' ``child`` links and extents, catalog links.
 
 Batch mode (:meth:`MatchupCatalogue.batch`) writes day catalogs, collections and
-``catalog.json`` once, at the end of the batch, and hands item files to writer threads; an item
-file is written only after the item files it links to and any earlier version of itself, so
-the order above (and what a kill can leave) is kept.
+``catalog.json`` once, at the end of the batch; new events go through the bulk writer
+(:mod:`eomatch.io.catalogue_bulk`: items built here, files created in order by one helper
+process, index rows recorded in bulk). A new event is written complete before its matchups and
+products, so a kill can leave an event linking (``related``) to matchups not written yet; the
+next ``open`` drops those links and a re-run adds the matchups back. No ``child``/``item``
+link ever dangles.
 """
 
 from __future__ import annotations
@@ -260,13 +263,12 @@ class MatchupCatalogue:
     def batch(self, workers: int = 0) -> Iterator[None]:
         """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
 
-        For bulk loads. New events are written at once with their index rows buffered (see
-        :mod:`eomatch.io.catalogue_bulk`); other item writes (events gaining matchups,
-        imports) go to ``workers`` threads (0: by the caller). Either way an item file is
-        written only once every item file it links to (``derived_from``, ``related``) and any
-        earlier version of itself is on disk, so the files present after a kill are the same
-        kind of set a serial writer leaves. A kill inside the block leaves complete item files
-        and a dirty index, which the next ``open`` rebuilds from the files.
+        For bulk loads. New events go through the bulk writer (see the module docstring and
+        :mod:`eomatch.io.catalogue_bulk`); other item writes (events gaining matchups, imports)
+        are written here, or by ``workers`` threads (measured slower on local disks: they
+        fight the caller for the GIL; perhaps useful on network drives). A kill inside the
+        block leaves complete item files and a dirty index, which the next ``open`` rebuilds
+        from the files; re-running the batch completes it.
         """
         with self._writing():
             outer = self._batching

@@ -1,13 +1,15 @@
 """Bulk writer of a catalogue batch: new events written at once, their index rows buffered.
 
-A batch of thousands of events is bound by per-item work: building ~8 item dicts an event,
-serialising them and four system calls a file. Measured on 2 cores, writer threads made it
-slower (the GIL hand-offs stall the caller) and worker processes gained nothing on tmpfs and
-lost on ext4 (parallel file creation in the same folders contends in the kernel). So new
-events are written in the caller, in the serial order of ``MatchupCatalogue.add_event`` (per
-event: the event without links, then its new products and matchups, then the complete event),
-and what the index records (rows, relations, extents, day folders) is buffered and handed over
-in large batches (``executemany``), before anything reads the index.
+A batch of thousands of events is bound by per-item work: building 7 item dicts an event,
+serialising them and four system calls a file. Measured on 2 cores: writer threads made it
+slower (GIL hand-offs stall the caller); worker processes building and writing items gained
+nothing on tmpfs and lost on ext4 (parallel file creation in the same folders contends in the
+kernel). So the caller builds the items, and the files are created by one helper process
+(:mod:`eomatch.io.file_writer`; the first ``PROCESS_AFTER`` events of a batch are written by
+the caller itself), in order: per event, the complete event, then its new products and
+matchups (see :meth:`BulkWriter.write_event` for why that order). What the index records
+(rows, relations, extents, day folders) is buffered and handed over in large batches
+(``executemany``), once the files are written and before anything reads the index.
 """
 
 from __future__ import annotations
@@ -188,21 +190,21 @@ class BulkWriter:
             )
 
     def write_event(self, event: MatchupEvent, plan: Sequence[Product | Matchup]) -> None:
-        """Write a new event with its new products and matchups (``plan``, in write order)."""
+        """Write a new event, then its new products and matchups (``plan``, in write order)."""
         self._before_write()
         self._events += 1
         if self._proc is None and self._events > self._process_after:
             self._proc = WriterProcess(self.root, self._keep_fds)
-        rel = si.event_path(event)
-        item = si.event_to_item(event)
-        if event.matchups:  # linking only to itself first: no matchup's event link dangles
-            alone = [link for link in item["links"] if link["rel"] != "related"]
-            self._put({**item, "links": alone}, rel, None)
+        # The event first, complete: a kill before its matchups leaves it linking to some that
+        # are not there yet, which the next open drops (rewriting the event) and a re-run adds
+        # back as an event gaining matchups. The other way round, a matchup would be left
+        # linking to a missing event, which nothing would restore. One file an event, never
+        # replaced: on ext4 every replaced file is also a deleted inode, which slows creation.
+        self._put(si.event_to_item(event), si.event_path(event), (event.start, event.end))
         for x in plan:
             if isinstance(x, Matchup):
                 self._put(si.matchup_to_item(x, event), si.matchup_path(x), (x.start, x.end))
             else:
                 self._put(si.product_to_item(x), si.product_path(x), (x.start, x.end))
-        self._put(item, rel, (event.start, event.end))
         if len(self._out.rows) >= self._buffer_rows:
             self.flush()

@@ -70,5 +70,9 @@ def json_bytes(data: Any) -> bytes:
 
 
 def pretty_json_bytes(data: Any) -> bytes:
-    """Indented JSON for the files people read (catalog, collections)."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    """Indented JSON for the files people read (catalog, collections; orjson: a collection
+    lists every day, and is rewritten whenever a day is added)."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()

@@ -451,8 +451,12 @@ def test_lifecycle_unprivileged_reload_and_clean_stop() -> None:
         assert not gateway.status().running
         assert processes_mentioning(str(gateway.config_path)) == []
         assert not any(alive(pid) for pid in pids)
-        with socket.socket() as s:  # the port is free again
+        with socket.socket() as s:  # the port is free again (nobody listens on it)
+            # SO_REUSEADDR as every server sets it: the closed keep-alive connections may
+            # leave TIME_WAIT entries on the port, which are not a listener (flaky otherwise)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", running.port))
+            s.listen()
         gateway.stop()  # stopping a stopped gateway is fine
 
 

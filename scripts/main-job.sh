@@ -19,6 +19,6 @@ run eomatch find --config "$ROOT/examples/s2a-landsat9-europe.yaml" \
   --path "$OUT/catalogue" --plot "$OUT/matchups-map.png" "$@"
 run eomatch db init
 run eomatch ingest --catalogue "$OUT/catalogue"
-[ -n "${EOMATCH_NO_SERVE:-}" ] && exit 0
 run eomatch db stop >/dev/null  # serve starts it and stops it again on Ctrl-C
+[ -n "${EOMATCH_NO_SERVE:-}" ] && exit 0
 run eomatch serve --port "${EOMATCH_PORT:-8090}"

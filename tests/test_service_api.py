@@ -47,6 +47,14 @@ def _key(db: ServiceDb, name: str) -> str:
     return PgstacStore(db.role()).create_key(name)
 
 
+def _post_item(api_url: str, coll: str, item: dict, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{api_url}/collections/{coll}/items",
+        json=item,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
 def test_internal_shows_local_assets_external_does_not(stack) -> None:
     _db, internal, external, matchup = stack
     doc = json.loads(matchup.read_text())
@@ -241,11 +249,7 @@ def test_an_href_urljoin_cannot_parse_is_refused_before_it_is_written(stack) -> 
     base = httpx.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
     item = {**base, "id": "bad-href", "links": [{"rel": "alternate", "href": "http://["}]}
     before = db.item_count()
-    r = httpx.post(
-        f"{internal.url}/collections/{coll}/items",
-        json=item,
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    r = _post_item(internal.url, coll, item, key)
     assert r.status_code == 400
     assert "is not a URL" in r.json()["description"]
     assert db.item_count() == before
@@ -269,10 +273,6 @@ def test_nested_geometry_collection_is_refused(stack) -> None:
         "links": [],
         "assets": {},
     }
-    r = httpx.post(
-        f"{internal.url}/collections/{coll}/items",
-        json=item,
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    r = _post_item(internal.url, coll, item, key)
     assert r.status_code == 400
     assert "GeometryCollection inside a GeometryCollection" in r.json()["description"]

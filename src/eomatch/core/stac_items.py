@@ -89,6 +89,11 @@ def day_of(item_file: str) -> str:
     return item_file.rsplit("/", 1)[0]
 
 
+def item_id_of(item_file: str) -> str:
+    """Item id of a catalogue-relative item file path (its name without ``.json``)."""
+    return item_file.rsplit("/", 1)[-1].removesuffix(".json")
+
+
 def day_catalog_path(day: str) -> str:
     """Relative path of the catalog of a day folder ``{collection}/YYYY/MM/DD``."""
     return f"{day}/{DAY_CATALOG}"

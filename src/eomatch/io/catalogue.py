@@ -134,9 +134,6 @@ def _epoch(when: TimeLike) -> float:
     return parse_time(when, "time").timestamp()
 
 
-_is_url = si.is_url
-
-
 class MatchupCatalogue:
     """Events → matchups → products stored as a static STAC catalogue, with a side index."""
 
@@ -318,7 +315,7 @@ class MatchupCatalogue:
             self._extend(coll, bbox, lo, hi)
         changes = self._day_changes
         for row in result.rows:
-            day = row[3].rsplit("/", 1)[0]
+            day = si.day_of(row[3])
             if day not in changes:
                 changes[day] = {}
                 self._touched_dirs.add(day)
@@ -989,14 +986,14 @@ class MatchupCatalogue:
             targets: list[str] = []
             for item, rel, _ in incoming.values():
                 for link in item["links"]:
-                    if link.get("rel") in _ITEM_RELS and not _is_url(str(link.get("href", ""))):
-                        targets.append(_stem(si.resolve_href(rel, str(link["href"]))))
+                    if link.get("rel") in _ITEM_RELS and not si.is_url(str(link.get("href", ""))):
+                        targets.append(si.item_id_of(si.resolve_href(rel, str(link["href"]))))
             present = self.item_paths(t for t in set(targets) if t not in incoming)
             present_rels = set(present.values())
 
             def resolvable(rel: str, link: Mapping[str, Any]) -> bool:
                 href = str(link.get("href", ""))
-                if link.get("rel") not in _ITEM_RELS or _is_url(href):
+                if link.get("rel") not in _ITEM_RELS or si.is_url(href):
                     return True
                 target = si.resolve_href(rel, href)
                 return target in batch_rels or target in present_rels
@@ -1048,7 +1045,7 @@ class MatchupCatalogue:
         return statuses
 
     def _index_has(self, rel: str) -> bool:
-        row = self._index.get(_stem(rel))
+        row = self._index.get(si.item_id_of(rel))
         return row is not None and row.path == rel
 
     def _read_raw(self, rel: str) -> dict[str, Any] | None:
@@ -1064,7 +1061,7 @@ class MatchupCatalogue:
         return data if isinstance(data, dict) else None
 
     def _index_present(self, rels: Iterable[str]) -> list[str]:
-        wanted = {_stem(r): r for r in rels}
+        wanted = {si.item_id_of(r): r for r in rels}
         return [r.path for i, r in self._index.get_many(wanted).items() if r.path == wanted[i]]
 
     def _new_foreign_collection(
@@ -1289,7 +1286,7 @@ class MatchupCatalogue:
 
     def _href(self, from_rel: str, target: str | os.PathLike[str]) -> str:
         text = os.fspath(target)
-        if _is_url(text):
+        if si.is_url(text):
             return text
         path = Path(text).expanduser().absolute()
         root = self.root.absolute()
@@ -1301,7 +1298,7 @@ class MatchupCatalogue:
         parsed = urlparse(href)
         if parsed.scheme == "file":
             return Path(parsed.path)
-        if _is_url(href):
+        if si.is_url(href):
             return None
         if os.path.isabs(href):
             return Path(href)
@@ -1560,13 +1557,13 @@ class MatchupCatalogue:
                     asset["href"] = source
                     asset["type"] = media_type_for(source) if "type" not in old else old["type"]
                     return self._edit_item_assets(row, "data", asset)
-                if _is_url(str(old["href"])):
+                if si.is_url(str(old["href"])):
                     return item
                 return self._edit_item_assets(row, "data", None)
             asset = self._asset(row.path, local_path, None, "data", ["data"])
             if old is not None:
                 source = old.get("eomatch:source_href") or (
-                    old["href"] if _is_url(str(old["href"])) else None
+                    old["href"] if si.is_url(str(old["href"])) else None
                 )
                 if source:
                     asset["eomatch:source_href"] = source
@@ -1601,11 +1598,6 @@ def _write_json_file(
 _ITEM_RELS = ("related", "derived_from")
 _STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection", "child", "item", "items"})
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
-
-
-def _stem(rel: str) -> str:
-    """Item id of a catalogue-relative item file path."""
-    return rel.rsplit("/", 1)[-1].removesuffix(".json")
 
 
 def _check_name(what: str, value: Any) -> str:
@@ -1666,7 +1658,7 @@ def _merge_foreign(
     for key, local in (old.get("assets") or {}).items():
         theirs = assets.get(key)
         href = str(local.get("href", "")) if isinstance(local, Mapping) else ""
-        if theirs is None or (local != theirs and href and not _is_url(href)):
+        if theirs is None or (local != theirs and href and not si.is_url(href)):
             assets[key] = local
     extensions = list(item["stac_extensions"])
     extensions += [e for e in old.get("stac_extensions") or [] if e not in extensions]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product
 from eomatch.errors import EomatchError
 from eomatch.io import file_writer
-from eomatch.io.atomic import json_bytes, write_file_atomic
+from eomatch.io.atomic import json_bytes
 from eomatch.io.catalogue_index import ItemRow, index_entry
 
 Extent = tuple[list[float], datetime, datetime]
@@ -122,14 +121,12 @@ class BulkWriter:
         before_write: Callable[[], None],
         buffer_rows: int = 50_000,
         keep_fds: Sequence[int] = (),
-        process_after: int | None = None,
     ) -> None:
         self.root = root
         self._record = record
         self._before_write = before_write
         self._buffer_rows = buffer_rows
         self._keep_fds = keep_fds
-        self._process_after = self.PROCESS_AFTER if process_after is None else process_after
         self._events = 0
         self._proc: WriterProcess | None = None
         self._out = BulkRecord()
@@ -161,17 +158,11 @@ class BulkWriter:
             proc, self._proc = self._proc, None
             proc.close()
 
-    def _put(self, item: dict[str, Any], rel: str, times: tuple[datetime, datetime] | None) -> None:
+    def _put(self, item: dict[str, Any], rel: str, times: tuple[datetime, datetime]) -> None:
         if self._proc is not None:
             self._proc.write(rel, json_bytes(item))
         else:
-            day = rel.rpartition("/")[0]
-            if day not in self._made:
-                os.makedirs(f"{self.root}/{day}", exist_ok=True)
-                self._made.add(day)
-            write_file_atomic(f"{self.root}/{rel}", json_bytes(item), durable=False)
-        if times is None:
-            return
+            file_writer.write_under(self.root, rel, json_bytes(item), self._made)
         out = self._out
         entry = index_entry(item, rel, times)
         out.rows.append(entry.row)
@@ -193,7 +184,7 @@ class BulkWriter:
         """Write a new event, then its new products and matchups (``plan``, in write order)."""
         self._before_write()
         self._events += 1
-        if self._proc is None and self._events > self._process_after:
+        if self._proc is None and self._events > self.PROCESS_AFTER:
             self._proc = WriterProcess(self.root, self._keep_fds)
         # The event first, complete: a kill before its matchups leaves it linking to some that
         # are not there yet, which the next open drops (rewriting the event) and a re-run adds

@@ -107,7 +107,7 @@ def index_entry(
     if kind == "matchup":
         stored = dict(props)
         mp = [
-            (item["id"], _stem(si.resolve_href(rel, link["href"])))
+            (item["id"], si.item_id_of(si.resolve_href(rel, link["href"])))
             for link in item.get("links", [])
             if link["rel"] == "derived_from"
         ]
@@ -115,7 +115,7 @@ def index_entry(
             em.append((props["matchup:event_id"], item["id"]))
     elif kind == "event":
         stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
-        em = [(item["id"], _stem(path)) for path in si.related_paths(item, "matchup", rel)]
+        em = [(item["id"], si.item_id_of(path)) for path in si.related_paths(item, "matchup", rel)]
     else:
         downloaded = asset_is_local(item.get("assets", {}).get("data"))
     row: ItemRow = (
@@ -135,10 +135,6 @@ def index_entry(
     return IndexEntry(row, em, mp)
 
 
-def _stem(path: str) -> str:
-    return path.rsplit("/", 1)[-1].removesuffix(".json")
-
-
 class CatalogueIndex:
     """Thin wrapper over the SQLite file; the catalogue decides when to write."""
 
@@ -147,9 +143,6 @@ class CatalogueIndex:
         self.db = sqlite3.connect(path, isolation_level=None, timeout=60.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "PRAGMA cache_size=-131072"
-        )  # 128 MiB: random-key inserts into large tables
         self.db.executescript(_SCHEMA)
         self._in_tx = False
 

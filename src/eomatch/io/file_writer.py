@@ -50,6 +50,15 @@ def write_file_atomic(path: str | os.PathLike[str], data: bytes, durable: bool) 
         raise
 
 
+def write_under(root: str, rel: str, data: bytes, made: set[str]) -> None:
+    """Write ``{root}/{rel}`` atomically (not durable), making its folder unless in ``made``."""
+    folder = rel.rpartition("/")[0]
+    if folder not in made:
+        os.makedirs(f"{root}/{folder}", exist_ok=True)
+        made.add(folder)
+    write_file_atomic(f"{root}/{rel}", data, durable=False)
+
+
 def serve(root: str) -> int:
     """The helper's loop: frames from stdin until end of input."""
     inp = sys.stdin.buffer
@@ -69,11 +78,7 @@ def serve(root: str) -> int:
             return 0  # the caller died mid-frame: that file is not written
         rel = raw[:n_path].decode()
         try:
-            day = rel.rpartition("/")[0]
-            if day not in made:
-                os.makedirs(f"{root}/{day}", exist_ok=True)
-                made.add(day)
-            write_file_atomic(f"{root}/{rel}", raw[n_path:], durable=False)
+            write_under(root, rel, raw[n_path:], made)
         except OSError as exc:
             out.write(f"error {rel}: {exc.strerror or exc}\n".encode())
             out.flush()

@@ -396,7 +396,6 @@ class _Puller:
         self.output = output
         self.docs = collection_docs
         self.summary = summary
-        self.workers = workers
         self.catalogue_id = catalogue_id
         self.description = description
         self.cat: MatchupCatalogue | None = None

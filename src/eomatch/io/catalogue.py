@@ -70,6 +70,7 @@ from eomatch.io.catalogue_index import (
     IndexRow,
     index_entry,
 )
+from eomatch.io.safe_paths import check_component
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
@@ -1569,6 +1570,9 @@ class MatchupCatalogue:
                     asset["eomatch:source_href"] = source
                 if old.get("type"):
                     asset["type"] = old["type"]
+                # the provider's size/checksum describe this file (download verified them) and
+                # must survive an unregister so that a re-download is verified again
+                asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
             return self._edit_item_assets(row, "data", asset)
 
 
@@ -1603,8 +1607,8 @@ _BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
 def _check_name(what: str, value: Any) -> str:
     text = value if isinstance(value, str) else ""
     if not text or text.startswith(".") or _BAD_NAME.search(text):
-        raise EomatchError(f"{what} {value!r} cannot be a file name in the catalogue")
-    return text
+        raise EomatchError(f"{what} {value!r:.80} cannot be a file name in the catalogue")
+    return check_component(what, text)  # also bounds the length (issue 10 §9)
 
 
 def _foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[datetime, datetime]]:

@@ -43,6 +43,7 @@ from eomatch.core.products import (
     events_collection_id,
     pair_id,
 )
+from eomatch.core.validation import geometry_problem
 
 STAC_VERSION = "1.1.0"
 EXTENSION_URI = "https://eomatch.github.io/stac-extension/v1.0.0/schema.json"
@@ -159,11 +160,30 @@ def format_datetime(when: datetime) -> str:
 
 
 def parse_datetime(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp into an aware UTC datetime."""
+    """Parse an RFC 3339 timestamp into an aware UTC datetime (ValueError if it is not one).
+
+    An offset that moves the time past year 1 or 9999 is a ValueError too, not the
+    OverflowError that ``astimezone`` raises.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"time {text!r:.80} is not a string")
     d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
-    return d.astimezone(UTC)
+    try:
+        return d.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r:.80} is out of range in UTC") from None
+
+
+OPEN_START = datetime.min.replace(tzinfo=UTC)
+OPEN_END = datetime.max.replace(tzinfo=UTC)
+"""Stand-ins for the open (``null``) ends of a collection's temporal interval."""
+
+
+def format_bound(when: datetime) -> str | None:
+    """An interval bound as STAC writes it: ``null`` for an open end, else an RFC 3339 time."""
+    return None if when in (OPEN_START, OPEN_END) else format_datetime(when)
 
 
 def to_json_value(value: Any) -> Any:
@@ -291,7 +311,7 @@ def with_structural_links(item: Mapping[str, Any], path: str) -> dict[str, Any]:
     """
     keep = [
         link
-        for link in item.get("links", [])
+        for link in item.get("links") or []
         if link.get("rel") not in ("root", "parent", "collection")
     ]
     return {**item, "links": _structural_links(path, str(item["collection"])) + keep}
@@ -456,7 +476,7 @@ def related_paths(item: Mapping[str, Any], role: str, item_file: str) -> list[st
     """Catalogue-relative paths of the ``related`` links of ``item`` with ``matchup:role``."""
     return [
         resolve_href(item_file, link["href"])
-        for link in item.get("links", [])
+        for link in item.get("links") or []
         if link.get("rel") == "related" and link.get("matchup:role") == role
     ]
 
@@ -588,14 +608,171 @@ def collection_dict(
     return out
 
 
+def bbox_2d(bbox: Sequence[float]) -> list[float]:
+    """``[west, south, east, north]`` of a 2D or 3D (six numbers) STAC bbox."""
+    if len(bbox) == 6:
+        return [float(bbox[0]), float(bbox[1]), float(bbox[3]), float(bbox[4])]
+    return [float(v) for v in bbox]
+
+
 def collection_extent(data: Mapping[str, Any]) -> tuple[list[float], tuple[datetime, datetime]]:
-    """Overall bbox and time interval of a collection dict."""
+    """Overall bbox and time interval of a collection dict (checked by
+    :func:`collection_problem`); open ends become :data:`OPEN_START`/:data:`OPEN_END`."""
     extent = data["extent"]
     lo, hi = extent["temporal"]["interval"][0]
-    return [float(v) for v in extent["spatial"]["bbox"][0]], (
-        parse_datetime(lo),
-        parse_datetime(hi),
+    return bbox_2d(extent["spatial"]["bbox"][0]), (
+        OPEN_START if lo is None else parse_datetime(lo),
+        OPEN_END if hi is None else parse_datetime(hi),
     )
+
+
+# --- checks on documents read from disk or from elsewhere -----------------------------------
+# Valid STAC comes in shapes our writers never produce (3D bboxes, open intervals, assets
+# without our keys); hand-edited or foreign files in shapes no STAC allows. The readers call
+# these first, so a bad document is one clear error (or skipped), never a crash further on.
+
+
+def _finite_numbers(value: Any, sizes: tuple[int, ...]) -> bool:
+    return (
+        type(value) is list
+        and len(value) in sizes
+        and all(type(v) in (int, float) and math.isfinite(v) for v in value)
+    )
+
+
+def _time_problem(value: Any, what: str) -> str | None:
+    try:
+        parse_datetime(value)
+    except ValueError:
+        return f"{what} {value!r:.80} is not an RFC 3339 time"
+    return None
+
+
+def links_problem(links: Any) -> str | None:
+    """Why a ``links`` value is not a list of link objects with string ``rel`` and ``href``."""
+    if links is None:
+        return None
+    if type(links) is not list:
+        return "links is not a list"
+    for link in links:
+        if not isinstance(link, dict):
+            return f"link {link!r:.80} is not an object"
+        if not isinstance(link.get("href"), str) or not isinstance(link.get("rel"), str):
+            return f"link {link!r:.80} has no string rel and href"
+    return None
+
+
+def assets_problem(assets: Any, what: str = "asset") -> str | None:
+    """Why an ``assets`` value is not an object of asset objects with string hrefs."""
+    if assets is None:
+        return None
+    if not isinstance(assets, dict):
+        return "assets is not an object"
+    for key, asset in assets.items():
+        if not isinstance(asset, dict):
+            return f"{what} {key!r:.80} is not an object"
+        if not isinstance(asset.get("href"), str):
+            return f"{what} {key!r:.80} has no string href"
+        if "alternate" in asset:
+            problem = assets_problem(asset["alternate"], "alternate")
+            if problem:
+                return f"{what} {key!r:.80}: {problem}"
+    return None
+
+
+_STRING_PROPS = ("platform", "matchup:event_id")
+_STRING_LIST_PROPS = ("matchup:collections", "matchup:platforms")
+_NUMBER_PROPS = ("matchup:collocation_area_km2", "matchup:time_diff_abs")
+
+
+def item_problem(item: Any) -> str | None:
+    """Why ``item`` cannot be read as a catalogue item (None: every reader here can use it).
+
+    The STAC rules the readers rely on (a Feature with string id and collection, properties,
+    a time, a servable geometry with finite bounds, links and assets in their STAC shapes)
+    plus the types of the properties this package interprets.
+    """
+    if not isinstance(item, dict) or item.get("type") != "Feature":
+        return "not a STAC item (type is not 'Feature')"
+    for key in ("id", "collection"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            return f"'{key}' is missing or not a string"
+    props = item.get("properties")
+    if not isinstance(props, dict):
+        return "'properties' is missing or not an object"
+    if props.get("start_datetime") or props.get("datetime") is None:
+        for key in ("start_datetime", "end_datetime"):
+            problem = _time_problem(props.get(key), key)
+            if problem:
+                return problem
+    if props.get("datetime") is not None:
+        problem = _time_problem(props["datetime"], "datetime")
+        if problem:
+            return problem
+    try:
+        item_times(item)
+    except ValueError as exc:
+        return str(exc)
+    for key in _STRING_PROPS:
+        if key in props and not isinstance(props[key], str):
+            return f"property {key} is not a string"
+    for key in _STRING_LIST_PROPS:
+        value = props.get(key)
+        if key in props and not (type(value) is list and all(type(v) is str for v in value)):
+            return f"property {key} is not a list of strings"
+    for key in _NUMBER_PROPS:
+        value = props.get(key)
+        if key in props and not (isinstance(value, int | float) and math.isfinite(value)):
+            return f"property {key} is not a number"
+    if "geometry" not in item or item["geometry"] is None:
+        return "no geometry"
+    problem = geometry_problem(item["geometry"])
+    if problem:
+        return f"invalid geometry: {problem}"
+    if item.get("bbox") is not None and not _finite_numbers(item["bbox"], (4, 6)):
+        return "bbox is not 4 or 6 finite numbers"
+    if "stac_extensions" in item and not (
+        type(item["stac_extensions"]) is list
+        and all(type(e) is str for e in item["stac_extensions"])
+    ):
+        return "stac_extensions is not a list of strings"
+    problem = links_problem(item.get("links")) or assets_problem(item.get("assets"))
+    if problem:
+        return problem
+    try:
+        bounds = item_geometry(item).bounds
+    except Exception as exc:  # shapely/GEOS refuse some shapes with their own error types
+        return f"invalid geometry: {exc}"
+    if not all(math.isfinite(v) for v in bounds):
+        return "empty geometry"
+    return None
+
+
+def collection_problem(data: Any) -> str | None:
+    """Why ``data`` cannot be read as a collection (None: it can): the STAC shape of its
+    extent (2D/3D bboxes, intervals with open ends), links and assets."""
+    if not isinstance(data, dict) or data.get("type") != "Collection":
+        return "not a STAC collection (type is not 'Collection')"
+    if not isinstance(data.get("id"), str):
+        return "'id' is missing or not a string"
+    extent = data.get("extent")
+    spatial = extent.get("spatial") if isinstance(extent, dict) else None
+    temporal = extent.get("temporal") if isinstance(extent, dict) else None
+    bboxes = spatial.get("bbox") if isinstance(spatial, dict) else None
+    intervals = temporal.get("interval") if isinstance(temporal, dict) else None
+    if not (type(bboxes) is list and bboxes and all(_finite_numbers(b, (4, 6)) for b in bboxes)):
+        return "extent.spatial.bbox is not a list of bboxes of 4 or 6 finite numbers"
+    if not (type(intervals) is list and intervals):
+        return "extent.temporal.interval is not a list of intervals"
+    for interval in intervals:
+        if type(interval) is not list or len(interval) != 2:
+            return f"interval {interval!r:.80} is not a pair of times"
+        for bound in interval:
+            if bound is not None:
+                problem = _time_problem(bound, "interval bound")
+                if problem:
+                    return problem
+    return links_problem(data.get("links")) or assets_problem(data.get("assets"))
 
 
 # --- back to objects ------------------------------------------------------------------------
@@ -626,7 +803,7 @@ def item_to_product(item: Mapping[str, Any]) -> Product:
         end=end,
         geometry=item_geometry(item),
         predicted=bool(props.get("eomatch:predicted", False)),
-        assets={k: dict(v) for k, v in item.get("assets", {}).items()},
+        assets={k: dict(v) for k, v in (item.get("assets") or {}).items()},
         properties={k: v for k, v in props.items() if k not in _STANDARD_PROPS},
     )
 

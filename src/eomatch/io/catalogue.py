@@ -408,6 +408,12 @@ class MatchupCatalogue:
             self._rebuild()
 
     def _rebuild(self) -> None:
+        """Rebuild the index, then repair the files.
+
+        Every file is read and checked before the first one is written, so a catalogue with a
+        bad file (an error, not ``skip_invalid``) is left byte-identical. Skipped files stay
+        listed by their day catalogs: a reader never unlinks what it could not read.
+        """
         log.info("rebuilding the catalogue index of %s from its files", self.root)
         self._index.mark_dirty()
         self._index.begin()
@@ -416,44 +422,59 @@ class MatchupCatalogue:
         days: dict[str, set[str]] = {}
         entries: list[IndexEntry] = []
         emptied: list[str] = []
+        stale: list[str] = []  # temp files left by a killed writer
+        relink: list[str] = []  # items written before day catalogs existed
+        day_lists: list[tuple[str, list[str]]] = []  # day catalogs to (re)write
         for rel in sorted(dirs):
             day = self.root / rel
             ids: list[str] = []
+            skipped: list[str] = []
             for entry in sorted(os.scandir(day), key=lambda e: e.name):
                 if entry.name.startswith("."):
-                    if entry.name.endswith(".tmp"):  # left by a killed writer
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.path)
+                    if entry.name.endswith(".tmp"):
+                        stale.append(entry.path)
                     continue
                 if not entry.name.endswith(".json") or entry.name == si.DAY_CATALOG:
                     continue
                 item_rel = f"{rel}/{entry.name}"
                 item = self._load_item(item_rel)
                 if item is None:
+                    skipped.append(entry.name.removesuffix(".json"))
                     continue
-                fixed = si.with_structural_links(item, item_rel)
-                if fixed["links"] != item["links"]:  # written before day catalogs existed
-                    _write_json_file(entry.path, fixed, durable=True, compact=True)
-                    item = fixed
+                if si.with_structural_links(item, item_rel)["links"] != item.get("links"):
+                    relink.append(item_rel)
                 entries.append(index_entry(item, item_rel))
                 ids.append(item["id"])
+            old = self._read_day_catalog(rel)
+            if skipped and old is not None:
+                ids += sorted(si.day_catalog_items(old) & set(skipped))
             if ids:
                 days.setdefault(rel.split("/", 1)[0], set()).add(rel.split("/", 1)[1])
-                self._write_day_catalog(rel, ids, self._read_day_catalog(rel))
+                if si.day_catalog_dict(rel, ids) != old:
+                    day_lists.append((rel, ids))
             elif (day / si.DAY_CATALOG).exists():
                 emptied.append(rel)
-            dirs[rel] = os.stat(day).st_mtime_ns
             if len(entries) >= 10_000:
                 self._index.add_entries(entries)
                 entries.clear()
         self._index.add_entries(entries)
-        for rel in self._repair_relations():
-            dirs[rel] = os.stat(self.root / rel).st_mtime_ns
-        self._repair_collections(days)
+        self._repair_collections(days)  # reads (and checks) every collection
+        # -- everything read: now the repairs
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        for item_rel in relink:
+            item = self._read_item(item_rel)
+            fixed = si.with_structural_links(item, item_rel)
+            _write_json_file(self.root / item_rel, fixed, durable=True, compact=True)
+        for rel, ids in day_lists:
+            self._write_day_catalog(rel, ids, None)
+        self._repair_relations()
         self._flush_collections()
         for rel in emptied:  # stale day catalogs, deleted once no collection links to them
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / si.day_catalog_path(rel))
+        for rel in dirs:
             dirs[rel] = os.stat(self.root / rel).st_mtime_ns
         self._index.set_dirs(dirs)
         self._index.commit(clean=True)
@@ -482,11 +503,11 @@ class MatchupCatalogue:
                 continue
             links = [
                 link
-                for link in item.get("links", [])
+                for link in item.get("links") or []
                 if link.get("rel") not in ("related", "derived_from")
                 or (self.root / si.resolve_href(row.path, str(link["href"]))).is_file()
             ]
-            if len(links) == len(item.get("links", [])):
+            if len(links) == len(item.get("links") or []):
                 continue
             log.warning("%s: dropping links to items that are gone", self.root / row.path)
             item["links"] = links
@@ -522,18 +543,14 @@ class MatchupCatalogue:
             pending.result()
         path = self.root / rel
         try:
-            item = orjson.loads(path.read_bytes())
-            if not isinstance(item, dict) or item.get("type") != "Feature":
-                raise ValueError("not a STAC item (type is not 'Feature')")
-            for key in ("id", "geometry", "properties", "collection"):
-                if key not in item:
-                    raise ValueError(f"missing '{key}'")
+            item: dict[str, Any] = orjson.loads(path.read_bytes())
+            problem = si.item_problem(item)  # every reader relies on the shapes it checks
+            if problem:
+                raise ValueError(problem)
             if f"{item['id']}.json" != path.name:
-                raise ValueError(f"id '{item['id']}' does not match the file name")
+                raise ValueError(f"id {item['id']!r:.80} does not match the file name")
             if item["collection"] != rel.split("/", 1)[0]:
-                raise ValueError(f"collection '{item['collection']}' does not match its folder")
-            si.item_times(item)
-            si.geometry_bbox(si.item_geometry(item))
+                raise ValueError(f"collection {item['collection']!r:.80} does not match its folder")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             msg = f"{path}: invalid catalogue item: {exc}"
             if self.skip_invalid:
@@ -562,12 +579,15 @@ class MatchupCatalogue:
             raise EomatchError(f"{path}: unreadable catalog: {exc}") from exc
         if not isinstance(data, dict) or data.get("type") != "Catalog" or "id" not in data:
             raise EomatchError(f"{path}: not a STAC catalog")
+        problem = si.links_problem(data.get("links"))
+        if problem:
+            raise EomatchError(f"{path}: not a valid STAC catalog: {problem}")
         return data
 
     def _children(self) -> list[str]:
         return [
             str(link["href"]).removeprefix("./").split("/")[0]
-            for link in self._catalog.get("links", [])
+            for link in self._catalog.get("links") or []
             if link.get("rel") == "child"
         ]
 
@@ -654,6 +674,9 @@ class MatchupCatalogue:
             data = orjson.loads(path.read_bytes())
             if not isinstance(data, dict) or data.get("type") != "Catalog":
                 raise ValueError("not a STAC catalog")
+            problem = si.links_problem(data.get("links"))
+            if problem:
+                raise ValueError(problem)
             return data
         except FileNotFoundError:
             return None
@@ -758,11 +781,15 @@ class MatchupCatalogue:
         if coll not in self._collections:
             path = self.root / si.collection_path(coll)
             try:
-                self._collections[coll] = orjson.loads(path.read_bytes())
+                data = orjson.loads(path.read_bytes())
             except FileNotFoundError:
                 return None
             except (OSError, ValueError) as exc:
                 raise EomatchError(f"{path}: unreadable collection: {exc}") from exc
+            problem = si.collection_problem(data)
+            if problem:
+                raise EomatchError(f"{path}: not a valid STAC collection: {problem}")
+            self._collections[coll] = data
         return self._collections[coll]
 
     def _extend(self, coll: str, bbox: Sequence[float], start: datetime, end: datetime) -> None:
@@ -781,8 +808,8 @@ class MatchupCatalogue:
             self._extents[coll] = (new_bbox, (new_lo, new_hi))
             data["extent"]["spatial"]["bbox"][0] = new_bbox
             data["extent"]["temporal"]["interval"][0] = [
-                si.format_datetime(new_lo),
-                si.format_datetime(new_hi),
+                si.format_bound(new_lo),
+                si.format_bound(new_hi),
             ]
             self._changed_collections.add(coll)
 
@@ -1623,6 +1650,9 @@ def _foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[da
             raise ValueError("the id is reserved for catalogue files")
         if not isinstance(raw.get("properties"), Mapping):
             raise ValueError("missing 'properties'")
+        problem = si.item_problem(dict(raw))  # the shapes every reader of the catalogue needs
+        if problem:
+            raise ValueError(problem)
         times = si.item_times(raw)
         bbox = raw.get("bbox") or si.geometry_bbox(si.item_geometry(raw))
         if len(bbox) == 6:

@@ -98,7 +98,7 @@ def index_entry(
     """Index row and relations of the item stored at ``rel`` (pure: the bulk writers use it)."""
     kind = si.collection_kind(item["collection"])
     start, end = times or si.item_times(item)
-    bbox = item.get("bbox") or si.geometry_bbox(si.item_geometry(item))
+    bbox = si.bbox_2d(item.get("bbox") or si.geometry_bbox(si.item_geometry(item)))
     props = item["properties"]
     stored: dict[str, Any] | None = None
     downloaded = False
@@ -108,7 +108,7 @@ def index_entry(
         stored = dict(props)
         mp = [
             (item["id"], si.item_id_of(si.resolve_href(rel, link["href"])))
-            for link in item.get("links", [])
+            for link in item.get("links") or []
             if link["rel"] == "derived_from"
         ]
         if props.get("matchup:event_id"):
@@ -117,7 +117,7 @@ def index_entry(
         stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
         em = [(item["id"], si.item_id_of(path)) for path in si.related_paths(item, "matchup", rel)]
     else:
-        downloaded = asset_is_local(item.get("assets", {}).get("data"))
+        downloaded = asset_is_local((item.get("assets") or {}).get("data"))
     row: ItemRow = (
         item["id"],
         kind,

@@ -18,13 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 import httpx
 
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.io.http import USER_AGENT, open_following
+from eomatch.io.safe_paths import within_root
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ CHUNK_BYTES = 1 << 20
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP answers that are worth another attempt."""
 PART_SUFFIX = ".part"
+MAX_REDIRECTS = 10
+"""Redirects followed per request (download servers redirect to signed storage URLs)."""
 
 Status = Literal["downloaded", "present", "failed"]
 
@@ -46,7 +50,10 @@ class DownloadJob:
         href: ``http(s)://`` URL, ``file://`` URL or local path.
         dest: where the verified file ends up.
         checksum: STAC ``file:checksum`` (multihash, hex) to verify, if the asset gives one.
-        size: STAC ``file:size`` in bytes to verify, if the asset gives one.
+        size: STAC ``file:size`` in bytes to verify, if the asset gives one; a server sending
+            more than this is cut off.
+        root: when given, ``dest`` and its ``.part`` file must resolve (symlinks followed) inside
+            this folder, checked right before anything is written.
     """
 
     product_id: str
@@ -54,6 +61,7 @@ class DownloadJob:
     dest: Path
     checksum: str | None = None
     size: int | None = None
+    root: Path | None = None
 
 
 ProgressCallback = Callable[[DownloadJob, int, int | None], None]
@@ -236,6 +244,28 @@ def _local_source(href: str) -> Path | None:
     return None
 
 
+def _open_part(part: Path, mode: str) -> IO[Any]:
+    """Open a ``.part`` file for writing without following a symlink planted in its place."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    flags |= os.O_APPEND if mode == "ab" else os.O_TRUNC
+    try:
+        fd = os.open(part, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(part):
+            raise DownloadError(
+                f"{part} is a symbolic link; refusing to write through it"
+            ) from None
+        raise exc
+    return os.fdopen(fd, mode)
+
+
+def _check_place(job: DownloadJob) -> None:
+    """Refuse a destination (or its ``.part``) that resolves outside the job's root."""
+    if job.root is not None:
+        within_root(job.root, job.dest)
+        within_root(job.root, part_path(job.dest))
+
+
 def _publish(part: Path, dest: Path) -> None:
     """Make the finished ``.part`` file durable, then rename it onto ``dest`` atomically."""
     with open(part, "rb+") as fh:
@@ -269,6 +299,8 @@ class _Engine:
     backoff: float
     progress: ProgressCallback | None
     link_local: bool = False
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    """Sent only to the origin of each job's href (never on a redirect elsewhere)."""
 
     def _report(self, job: DownloadJob, done: int, total: int | None) -> None:
         if self.progress is not None:
@@ -292,7 +324,7 @@ class _Engine:
                 _verified_publish(part, job, checksum)
                 return 0
         done = 0
-        with open(src, "rb") as fin, open(part, "wb") as fout:
+        with open(src, "rb") as fin, _open_part(part, "wb") as fout:
             while chunk := fin.read(CHUNK_BYTES):
                 fout.write(chunk)
                 done += len(chunk)
@@ -313,6 +345,8 @@ class _Engine:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 self._attempt(job, part, counter)
+            except RemoteLimitError as exc:  # redirect loop or too many redirects
+                raise DownloadError(str(exc)) from None
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc or 'no details'}"
                 log.debug("download %s: %s (attempt %d/%d)", job.href, last, attempt + 1, attempts)
@@ -341,7 +375,14 @@ class _Engine:
         headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with self.client.stream("GET", job.href, headers=headers) as resp:
+        with open_following(
+            self.client,
+            "GET",
+            job.href,
+            headers=headers,
+            credentials=self.credentials,
+            max_redirects=MAX_REDIRECTS,
+        ) as resp:
             status = resp.status_code
             if status == 416 and offset:
                 total = _content_range_total(resp.headers.get("Content-Range"))
@@ -362,8 +403,21 @@ class _Engine:
                 mode, done = "wb", 0  # no Range support: start again
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else job.size
-            with open(part, mode) as fh:
+            if job.size is not None and total is not None and total > job.size:
+                raise DownloadError(
+                    f"the server announces {total} bytes, more than the expected file:size "
+                    f"{job.size}"
+                )
+            with _open_part(part, mode) as fh:
                 for chunk in resp.iter_raw():  # unbuffered: a drop loses nothing received
+                    if job.size is not None and done + len(chunk) > job.size:
+                        fh.close()
+                        with contextlib.suppress(FileNotFoundError):
+                            part.unlink()
+                        raise DownloadError(
+                            f"the server sent more than the expected file:size {job.size} "
+                            "bytes; partial file removed"
+                        )
                     fh.write(chunk)
                     counter[0] += len(chunk)
                     done += len(chunk)
@@ -399,11 +453,13 @@ def _fetch_group(engine: _Engine, jobs: list[DownloadJob]) -> list[DownloadResul
             results.append(DownloadResult(job, "failed", reason=str(exc)))
             continue
         try:
+            _check_place(job)
             if job.dest.exists() and _problem(job.dest, job, checksum) is None:
                 results.append(DownloadResult(job, "present", job.dest))
                 source = source or job.dest
                 continue
             job.dest.parent.mkdir(parents=True, exist_ok=True)
+            _check_place(job)  # again: the folders exist now
             if source is not None:  # already fetched for an earlier job of this href
                 engine.copy_local(source, job, checksum)
                 results.append(DownloadResult(job, "downloaded", job.dest))
@@ -428,8 +484,8 @@ def _fetch_group(engine: _Engine, jobs: list[DownloadJob]) -> list[DownloadResul
                 raise DownloadError(f"unsupported URL scheme in {job.href!r}")
             results.append(DownloadResult(job, "downloaded", job.dest, bytes_transferred=n))
             source = job.dest
-        except (DownloadError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, DownloadError) else f"{type(exc).__name__}: {exc}"
+        except (EomatchError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, EomatchError) else f"{type(exc).__name__}: {exc}"
             results.append(DownloadResult(job, "failed", reason=reason))
     return results
 
@@ -460,7 +516,8 @@ def download(
         on_done: ``on_done(job, path)`` after each downloaded or present job, called on the
             calling thread (one at a time) so it may save catalogue items without locking. An
             exception from it marks that job failed.
-        headers: sent with every HTTP request (credentials).
+        headers: credentials, sent only to the origin (scheme, host, port) of each job's href,
+            never on a redirect to another origin.
         backoff: wait before the first retry; doubled for each further one.
         link_local: hard-link local sources instead of copying them (falls back to a copy
             across file systems); the link shares the source's bytes, so edits show in both.
@@ -491,11 +548,13 @@ def download(
     results: list[DownloadResult | None] = [None] * len(jobs)
     with (
         httpx.Client(
-            headers=dict(headers or {}), timeout=httpx.Timeout(timeout), follow_redirects=True
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,  # followed by hand: credentials stay with their origin
         ) as client,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eomatch-dl") as pool,
     ):
-        engine = _Engine(client, retries, backoff, progress, link_local)
+        engine = _Engine(client, retries, backoff, progress, link_local, dict(headers or {}))
         futures: dict[Future[list[DownloadResult]], list[int]] = {
             pool.submit(_fetch_group, engine, [job for _, job in members]): [i for i, _ in members]
             for members in groups.values()

@@ -1,38 +1,48 @@
-"""A small STAC API client for pulling items: one keep-alive connection, retries, clear errors.
+"""The one STAC API client: JSON over :mod:`eomatch.io.http`, bounded paging, clear errors.
 
-Used by ``eomatch query``; every failure becomes an :class:`EomatchError` with one line that
-names the URL and the reason (unreachable, refused key, unknown collection, not JSON).
+Used by ``eomatch query`` (matchup APIs) and by the ``stac`` product source (provider APIs);
+every failure becomes an :class:`EomatchError` with one line that names the URL and the reason
+(unreachable, refused key, unknown collection, not JSON, a limit exceeded). Paging follows
+``next`` links (GET or POST, ``body``/``merge``) but at most ``max_pages`` pages and
+``max_items`` items, refuses a ``next`` link it already followed (a loop), and a whole paged
+search must finish within ``max_seconds``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import orjson
 
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.io.http import Answer, Deadline, HttpLimits, HttpSession, TransportFailure
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 API_KEY_ENV = "EOMATCH_API_KEY"
 
 
 class StacApi:
-    """A small STAC API client: JSON over one keep-alive ``httpx.Client``, retries, clear errors.
+    """A small STAC API client: JSON over one keep-alive session, retries, bounds, clear errors.
 
     Args:
         url: the API root (landing page).
-        api_key: sent as ``Authorization: Bearer {api_key}`` when given.
-        timeout: seconds to connect and to wait for an answer.
+        api_key: sent as ``Authorization: Bearer {api_key}`` when given (to the API's origin
+            only).
+        timeout: seconds to connect and allowed between received bytes.
         max_retries: retries after a connection error, timeout, 429 or 5xx answer.
-        backoff: the n-th retry waits ``backoff * 2**(n-1)`` seconds.
+        backoff: the n-th retry waits ``backoff * 2**(n-1)`` seconds (or what ``Retry-After``
+            asks, capped).
+        credentials: further secret headers, sent to the API's origin only.
+        limits: every other bound (see :class:`~eomatch.io.http.HttpLimits`); ``timeout``,
+            ``max_retries`` and ``backoff`` override its fields.
+        transport: an httpx transport (tests).
     """
 
     def __init__(
@@ -43,27 +53,37 @@ class StacApi:
         timeout: float = 60.0,
         max_retries: int = 3,
         backoff: float = 0.5,
+        credentials: Mapping[str, str] | None = None,
+        limits: HttpLimits | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not re.match(r"^https?://[^/]", url):
             raise EomatchError(f"--api-url must be an http(s) URL, got {url!r}")
         self.root = url.rstrip("/")
+        base = limits or HttpLimits()
+        self.limits = replace(base, timeout_s=timeout, max_retries=max_retries, backoff_s=backoff)
         self.max_retries = max_retries
-        self.backoff = backoff
-        self.requests = 0
-        headers = {"Accept": "application/geo+json, application/json"}
+        secrets = dict(credentials or {})
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+            secrets["Authorization"] = f"Bearer {api_key}"
         self._has_key = bool(api_key)
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        self.session = HttpSession(
+            self.root + "/",
+            credentials=secrets,
+            headers={"Accept": "application/geo+json, application/json"},
+            limits=self.limits,
+            transport=transport,
+            max_connections=32,
         )
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (attempts and redirect hops included)."""
+        return self.session.requests
 
     def close(self) -> None:
         """Close the connections."""
-        self._client.close()
+        self.session.close()
 
     def __enter__(self) -> StacApi:
         return self
@@ -75,100 +95,148 @@ class StacApi:
         """An absolute URL for an href relative to the API root."""
         return urljoin(self.root + "/", href)
 
-    def get(self, href: str, params: Mapping[str, Any] | None = None) -> Any:
+    def deadline(self, what: str) -> Deadline:
+        """The time allowed for one operation (``max_seconds``)."""
+        return Deadline(self.limits.max_seconds, what)
+
+    def get(
+        self,
+        href: str,
+        params: Mapping[str, Any] | None = None,
+        deadline: Deadline | None = None,
+    ) -> Any:
         """GET JSON."""
-        return self._request("GET", self.url(href), params=params)
+        url = self.url(href)
+        return self._request("GET", url, deadline or self.deadline(url), params=params)
 
-    def post(self, href: str, body: Mapping[str, Any]) -> Any:
+    def post(self, href: str, body: Mapping[str, Any], deadline: Deadline | None = None) -> Any:
         """POST JSON, answer JSON."""
-        return self._request("POST", self.url(href), json=body)
+        url = self.url(href)
+        return self._request("POST", url, deadline or self.deadline(url), json=dict(body))
 
-    def _request(self, method: str, url: str, **kw: Any) -> Any:
-        attempt = 0
-        while True:
-            self.requests += 1
-            try:
-                resp = self._client.request(method, url, **kw)
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    attempt = self._wait(attempt, f"{url}: {exc}")
-                    continue
-                raise EomatchError(f"cannot reach the API at {self.root}: {_reason(exc)}") from None
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                attempt = self._wait(attempt, f"{url}: HTTP {resp.status_code}")
-                continue
-            if resp.status_code >= 400:
-                raise EomatchError(self._status_message(resp, url))
-            try:
-                return orjson.loads(resp.content)  # several times faster than json
-            except ValueError:
-                raise EomatchError(
-                    f"{url}: the answer is not JSON (is {self.root} a STAC API?)"
-                ) from None
+    def _request(
+        self, method: str, url: str, deadline: Deadline, what: str | None = None, **kw: Any
+    ) -> Any:
+        what = what or f"{method} {url}"
+        try:
+            answer = self.session.request(method, url, deadline=deadline, **kw)
+        except TransportFailure as exc:
+            raise self._transport_error(exc, what) from None
+        except RemoteLimitError as exc:
+            raise self._limit_error(exc, what) from None
+        if answer.status >= 400:
+            raise self._status_error(answer, url, what)
+        try:
+            return answer.json()
+        except ValueError:
+            raise self._json_error(url, what) from None
 
-    def _wait(self, attempt: int, what: str) -> int:
-        delay = self.backoff * 2**attempt
-        log.info("%s; retrying in %.1f s", what, delay)
-        time.sleep(delay)
-        return attempt + 1
+    # -- how failures are worded (the product source words them its own way) ----------------
 
-    def _status_message(self, resp: httpx.Response, url: str) -> str:
-        code = resp.status_code
+    def _transport_error(self, exc: TransportFailure, what: str) -> EomatchError:
+        return EomatchError(f"cannot reach the API at {self.root}: {exc.reason}")
+
+    def _limit_error(self, exc: RemoteLimitError, what: str) -> EomatchError:
+        return exc
+
+    def _json_error(self, url: str, what: str) -> EomatchError:
+        return EomatchError(f"{url}: the answer is not JSON (is {self.root} a STAC API?)")
+
+    def _shape_error(self, url: str, what: str, problem: str) -> EomatchError:
+        return EomatchError(f"{url}: {problem}")
+
+    def _status_error(self, answer: Answer, url: str, what: str) -> EomatchError:
+        code = answer.status
         if code == 401:
             if self._has_key:
-                return f"{self.root}: HTTP 401: the API refused the key (--api-key/{API_KEY_ENV})"
-            return f"{self.root}: HTTP 401: this API needs a key (--api-key or {API_KEY_ENV})"
+                return EomatchError(
+                    f"{self.root}: HTTP 401: the API refused the key (--api-key/{API_KEY_ENV})"
+                )
+            return EomatchError(
+                f"{self.root}: HTTP 401: this API needs a key (--api-key or {API_KEY_ENV})"
+            )
         if code == 403:
-            return f"{self.root}: HTTP 403: the key is not allowed to read this API"
-        detail = ""
-        try:
-            doc = resp.json()
-            if isinstance(doc, dict):
-                detail = str(doc.get("description") or doc.get("detail") or "")
-        except ValueError:
-            pass
-        text = f"{url}: HTTP {code} {resp.reason_phrase}".rstrip()
-        return f"{text}: {detail}" if detail else text
+            return EomatchError(f"{self.root}: HTTP 403: the key is not allowed to read this API")
+        detail = _detail(answer)
+        text = f"{url}: HTTP {code} {answer.reason}".rstrip()
+        return EomatchError(f"{text}: {detail}" if detail else text)
 
     def collections(self) -> dict[str, dict[str, Any]]:
         """Every collection of the API (``/collections``, following ``next`` links)."""
         out: dict[str, dict[str, Any]] = {}
-        doc = self.get("collections", {"limit": 1000})
-        seen: set[str] = set()
+        what = f"listing the collections of {self.root}"
+        deadline = self.deadline(what)
+        doc = self.get("collections", {"limit": 1000}, deadline)
+        pager = _Pager(self.limits, what)
         while True:
             if not isinstance(doc, dict) or not isinstance(doc.get("collections"), list):
                 raise EomatchError(f"{self.url('collections')}: not a STAC collections list")
+            pager.page(len(doc["collections"]))
             for coll in doc["collections"]:
                 if isinstance(coll, dict) and isinstance(coll.get("id"), str):
                     out[coll["id"]] = coll
             nxt = _next_link(doc)
-            if nxt is None or nxt.get("href") in seen or not doc["collections"]:
+            if nxt is None or not doc["collections"]:
                 return out
-            seen.add(str(nxt["href"]))
-            doc = self._follow(nxt, None)
+            pager.follow(nxt, None)
+            doc = self._follow(nxt, None, deadline, what)
 
-    def search(self, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Pages of a POST ``/search``, following ``next`` links (GET or POST)."""
-        page = self.post("search", body)
+    def search(
+        self,
+        body: Mapping[str, Any],
+        *,
+        href: str = "search",
+        method: str = "POST",
+        what: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Pages of a ``/search``, following ``next`` links (GET or POST), within the limits.
+
+        Raises:
+            RemoteLimitError: more than ``max_pages`` pages or ``max_items`` items, a ``next``
+                link that repeats, or longer than ``max_seconds`` in all.
+        """
+        url = self.url(href)
+        what = what or f"search at {url}"
+        deadline = self.deadline(what)
+        if method.upper() == "GET":
+            page = self._request("GET", url, deadline, what, params=_query_params(body))
+        else:
+            page = self._request("POST", url, deadline, what, json=dict(body))
         current: Mapping[str, Any] = body
+        pager = _Pager(self.limits, what)
         while True:
             if not isinstance(page, dict) or not isinstance(page.get("features"), list):
-                raise EomatchError(f"{self.url('search')}: not a STAC ItemCollection")
+                raise self._shape_error(url, what, "not a STAC ItemCollection (no 'features' list)")
+            try:
+                pager.page(len(page["features"]))
+            except RemoteLimitError as exc:
+                raise self._limit_error(exc, what) from None
             yield page
             nxt = _next_link(page)
             if nxt is None or not page["features"]:
                 return
-            if nxt.get("body") is not None and nxt.get("merge"):
+            if isinstance(nxt.get("body"), dict) and nxt.get("merge"):
                 current = {**current, **nxt["body"]}
-            elif nxt.get("body") is not None:
+            elif isinstance(nxt.get("body"), dict):
                 current = nxt["body"]
-            page = self._follow(nxt, current)
+            try:
+                pager.follow(nxt, current)
+            except RemoteLimitError as exc:
+                raise self._limit_error(exc, what) from None
+            page = self._follow(nxt, current, deadline, what)
 
-    def _follow(self, link: Mapping[str, Any], body: Mapping[str, Any] | None) -> Any:
+    def _follow(
+        self,
+        link: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
+        deadline: Deadline,
+        what: str | None = None,
+    ) -> Any:
         href = self.url(str(link["href"]))
         if str(link.get("method", "GET")).upper() == "POST":
-            return self._request("POST", href, json=dict(body or link.get("body") or {}))
-        return self._request("GET", href)
+            payload = dict(body or link.get("body") or {})
+            return self._request("POST", href, deadline, what, json=payload)
+        return self._request("GET", href, deadline, what)
 
     def items_by_id(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Items of one collection by id, in one request (paged if the server insists)."""
@@ -179,13 +247,73 @@ class StacApi:
         return out
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+class _Pager:
+    """Counts pages and items of one paged listing and refuses loops and excess."""
+
+    def __init__(self, limits: HttpLimits, what: str) -> None:
+        self.limits = limits
+        self.what = what
+        self.pages = 0
+        self.items = 0
+        self.followed: set[bytes] = set()
+
+    def page(self, items: int) -> None:
+        self.pages += 1
+        self.items += items
+        if self.pages > self.limits.max_pages:
+            raise RemoteLimitError(
+                f"{self.what}: more than {self.limits.max_pages} pages (limit max_pages); "
+                "narrow the search or raise the limit"
+            )
+        if self.items > self.limits.max_items:
+            raise RemoteLimitError(
+                f"{self.what}: more than {self.limits.max_items} items (limit max_items); "
+                "narrow the search or raise the limit"
+            )
+
+    def follow(self, link: Mapping[str, Any], body: Mapping[str, Any] | None) -> None:
+        key = orjson.dumps(
+            [str(link.get("href")), str(link.get("method", "GET")).upper(), body],
+            option=orjson.OPT_SORT_KEYS,
+            default=str,
+        )
+        if key in self.followed:
+            raise RemoteLimitError(
+                f"{self.what}: the server's 'next' link repeats an earlier page (paging loop)"
+            )
+        self.followed.add(key)
+
+
+def _detail(answer: Answer) -> str:
+    """The ``description``/``detail`` of a JSON error answer, on one short line."""
+    try:
+        doc = orjson.loads(answer.content)
+    except ValueError:
+        return ""
+    detail = str(doc.get("description") or doc.get("detail") or "") if isinstance(doc, dict) else ""
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= 200 else detail[:197] + "..."
+
+
+def _query_params(body: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in body.items():
+        if isinstance(value, list | tuple):
+            out[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            out[key] = orjson.dumps(value).decode()
+        else:
+            out[key] = str(value)
+    return out
 
 
 def _next_link(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    for link in doc.get("links") or []:
-        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
+    links = doc.get("links")
+    for link in links if isinstance(links, list) else []:
+        href = link.get("href") if isinstance(link, dict) else None
+        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(href, str) and href:
             return link
     return None
+
+
+__all__ = ["API_KEY_ENV", "StacApi"]

@@ -1,41 +1,52 @@
 """Real products from a STAC API: the ``stac`` product source.
 
-Items are fetched with pystac-client as plain dicts (building ``pystac.Item`` objects for every
-result is needlessly slow) and turned into :class:`~eomatch.core.products.Product` directly.
-Provider platform strings (``sentinel-2a``, ``LANDSAT_9``) are mapped through the satellite
-registry so that products carry the registry's ``Satellite.name``, as the catalogue requires.
+Items are fetched through the project's one STAC client (:class:`~eomatch.io.stac_api_client.
+StacApi`, bounded by :class:`~eomatch.io.http.HttpLimits`) as plain dicts and turned into
+:class:`~eomatch.core.products.Product` directly. Provider platform strings (``sentinel-2a``,
+``LANDSAT_9``) are mapped through the satellite registry so that products carry the registry's
+``Satellite.name``, as the catalogue requires. The provider is untrusted: ids that cannot be
+file names, local asset hrefs and absurd footprints never reach the catalogue.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+import httpx
 import shapely
-from pystac.errors import STACError
-from pystac_client import Client
-from pystac_client.exceptions import APIError
-from pystac_client.stac_api_io import StacApiIO
 from shapely.errors import ShapelyError
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
-from urllib3 import Retry
 
+from eomatch.core import stac_items as si
 from eomatch.core.products import Product, SensorKey
 from eomatch.core.satellites import SatelliteRegistry, UnknownSatelliteError
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, RemoteLimitError, UnsafePathError
+from eomatch.io.http import Answer, HttpLimits, TransportFailure
+from eomatch.io.safe_paths import check_component
+from eomatch.io.stac_api_client import StacApi
 
 log = logging.getLogger(__name__)
 
 Bbox = tuple[float, float, float, float]
-T = TypeVar("T")
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-"""HTTP answers worth retrying: rate limiting and transient server trouble."""
+MAX_FOOTPRINT_VERTICES = 2_000
+"""Footprints with more vertices are simplified (topology preserved) until they have at most
+this many; real footprints have 5 (Landsat) to a few hundred (Sentinel-3) vertices."""
+SIMPLIFY_TOLERANCE_DEG = 1e-4
+"""First simplification tolerance (about 11 m); doubled until the footprint is small enough."""
+REFUSE_FOOTPRINT_VERTICES = 200_000
+"""Footprints with more vertices than this are refused (the item is skipped) unparsed."""
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs"})
+"""Asset href schemes kept from a provider; local paths and ``file://`` are dropped."""
+RESERVED_IDS = frozenset({"catalog", "collection"})
+"""Item ids that would collide with the catalogue's own files."""
 KEPT_PROPERTIES = frozenset({"eo:cloud_cover", "proj:epsg", "proj:code"})
 """Provider properties copied onto products (useful for filtering matchups later)."""
 KEPT_PROPERTY_PREFIXES = ("view:",)
@@ -102,19 +113,61 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     return MultiPolygon(parts)
 
 
+class _ProviderApi(StacApi):
+    """The STAC client worded for a provider: ``STAC API {url}: {what} ...`` messages."""
+
+    def _tries(self) -> str:
+        n = self.max_retries
+        return f"after {n} {'retry' if n == 1 else 'retries'}" if n else "(no retries)"
+
+    def _transport_error(self, exc: TransportFailure, what: str) -> EomatchError:
+        kind = "did not answer in time" if exc.timed_out else "is unreachable"
+        return EomatchError(f"STAC API {self.root} {kind} ({what}, {self._tries()}): {exc.reason}")
+
+    def _limit_error(self, exc: RemoteLimitError, what: str) -> EomatchError:
+        text = str(exc)
+        return RemoteLimitError(text if text.startswith(what) else f"{what}: {text}")
+
+    def _json_error(self, url: str, what: str) -> EomatchError:
+        return EomatchError(f"STAC API {self.root}: {what}: the answer is not valid JSON ({url})")
+
+    def _shape_error(self, url: str, what: str, problem: str) -> EomatchError:
+        return EomatchError(f"STAC API {self.root}: {what}: {problem}")
+
+    def _status_error(self, answer: Answer, url: str, what: str) -> EomatchError:
+        detail = " ".join(answer.text.split())
+        if len(detail) > 200:
+            detail = detail[:197] + "..."
+        return EomatchError(
+            f"STAC API {self.root}: {what} failed with HTTP {answer.status} {self._tries()}: "
+            f"{detail or '(empty body)'}"
+        )
+
+
 class StacApiSource:
     """Searches one STAC API for the products of the configured collections.
+
+    Everything the API sends is untrusted (see :mod:`eomatch.io.http` for the bounds on
+    requests): item ids must be plain file names (:func:`~eomatch.io.safe_paths.check_component`),
+    asset hrefs must be remote URLs, and footprints are simplified above
+    :data:`MAX_FOOTPRINT_VERTICES` vertices and refused above :data:`REFUSE_FOOTPRINT_VERTICES`;
+    an item failing these is skipped with a warning.
 
     Args:
         url: the API landing page.
         collections: our collection id → the provider's collection id.
-        headers: sent with every request (credentials: ``Authorization`` etc.).
+        headers: secret headers (``headers_env``: ``Authorization`` etc.), sent only to the
+            origin (scheme, host, port) of ``url``: never to another host a ``next`` link or a
+            redirect names.
         page_size: items per page (the ``limit`` parameter); paging follows ``next`` links.
         max_retries: retries (with exponential backoff) after a connection error, timeout,
             429 or 5xx answer, for each request.
         registry: maps provider platform names to satellites (built-in registry by default).
-        timeout: seconds to wait for the server to connect and to answer.
-        backoff_factor: urllib3 backoff: the n-th retry waits ``backoff_factor * 2**(n-1)`` s.
+        timeout: seconds to connect, and allowed between received bytes.
+        backoff_factor: the n-th retry waits ``backoff_factor * 2**(n-1)`` s (or what
+            ``Retry-After`` asks, capped at ``limits.max_retry_after_s``).
+        limits: bounds on pages, items, bytes and time per search (``HttpLimits`` defaults).
+        transport: an httpx transport (tests).
     """
 
     def __init__(
@@ -128,11 +181,15 @@ class StacApiSource:
         timeout: float = 30,
         *,
         backoff_factor: float = 0.5,
+        limits: HttpLimits | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if page_size < 1:
             raise EomatchError(f"STAC API {url}: page_size must be at least 1, got {page_size}")
         if max_retries < 0:
             raise EomatchError(f"STAC API {url}: max_retries must be >= 0, got {max_retries}")
+        if not url.lower().startswith(("http://", "https://")):
+            raise EomatchError(f"STAC API {url!r}: the URL must start with http:// or https://")
         self.url = url
         self.collections = dict(collections)
         self.headers = dict(headers or {})
@@ -141,7 +198,10 @@ class StacApiSource:
         self.registry = registry if registry is not None else SatelliteRegistry()
         self.timeout = timeout
         self.backoff_factor = backoff_factor
-        self._client: Client | None = None
+        self.limits = limits
+        self.transport = transport
+        self._client: _ProviderApi | None = None
+        self._search: tuple[str, str] = ("search", "POST")
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -149,80 +209,37 @@ class StacApiSource:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _retry(self) -> Retry:
-        return Retry(
-            total=self.max_retries,
-            connect=self.max_retries,
-            read=self.max_retries,
-            status=self.max_retries,
-            other=self.max_retries,
-            backoff_factor=self.backoff_factor,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,  # POST /search is a read: retrying it is safe
-            raise_on_status=False,  # hand the last answer back so its status can be reported
-            respect_retry_after_header=True,
-        )
-
-    def client(self) -> Client:
-        """The opened API client (opened once, on first use)."""
+    def client(self) -> StacApi:
+        """The API client, opened once on first use (reads the landing page)."""
         with self._lock:
             if self._client is None:
-                stac_io = StacApiIO(
-                    headers=self.headers, timeout=self.timeout, max_retries=self._retry()
+                api = _ProviderApi(
+                    self.url,
+                    timeout=self.timeout,
+                    max_retries=self.max_retries,
+                    backoff=self.backoff_factor,
+                    credentials=self.headers,
+                    limits=self.limits,
+                    transport=self.transport,
                 )
-                self._client = self._call(
-                    "open",
-                    lambda: Client.open(
-                        self.url, headers=self.headers, stac_io=stac_io, timeout=self.timeout
-                    ),
-                )
+                try:
+                    landing = api._request("GET", api.url(""), api.deadline("open"), "open")
+                    if not isinstance(landing, dict):
+                        raise api._shape_error(api.root, "open", "not a STAC landing page")
+                except BaseException:
+                    api.close()
+                    raise
+                self._search = _search_endpoint(landing)
+                self._client = api
+                weakref.finalize(self, api.close)  # no socket left to the garbage collector
             return self._client
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` turning pystac-client/requests/JSON failures into one-line user errors."""
-        try:
-            try:
-                return fn()
-            except STACError as exc:
-                # pystac wraps failures while resolving links (the root, on a search)
-                if isinstance(exc.__cause__, APIError | ValueError):
-                    raise exc.__cause__ from exc
-                raise
-        except EomatchError:
-            raise
-        except APIError as exc:
-            raise self._api_error(what, exc) from exc
-        except json.JSONDecodeError as exc:
-            raise EomatchError(
-                f"STAC API {self.url}: {what}: the answer is not valid JSON ({exc})"
-            ) from exc
-        except (ValueError, KeyError, TypeError, STACError) as exc:
-            # pystac raises these for JSON that is not a STAC document
-            raise EomatchError(
-                f"STAC API {self.url}: {what}: unexpected answer ({type(exc).__name__}: {exc})"
-            ) from exc
-        except NotImplementedError as exc:
-            # pystac-client: the API does not declare the conformance class this needs
-            raise EomatchError(f"STAC API {self.url}: {what}: not supported ({exc})") from exc
-        except OSError as exc:
-            raise EomatchError(f"STAC API {self.url}: {what}: {exc}") from exc
-
-    def _api_error(self, what: str, exc: APIError) -> EomatchError:
-        status = getattr(exc, "status_code", None)
-        detail = " ".join(str(exc).split())
-        if len(detail) > 200:
-            detail = detail[:197] + "..."
-        n = self.max_retries
-        tries = f"after {n} {'retry' if n == 1 else 'retries'}" if n else "(no retries)"
-        if status is None:
-            kind = "did not answer in time" if "timed out" in detail else "is unreachable"
-            return EomatchError(
-                f"STAC API {self.url} {kind} ({what}, {tries}): {detail or 'no details'}"
-            )
-        return EomatchError(
-            f"STAC API {self.url}: {what} failed with HTTP {status} {tries}: "
-            f"{detail or '(empty body)'}"
-        )
+    def close(self) -> None:
+        """Close the connections (opened again on the next search)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     # -- search -----------------------------------------------------------------------------
 
@@ -270,24 +287,18 @@ class StacApiSource:
         return products
 
     def _items(
-        self, client: Client, collection: str, bbox: Bbox, interval: tuple[datetime, datetime]
+        self, client: StacApi, collection: str, bbox: Bbox, interval: tuple[datetime, datetime]
     ) -> Iterator[dict[str, Any]]:
         what = f"search of collection {collection!r}"
-        search = self._call(
-            what,
-            lambda: client.search(
-                collections=[collection], bbox=list(bbox), datetime=interval, limit=self.page_size
-            ),
-        )
-        pages = iter(search.pages_as_dicts())
-        while True:
-            page = self._call(what, lambda: next(pages, None))
-            if page is None:
-                return
-            features = page.get("features")
-            if not isinstance(features, list):
-                raise EomatchError(f"STAC API {self.url}: {what}: a page has no 'features' list")
-            yield from (f for f in features if isinstance(f, dict))
+        body = {
+            "collections": [collection],
+            "bbox": list(bbox),
+            "datetime": f"{si.format_datetime(interval[0])}/{si.format_datetime(interval[1])}",
+            "limit": self.page_size,
+        }
+        href, method = self._search
+        for page in client.search(body, href=href, method=method, what=what):
+            yield from (f for f in page["features"] if isinstance(f, dict))
 
     def _platform_name(self, platform: Any) -> str | None:
         if not isinstance(platform, str):
@@ -299,7 +310,13 @@ class StacApiSource:
 
     def _product(self, item: Mapping[str, Any], sensor: SensorKey, wanted: str) -> Product | None:
         """The product of one item dict, or None when it belongs elsewhere or is unusable."""
-        item_id = str(item["id"])
+        try:
+            item_id = check_component("item id", item.get("id"))
+            if item_id in RESERVED_IDS:
+                raise UnsafePathError(f"item id {item_id!r} is reserved for catalogue files")
+        except UnsafePathError as exc:
+            log.warning("STAC API %s: %s; item skipped", self.url, exc)
+            return None
         props = item.get("properties")
         if not isinstance(props, dict):
             log.warning("STAC API %s: item %s has no properties; skipped", self.url, item_id)
@@ -320,8 +337,17 @@ class StacApiSource:
         if not isinstance(geometry, dict):
             log.warning("STAC API %s: item %s has no geometry; skipped", self.url, item_id)
             return None
+        vertices = count_vertices(geometry, REFUSE_FOOTPRINT_VERTICES)
+        if vertices > REFUSE_FOOTPRINT_VERTICES:
+            log.warning(
+                "STAC API %s: item %s: footprint has more than %d vertices; skipped",
+                self.url,
+                item_id,
+                REFUSE_FOOTPRINT_VERTICES,
+            )
+            return None
         try:
-            geom = _polygonal(shape(geometry))
+            geom = bounded_footprint(_polygonal(shape(geometry)))
         except (ValueError, TypeError, AttributeError, ShapelyError) as exc:
             log.warning("STAC API %s: item %s: bad geometry (%s); skipped", self.url, item_id, exc)
             return None
@@ -340,13 +366,77 @@ class StacApiSource:
         )
 
 
+def count_vertices(geometry: Any, stop_above: int) -> int:
+    """Positions in a GeoJSON geometry dict, counted without building it (stops past a bound)."""
+    count = 0
+    stack: list[Any] = [geometry.get("coordinates"), *(geometry.get("geometries") or [])]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.append(x.get("coordinates"))
+            stack.extend(x.get("geometries") or [])
+        elif isinstance(x, list):
+            if x and isinstance(x[0], int | float):
+                count += 1
+                if count > stop_above:
+                    return count
+            else:
+                stack.extend(x)
+    return count
+
+
+def bounded_footprint(geom: BaseGeometry) -> BaseGeometry:
+    """``geom``, simplified (topology preserved) if it has more than MAX_FOOTPRINT_VERTICES.
+
+    The tolerance starts at :data:`SIMPLIFY_TOLERANCE_DEG` and doubles until the footprint
+    is small enough, so a footprint is changed no more than needed.
+    """
+    if shapely.get_num_coordinates(geom) <= MAX_FOOTPRINT_VERTICES:
+        return geom
+    tolerance = SIMPLIFY_TOLERANCE_DEG
+    simple = geom
+    while tolerance < 1.0:
+        simple = _polygonal(geom.simplify(tolerance, preserve_topology=True))
+        if shapely.get_num_coordinates(simple) <= MAX_FOOTPRINT_VERTICES:
+            break
+        tolerance *= 2
+    log.debug(
+        "footprint of %d vertices simplified to %d (tolerance %g deg)",
+        shapely.get_num_coordinates(geom),
+        shapely.get_num_coordinates(simple),
+        tolerance,
+    )
+    return simple
+
+
+def _search_endpoint(landing: Mapping[str, Any]) -> tuple[str, str]:
+    """The search link of a landing page as ``(href, method)``: POST preferred."""
+    links = landing.get("links")
+    found: dict[str, str] = {}
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("rel") == "search":
+            href = link.get("href")
+            if isinstance(href, str) and href:
+                found.setdefault(str(link.get("method") or "GET").upper(), href)
+    if "POST" in found:
+        return found["POST"], "POST"
+    if "GET" in found:
+        return found["GET"], "GET"
+    return "search", "POST"
+
+
 def _assets(raw: Any) -> dict[str, dict[str, Any]]:
+    """Download-relevant asset fields; only remote hrefs (a provider names no local files)."""
     if not isinstance(raw, dict):
         return {}
     out: dict[str, dict[str, Any]] = {}
     for key, asset in raw.items():
-        if isinstance(asset, dict) and isinstance(asset.get("href"), str):
-            out[str(key)] = {f: asset[f] for f in KEPT_ASSET_FIELDS if f in asset}
+        if not isinstance(asset, dict) or not isinstance(asset.get("href"), str):
+            continue
+        if urlsplit(asset["href"]).scheme.lower() not in REMOTE_SCHEMES:
+            log.debug("asset %r: href %r is not a remote URL; dropped", key, asset["href"][:80])
+            continue
+        out[str(key)] = {f: asset[f] for f in KEPT_ASSET_FIELDS if f in asset}
     return out
 
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from eomatch.context import EOMatchContext
 from eomatch.core.products import Product
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
-from eomatch.io.downloads import DownloadJob, DownloadReport, download
+from eomatch.io.downloads import DownloadJob, DownloadReport, DownloadResult, download
+from eomatch.io.safe_paths import MAX_COMPONENT_BYTES, sanitise_component, within_root
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
@@ -72,18 +75,35 @@ def local_data_path(cat: MatchupCatalogue, product: Product) -> Path | None:
 
 
 def product_destination(cat: MatchupCatalogue, product: Product, href: str) -> Path:
-    """``{root}/data/{platform}/{collection}/YYYY/MM/DD/{id}{suffix}`` (zero-padded)."""
+    """``{root}/data/{platform}/{collection}/YYYY/MM/DD/{id}{suffix}`` (zero-padded).
+
+    Every component comes from item fields (a pulled catalogue holds whatever an API sent), so
+    each is sanitised into a plain file name and the result is checked to stay in the data
+    folder (symlinks followed).
+
+    Raises:
+        UnsafePathError: the destination would leave the catalogue's data folder.
+    """
     name = Path(urlparse(href).path).name
     suffix = next((s for s in KNOWN_SUFFIXES if name.endswith(s)), Path(name).suffix)
+    if not re.fullmatch(r"\.[A-Za-z0-9]{1,16}", suffix) and suffix not in KNOWN_SUFFIXES:
+        suffix = ""  # a provider's odd file name does not choose ours
     day = product.start.astimezone(UTC)
-    platform = product.sensor.platform.replace(" ", "_")
-    return (
-        cat.data_root
-        / platform
-        / product.sensor.collection
-        / f"{day:%Y/%m/%d}"
-        / f"{product.id}{suffix}"
-    )
+    platform = sanitise_component(product.sensor.platform.replace(" ", "_"))
+    collection = sanitise_component(product.sensor.collection)
+    stem = sanitise_component(product.id, max_bytes=MAX_COMPONENT_BYTES - len(suffix))
+    dest = cat.data_root / platform / collection / f"{day:%Y/%m/%d}" / f"{stem}{suffix}"
+    within_root(cat.data_root, dest)
+    return dest
+
+
+def _expected_size(product: Product, value: Any) -> int | None:
+    """A provider's ``file:size`` as a byte count; None if absent, an error if nonsense."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EomatchError(f"product {product.id}: invalid file:size {value!r:.40}")
+    return value
 
 
 def download_products(
@@ -113,6 +133,7 @@ def download_products(
             raise EomatchError(msg)
         log.warning(msg)
     jobs: list[DownloadJob] = []
+    refused: list[DownloadResult] = []
     for p in products:
         if p.predicted or local_data_path(cat, p) is not None:
             continue
@@ -121,20 +142,34 @@ def download_products(
         if not href:
             log.warning("product %s has no data asset to download", p.id)
             continue
-        jobs.append(
-            DownloadJob(
+        try:
+            checksum = asset.get("file:checksum") if asset else None
+            if checksum is not None and not isinstance(checksum, str):
+                raise EomatchError(f"product {p.id}: invalid file:checksum {checksum!r:.40}")
+            job = DownloadJob(
                 product_id=p.id,
                 href=href,
                 dest=product_destination(cat, p, href),
-                checksum=asset.get("file:checksum") if asset else None,
-                size=asset.get("file:size") if asset else None,
+                checksum=checksum,
+                size=_expected_size(p, asset.get("file:size") if asset else None),
+                root=cat.data_root,
             )
-        )
+        except EomatchError as exc:
+            refused.append(DownloadResult(_refused_job(p, href), "failed", reason=str(exc)))
+            continue
+        jobs.append(job)
 
     def register(job: DownloadJob, path: Path) -> None:
         cat.set_product_data(job.product_id, path)
 
-    return download(jobs, concurrency=concurrency, progress=progress, on_done=register)
+    report = download(jobs, concurrency=concurrency, progress=progress, on_done=register)
+    report.results[:0] = refused
+    return report
+
+
+def _refused_job(product: Product, href: str) -> DownloadJob:
+    """A stand-in job for a product refused before downloading (for the report)."""
+    return DownloadJob(product_id=product.id, href=href, dest=Path(os.devnull))
 
 
 def remove_products(

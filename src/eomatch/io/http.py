@@ -1,0 +1,511 @@
+"""The one HTTP layer for talking to servers eomatch does not control.
+
+Provider STAC APIs, matchup APIs, GP (TLE) endpoints and download servers are untrusted: a
+compromised or broken one may redirect anywhere, loop, answer forever, trickle one byte a
+second, send a compression bomb or ask to be retried in an hour. Everything here is bounded:
+
+* credentials (``Authorization``, ``headers_env`` of a source) go only to the configured
+  origin (scheme, host, port): never on a redirect or ``next`` link to another origin;
+* redirects are followed by hand, at most :attr:`HttpLimits.max_redirects`, loops refused;
+* bodies are read while streaming, decompressed by us (gzip/deflate only) with a cap on the
+  *decompressed* bytes, so a bomb is stopped after ``max_response_bytes``;
+* every operation may carry a :class:`Deadline` (total time of a search, say), checked between
+  received chunks and before each retry wait;
+* transient answers (408, 425, 429, 5xx) and transport errors are retried with exponential
+  backoff; ``Retry-After`` is honoured up to :attr:`HttpLimits.max_retry_after_s`.
+
+Tests inject an ``httpx`` transport or use local servers; nothing here patches globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+
+from eomatch._version import __version__
+from eomatch.errors import EomatchError, RemoteLimitError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+"""HTTP answers worth another attempt: timeouts, rate limiting, transient server trouble."""
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = f"eomatch/{__version__}"
+_READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on what one remote server may cost us (all documented in docs/catalogue.md).
+
+    Attributes:
+        timeout_s: seconds to connect, and allowed between two received bytes.
+        max_response_bytes: largest (decompressed) body of one JSON/text answer.
+        max_seconds: total time of one operation (a search with all its pages and retries).
+        max_retries: further attempts after a transport error or a transient status.
+        backoff_s: wait before the first retry; doubled for each further one.
+        max_retry_after_s: longest ``Retry-After`` wait honoured (longer ones are capped).
+        max_redirects: redirects followed per request.
+        max_pages: pages of one paged search (``next`` links followed).
+        max_items: items of one paged search.
+    """
+
+    timeout_s: float = 60.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_seconds: float = 1800.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_retry_after_s: float = 60.0
+    max_redirects: int = 5
+    max_pages: int = 10_000
+    max_items: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "max_seconds", "max_retry_after_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+                raise EomatchError(f"HTTP limit {name} must be a positive number, got {value!r}")
+        for name in ("max_response_bytes", "max_pages", "max_items"):
+            if getattr(self, name) < 1:
+                raise EomatchError(f"HTTP limit {name} must be at least 1")
+        if self.max_retries < 0 or self.max_redirects < 0 or self.backoff_s < 0:
+            raise EomatchError("HTTP limits max_retries, max_redirects, backoff_s must be >= 0")
+
+
+Origin = tuple[str, str, int]
+
+
+def origin(url: str) -> Origin:
+    """``(scheme, host, port)`` of a URL, with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class Deadline:
+    """The end of the time allowed for one operation (monotonic clock)."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.end - time.monotonic()
+
+    def check(self) -> None:
+        """Raise :class:`RemoteLimitError` once the time is up."""
+        if self.remaining() <= 0:
+            raise RemoteLimitError(
+                f"{self.what} took longer than the {self.seconds:g} s allowed (limit "
+                "max_seconds); the server is too slow or never finishes"
+            )
+
+
+class TransportFailure(EomatchError):
+    """No answer after every attempt (refused, reset, timed out)."""
+
+    def __init__(self, url: str, exc: Exception, attempts: int) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.timed_out = isinstance(exc, httpx.TimeoutException)
+        self.reason = _one_line(exc)
+        super().__init__(
+            f"{url}: {'timed out' if self.timed_out else 'failed'} after {attempts} "
+            f"attempt(s) ({self.reason})"
+        )
+
+
+@dataclass
+class Answer:
+    """A complete, bounded HTTP answer."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    url: str
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (UTF-8 unless the server says otherwise; bad bytes replaced)."""
+        charset = "utf-8"
+        ctype = self.headers.get("Content-Type", "")
+        for part in ctype.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ValueError: not JSON.
+        """
+        return orjson.loads(self.content)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}"[:300]
+
+
+class _Decoder:
+    """Content-Encoding decoding with a hard cap on the bytes it produces."""
+
+    def __init__(self, encoding: str, limit: int, url: str) -> None:
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1:
+            raise RemoteLimitError(f"{url}: stacked Content-Encoding {encoding!r} refused")
+        self.coding = codings[0] if codings else ""
+        if self.coding in ("gzip", "x-gzip"):
+            self._obj: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.coding == "deflate":
+            self._obj = zlib.decompressobj()
+        elif self.coding:
+            raise RemoteLimitError(f"{url}: unsupported Content-Encoding {encoding!r}")
+        self.limit = limit
+        self.url = url
+        self.total = 0
+        self._first = True
+
+    def _count(self, data: bytes) -> bytes:
+        self.total += len(data)
+        if self.total > self.limit:
+            raise RemoteLimitError(
+                f"{self.url}: the answer is larger than {self.limit} bytes"
+                f"{' (decompressed)' if self.coding else ''} (limit max_response_bytes)"
+            )
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.coding:
+            return self._count(data)
+        out = []
+        buf = data
+        while buf:
+            room = max(1, min(self.limit - self.total + 1, 1 << 20))
+            try:
+                chunk = self._obj.decompress(buf, room)
+            except zlib.error as exc:
+                if self.coding == "deflate" and self._first:  # raw deflate, no zlib header
+                    self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._first = False
+                    continue
+                raise EomatchError(f"{self.url}: corrupt {self.coding} body ({exc})") from None
+            self._first = False
+            out.append(self._count(chunk))
+            buf = self._obj.unconsumed_tail
+            if self._obj.eof and self._obj.unused_data:  # another gzip member follows
+                buf = self._obj.unused_data
+                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif not chunk and not buf:
+                break
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return self._count(self._obj.flush()) if self.coding else b""
+
+
+@contextlib.contextmanager
+def open_following(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    json: Any = None,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    credentials: Mapping[str, str] | None = None,
+    credential_origin: Origin | None = None,
+    max_redirects: int = 5,
+    timeout: Callable[[], httpx.Timeout] | None = None,
+    deadline: Deadline | None = None,
+    on_send: Callable[[], None] | None = None,
+) -> Iterator[httpx.Response]:
+    """A streamed request on a client that does not follow redirects; they are followed here.
+
+    ``credentials`` are added only to hops whose origin is ``credential_origin`` (default: the
+    origin of ``url``), so a redirect to another host, port or scheme never carries them.
+    303 (and 301/302 after a POST) continue as GET without a body, as browsers do.
+
+    Raises:
+        RemoteLimitError: more than ``max_redirects`` redirects, a redirect loop, or a
+            redirect to a scheme other than http(s).
+    """
+    home = credential_origin or origin(url)
+    seen: set[tuple[str, str]] = set()
+    body = json
+    first = url
+    for hop in range(max_redirects + 1):
+        if deadline is not None:
+            deadline.check()
+        hop_headers = dict(headers or {})
+        if credentials and origin(url) == home:
+            hop_headers.update(credentials)
+        request = client.build_request(
+            method,
+            url,
+            json=body,
+            params=params if hop == 0 else None,
+            headers=hop_headers,
+            timeout=timeout() if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        key = (method, str(request.url))
+        if key in seen:
+            raise RemoteLimitError(f"{first}: redirect loop at {request.url}")
+        seen.add(key)
+        if on_send is not None:
+            on_send()
+        response = client.send(request, stream=True)
+        location = response.headers.get("Location")
+        if response.status_code not in REDIRECT_STATUSES or not location:
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+        response.close()
+        nxt = urljoin(str(request.url), location)
+        if urlsplit(nxt).scheme.lower() not in ("http", "https"):
+            raise RemoteLimitError(f"{first}: redirect to a non-http(s) URL refused")
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        log.debug("%s redirects to %s", request.url, nxt)
+        url = nxt
+    raise RemoteLimitError(f"{first}: more than {max_redirects} redirects (limit max_redirects)")
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class HttpSession:
+    """One keep-alive client for one configured origin, with bounded requests.
+
+    Args:
+        base_url: the configured URL; its origin is the only one credentials are sent to.
+        credentials: secret headers (``Authorization``, API keys) for that origin only.
+        headers: other headers, sent everywhere (``Accept``).
+        limits: the bounds; see :class:`HttpLimits`.
+        transport: an ``httpx`` transport (tests); the network by default.
+        max_connections: connection pool size (concurrent requests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        limits: HttpLimits | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 16,
+    ) -> None:
+        self.base_url = base_url
+        self.origin = origin(base_url)
+        self.credentials = dict(credentials or {})
+        self.limits = limits or HttpLimits()
+        self.requests = 0
+        """Requests sent (every attempt and redirect hop)."""
+        base_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
+        base_headers.update(headers or {})
+        self._client = httpx.Client(
+            headers=base_headers,
+            timeout=httpx.Timeout(self.limits.timeout_s),
+            follow_redirects=False,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+    def __enter__(self) -> HttpSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one request, redirects followed by hand -------------------------------------------
+
+    def _timeout(self, deadline: Deadline | None) -> httpx.Timeout:
+        t = self.limits.timeout_s
+        if deadline is not None:
+            t = max(0.001, min(t, deadline.remaining()))
+        return httpx.Timeout(t)
+
+    @contextlib.contextmanager
+    def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: Deadline | None = None,
+    ) -> Iterator[httpx.Response]:
+        """One streamed request (no retries), redirects followed by hand within the limits.
+
+        Credentials go only to hops on the configured origin. The response body is not read.
+
+        Raises:
+            RemoteLimitError: too many redirects, a redirect loop, or a redirect to a scheme
+                other than http(s).
+            httpx.HTTPError: transport problems (the caller decides on retries).
+        """
+
+        def count() -> None:
+            self.requests += 1
+
+        with open_following(
+            self._client,
+            method,
+            url,
+            json=json,
+            params=params,
+            headers=headers,
+            credentials=self.credentials,
+            credential_origin=self.origin,
+            max_redirects=self.limits.max_redirects,
+            timeout=lambda: self._timeout(deadline),
+            deadline=deadline,
+            on_send=count,
+        ) as response:
+            yield response
+
+    def _read(self, response: httpx.Response, deadline: Deadline | None) -> bytes:
+        url = str(response.request.url)
+        limit = self.limits.max_response_bytes
+        length = response.headers.get("Content-Length", "")
+        if (
+            length.isdigit()
+            and not response.headers.get("Content-Encoding")
+            and int(length) > limit
+        ):
+            raise RemoteLimitError(
+                f"{url}: the answer is larger than {limit} bytes (limit max_response_bytes)"
+            )
+        decoder = _Decoder(response.headers.get("Content-Encoding", ""), limit, url)
+        parts: list[bytes] = []
+        for chunk in response.iter_raw(_READ_CHUNK):
+            parts.append(decoder.feed(chunk))
+            if deadline is not None:
+                deadline.check()
+        parts.append(decoder.flush())
+        return b"".join(parts)
+
+    # -- complete answers, with retries ------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: Deadline | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+    ) -> Answer:
+        """A complete answer (body read within the limits), retried when worth it.
+
+        The last answer is returned even when its status is an error (also after the retries
+        for a transient one ran out): the caller words the message.
+
+        Raises:
+            TransportFailure: no answer after every attempt.
+            RemoteLimitError: a bound was exceeded (not retried).
+        """
+        attempts = self.limits.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                with self.open(
+                    method, url, json=json, params=params, headers=headers, deadline=deadline
+                ) as resp:
+                    if resp.status_code in retry_statuses and not last:
+                        wait = self._wait_for(attempt, resp.headers.get("Retry-After"))
+                        log.info("%s: HTTP %d; retrying in %.1f s", url, resp.status_code, wait)
+                    else:
+                        content = self._read(resp, deadline)
+                        return Answer(
+                            resp.status_code,
+                            resp.reason_phrase,
+                            resp.headers,
+                            str(resp.request.url),
+                            content,
+                        )
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                if deadline is not None:
+                    deadline.check()
+                if last:
+                    raise TransportFailure(url, exc, attempts) from None
+                wait = self._wait_for(attempt, None)
+                log.info("%s: %s; retrying in %.1f s", url, _one_line(exc), wait)
+            except httpx.InvalidURL as exc:
+                raise EomatchError(f"invalid URL {url!r}: {exc}") from None
+            if deadline is not None and wait >= deadline.remaining():
+                time.sleep(max(0.0, deadline.remaining()))
+                deadline.check()
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for(self, attempt: int, retry_after: str | None) -> float:
+        asked = retry_after_seconds(retry_after)
+        if asked is not None:
+            return min(asked, self.limits.max_retry_after_s)
+        return float(self.limits.backoff_s * (1 << attempt))
+
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Answer",
+    "Deadline",
+    "HttpLimits",
+    "HttpSession",
+    "TransportFailure",
+    "open_following",
+    "origin",
+    "retry_after_seconds",
+]

@@ -13,7 +13,8 @@ from rich.console import Console
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
-from eomatch.service.stack import Stack, read_status
+from eomatch.service.gateway import DEFAULT_API_ALLOW, parse_api_allow
+from eomatch.service.stack import API_USER, Stack, read_status
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -32,7 +33,25 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="gateway listen address")
     p.add_argument("--port", type=int, default=8090, help="gateway port")
     p.add_argument(
-        "--public-url", default=None, metavar="URL", help="URL people use (behind another proxy)"
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="scheme://host[:port] people use; every link the APIs write starts with it "
+        "(default: http://HOST:PORT of the gateway; set it behind another proxy or with "
+        "--host 0.0.0.0)",
+    )
+    p.add_argument(
+        "--api-allow",
+        default=",".join(DEFAULT_API_ALLOW),
+        metavar="CIDR[,CIDR...]",
+        help="client networks allowed on the internal API (/api/); others get 403 "
+        "(default: loopback and the private ranges)",
+    )
+    p.add_argument(
+        "--api-user",
+        default=API_USER,
+        metavar="USER",
+        help="when run as root: the unprivileged system user the APIs run as (created if missing)",
     )
     p.add_argument("--internal-port", type=int, default=0, help="internal API port (0: any)")
     p.add_argument("--external-port", type=int, default=0, help="external API port (0: any)")
@@ -58,23 +77,32 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve until interrupted; exit 1 if a component died."""
+    """Serve until Ctrl-C/SIGTERM, restarting any part that dies."""
     run_dir = _run_dir(args)
     if args.status:
         state = read_status(run_dir)
         if state is None:
             Console().print(f"not running (run dir {run_dir})")
             return 3
-        Console().print(json.dumps(state, indent=2))
-        return 0 if all(v == "up" for v in state["checks"].values()) else 1
+        console = Console()
+        console.print(json.dumps(state, indent=2))
+        for problem in state["problems"]:
+            console.print(f"problem: {problem}")
+        healthy = all(v == "up" for v in state["checks"].values()) and not state["problems"]
+        return 0 if healthy else 1
     if not 1 <= args.workers <= 64:
         raise EomatchError(f"--workers must be 1..64, not {args.workers}")
     for name in ("port", "internal_port", "external_port"):
         value = getattr(args, name)
         if not 0 <= value <= 65535 or (name == "port" and value == 0):
             raise EomatchError(f"--{name.replace('_', '-')} must be a TCP port, not {value}")
+    try:
+        api_allow = parse_api_allow(args.api_allow)
+    except ValueError as exc:
+        raise EomatchError(f"--api-allow: {exc}") from None
     if read_status(run_dir) is not None:
         raise EomatchError(f"already serving from {run_dir} (see `eomatch serve --status`)")
+    console = Console()
     stack = Stack(
         target=target_from(args),
         run_dir=run_dir,
@@ -85,8 +113,10 @@ def run_serve(args: argparse.Namespace) -> int:
         external_port=args.external_port,
         build_browser=not args.no_browser_build,
         workers=args.workers,
+        api_allow=api_allow,
+        api_user=args.api_user,
+        report=lambda msg: console.print(msg, markup=False, highlight=False),
     )
-    console = Console()
     console.print("starting the database, the APIs and the gateway…")
     stack.start()
     try:
@@ -95,6 +125,9 @@ def run_serve(args: argparse.Namespace) -> int:
         console.print(
             "writes to the internal API need a key: `eomatch keys create NAME`. Ctrl-C stops."
         )
+        console.print(f"  /api/ answers clients from {', '.join(api_allow)} only")
+        if stack.identity is not None:
+            console.print(f"  the APIs run as user {stack.identity.user!r}")
         reason = stack.wait()
     finally:
         # a second Ctrl-C must not leave half the stack running
@@ -104,4 +137,4 @@ def run_serve(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGINT, previous)
     console.print(f"eomatch serve: {reason}")
-    return 0 if reason == "stopped" else 1
+    return 0

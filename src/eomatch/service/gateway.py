@@ -1,8 +1,13 @@
 """The gateway: one nginx in front of both STAC APIs and the STAC Browser, on one port.
 
-Routes: ``/api/`` → internal API, ``/external/`` → external API (rate limited, JSON 429),
-``/config.js`` → the browser's runtime configuration, anything else → the browser's static files
-with a fallback to ``index.html`` (history-mode deep links). Nothing else on disk is reachable.
+Routes: ``/api/`` → internal API (only from the networks in ``api_allow``, else a JSON 403),
+``/external/`` → external API (rate limited, JSON 429), ``/config.js`` → the browser's runtime
+configuration, anything else → the browser's static files with a fallback to ``index.html``
+(history-mode deep links). Nothing else on disk is reachable.
+
+The upstreams get a fixed ``Host`` and ``X-Forwarded-*`` (from the configured public URL),
+never the client's, and every error nginx itself answers is a short JSON text naming no host,
+port or path.
 
 The APIs check API keys themselves, so the nginx configuration holds no secret and can be
 committed (``deploy/nginx/eomatch.conf`` is this module's output for the containers). nginx runs
@@ -15,6 +20,7 @@ one run directory.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import pwd
 import re
@@ -23,18 +29,24 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from eomatch.errors import EomatchError
 from eomatch.io.processes import pid_alive
 
 __all__ = [
+    "DEFAULT_API_ALLOW",
+    "UPSTREAM_KEEPALIVE_S",
     "Gateway",
     "GatewayError",
     "GatewayStatus",
     "RateLimit",
+    "parse_api_allow",
+    "parse_public_url",
     "render_nginx_conf",
 ]
 
@@ -70,6 +82,36 @@ _GZIP_TYPES = (
 )
 
 
+DEFAULT_API_ALLOW = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+"""Who may reach ``/api/`` by default: loopback and the private (RFC 1918, ULA) ranges."""
+
+UPSTREAM_KEEPALIVE_S = 30
+"""How long nginx keeps an idle connection to an API. uvicorn must keep them open longer
+(``--timeout-keep-alive``), so that nginx, not the API, always closes an idle connection: a
+request sent on a connection the API closed at the same moment fails."""
+
+# The bodies of the errors nginx answers itself (the APIs' own errors pass through untouched).
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "malformed request"),
+    403: ("Forbidden", "not available from this network"),
+    404: ("NotFound", "not found"),
+    405: ("MethodNotAllowed", "method not allowed"),
+    408: ("RequestTimeout", "request timed out"),
+    413: ("PayloadTooLarge", "request body too large"),
+    414: ("URITooLong", "request URI too long"),
+    429: ("TooManyRequests", "rate limit exceeded"),
+    500: ("InternalServerError", "internal error"),
+    503: ("ServiceUnavailable", "API not reachable"),
+}
+
+
 class GatewayError(EomatchError):
     """nginx is missing, rejects its configuration, or does not start or stop in time."""
 
@@ -99,6 +141,54 @@ def _listen(host: str, port: int) -> str:
     return f"{_value('listen host', host)}:{port}"
 
 
+def parse_api_allow(networks: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate an allow-list (``CIDR[,CIDR…]`` or a sequence) into normalised networks.
+
+    Raises:
+        ValueError: Empty, or an entry is not an IPv4/IPv6 address or network.
+    """
+    items = networks.split(",") if isinstance(networks, str) else list(networks)
+    out: list[str] = []
+    for raw in items:
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP network (CIDR such as 10.0.0.0/8)") from None
+        if str(net) not in out:
+            out.append(str(net))
+    if not out:
+        raise ValueError("the /api/ allow-list is empty (give at least one CIDR)")
+    return tuple(out)
+
+
+def parse_public_url(url: str) -> tuple[str, str, int]:
+    """Split ``scheme://host[:port]`` into scheme, host (IPv6 in brackets) and port.
+
+    Raises:
+        ValueError: Not an http(s) URL of that form (a path, query, user or bad port).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"public URL {url!r}: {exc}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or not _SAFE_VALUE.fullmatch(parts.hostname)
+    ):
+        raise ValueError(f"public URL {url!r} must be http(s)://HOST[:PORT] with no path")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
 def render_nginx_conf(
     *,
     listen_host: str,
@@ -113,7 +203,8 @@ def render_nginx_conf(
     client_max_body_size: str = "50m",
     proxy_timeout_s: int = 120,
     worker_processes: int | None = None,
-    behind_tls_proxy: bool = False,
+    public_url: str | None = None,
+    api_allow: Sequence[str] = DEFAULT_API_ALLOW,
 ) -> str:
     """The gateway's complete ``nginx.conf`` (self-contained: no ``include``, no ``user``).
 
@@ -132,9 +223,11 @@ def render_nginx_conf(
         client_max_body_size: Largest request body (bulk item posts to ``/api/``).
         proxy_timeout_s: Send/read timeout towards the APIs.
         worker_processes: nginx workers; ``None`` means one per CPU.
-        behind_tls_proxy: Trust ``X-Forwarded-Proto: https`` from the proxy in front (which
-            terminates TLS), so the APIs emit ``https://`` links. Only when nothing else can
-            reach the gateway.
+        public_url: ``scheme://host[:port]`` people use: sent to the APIs as ``Host`` and
+            ``X-Forwarded-Host/-Port/-Proto`` whatever the client sent. ``None`` sends the
+            upstream's name as ``Host`` and no ``X-Forwarded-Host/-Port``: the APIs must then
+            have ``EOMATCH_PUBLIC_URL`` (containers).
+        api_allow: Client networks (CIDR) allowed on ``/api/``; others get a JSON 403.
 
     Returns:
         The configuration text. The same arguments always give the same text.
@@ -151,17 +244,41 @@ def render_nginx_conf(
     body_size = _value("client_max_body_size", client_max_body_size)
     if limit.per_second < 1 or limit.burst < 0:
         raise ValueError(f"invalid rate limit {limit}")
+    allow = "\n".join(f"        {net} 1;" for net in parse_api_allow(api_allow))
+    if public_url is None:
+        forwarded = (
+            "proxy_set_header Host $proxy_host;\n"
+            "        proxy_set_header X-Forwarded-Proto $scheme;\n"
+            '        proxy_set_header X-Forwarded-Host "";\n'
+            '        proxy_set_header X-Forwarded-Port "";'
+        )
+    else:
+        scheme, host, port = parse_public_url(public_url)
+        default = port == (443 if scheme == "https" else 80)
+        forwarded = (
+            f"proxy_set_header Host {host if default else f'{host}:{port}'};\n"
+            f"        proxy_set_header X-Forwarded-Proto {scheme};\n"
+            f"        proxy_set_header X-Forwarded-Host {host};\n"
+            f"        proxy_set_header X-Forwarded-Port {port};"
+        )
+    error_pages = "\n".join(
+        f"        error_page {code} = @error_{code};" for code in _ERRORS if code != 503
+    )
+    error_pages += "\n        error_page 502 503 504 = @error_503;"
+    error_locations = "\n".join(
+        f"""        location @error_{code} {{
+            default_type application/json;{retry if code == 429 else ""}
+            return {code} '{{"code": "{name}", "description": "{text}"}}';
+        }}"""
+        for code, (name, text) in _ERRORS.items()
+        for retry in ["\n            add_header Retry-After 1 always;"]
+    )
     if log_dir is None:
         error_log, access_log = "stderr", "/dev/stdout"
     else:
         logs = PurePosixPath(_value("log_dir", log_dir))
         error_log, access_log = str(logs / "error.log"), str(logs / "access.log")
     workers = "auto" if worker_processes is None else str(int(worker_processes))
-    proto_map = (
-        "map $http_x_forwarded_proto $eomatch_proto { https https; default $scheme; }"
-        if behind_tls_proxy
-        else "map $scheme $eomatch_proto { default $scheme; }"
-    )
     mime = "\n".join(f"        {t} {ext};" for t, ext in _MIME_TYPES.items())
     temp = "\n".join(f"    {name}_temp_path {run / (name + '_temp')};" for name in _TEMP_DIRS)
     return f"""\
@@ -199,25 +316,23 @@ http {{
     limit_req_zone $binary_remote_addr zone=eomatch_external:10m rate={limit.per_second}r/s;
     limit_req_status 429;
 
-    # The APIs build their links from X-Forwarded-Host/-Port/-Proto: take the port the client
-    # used (the Host header's), not nginx's own, which differs behind a container port mapping.
-    {proto_map}
-    map $eomatch_proto $eomatch_default_port {{
-        https 443;
-        default 80;
-    }}
-    map $http_host $eomatch_client_port {{
-        "~:(?<port>[0-9]+)$" $port;
-        default $eomatch_default_port;
+    # The internal API (file:// paths, writes with a key) only for these client networks.
+    geo $eomatch_api_allowed {{
+        default 0;
+{allow}
     }}
 
+    # nginx closes idle upstream connections before uvicorn does (--timeout-keep-alive is
+    # longer), so it never sends a request on a connection the API is closing.
     upstream eomatch_internal {{
         server {internal};
         keepalive 16;
+        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
     }}
     upstream eomatch_external {{
         server {external};
         keepalive 16;
+        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
     }}
 
     server {{
@@ -234,29 +349,46 @@ http {{
 
         proxy_http_version 1.1;
         proxy_set_header Connection "";
-        proxy_set_header Host $http_host;
+        # Fixed values: links never follow a Host or X-Forwarded-* a client sends.
+        {forwarded}
         proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $eomatch_proto;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Forwarded-Port $eomatch_client_port;
+        proxy_set_header X-Forwarded-For $remote_addr;
         # The APIs prefer a Forwarded header over X-Forwarded-*: never pass a client's on.
         proxy_set_header Forwarded "";
         proxy_connect_timeout 5s;
         proxy_send_timeout {int(proxy_timeout_s)}s;
         proxy_read_timeout {int(proxy_timeout_s)}s;
 
-        error_page 429 @too_many_requests;
-        error_page 502 503 504 = @api_unavailable;
+        # Errors nginx answers itself are short JSON texts (no host, port, path or version).
+{error_pages}
 
         location = /api {{
+            if ($eomatch_api_allowed = 0) {{
+                return 403;
+            }}
             return 301 /api/;
         }}
+        # POST /search is a read: retry it on a fresh connection if a kept-alive one fails.
+        location = /api/search {{
+            if ($eomatch_api_allowed = 0) {{
+                return 403;
+            }}
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_pass http://eomatch_internal/search;
+        }}
         location ^~ /api/ {{
+            if ($eomatch_api_allowed = 0) {{
+                return 403;
+            }}
             proxy_pass http://eomatch_internal/;
         }}
         location = /external {{
             return 301 /external/;
+        }}
+        location = /external/search {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_pass http://eomatch_external/search;
         }}
         location ^~ /external/ {{
             limit_req zone=eomatch_external burst={limit.burst} nodelay;
@@ -278,15 +410,7 @@ http {{
             try_files $uri /index.html;
         }}
 
-        location @too_many_requests {{
-            default_type application/json;
-            add_header Retry-After 1 always;
-            return 429 '{{"code": "TooManyRequests", "description": "rate limit exceeded"}}';
-        }}
-        location @api_unavailable {{
-            default_type application/json;
-            return 503 '{{"code": "ServiceUnavailable", "description": "API not reachable"}}';
-        }}
+{error_locations}
     }}
 }}
 """
@@ -337,7 +461,8 @@ class Gateway:
         runtime_config_dir: PathLike,
         rate_limit: RateLimit | None = None,
         worker_processes: int | None = 1,
-        behind_tls_proxy: bool = False,
+        public_url: str | None = None,
+        api_allow: Sequence[str] = DEFAULT_API_ALLOW,
     ) -> Path:
         """Render the configuration into the run directory (logs and temp files inside it)."""
         for d in (self.run_dir, self.log_dir):
@@ -360,7 +485,8 @@ class Gateway:
             log_dir=self.log_dir,
             rate_limit=rate_limit,
             worker_processes=worker_processes,
-            behind_tls_proxy=behind_tls_proxy,
+            public_url=public_url,
+            api_allow=api_allow,
         )
         tmp = self.config_path.with_suffix(".conf.tmp")
         tmp.write_text(text)
@@ -500,6 +626,7 @@ class Gateway:
                     break
             else:
                 raise GatewayError(f"nginx (pid {pid}) did not stop")
+            self._kill_group(pid)
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=timeout_s)
@@ -513,6 +640,15 @@ class Gateway:
         return GatewayStatus(running=running, pid=pid if running else None, config=self.config_path)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        """End workers a killed master left behind: they keep the port and would block a restart.
+
+        nginx is started in a new session, so its workers share the master's pid as group id.
+        """
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
     def _read_pid(self) -> int | None:
         try:
@@ -581,9 +717,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=RateLimit().per_second, help="/external/ r/s")
     p.add_argument("--burst", type=int, default=RateLimit().burst)
     p.add_argument(
-        "--behind-tls-proxy",
-        action="store_true",
-        help="trust X-Forwarded-Proto https from a TLS-terminating proxy in front",
+        "--public-url",
+        default=None,
+        help="scheme://host[:port] people use, sent to the APIs as Host/X-Forwarded-* "
+        "(default: none; the APIs then need EOMATCH_PUBLIC_URL)",
+    )
+    p.add_argument(
+        "--api-allow",
+        default=",".join(DEFAULT_API_ALLOW),
+        help="client networks (CIDR[,CIDR...]) allowed on /api/; others get 403",
     )
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
@@ -598,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir=args.run_dir,
             log_dir=args.log_dir,
             rate_limit=RateLimit(args.rate, args.burst),
-            behind_tls_proxy=args.behind_tls_proxy,
+            public_url=args.public_url,
+            api_allow=parse_api_allow(args.api_allow),
         ),
         end="",
     )

@@ -1,8 +1,15 @@
 """``eomatch serve``: the whole stack on one machine — database, both APIs, gateway, browser.
 
 Start order is database → APIs (waited for) → browser runtime config → gateway; stop order is
-the reverse, and the database is stopped only if this stack started it. What runs is recorded
-in ``<run_dir>/serve.json`` so that ``eomatch serve --status`` (another process) can report it.
+the reverse, and the database is stopped only if this stack started it. While it runs, the
+stack supervises its children: an API or the gateway that dies is restarted with exponential
+backoff while the others keep serving, a child that keeps crashing is reported, and only
+Ctrl-C/SIGTERM stops everything. What runs is recorded in ``<run_dir>/serve.json`` so that
+``eomatch serve --status`` (another process) can report it.
+
+Started by root, the APIs run as an unprivileged system user (``eomatch``, created if missing)
+that gets only its own database role's password (a one-line pgpass file of its own), never
+the superuser's; nginx runs as ``nobody`` (see :class:`Gateway`).
 """
 
 from __future__ import annotations
@@ -10,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +35,15 @@ import httpx
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.db_target import DbTarget
+from eomatch.io.pg_conn import pgpass_line
 from eomatch.io.processes import pid_alive
 from eomatch.service.browser import browser_dist, write_runtime_config
-from eomatch.service.gateway import Gateway
+from eomatch.service.gateway import DEFAULT_API_ALLOW, Gateway, GatewayError, parse_public_url
+from eomatch.service.serving import APP_FACTORY, KEEPALIVE_S
 
 STATE = "serve.json"
+API_USER = "eomatch"
+"""The system user the APIs run as when ``serve`` is started by root."""
 PLACEHOLDER = """<!doctype html><meta charset="utf-8"><title>eomatch</title>
 <h1>eomatch</h1><p>STAC Browser was not built (run scripts/build-browser.sh).
 The APIs: <a href="/external/">external</a>, <a href="/api/">internal</a>.</p>
@@ -43,30 +57,187 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def api_command(port: int, root_path: str = "", workers: int = 1) -> list[str]:
-    """uvicorn serving :func:`eomatch.service.app.create_app` on 127.0.0.1 (mode from env)."""
-    cmd = [sys.executable, "-m", "uvicorn", "eomatch.service.app:create_app", "--factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+def _boot_code(site_dirs: Sequence[str], then: str) -> str:
+    """Python that makes this environment's packages importable, then runs ``then``."""
+    return f"import site, sys\nfor d in {list(site_dirs)!r}:\n    site.addsitedir(d)\n{then}\n"
+
+
+_UVICORN_MAIN = "sys.argv[0] = 'uvicorn'\nfrom uvicorn.main import main\nmain()"
+
+
+def api_command(
+    port: int, root_path: str = "", workers: int = 1, python: str | None = None
+) -> list[str]:
+    """uvicorn serving the API of ``EOMATCH_API_MODE`` on 127.0.0.1.
+
+    Args:
+        python: An interpreter other than this one (same version) that reaches this
+            environment's packages only through its site directories (dropped root).
+    """
+    args = [APP_FACTORY, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    # longer than nginx's upstream keepalive_timeout: nginx closes idle connections first
+    args += ["--log-level", "warning", "--timeout-keep-alive", str(KEEPALIVE_S)]
     if workers > 1:
-        cmd += ["--workers", str(workers)]
-    cmd += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+        args += ["--workers", str(workers)]
+    args += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
     if root_path:
-        cmd += ["--root-path", root_path]
-    return cmd
+        args += ["--root-path", root_path]
+    if python is None:
+        return [sys.executable, "-m", "uvicorn", *args]
+    return [python, "-I", "-c", _boot_code(_site_dirs(), _UVICORN_MAIN), *args]
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    return [d for d in site.getsitepackages() if Path(d).is_dir()]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a crashed child is restarted: ``initial_s * factor**(n-1)`` after its n-th crash."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 60.0
+    stable_s: float = 60.0
+    """Up this long after a restart: the next crash starts again at ``initial_s``."""
+    window_s: float = 60.0
+    report_after: int = 5
+    """This many crashes within ``window_s``: reported as crashing repeatedly."""
+
+    def delay(self, consecutive: int) -> float:
+        """Seconds to wait before the restart that follows the ``consecutive``-th crash."""
+        return float(min(self.max_s, self.initial_s * self.factor ** max(0, consecutive - 1)))
+
+
+@dataclass
+class Supervision:
+    """Crash history of one child."""
+
+    name: str
+    started_at: float = field(default_factory=time.monotonic)
+    crashes: list[float] = field(default_factory=list)
+    """Monotonic times of the crashes within the window."""
+    consecutive: int = 0
+    restarts: int = 0
+    delays: list[float] = field(default_factory=list)
+    """Every backoff delay used so far (in order)."""
+    restart_at: float | None = None
+    last_exit: str | None = None
+    failing: bool = False
+
+    def state(self) -> str:
+        """``up``, ``restarting`` or ``crashing`` (repeatedly)."""
+        if self.failing:
+            return "crashing"
+        return "restarting" if self.restart_at is not None else "up"
 
 
 @dataclass
 class ApiChild:
-    """One uvicorn process."""
+    """One uvicorn process (replaced by a new one on restart)."""
 
     mode: str
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    prefix: str = ""
+    sup: Supervision = field(default_factory=lambda: Supervision("API"))
 
     def alive(self) -> bool:
         """Still running."""
         return self.proc.poll() is None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the APIs run as (root only) and with which interpreter."""
+
+    user: str
+    uid: int
+    gid: int
+    python: str
+
+
+def ensure_system_user(name: str) -> pwd.struct_passwd:
+    """The system user ``name``, created (no home, no login shell) if missing.
+
+    Raises:
+        EomatchError: It does not exist and cannot be created.
+    """
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    useradd = shutil.which("useradd", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if useradd is not None:
+        options = ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
+        subprocess.run(
+            [useradd, *options, "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            check=False,
+        )
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise EomatchError(
+            f"no system user {name!r} for the APIs and useradd could not create it: "
+            "create it, or choose another with --api-user"
+        ) from None
+
+
+def _as_user(entry: pwd.struct_passwd, cmd: list[str], timeout_s: float = 30) -> bool:
+    """Whether ``cmd`` succeeds as ``entry`` (the same way the APIs are started)."""
+    try:
+        return (
+            subprocess.run(
+                cmd,
+                user=entry.pw_uid,
+                group=entry.pw_gid,
+                extra_groups=[],
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                timeout=timeout_s,
+                check=False,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _python_candidates() -> list[str]:
+    """This interpreter, then system interpreters of the same version (same binary modules)."""
+    found = [sys.executable]
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for folder in ("/usr/local/bin", "/usr/bin"):
+        path = shutil.which(name, path=folder)
+        if path and path not in found:
+            found.append(path)
+    return found
+
+
+def api_identity(user: str) -> tuple[Identity | None, str]:
+    """Who the APIs can run as: ``user`` with an interpreter it can use, or why not.
+
+    A checkout or interpreter below a folder only root may enter (``/root/.pyenv``) cannot be
+    used by another user; a system interpreter of the same version then loads this
+    environment's packages from their site directories, if those are readable.
+    """
+    entry = ensure_system_user(user)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    probe = (
+        f"assert '%d.%d' % sys.version_info[:2] == {version!r}\n"
+        "import uvicorn, eomatch.service.serving"
+    )
+    for python in _python_candidates():
+        if _as_user(entry, [python, "-I", "-c", _boot_code(_site_dirs(), probe)]):
+            return Identity(user, entry.pw_uid, entry.pw_gid, python), ""
+    return None, (
+        f"user {user!r} cannot run Python {version} with this environment's packages "
+        f"({sys.executable}, {', '.join(_site_dirs())}): make them readable by it "
+        "(chmod o+rx on their folders) or install eomatch outside a private folder"
+    )
 
 
 @dataclass
@@ -78,22 +249,44 @@ class Stack:
     host: str = "127.0.0.1"
     port: int = 8090
     public_url: str | None = None
+    """``scheme://host[:port]`` people use; default ``http://<host>:<port>``."""
     internal_port: int = 0
     external_port: int = 0
     build_browser: bool = True
     workers: int = 1
     """uvicorn worker processes per API (stac-fastapi's per-item work is CPU-bound)."""
+    api_allow: Sequence[str] = DEFAULT_API_ALLOW
+    """Client networks allowed on ``/api/``."""
+    api_user: str | None = API_USER
+    """Run the APIs as this user when started by root (``None``: as root)."""
+    backoff: Backoff = field(default_factory=Backoff)
+    poll_s: float = 0.2
+    report: Callable[[str], None] = field(
+        default=lambda msg: print(msg, file=sys.stderr, flush=True)
+    )
+    """Where supervision events are told (the console)."""
     apis: list[ApiChild] = field(default_factory=list)
     gateway: Gateway | None = None
+    gateway_sup: Supervision = field(default_factory=lambda: Supervision("gateway"))
     started_db: bool = False
+    identity: Identity | None = None
+    identity_note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.public_url is None:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_url = f"http://{host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+        try:
+            parse_public_url(self.public_url)
+        except ValueError as exc:
+            raise EomatchError(f"--public-url: {exc}") from None
 
     @property
     def base_url(self) -> str:
         """Public URL of the gateway, with a trailing slash."""
-        if self.public_url:
-            return self.public_url.rstrip("/") + "/"
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{self.public_url}/"
 
     def urls(self) -> dict[str, str]:
         """What people and programs use."""
@@ -102,6 +295,15 @@ class Stack:
             "external API": self.base_url + "external/",
             "internal API": self.base_url + "api/",
         }
+
+    def local_urls(self) -> dict[str, str]:
+        """Where this machine reaches each part directly (for ``serve --status``)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        out = {"browser": f"http://{host}:{self.port}/"}
+        for api in self.apis:
+            out[f"{api.mode} API"] = f"http://127.0.0.1:{api.port}/"
+        return out
 
     # -- start -----------------------------------------------------------------------------
 
@@ -115,6 +317,10 @@ class Stack:
             raise
 
     def _start(self) -> None:
+        if os.geteuid() == 0 and self.api_user and self.api_user != "root":
+            self.identity, self.identity_note = api_identity(self.api_user)
+            if self.identity is None:
+                self.report(f"eomatch serve: warning: the APIs run as root: {self.identity_note}")
         cluster = self.target.cluster
         if cluster is not None:
             self.started_db = cluster.start()
@@ -124,17 +330,19 @@ class Stack:
             ("internal", "eomatch_api", "/api", self.internal_port),
             ("external", "eomatch_reader", "/external", self.external_port),
         ):
-            self.apis.append(self._spawn(mode, role, prefix, port or free_port(), logs))
+            self._write_pgpass(mode, role)
+            log = logs / f"api-{mode}.log"
+            port = port or free_port()
+            child = ApiChild(mode, port, self._spawn(mode, port, prefix, log), log, prefix)
+            child.sup = Supervision(f"{mode} API")
+            self.apis.append(child)
         for api in self.apis:
             self._wait(api)
         www = self.run_dir / "www"
         try:
             dist = browser_dist(build=self.build_browser)
         except EomatchError as exc:
-            print(
-                f"eomatch serve: STAC Browser unavailable ({exc}); serving a placeholder",
-                file=sys.stderr,
-            )
+            self.report(f"eomatch serve: STAC Browser unavailable ({exc}); serving a placeholder")
             dist = self.run_dir / "placeholder"
             dist.mkdir(exist_ok=True)
             (dist / "index.html").write_text(PLACEHOLDER, encoding="utf-8")
@@ -150,34 +358,88 @@ class Stack:
             external_upstream=f"127.0.0.1:{self.apis[1].port}",
             browser_dir=dist,
             runtime_config_dir=www,
+            public_url=self.public_url,
+            api_allow=self.api_allow,
         )
         self.gateway = gateway
         gateway.start()
+        self.gateway_sup = Supervision("gateway")
         self._write_state()
 
-    def _spawn(self, mode: str, role: str, prefix: str, port: int, logs: Path) -> ApiChild:
+    def _secrets_dir(self) -> Path:
+        """Per-role credentials, owned by the APIs' user (mode 0700)."""
+        folder = self.run_dir / "secrets"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if self.identity is not None:
+            os.chown(folder, self.identity.uid, self.identity.gid)
+        folder.chmod(0o700)
+        return folder
+
+    def _pgpass(self, mode: str) -> Path:
+        return self.run_dir / "secrets" / f"pgpass-{mode}"
+
+    def _write_pgpass(self, mode: str, role: str) -> None:
+        """A pgpass file with this API's role's password only (never the superuser's)."""
+        info = self.target.role(role)
+        path = self._pgpass(mode)
+        folder = self._secrets_dir()
+        password = info.resolved_password()
+        if password is None:
+            path.unlink(missing_ok=True)
+            return
+        tmp = folder / f".{path.name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(pgpass_line(info.host, info.port, info.dbname, info.user, password) + "\n")
+        os.chmod(tmp, 0o600)
+        if self.identity is not None:
+            os.chown(tmp, self.identity.uid, self.identity.gid)
+        tmp.replace(path)
+        if self.identity is not None and not _as_user(
+            pwd.getpwuid(self.identity.uid), ["test", "-r", str(path)]
+        ):
+            raise EomatchError(
+                f"the API user {self.identity.user!r} cannot reach {self.run_dir}: choose a "
+                "--run-dir whose parent folders it may enter (chmod o+x)"
+            )
+
+    def _spawn(self, mode: str, port: int, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+        role = "eomatch_api" if mode == "internal" else "eomatch_reader"
         info = self.target.role(role)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(
             {
                 "EOMATCH_API_MODE": mode,
+                "EOMATCH_PUBLIC_URL": str(self.public_url),
                 "PGHOST": info.host,
                 "PGPORT": str(info.port),
                 "PGDATABASE": info.dbname,
                 "PGUSER": info.user,
             }
         )
-        if info.passfile is not None:
-            env["PGPASSFILE"] = str(info.passfile)
-        elif info.password is not None:
-            env["PGPASSWORD"] = info.password
-        log = logs / f"api-{mode}.log"
-        cmd = api_command(port, prefix, self.workers)
+        if self._pgpass(mode).exists():
+            env["PGPASSFILE"] = str(self._pgpass(mode))
+        identity = self.identity
+        cmd = api_command(port, prefix, self.workers, identity.python if identity else None)
+        extra: dict[str, Any] = {}
+        if identity is not None:
+            env["HOME"] = "/nonexistent"
+            extra = {
+                "user": identity.uid,
+                "group": identity.gid,
+                "extra_groups": [],
+                "umask": 0o077,
+                "cwd": "/",
+            }
         with log.open("ab") as fh:
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            return subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the APIs
+                **extra,
             )
-        return ApiChild(mode, port, proc, log)
 
     @staticmethod
     def _wait(api: ApiChild, timeout_s: float = 60.0) -> None:
@@ -194,6 +456,24 @@ class Stack:
             time.sleep(0.2)
         raise EomatchError(f"the {api.mode} API did not answer within {timeout_s:.0f} s")
 
+    def _children(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for api in self.apis:
+            out[api.sup.name] = {
+                "pid": api.proc.pid,
+                "port": api.port,
+                "log": str(api.log),
+                **_sup_state(api.sup),
+            }
+        if self.gateway is not None:
+            out["gateway"] = {
+                "pid": self.gateway.status().pid,
+                "port": self.port,
+                "log": str(self.gateway.log_dir / "error.log"),
+                **_sup_state(self.gateway_sup),
+            }
+        return out
+
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
@@ -202,34 +482,105 @@ class Stack:
             "gateway": {"port": self.port, "run_dir": str(self.gateway.run_dir)}
             if self.gateway
             else None,
+            "local": self.local_urls(),
+            "children": self._children(),
+            "api_user": self.identity.user if self.identity else _whoami(),
+            "api_allow": list(self.api_allow),
             "database": self.target.describe(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write_text(self.run_dir / STATE, json.dumps(state, indent=2) + "\n")
 
-    # -- run and stop ----------------------------------------------------------------------
+    # -- supervise -------------------------------------------------------------------------
 
-    def wait(self) -> str:
-        """Block until Ctrl-C/SIGTERM (returns "stopped") or a child dies (returns why)."""
-        stop_reason: list[str] = []
+    def wait(self, stop: threading.Event | None = None) -> str:
+        """Supervise until Ctrl-C/SIGTERM (or ``stop`` is set); returns ``"stopped"``.
 
-        def on_term(signum: int, frame: Any) -> None:
-            stop_reason.append("stopped")
-
-        previous = signal.signal(signal.SIGTERM, on_term)
+        A child that dies is restarted after a backoff delay; the others keep serving.
+        """
+        stop = stop or threading.Event()
+        handle = threading.current_thread() is threading.main_thread()
+        previous: Any = None
+        if handle:
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         try:
-            while not stop_reason:
-                for api in self.apis:
-                    if not api.alive():
-                        return f"the {api.mode} API exited (log: {api.log})"
-                if self.gateway is not None and not self.gateway.status().running:
-                    return "the gateway exited"
-                time.sleep(0.5)
+            while not stop.is_set():
+                self.supervise_once()
+                stop.wait(self.poll_s)
         except KeyboardInterrupt:
             pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if handle:
+                signal.signal(signal.SIGTERM, previous)
         return "stopped"
+
+    def supervise_once(self) -> None:
+        """Check every child once: note crashes, restart those whose backoff has passed."""
+        now = time.monotonic()
+        for api in self.apis:
+            sup = api.sup
+            if sup.restart_at is None:
+                if api.alive():
+                    self._settle(sup, now)
+                else:
+                    self._crashed(sup, now, _exit_text(api.proc.returncode), api.log)
+            elif now >= sup.restart_at:
+                try:
+                    self._write_pgpass(api.mode, _role(api.mode))
+                    api.proc = self._spawn(api.mode, api.port, api.prefix, api.log)
+                except (OSError, EomatchError) as exc:
+                    self._crashed(sup, now, f"could not start: {exc}", api.log)
+                    continue
+                self._restarted(sup, now, f"pid {api.proc.pid}")
+        gateway, sup = self.gateway, self.gateway_sup
+        if gateway is None:
+            return
+        if sup.restart_at is None:
+            if gateway.status().running:
+                self._settle(sup, now)
+            else:
+                self._crashed(sup, now, "nginx is not running", gateway.log_dir / "error.log")
+        elif now >= sup.restart_at:
+            try:
+                gateway.stop()  # reaps the dead master, ends workers it left holding the port
+                pid = gateway.start()
+            except (OSError, GatewayError) as exc:
+                self._crashed(sup, now, f"could not start: {exc}", gateway.log_dir / "error.log")
+                return
+            self._restarted(sup, now, f"pid {pid}")
+
+    def _settle(self, sup: Supervision, now: float) -> None:
+        if sup.consecutive and now - sup.started_at >= self.backoff.stable_s:
+            sup.consecutive = 0
+            sup.failing = False
+            self._write_state()
+
+    def _crashed(self, sup: Supervision, now: float, why: str, log: Path) -> None:
+        window = self.backoff.window_s
+        sup.crashes = [t for t in sup.crashes if now - t <= window] + [now]
+        sup.consecutive += 1
+        delay = self.backoff.delay(sup.consecutive)
+        sup.delays.append(delay)
+        sup.restart_at = now + delay
+        sup.last_exit = why
+        if len(sup.crashes) >= self.backoff.report_after:
+            sup.failing = True
+            self.report(
+                f"eomatch serve: the {sup.name} keeps crashing: {len(sup.crashes)} times within "
+                f"{window:g} s (last: {why}); next restart in {delay:g} s. See {log}"
+            )
+        else:
+            self.report(f"eomatch serve: the {sup.name} stopped ({why}); restarting in {delay:g} s")
+        self._write_state()
+
+    def _restarted(self, sup: Supervision, now: float, what: str) -> None:
+        sup.restart_at = None
+        sup.started_at = now
+        sup.restarts += 1
+        self.report(f"eomatch serve: restarted the {sup.name} ({what})")
+        self._write_state()
+
+    # -- stop ------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Reverse order; safe to call twice."""
@@ -251,7 +602,38 @@ class Stack:
             with contextlib.suppress(Exception):
                 self.target.cluster.stop()
             self.started_db = False
+        shutil.rmtree(self.run_dir / "secrets", ignore_errors=True)
         (self.run_dir / STATE).unlink(missing_ok=True)
+
+
+def _role(mode: str) -> str:
+    return "eomatch_api" if mode == "internal" else "eomatch_reader"
+
+
+def _whoami() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _sup_state(sup: Supervision) -> dict[str, Any]:
+    return {
+        "state": sup.state(),
+        "restarts": sup.restarts,
+        "crashes_in_window": len(sup.crashes),
+        "last_exit": sup.last_exit,
+    }
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -263,7 +645,9 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
         return None
     checks: dict[str, str] = {}
-    urls: Mapping[str, str] = state.get("urls", {})
+    # the parts as this machine reaches them: the public URL may be a proxy in front, and
+    # /api/ through the gateway may be refused to loopback by the allow-list
+    urls: Mapping[str, str] = state.get("local") or state.get("urls", {})
     for name, url in urls.items():
         try:
             r = httpx.get(url + ("_mgmt/health" if "API" in name else ""), timeout=3)
@@ -271,4 +655,11 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         except httpx.HTTPError as exc:
             checks[name] = f"down ({type(exc).__name__})"
     state["checks"] = checks
+    children = state.get("children", {})
+    state["problems"] = [
+        f"{name}: {info.get('state')} ({info.get('crashes_in_window')} crashes within the "
+        f"window; last: {info.get('last_exit')})"
+        for name, info in (children.items() if isinstance(children, dict) else [])
+        if isinstance(info, dict) and info.get("state") != "up"
+    ]
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -12,25 +13,122 @@ from pydantic import ValidationError
 
 from eomatch.config.models import REGION_KEYS, RunConfig, normalize_legacy
 from eomatch.errors import EomatchError
+from eomatch.io.safe_files import check_regular, read_regular_text
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (1 MiB; the commented template is about 10 kB)."""
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of mappings and lists (the configuration schema uses 5)."""
+MAX_YAML_ALIASES = 100
+"""Most ``*alias`` references in one document."""
+MAX_YAML_NODES = 100_000
+"""Most values in the document with every alias expanded (defeats "billion laughs")."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the nesting depth and the alias count bounded while composing.
+
+    Composition is recursive (a deep document would end in ``RecursionError``) and aliases
+    share nodes, so a 1 kB document of nested aliases expands to billions of values in any
+    code that walks it (validation, merging, dumping). Both are refused before construction.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases", mark
+                )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values in the document with aliases expanded (memoised: linear in the node graph).
+
+    Raises:
+        yaml.composer.ComposerError: the expansion exceeds :data:`MAX_YAML_NODES`, or an
+            alias refers to a collection that contains it (a cycle).
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes and not done:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not done:
+            if key in active:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a collection that contains it", node.start_mark
+                )
+            active.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        active.discard(key)
+        total = 1 + sum(sizes[id(c)] for c in children)
+        if total > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"more than {MAX_YAML_NODES} values once aliases are expanded",
+                node.start_mark,
+            )
+        sizes[key] = total
+    return sizes.get(id(root), 0)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EomatchError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    text = read_regular_text(path, "config", MAX_CONFIG_BYTES)
     return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, path: str) -> dict[str, Any]:
-    """The mapping in ``text``; ``path`` names the source in the one-line errors."""
+    """The mapping in ``text``; ``path`` names the source in the one-line errors.
+
+    The same bounded loader reads every YAML file eomatch accepts (see the limits above).
+    """
+    if len(text) > MAX_CONFIG_BYTES:
+        raise EomatchError(f"{path}: more than the limit of {MAX_CONFIG_BYTES} characters")
+    loader = _LimitedLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _expanded_size(node)
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise EomatchError(f"{path}{where}: invalid YAML: {problem}") from exc
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a 5000-digit integer
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EomatchError(f"{path}: invalid YAML value: {first}") from exc
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -189,14 +287,17 @@ def config_files(path: Path | None, user_file: Path | None = None) -> list[Path]
     """The files a run reads, lowest layer first (a missing user file is skipped).
 
     Raises:
-        EomatchError: ``path`` is given but is not a file.
+        EomatchError: ``path`` is given but is missing, or a file is not a regular file of at
+            most :data:`MAX_CONFIG_BYTES`.
     """
     files = []
-    if user_file is not None and user_file.is_file():
+    if user_file is not None and os.path.lexists(user_file):
+        check_regular(user_file, "user config", MAX_CONFIG_BYTES)
         files.append(user_file)
     if path is not None:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise EomatchError(f"config file not found: {path}")
+        check_regular(path, "config", MAX_CONFIG_BYTES)
         files.append(path)
     return files
 

@@ -1,0 +1,113 @@
+"""Reading a file the user or a catalogue names, with its cost bounded before it is paid.
+
+A FIFO blocks ``open`` until a writer appears and then streams forever; ``/dev/zero`` or
+``/dev/urandom`` never end; a multi-gigabyte file is read whole by ``read_text``. Every reader
+of a file that comes from outside (configuration, TLE files, catalogue JSON, files to hash)
+goes through :func:`open_regular` or :func:`read_regular_bytes`: the path is checked with
+``os.stat`` (no open of a device or FIFO at all), opened with ``O_NONBLOCK`` so that a FIFO
+swapped in between cannot hang the open, checked again on the descriptor, and read with a
+byte cap.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from eomatch.errors import EomatchError
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def check_regular(path: Path, what: str, max_bytes: int | None = None) -> os.stat_result:
+    """``path``'s stat when it is a regular file (following links) within ``max_bytes``.
+
+    Raises:
+        EomatchError: missing, unreadable, not a regular file, or too large (one line).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise EomatchError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise EomatchError(
+            f"{what} {path} is {_mib(st.st_size)}, more than the limit of {_mib(max_bytes)}"
+        )
+    return st
+
+
+def open_regular(path: Path, what: str, max_bytes: int | None = None) -> int:
+    """A read-only descriptor of ``path`` after the checks of :func:`check_regular`.
+
+    The open itself never blocks (``O_NONBLOCK``), and the descriptor is checked again, so a
+    file replaced by a FIFO or device after the first check is refused too. The caller closes.
+    """
+    check_regular(path, what, max_bytes)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise EomatchError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_bytes(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of regular file ``path``, refused past ``max_bytes`` (also if it grows).
+
+    Raises:
+        EomatchError: see :func:`check_regular`; also a read error (one line).
+    """
+    fd = open_regular(path, what, max_bytes)
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise EomatchError(f"{what} {path} is more than the limit of {_mib(max_bytes)}")
+    return data
+
+
+def read_regular_text(
+    path: Path, what: str, max_bytes: int, encoding: str = "utf-8", errors: str = "strict"
+) -> str:
+    """The text of regular file ``path`` (see :func:`read_regular_bytes`).
+
+    Raises:
+        EomatchError: also when the bytes are not valid ``encoding`` (with the byte offset).
+    """
+    data = read_regular_bytes(path, what, max_bytes)
+    try:
+        return data.decode(encoding, errors)
+    except UnicodeDecodeError as exc:
+        raise EomatchError(
+            f"{what} {path}: byte {exc.start} is not valid {encoding.upper()} text"
+        ) from exc

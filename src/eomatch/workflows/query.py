@@ -44,11 +44,14 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import cql2
+import httpx
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import EVENTS_PREFIX
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, UnsafePathError
 from eomatch.io.catalogue import ImportStatus, MatchupCatalogue
+from eomatch.io.http import HttpLimits
+from eomatch.io.safe_paths import check_component
 from eomatch.io.stac_api_client import API_KEY_ENV, StacApi
 from eomatch.timeparse import TimeLike, parse_time
 
@@ -283,13 +286,45 @@ def local_form(item: Mapping[str, Any], rel: str, paths: Mapping[str, str]) -> d
             if target is None:
                 continue
             link = {**link, "href": si.relative_href(rel, target)}
+        elif not _is_web_url(href):
+            continue  # a path from an API would point into (or out of) our catalogue
         links.append(link)
     links.sort(key=lambda x: (str(x.get("rel")), str(x.get("href"))))
-    return {**item, "links": links}
+    assets = item.get("assets")
+    kept = {
+        k: a
+        for k, a in (assets.items() if isinstance(assets, dict) else ())
+        if isinstance(a, dict) and si.is_url(str(a.get("href", "")))
+    }
+    return {**item, "links": links, "assets": kept}
+
+
+def _is_web_url(href: str) -> bool:
+    return href.lower().startswith(("http://", "https://"))
+
+
+def unsafe_item(item: Mapping[str, Any]) -> str | None:
+    """Why an API item cannot be written into a catalogue (its id or collection cannot be a
+    file name), or None when it can."""
+    try:
+        check_component("item id", item.get("id"))
+        check_component("collection id", item.get("collection"))
+    except UnsafePathError as exc:
+        return str(exc)
+    if item.get("id") in ("catalog", "collection"):
+        return f"item id {item.get('id')!r} is reserved for catalogue files"
+    return None
 
 
 def _local_collection(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "links"}
+    out = {k: v for k, v in doc.items() if k != "links"}
+    if isinstance(out.get("assets"), dict):  # like item assets: URLs only, never paths
+        out["assets"] = {
+            k: a
+            for k, a in out["assets"].items()
+            if isinstance(a, dict) and si.is_url(str(a.get("href", "")))
+        }
+    return out
 
 
 # --- the pull ---------------------------------------------------------------------------------
@@ -449,8 +484,11 @@ class _Puller:
             self.requested |= ids
         got: dict[str, dict[str, Any]] = {}
         for item in fetched:
-            if isinstance(item.get("id"), str) and isinstance(item.get("collection"), str):
+            problem = unsafe_item(item)
+            if problem is None:
                 got[item["id"]] = item
+            else:
+                self.summary.warnings.append(f"API item refused: {problem}")
         return _Page(matchups, got)
 
     def write(self, page: _Page) -> None:
@@ -541,6 +579,8 @@ def query_catalogue(
     workers: int = 4,
     catalogue_id: str = "matchup-catalogue",
     progress: Progress | None = None,
+    limits: HttpLimits | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> QuerySummary:
     """Pull matching matchups with their events and products from a STAC API into ``output``.
 
@@ -560,6 +600,13 @@ def query_catalogue(
         workers: concurrent bulk fetches.
         catalogue_id: id of a new catalogue's root catalog.
         progress: ``(stage, done, total)`` callback.
+        limits: bounds on bytes per answer, pages and items per search, time per search,
+            Retry-After waits and redirects (:class:`~eomatch.io.http.HttpLimits` defaults).
+        transport: an httpx transport (tests).
+
+    Items whose id or collection cannot be a file name are refused (a warning each; matchups
+    needing them are left out), links whose href is a path are dropped, and so are assets
+    whose href is not a URL: nothing an API sends makes a path leave the catalogue.
 
     Returns:
         Counts of new, updated and unchanged matchups, events and products.
@@ -594,7 +641,14 @@ def query_catalogue(
         if progress is not None:
             progress(stage, done, total)
 
-    with StacApi(api_url, api_key, timeout=timeout, max_retries=max_retries) as api:
+    with StacApi(
+        api_url,
+        api_key,
+        timeout=timeout,
+        max_retries=max_retries,
+        limits=limits,
+        transport=transport,
+    ) as api:
         landing = api.get("")
         if not isinstance(landing, dict) or not (
             landing.get("type") in ("Catalog", "Collection") or "conformsTo" in landing
@@ -636,6 +690,10 @@ def query_catalogue(
                         if not isinstance(mu, dict) or mu.get("id") in seen:
                             continue
                         if si.collection_kind(str(mu.get("collection", ""))) != "matchup":
+                            continue
+                        problem = unsafe_item(mu)
+                        if problem is not None:
+                            summary.warnings.append(f"API matchup refused: {problem}")
                             continue
                         seen.add(str(mu.get("id")))
                         if selection.keep(mu):

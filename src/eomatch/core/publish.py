@@ -7,7 +7,7 @@ child, day catalogs) are dropped because the API makes its own, and local asset 
 ``file://`` URLs or URLs under a published base.
 
 Out of the external API (:func:`public_view`): only ``http(s)`` hrefs survive, on assets,
-alternate assets and links, in every response shape. Allow-listing (not deny-listing
+alternate assets, links and any other object anywhere in a response. Allow-listing (not deny-listing
 ``file://``) is the point: plain paths, relative paths and other schemes are internal too.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,12 @@ def has_scheme(href: str) -> bool:
     return len(scheme) > 1  # a Windows drive letter is not a scheme
 
 
+_PUBLIC = re.compile(r"https?://", re.IGNORECASE | re.ASCII)
+
+
 def is_public(href: object) -> bool:
-    """True only for http(s) URLs."""
-    return isinstance(href, str) and href.lower().startswith(PUBLIC_SCHEMES)
+    """True only for http(s) URLs (ASCII letters only: no Unicode case folding)."""
+    return isinstance(href, str) and _PUBLIC.match(href) is not None
 
 
 class HrefRewriter:
@@ -129,41 +133,37 @@ def content_hash(doc: Mapping[str, Any]) -> str:
 # -- the external view ---------------------------------------------------------------------------
 
 
-def _public_assets(assets: Any) -> Any:
-    if not isinstance(assets, dict):
-        return assets
-    out: dict[str, Any] = {}
-    for key, asset in assets.items():
-        if not isinstance(asset, dict) or not is_public(asset.get("href")):
-            continue
-        if "alternate" in asset:
-            asset = {**asset, "alternate": _public_assets(asset["alternate"])}
-        out[key] = asset
-    return out
-
-
-def _public_links(links: Any) -> Any:
-    if not isinstance(links, list):
-        return links
-    return [lk for lk in links if isinstance(lk, dict) and is_public(lk.get("href"))]
-
-
-def _public_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    out = dict(doc)
-    if "assets" in out:
-        out["assets"] = _public_assets(out["assets"])
-    if "links" in out:
-        out["links"] = _public_links(out["links"])
-    return out
+def _hides_path(value: Any) -> bool:
+    """An object whose ``href`` is anything but an http(s) URL (so it must go)."""
+    return type(value) is dict and "href" in value and not is_public(value["href"])
 
 
 def public_view(body: Any) -> Any:
-    """A response body with every non-http(s) asset and link removed (any STAC shape)."""
-    if not isinstance(body, dict):
+    """A response body without any object whose ``href`` is not http(s), at any depth.
+
+    Assets, alternates (in any form), links, and any object nested in properties, summaries
+    or elsewhere that carries an ``href``: the whole object is removed from its parent (a
+    link to a path is not turned into anything else). The answer's own Features' geometry
+    is skipped: pgSTAC builds it from the PostGIS column, so it holds only coordinates. Iterative
+    (any depth) and in place: ``body`` is a freshly decoded response.
+    """
+    if type(body) is not dict:
         return body
-    out = _public_doc(body)
-    for key in ("features", "collections"):
-        docs = out.get(key)
-        if isinstance(docs, list):
-            out[key] = [_public_doc(d) if isinstance(d, dict) else d for d in docs]
-    return out
+    if "href" in body and not is_public(body["href"]):
+        del body["href"]
+    features = body.get("features")
+    # only the answer's own features: a "Feature" nested in properties is walked in full
+    tops = {id(body)} | ({id(f) for f in features} if type(features) is list else set())
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for key in [k for k, v in node.items() if _hides_path(v)]:
+                del node[key]
+            skip = "geometry" if id(node) in tops and node.get("type") == "Feature" else None
+            stack.extend(v for k, v in node.items() if type(v) in (dict, list) and k != skip)
+        elif type(node) is list:
+            if any(map(_hides_path, node)):
+                node[:] = [v for v in node if not _hides_path(v)]
+            stack.extend(v for v in node if type(v) in (dict, list))
+    return body

@@ -27,6 +27,7 @@ from pypgstac.load import Loader, Methods
 from pypgstac.migrate import Migrate
 from pypgstac.version import __version__ as PGSTAC_VERSION
 
+from eomatch.core.validation import stac_document_problem
 from eomatch.errors import EomatchError
 from eomatch.io.pg_conn import ConnectionInfo
 
@@ -215,6 +216,11 @@ class PgstacStore:
                     sql.Identifier(dbname), ident
                 )
             )
+        # the external API's role reads only, at the database level: read-only transactions,
+        # and pgSTAC's readonly mode so a search is not cached in pgstac.searches (a row per
+        # distinct anonymous search grew the database without bound)
+        conn.execute("ALTER ROLE eomatch_reader SET default_transaction_read_only = on")
+        conn.execute("ALTER ROLE eomatch_reader SET pgstac.readonly = 'true'")
         conn.execute("GRANT USAGE ON SCHEMA eomatch TO eomatch_ingest, eomatch_api")
         conn.execute(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON eomatch.ingest_state, eomatch.ingest_sources "
@@ -328,7 +334,15 @@ class PgstacStore:
         return int(row[0]) if row else 0
 
     def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert whole items in one transaction (their collections must exist)."""
+        """Upsert whole items in one transaction (their collections must exist).
+
+        Each is checked with the API's rules first: one that could not be served back stops
+        the whole call before anything is written (issue 10 §2).
+        """
+        for item in items:
+            problem = stac_document_problem(dict(item), "Feature")
+            if problem:
+                raise DatabaseError(f"item {item.get('id')!r:.200}: {problem}; nothing stored")
         with self.connect() as conn:
             loader = Loader(db=PgstacDB(connection=conn))
             try:
@@ -408,6 +422,10 @@ class BatchLoader:
         them to pypgstac's ``Loader.load_partition``, as ``Loader.load_items`` does.
         """
         conn = self.conn
+        for doc in collections:  # items are checked by the reader, before formatting
+            problem = stac_document_problem(dict(doc), "Collection")
+            if problem:
+                raise DatabaseError(f"collection {doc.get('id')!r:.200}: {problem}; nothing stored")
         try:
             with conn.transaction():
                 if collections:

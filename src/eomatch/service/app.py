@@ -8,8 +8,13 @@
   every JSON response passes through :func:`eomatch.core.publish.public_view`, which keeps only
   http(s) hrefs.
 
-Both answer 503 with a JSON body (not a stack trace) while the database is unreachable, and
-recover by themselves when it is back.
+Both bound every request before doing its work (:mod:`eomatch.service.limits`), read with
+pgSTAC's ``readonly`` setting (a search is not cached in ``pgstac.searches``: anonymous reads
+write nothing; the external API's sessions are read-only transactions besides), answer 503
+with a JSON body (not a stack trace) while the database is unreachable and recover by
+themselves when it is back. No answer (errors, health) names a host, port, path or internal
+exception. With ``EOMATCH_PUBLIC_URL`` (``https://host[:port]``) every link and redirect uses
+that origin, whatever ``Host`` or ``Forwarded`` headers a client sends.
 
 Run: ``uvicorn eomatch.service.app:create_app --factory --root-path /api`` with
 ``EOMATCH_API_MODE=internal|external`` and the libpq ``PG*`` variables (or a pgpass file).
@@ -24,6 +29,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import asyncpg
 import jsonpatch
@@ -33,20 +39,22 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
-from stac_fastapi.pgstac.config import PostgresSettings, Settings
+from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings, Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
-from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eomatch._version import __version__
 from eomatch.core.publish import public_view
+from eomatch.errors import EomatchError
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
 from eomatch.service import fast_links
 from eomatch.service.guards import BodyGuard, route_path
+from eomatch.service.writes import EomatchExtensions
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,63 @@ DB_DOWN = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
+
+
+# SQLSTATE classes raised by what a client sent (the SQL pgSTAC builds from a filter, the
+# values of a document): data exceptions, integrity, syntax/access (not 42501: privileges are
+# ours), plpgsql RAISE
+CLIENT_SQLSTATES = ("22", "23", "42", "P0")
+# PostGIS reports unreadable input geometries as internal errors (XX000) with these words
+POSTGIS_INPUT = ("parse error", "geometry", "geos", "lwgeom", "invalid", "ring", "point")
+FORWARDED = frozenset(
+    {b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"host"}
+)
+
+
+def public_origin(value: str) -> tuple[str, str]:
+    """``(scheme, host[:port])`` of an ``EOMATCH_PUBLIC_URL`` value, or EomatchError why not."""
+    hint = "EOMATCH_PUBLIC_URL must be http(s)://host[:port] with no path, query or user"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise EomatchError(f"{hint}, not {value!r}") from None
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or any(c.isspace() or c in "/\\?#" for c in parts.netloc)
+        or port == 0
+    ):
+        raise EomatchError(f"{hint}, not {value!r}")
+    return parts.scheme, parts.netloc.lower()
+
+
+class PublicOriginMiddleware:
+    """Links and redirects use the configured public origin, not what a client claims.
+
+    Drops ``Host``, ``Forwarded`` and ``X-Forwarded-*`` headers and puts the public origin in
+    their place before stac-fastapi (and its proxy-header middleware) build any URL from them.
+    """
+
+    def __init__(self, app: ASGIApp, scheme: str, netloc: str) -> None:
+        self.app = app
+        self.scheme = scheme
+        self.netloc = netloc.encode("ascii")
+        split = urlsplit(f"{scheme}://{netloc}")
+        self.server = (split.hostname or "", split.port or (443 if scheme == "https" else 80))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Rewrite the origin-bearing parts of the scope."""
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope.get("headers", []) if k not in FORWARDED]
+            headers.append((b"host", self.netloc))
+            scope = {**scope, "headers": headers, "scheme": self.scheme, "server": self.server}
+        await self.app(scope, receive, send)
 
 
 def _json(status: int, code: str, description: str, **headers: str) -> JSONResponse:
@@ -263,7 +328,9 @@ class ItemsClient(CoreCrudClient):  # type: ignore[misc]
         return _geojson(await super().get_item(*args, **kwargs))
 
 
-def _postgres_settings(mode: Mode) -> PostgresSettings:
+def _postgres_settings(mode: Mode, reads: bool = True) -> PostgresSettings:
+    """Connection settings; ``reads``: pgSTAC's read-only mode (no search cache rows), and for
+    the external API read-only transactions too."""
     env = DbSettings()
     user = os.environ.get("EOMATCH_API_DB_USER") or env.user or DEFAULT_ROLES[mode]
     info = ConnectionInfo(
@@ -276,6 +343,11 @@ def _postgres_settings(mode: Mode) -> PostgresSettings:
     )
     password = info.resolved_password() or ""
     pool_max = int(os.environ.get("EOMATCH_API_POOL_SIZE", "10"))
+    server: dict[str, str] = {"search_path": "pgstac,public", "application_name": "pgstac"}
+    if reads:
+        server["pgstac.readonly"] = "true"
+    if mode == "external":
+        server["default_transaction_read_only"] = "on"
     return PostgresSettings(
         pguser=info.user,
         pgpassword=password,
@@ -284,6 +356,7 @@ def _postgres_settings(mode: Mode) -> PostgresSettings:
         pgdatabase=info.dbname,
         db_min_conn_size=1,
         db_max_conn_size=pool_max,
+        server_settings=ServerSettings(**server),
     )
 
 
@@ -294,6 +367,11 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         raise ValueError(f"EOMATCH_API_MODE must be internal or external, not {chosen!r}")
     the_mode: Mode = "internal" if chosen == "internal" else "external"
     internal = the_mode == "internal"
+    public_url = os.environ.get("EOMATCH_PUBLIC_URL", "").strip()
+    try:
+        origin = public_origin(public_url) if public_url else None
+    except EomatchError as exc:
+        raise SystemExit(f"eomatch {the_mode} API: {exc}") from None
     settings = Settings(
         stac_fastapi_title=TITLES[the_mode],
         stac_fastapi_description=DESCRIPTIONS[the_mode],
@@ -318,18 +396,19 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         cors_headers=["Content-Type", "Authorization"] if internal else ["Content-Type"],
     )
     postgres = _postgres_settings(the_mode)
+    writes = _postgres_settings(the_mode, reads=False) if internal else None
     fast_links.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await _connect_with_retry(app, postgres, internal)
+        await _connect_with_retry(app, postgres, writes)
         yield
         await close_db_connection(app)
 
     api = instantiate_api(
         client=ItemsClient,
         settings=settings,
-        extensions=Extensions(settings=settings),
+        extensions=EomatchExtensions(settings=settings),
         lifespan=lifespan,
     )
     app = api.app
@@ -337,10 +416,13 @@ def create_app(mode: Mode | None = None) -> FastAPI:
     api.client.landing_page_id = f"eomatch-{the_mode}"
     api.client.title = TITLES[the_mode]
     api.client.description = DESCRIPTIONS[the_mode]
-    for exc in DB_DOWN:
-        app.add_exception_handler(exc, _db_down_handler)
-    for exc in BAD_INPUT:
-        app.add_exception_handler(exc, _bad_input_handler)
+    for down in DB_DOWN:
+        app.add_exception_handler(down, _db_down_handler)
+    for bad in BAD_INPUT:
+        app.add_exception_handler(bad, _bad_input_handler)
+    app.add_exception_handler(asyncpg.exceptions.PostgresError, _postgres_error_handler)
+    app.add_exception_handler(Exception, _internal_error_handler)
+    _replace_health_route(app)
     names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
     inner = names.index("BrotliMiddleware") if "BrotliMiddleware" in names else len(names)
     # after the key check (a keyless write is a 401 whatever its body), before stac-fastapi
@@ -350,6 +432,9 @@ def create_app(mode: Mode | None = None) -> FastAPI:
     else:
         # innermost: it must see the JSON before compression does
         app.user_middleware.append(Middleware(PublicViewMiddleware))
+    if origin is not None:
+        # outermost: no other part may see the client's Host or Forwarded headers
+        app.user_middleware.insert(0, Middleware(PublicOriginMiddleware, *origin))
     app.state.eomatch_mode = the_mode
     result: FastAPI = app
     return result
@@ -365,15 +450,85 @@ async def _bad_input_handler(request: Request, exc: Exception) -> JSONResponse:
     # data exceptions (class 22, e.g. a NUL in a sortby), a free-text ``q`` that is not a
     # valid tsquery (``/collections?q=!``) and a bad JSON query parameter (orjson) are all
     # the client's fault, not a 500
-    return _json(400, "BadRequest", (str(exc).splitlines() or ["invalid request"])[0])
+    return _json(400, "BadRequest", (str(exc).splitlines() or ["invalid request"])[0][:500])
 
 
-async def _connect_with_retry(app: FastAPI, postgres: PostgresSettings, write: bool) -> None:
+async def _postgres_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Errors raised by SQL that pgSTAC built from the request are the client's (400).
+
+    A filter's type error (``'a' + 1``), a function of the wrong arity and a spatial literal
+    PostGIS cannot read reached the database (cql2's schema lets them through) and were 500s.
+    """
+    state = str(getattr(exc, "sqlstate", "") or "")
+    message = (str(exc).splitlines() or [""])[0]
+    client = state[:2] in CLIENT_SQLSTATES and state != "42501"
+    if state == "XX000" and any(w in message.lower() for w in POSTGIS_INPUT):
+        client = True
+    if client:
+        return _json(400, "BadRequest", f"the request cannot be run: {message}"[:500])
+    return await _internal_error_handler(request, exc)
+
+
+async def _internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A bug of ours: logged in full, answered without internals (no paths, hosts, types)."""
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, "InternalServerError", "internal error; the API log has the details")
+
+
+async def _health(request: Request) -> JSONResponse:
+    """``/_mgmt/health``: stac-fastapi-pgstac's answer without the database error text (it
+    named the database host and port)."""
+    if not hasattr(request.app.state, "get_connection"):
+        return JSONResponse(
+            {
+                "status": "DOWN",
+                "lifespan": {"status": "DOWN"},
+                "pgstac": {"status": "DOWN", "message": "the catalogue database is unavailable"},
+            },
+            503,
+        )
+    try:
+        async with request.app.state.get_connection(request, "r") as conn:
+            version = await conn.fetchval("SELECT pgstac.get_version()")
+    except Exception:
+        return JSONResponse(
+            {
+                "status": "DOWN",
+                "lifespan": {"status": "UP"},
+                "pgstac": {"status": "DOWN", "message": "the catalogue database is unavailable"},
+            },
+            503,
+        )
+    return JSONResponse(
+        {
+            "status": "UP",
+            "lifespan": {"status": "UP"},
+            "pgstac": {"status": "UP", "pgstac_version": version},
+        }
+    )
+
+
+def _replace_health_route(app: FastAPI) -> None:
+    kept: list[BaseRoute] = [
+        r for r in app.router.routes if getattr(r, "path", None) != "/_mgmt/health"
+    ]
+    app.router.routes[:] = kept
+    app.add_api_route("/_mgmt/health", _health, methods=["GET"], include_in_schema=False)
+
+
+async def _connect_with_retry(
+    app: FastAPI, postgres: PostgresSettings, writes: PostgresSettings | None
+) -> None:
     """Wait for the database at start-up (``EOMATCH_DB_WAIT`` seconds) instead of crashing."""
     deadline = asyncio.get_running_loop().time() + float(os.environ.get("EOMATCH_DB_WAIT", "30"))
     while True:
         try:
-            await connect_to_db(app, postgres_settings=postgres, add_write_connection_pool=write)
+            await connect_to_db(
+                app,
+                postgres_settings=postgres,
+                add_write_connection_pool=writes is not None,
+                write_postgres_settings=writes,
+            )
             return
         except DB_DOWN:
             if asyncio.get_running_loop().time() > deadline:

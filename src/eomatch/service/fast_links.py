@@ -8,6 +8,13 @@ subclass, so any change to the parent's ``link_*`` methods still applies) with t
 computed once per request, the ``link_*`` names listed once per class, and a join that is a
 plain concatenation whenever :func:`urllib.parse.urljoin` would give exactly that (a simple
 relative path under a base URL it leaves alone), and :func:`urllib.parse.urljoin` otherwise.
+
+The same subclasses carry the external API's link policy (:class:`PublicLinksMixin`): the
+parent resolves every stored link href against the API's base URL, so a stored
+``/mnt/data/x.json`` or ``relative/x.nc`` came out as ``http://gateway/mnt/data/x.json``,
+an http(s) URL the public view let through. In the external API a stored link survives only
+if its href is http(s) already or one of the API's own routes as ingest writes them
+(``collections/{c}`` or ``collections/{c}/items/{i}``); every other is dropped, not resolved.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from stac_fastapi.pgstac import core
-from stac_fastapi.pgstac.models.links import ItemLinks
+from stac_fastapi.pgstac.models.links import CollectionLinks, ItemLinks
+
+from eomatch.core.publish import is_public
 
 _BASE_KEY = "eomatch.links_base"
 _PLAIN = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@%-][A-Za-z0-9._~!$&'()*+,=@%/-]*")
@@ -47,7 +56,38 @@ def join(base: str, url: str) -> str:
     return urljoin(base, url)
 
 
-class FastItemLinks(ItemLinks):  # type: ignore[misc]
+_API_REF = re.compile(r"collections/[^/?#\\]+(?:/items/[^/?#\\]+)?")
+"""A stored link to one of the API's own resources, as ingest writes item-to-item links."""
+
+
+def servable_link(href: Any) -> bool:
+    """A stored link href the external API may show: http(s), or an API route of its own."""
+    if is_public(href):
+        return True
+    if not isinstance(href, str) or _API_REF.fullmatch(href) is None:
+        return False
+    return not any(seg in (".", "..") for seg in href.split("/"))
+
+
+class PublicLinksMixin:
+    """In the external API, stored links that are not http(s) or API routes are dropped."""
+
+    request: Any
+
+    async def get_links(self, extra_links: list[dict[str, Any]] | None = None) -> Any:
+        """The parent's links; in the external API without stored path-like links."""
+        if extra_links and getattr(self.request.app.state, "eomatch_mode", "") == "external":
+            extra_links = [
+                lk for lk in extra_links if isinstance(lk, dict) and servable_link(lk.get("href"))
+            ]
+        return await super().get_links(extra_links=extra_links)  # type: ignore[misc]
+
+
+class PublicCollectionLinks(PublicLinksMixin, CollectionLinks):  # type: ignore[misc]
+    """Collection links with the external link policy."""
+
+
+class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
     """:class:`ItemLinks` with the per-request work done once per request."""
 
     _link_names: tuple[str, ...] | None = None
@@ -86,6 +126,9 @@ class FastItemLinks(ItemLinks):  # type: ignore[misc]
 
 
 def install() -> None:
-    """Make stac-fastapi-pgstac's item answers use :class:`FastItemLinks` (idempotent)."""
+    """Make stac-fastapi-pgstac's answers use :class:`FastItemLinks` and
+    :class:`PublicCollectionLinks` (idempotent)."""
     if core.ItemLinks is ItemLinks:
         core.ItemLinks = FastItemLinks
+    if core.CollectionLinks is CollectionLinks:
+        core.CollectionLinks = PublicCollectionLinks

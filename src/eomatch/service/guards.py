@@ -1,10 +1,15 @@
-"""Request bodies checked before stac-fastapi sees them, so bad input is a 400, never a 500.
+"""Requests checked before stac-fastapi sees them, so bad input is a 400, never a 500.
 
-stac-fastapi-pgstac 7.2 answers some malformed bodies with a 500 (a JSON array to
-``POST /search``, a missing body on PUT/POST/PATCH) and pgSTAC accepts geometries it cannot
-serve back (see :mod:`eomatch.core.validation`). This ASGI middleware buffers the body of
-POST/PUT/PATCH requests, refuses those cases with a JSON 400 (415 for a body that is not
-declared as JSON, which FastAPI would hand to the models as bytes) and replays it otherwise.
+Every request's query string is measured against :mod:`eomatch.service.limits` first (a
+filter's depth, the number of ids, ...). stac-fastapi-pgstac 7.2 answers some malformed
+bodies with a 500 (a JSON array to ``POST /search``, a missing body on PUT/POST/PATCH) and
+pgSTAC accepts geometries it cannot serve back (see :mod:`eomatch.core.validation`). This
+ASGI middleware reads the body of POST/PUT/PATCH requests up to the route's limit (refusing
+a declared ``Content-Length`` above it before reading anything), refuses those cases with a
+JSON 400 (415 for a body that is not declared as JSON, which FastAPI would hand to the
+models as bytes) and replays it otherwise. A search filter that passes the bounds is also
+validated by cql2 (``POST`` filters were not: they reached pgSTAC, whose errors were 500s)
+and its spatial literals checked as PostGIS will read them.
 """
 
 from __future__ import annotations
@@ -12,12 +17,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from cql2 import Expr
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eomatch.core.validation import document_problem, written_documents
+from eomatch.core.validation import (
+    MAX_JSON_DEPTH,
+    document_problem,
+    json_depth_exceeds,
+    written_documents,
+)
+from eomatch.service import limits
 
-MAX_BODY = 64 * 1024 * 1024
+MAX_BODY_DEPTH = MAX_JSON_DEPTH + 4  # a bulk body wraps its items in two levels
 
 
 def _bad(description: str) -> JSONResponse:
@@ -31,10 +43,25 @@ class BodyGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Buffer, check, replay."""
-        method = str(scope.get("method", "")).upper() if scope["type"] == "http" else ""
+        """Measure the query; buffer, check and replay the body."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem, params = limits.query_problem(bytes(scope.get("query_string", b"")))
+        if problem is None:
+            problem = _query_filter_problem(params)
+        if problem is not None:
+            await _bad(problem)(scope, receive, send)
+            return
+        method = str(scope.get("method", "")).upper()
         if method not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
+            return
+        path = route_path(scope).rstrip("/") or "/"
+        limit = limits.body_limit(method, path)
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            await _bad(f"the request body is larger than {limit} bytes")(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -44,20 +71,20 @@ class BodyGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_BODY:
-                await _bad("request body too large")(scope, receive, send)
+            if size > limit:
+                await _bad(f"the request body is larger than {limit} bytes")(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        ctype = _content_type(scope)
+        ctype = _header(scope, b"content-type").split(";")[0].strip().lower()
         if body.strip() and ctype and not (ctype.endswith("/json") or ctype.endswith("+json")):
             await JSONResponse(
                 {"code": "UnsupportedMediaType", "description": f"send JSON, not {ctype}"}, 415
             )(scope, receive, send)
             return
-        problem = _problem(method, route_path(scope).rstrip("/") or "/", body)
+        problem = _problem(method, path, body)
         if problem is not None:
             await _bad(problem)(scope, receive, send)
             return
@@ -73,10 +100,10 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
 
-def _content_type(scope: Scope) -> str:
+def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", []):
-        if key == b"content-type":
-            return bytes(value).decode("latin-1").split(";")[0].strip().lower()
+        if key == name:
+            return bytes(value).decode("latin-1").strip()
     return ""
 
 
@@ -98,6 +125,10 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
         doc: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "the body is not valid JSON"
+    if json_depth_exceeds(doc, MAX_BODY_DEPTH):
+        return f"the body nests deeper than {MAX_BODY_DEPTH} levels"
+    if method == "POST" and path == "/search":
+        return _search_problem(doc)
     if method == "PATCH":
         if not isinstance(doc, dict | list):
             return "a PATCH body must be a JSON object (merge patch) or array (JSON patch)"
@@ -108,3 +139,37 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
         if problem:
             return problem
     return None
+
+
+def _cql2_problem(expr: Any) -> str | None:
+    """cql2's own validation of a filter already within the bounds (its cost grows with them)."""
+    try:
+        Expr(expr).validate()
+    except Exception as exc:  # cql2 raises bare Exceptions (ValidationError, ParseError, ...)
+        return "invalid filter: " + (str(exc).splitlines() or ["not valid CQL2"])[0][:300]
+    return None
+
+
+def _search_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return "the body must be a JSON object"
+    problem = limits.search_body_problem(doc)
+    if problem is None and isinstance(doc.get("filter"), dict):
+        problem = _cql2_problem(doc["filter"])
+    return problem
+
+
+def _query_filter_problem(params: dict[str, list[str]]) -> str | None:
+    """Spatial literals of a GET filter already within the bounds, as PostGIS will read them."""
+    filters = params.get("filter", [])
+    if not filters:
+        return None
+    langs = params.get("filter-lang", []) + params.get("filter_lang", [])
+    try:
+        if langs and langs[-1] == "cql2-json":
+            doc = orjson.loads(filters[-1])
+        else:
+            doc = Expr(filters[-1]).to_json()
+    except Exception:  # a parse error: stac-fastapi answers it with a 400 of its own
+        return None
+    return limits.json_filter_problem(doc)

@@ -132,3 +132,46 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def flaky_app() -> Any:
+    """A stand-in API for uvicorn (``--factory``), wrapped like the real one.
+
+    ``/boom`` answers a complete 500 and then raises, a moment later, as Starlette's error
+    middleware does after its 500 (uvicorn then drops the connection, which nginx may
+    already have reused); anything else answers 200 with the path, after 0.3 s if the query
+    has ``slow=1`` (so it is still in flight when that connection is dropped).
+    ``EOMATCH_TEST_UNWRAPPED=1`` serves it without the production wrapper.
+    """
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from eomatch.service.serving import keep_connection_after_errors
+
+    async def ok(request: Request) -> JSONResponse:
+        await request.body()
+        if request.query_params.get("slow") == "1":
+            await asyncio.sleep(0.3)
+        return JSONResponse({"path": request.url.path, "method": request.method})
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    routes = Starlette(routes=[Route("/{rest:path}", ok, methods=methods)])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/boom":
+            await routes(scope, receive, send)
+            return
+        body = b"Internal Server Error"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        await asyncio.sleep(0.1)  # logging a long traceback takes a while too
+        raise RuntimeError("boom")
+
+    if os.environ.get("EOMATCH_TEST_UNWRAPPED") == "1":
+        return app
+    return keep_connection_after_errors(app)

@@ -7,7 +7,9 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +19,18 @@ import httpx
 import pytest
 
 from eomatch.service.browser import write_runtime_config
-from eomatch.service.gateway import Gateway, GatewayError, RateLimit, render_nginx_conf
-from eomatch.service.stack import free_port
+from eomatch.service.gateway import (
+    DEFAULT_API_ALLOW,
+    UPSTREAM_KEEPALIVE_S,
+    Gateway,
+    GatewayError,
+    RateLimit,
+    parse_api_allow,
+    parse_public_url,
+    render_nginx_conf,
+)
+from eomatch.service.serving import KEEPALIVE_S
+from eomatch.service.stack import api_command, free_port
 from gateway_helpers import (
     alive,
     children_of,
@@ -31,6 +43,7 @@ NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx binary not installed")
 SECRET = "TOP-SECRET-NOT-FOR-THE-WEB"
 INDEX = "<!doctype html><title>stac browser stand-in</title>"
+PUBLIC = "http://catalogue.example.org:8000"
 
 
 @dataclass
@@ -63,7 +76,8 @@ def _start(
     internal: str,
     external: str,
     rate_limit: RateLimit | None = None,
-    behind_tls_proxy: bool = False,
+    public_url: str | None = PUBLIC,
+    api_allow: tuple[str, ...] = DEFAULT_API_ALLOW,
 ) -> Running:
     dist, runtime = _static_site(base)
     port = free_port()
@@ -76,7 +90,8 @@ def _start(
         browser_dir=dist,
         runtime_config_dir=runtime,
         rate_limit=rate_limit,
-        behind_tls_proxy=behind_tls_proxy,
+        public_url=public_url,
+        api_allow=api_allow,
     )
     gateway.start()
     return Running(f"http://127.0.0.1:{port}", port, gateway, base)
@@ -177,71 +192,71 @@ def test_render_brackets_ipv6_listen_address() -> None:
 
 
 @needs_nginx
-def test_api_routes_strip_the_prefix_and_forward_the_client_url(gw: Running) -> None:
+def test_api_routes_strip_the_prefix_and_forward_the_public_url(gw: Running) -> None:
     r = httpx.get(f"{gw.url}/api/collections?limit=5&bbox=1,2,3,4")
     assert r.status_code == 200
     echo = r.json()
     assert echo["upstream"] == "internal"
     assert echo["path"] == "/collections?limit=5&bbox=1,2,3,4"
     h = echo["headers"]
-    assert h["host"] == f"127.0.0.1:{gw.port}"
-    assert h["x-forwarded-host"] == "127.0.0.1"
-    assert h["x-forwarded-port"] == str(gw.port)
+    assert h["host"] == "catalogue.example.org:8000"
+    assert h["x-forwarded-host"] == "catalogue.example.org"
+    assert h["x-forwarded-port"] == "8000"
     assert h["x-forwarded-proto"] == "http"
     assert h["x-forwarded-for"] == "127.0.0.1"
 
     ext = httpx.get(f"{gw.url}/external/search?collections=a").json()
     assert ext["upstream"] == "external"
     assert ext["path"] == "/search?collections=a"
+    post = httpx.post(f"{gw.url}/api/search?x=1", json={"limit": 1}).json()
+    assert (post["upstream"], post["method"], post["path"]) == ("internal", "POST", "/search?x=1")
 
     root = httpx.get(f"{gw.url}/external/").json()
     assert (root["upstream"], root["path"]) == ("external", "/")
 
 
 @needs_nginx
-def test_forwarded_port_is_the_one_the_client_used(gw: Running) -> None:
-    """Behind a port mapping (container 8080 published as 8000) links must carry 8000."""
-    status, body = _raw_get(gw.port, "/api/", {"Host": "catalogue.example.org:8000"})
+@pytest.mark.parametrize("prefix", ["/api/", "/external/", "/api/search", "/external/search"])
+def test_client_host_and_forwarding_headers_never_reach_the_apis(gw: Running, prefix: str) -> None:
+    """Links are built from the configured public URL, never from what a client sends."""
+    spoof = {
+        "Host": "evil.example:666",
+        "Forwarded": "host=evil.example;proto=https",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Port": "666",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "6.6.6.6",
+    }
+    status, body = _raw_get(gw.port, prefix, spoof)
     assert status == 200
     h = json.loads(body)["headers"]
-    assert (h["x-forwarded-host"], h["x-forwarded-port"]) == ("catalogue.example.org", "8000")
-    status, body = _raw_get(gw.port, "/api/", {"Host": "catalogue.example.org"})
-    h = json.loads(body)["headers"]
-    assert (h["x-forwarded-host"], h["x-forwarded-port"]) == ("catalogue.example.org", "80")
-
-
-@needs_nginx
-def test_client_forwarding_headers_are_not_trusted(gw: Running) -> None:
-    """The APIs prefer ``Forwarded``: a client's own must never reach them (link spoofing)."""
-    r = httpx.get(
-        f"{gw.url}/external/",
-        headers={
-            "Forwarded": "host=evil.example;proto=https",
-            "X-Forwarded-Host": "evil.example",
-            "X-Forwarded-Port": "666",
-        },
-    )
-    h = r.json()["headers"]
     assert h["forwarded"] is None
-    assert h["x-forwarded-host"] == "127.0.0.1"
-    assert h["x-forwarded-port"] == str(gw.port)
+    assert h["host"] == "catalogue.example.org:8000"
+    assert (h["x-forwarded-host"], h["x-forwarded-port"]) == ("catalogue.example.org", "8000")
+    assert h["x-forwarded-proto"] == "http"
+    assert h["x-forwarded-for"] == "127.0.0.1"
+    assert "evil" not in body
+    assert "666" not in body
 
 
 @needs_nginx
-def test_forwarded_proto_is_trusted_only_behind_a_tls_proxy(gw: Running) -> None:
-    spoof = {"Host": "catalogue.example.org", "X-Forwarded-Proto": "https"}
-    h = json.loads(_raw_get(gw.port, "/external/", spoof)[1])["headers"]
-    assert (h["x-forwarded-proto"], h["x-forwarded-port"]) == ("http", "80")
-    with (
-        echo_upstream("api") as api,
-        world_readable_tmpdir("eomatch-gw-") as base,
-    ):
-        running = _start(base, api.address, api.address, behind_tls_proxy=True)
+def test_https_public_url_and_none() -> None:
+    """An https URL on its default port; without one (containers) no client host either."""
+    spoof = {"Host": "evil.example:666", "X-Forwarded-Host": "evil.example"}
+    with echo_upstream("api") as api, world_readable_tmpdir("eomatch-gw-") as base:
+        running = _start(base, api.address, api.address, public_url="https://cat.example.org")
         try:
             h = json.loads(_raw_get(running.port, "/external/", spoof)[1])["headers"]
+            assert (h["host"], h["x-forwarded-host"]) == ("cat.example.org", "cat.example.org")
             assert (h["x-forwarded-proto"], h["x-forwarded-port"]) == ("https", "443")
-            h = json.loads(_raw_get(running.port, "/external/")[1])["headers"]
-            assert h["x-forwarded-proto"] == "http"
+        finally:
+            running.gateway.stop()
+    with echo_upstream("api") as api, world_readable_tmpdir("eomatch-gw-") as base:
+        running = _start(base, api.address, api.address, public_url=None)
+        try:
+            h = json.loads(_raw_get(running.port, "/external/", spoof)[1])["headers"]
+            assert h["host"] == "eomatch_external"  # the upstream's name, not the client's
+            assert (h["x-forwarded-host"], h["x-forwarded-port"]) == (None, None)
         finally:
             running.gateway.stop()
 
@@ -351,7 +366,10 @@ def test_rate_limit_answers_json_429_on_external_only() -> None:
                 limited = client.get(f"{running.url}/external/")
                 assert limited.status_code == 429
                 assert limited.headers["content-type"] == "application/json"
-                assert limited.json()["code"] == "TooManyRequests"
+                assert limited.json() == {
+                    "code": "TooManyRequests",
+                    "description": "rate limit exceeded",
+                }
                 assert limited.headers["retry-after"] == "1"
                 # The internal API has no such limit.
                 assert {client.get(f"{running.url}/api/").status_code for _ in range(8)} == {200}
@@ -359,7 +377,10 @@ def test_rate_limit_answers_json_429_on_external_only() -> None:
             time.sleep(2.1)
             down = httpx.get(f"{running.url}/external/collections")
             assert down.status_code == 503
-            assert down.json()["code"] == "ServiceUnavailable"
+            assert down.json() == {
+                "code": "ServiceUnavailable",
+                "description": "API not reachable",
+            }
         finally:
             running.gateway.stop()
 
@@ -484,3 +505,243 @@ def test_missing_nginx_binary_is_a_clear_error(tmp_path: Path) -> None:
     gateway.config_path.write_text("events {}\n")
     with pytest.raises(GatewayError, match="install nginx"):
         gateway.check()
+
+
+# -- the internal API's allow-list -------------------------------------------------------------
+
+
+def test_allow_list_parsing() -> None:
+    assert parse_api_allow("10.0.0.0/8, 192.168.1.7 ,::1") == (
+        "10.0.0.0/8",
+        "192.168.1.7/32",
+        "::1/128",
+    )
+    assert parse_api_allow(DEFAULT_API_ALLOW) == DEFAULT_API_ALLOW
+    assert "127.0.0.0/8" in DEFAULT_API_ALLOW
+    assert "fc00::/7" in DEFAULT_API_ALLOW
+    for bad in ("", " , ", "10.0.0.0/33", "all", "10.0.0.0/8; allow all", "example.org"):
+        with pytest.raises(ValueError, match=r"IP network|empty"):
+            parse_api_allow(bad)
+
+
+def test_public_url_parsing() -> None:
+    assert parse_public_url("http://127.0.0.1:8090") == ("http", "127.0.0.1", 8090)
+    assert parse_public_url("https://cat.example.org") == ("https", "cat.example.org", 443)
+    assert parse_public_url("http://[::1]:8090") == ("http", "[::1]", 8090)
+    for bad in (
+        "ftp://x",
+        "http://",
+        "http://x/api",
+        "http://x?a=1",
+        "http://u:p@x",
+        "http://x:99999",
+        "http://x;y",
+        "cat.example.org",
+    ):
+        with pytest.raises(ValueError, match="public URL"):
+            parse_public_url(bad)
+
+
+@needs_nginx
+def test_internal_api_is_refused_outside_the_allow_list() -> None:
+    """From loopback with an allow-list of 10/8 only: /api/ is a JSON 403, /external/ works."""
+    with (
+        echo_upstream("internal") as internal,
+        echo_upstream("external") as external,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        running = _start(base, internal.address, external.address, api_allow=("10.0.0.0/8",))
+        try:
+            for method, target in (
+                ("GET", "/api/"),
+                ("GET", "/api"),
+                ("GET", "/api/collections?limit=1"),
+                ("POST", "/api/search"),
+                ("POST", "/api/collections/c/items"),
+                ("DELETE", "/api/collections/c"),
+                ("GET", "/api/../api/conformance"),
+                ("GET", "//api/"),
+                ("GET", "/%61pi/"),
+            ):
+                r = httpx.request(
+                    method, running.url + target, json={} if method != "GET" else None
+                )
+                assert r.status_code == 403, (method, target)
+                assert r.headers["content-type"] == "application/json"
+                assert r.json() == {
+                    "code": "Forbidden",
+                    "description": "not available from this network",
+                }
+                assert "internal" not in r.text
+            assert httpx.get(running.url + "/external/").json()["upstream"] == "external"
+            assert httpx.get(running.url + "/").text == INDEX
+        finally:
+            running.gateway.stop()
+
+
+@needs_nginx
+def test_default_allow_list_lets_loopback_in(gw: Running) -> None:
+    assert httpx.get(f"{gw.url}/api/").json()["upstream"] == "internal"
+    assert httpx.post(f"{gw.url}/api/search", json={}).json()["upstream"] == "internal"
+
+
+# -- what nginx says itself --------------------------------------------------------------------
+
+
+def _raw(port: int, data: bytes) -> tuple[int, dict[str, str], str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body.decode(errors="replace")
+
+
+@needs_nginx
+def test_errors_from_nginx_are_json_and_name_no_host_port_or_path() -> None:
+    with (
+        echo_upstream("internal") as internal,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        dead = free_port()
+        running = _start(base, internal.address, f"127.0.0.1:{dead}")
+        port = running.port
+        host = f"Host: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        try:
+            cases = [
+                (404, f"GET /.env HTTP/1.1\r\n{host}\r\n".encode()),
+                (404, f"GET /_eomatch_error/403 HTTP/1.1\r\n{host}\r\n".encode()),
+                (405, f"POST /index.html HTTP/1.1\r\n{host}Content-Length: 0\r\n\r\n".encode()),
+                (503, f"GET /external/collections HTTP/1.1\r\n{host}\r\n".encode()),
+                (400, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"),
+                (400, f"GET /../secret.txt HTTP/1.1\r\n{host}\r\n".encode()),
+                (414, f"GET /{'a' * 20000} HTTP/1.1\r\n{host}\r\n".encode()),
+            ]
+            for code, request in cases:
+                status, headers, body = _raw(port, request)
+                assert status == code, (code, body)
+                assert headers["content-type"] == "application/json", code
+                doc = json.loads(body)
+                assert set(doc) == {"code", "description"}
+                for leak in (str(port), str(dead), "127.0.0.1", "nginx", str(base), "/external"):
+                    assert leak not in body, (code, leak)
+                assert headers["server"] == "nginx"  # no version (server_tokens off)
+        finally:
+            running.gateway.stop()
+
+
+# -- upstream connections ----------------------------------------------------------------------
+
+
+def test_nginx_closes_idle_upstream_connections_before_uvicorn() -> None:
+    """Else nginx may send a request on a connection uvicorn is just closing (a 502/503)."""
+    text = render_nginx_conf(
+        listen_host="127.0.0.1",
+        listen_port=8090,
+        internal_upstream="127.0.0.1:8081",
+        external_upstream="127.0.0.1:8082",
+        browser_dir="/srv/dist",
+        runtime_config_dir="/srv/runtime",
+        run_dir="/tmp",
+    )
+    assert text.count(f"keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;") == 2
+    cmd = api_command(8081)
+    assert int(cmd[cmd.index("--timeout-keep-alive") + 1]) == KEEPALIVE_S > UPSTREAM_KEEPALIVE_S
+
+
+@needs_nginx
+@pytest.mark.parametrize("concurrent", [False, True], ids=["sequential", "concurrent"])
+def test_requests_after_an_api_error_all_succeed(concurrent: bool) -> None:
+    """Regression: after one 500 on /api/, 6 of the next 8 requests got 503.
+
+    Starlette re-raised the error after its 500 and uvicorn closed that kept-alive
+    connection; nginx then sent the next request on it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    cmd = api_command(port, app="gateway_helpers:flaky_app")
+    with world_readable_tmpdir("eomatch-gw-") as base:
+        log = (base / "api.log").open("wb")
+        api = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/up", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline
+                    assert api.poll() is None
+                    time.sleep(0.1)
+            running = _start(base, f"127.0.0.1:{port}", f"127.0.0.1:{port}")
+            codes: list[int] = []
+            try:
+                with httpx.Client(timeout=10) as client, ThreadPoolExecutor(4) as pool:
+                    kinds = [
+                        ("POST", f"{running.url}/api/collections/c/items"),
+                        ("POST", f"{running.url}/api/search"),
+                        ("PUT", f"{running.url}/api/collections/c/items/i"),
+                        ("GET", f"{running.url}/api/collections"),
+                    ]
+                    for round_ in range(8):
+                        assert client.post(f"{running.url}/api/boom", json={}).status_code == 500
+                        # nginx reuses the most recently freed connection first, so the
+                        # first request after the 500 meets it (slow: still in flight when
+                        # the API drops it); nginx itself retries only idempotent ones (GET,
+                        # PUT) on a fresh connection: POSTs failed
+                        first = round_ % len(kinds)
+                        calls = (kinds[first:] + kinds[:first]) * 2
+                        calls[0] = (calls[0][0], calls[0][1] + "?slow=1")
+
+                        def call(method: str, url: str) -> int:
+                            body = None if method == "GET" else {}
+                            return client.request(method, url, json=body).status_code
+
+                        if concurrent:
+                            codes += list(pool.map(call, *zip(*calls, strict=True)))
+                        else:
+                            codes += [call(m, u) for m, u in calls]
+            finally:
+                running.gateway.stop()
+        finally:
+            api.terminate()
+            api.wait(10)
+            log.close()
+    assert codes == [200] * 64
+
+
+@needs_nginx
+def test_gateway_restarts_after_its_master_is_killed() -> None:
+    """A killed master leaves workers holding the port: stop() ends them so start() works."""
+    with (
+        echo_upstream("internal") as internal,
+        echo_upstream("external") as external,
+        world_readable_tmpdir("eomatch-gw-") as base,
+    ):
+        running = _start(base, internal.address, external.address)
+        gateway = running.gateway
+        try:
+            master = gateway.status().pid
+            assert master is not None
+            workers = children_of(master)
+            os.kill(master, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while gateway.status().running and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not gateway.status().running
+            assert any(alive(w) for w in workers)  # orphans still hold the port
+            gateway.stop()
+            assert not any(alive(w) for w in workers)
+            new = gateway.start()
+            assert new != master
+            assert httpx.get(f"{running.url}/external/").json()["upstream"] == "external"
+        finally:
+            gateway.stop()

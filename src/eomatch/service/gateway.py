@@ -261,12 +261,15 @@ def render_nginx_conf(
             f"        proxy_set_header X-Forwarded-Host {host};\n"
             f"        proxy_set_header X-Forwarded-Port {port};"
         )
+    # URIs, not named locations: a request line nginx cannot parse (400, 414) has no URI,
+    # and a redirect to a named location then fails with a 500 in nginx's own HTML
     error_pages = "\n".join(
-        f"        error_page {code} = @error_{code};" for code in _ERRORS if code != 503
+        f"        error_page {code} = /_eomatch_error/{code};" for code in _ERRORS if code != 503
     )
-    error_pages += "\n        error_page 502 503 504 = @error_503;"
+    error_pages += "\n        error_page 502 503 504 = /_eomatch_error/503;"
     error_locations = "\n".join(
-        f"""        location @error_{code} {{
+        f"""        location = /_eomatch_error/{code} {{
+            internal;
             default_type application/json;{retry if code == 429 else ""}
             return {code} '{{"code": "{name}", "description": "{text}"}}';
         }}"""
@@ -647,8 +650,17 @@ class Gateway:
 
         nginx is started in a new session, so its workers share the master's pid as group id.
         """
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # the port is free only once they are gone
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.01)
 
     def _read_pid(self) -> int | None:
         try:

@@ -66,15 +66,20 @@ _UVICORN_MAIN = "sys.argv[0] = 'uvicorn'\nfrom uvicorn.main import main\nmain()"
 
 
 def api_command(
-    port: int, root_path: str = "", workers: int = 1, python: str | None = None
+    port: int,
+    root_path: str = "",
+    workers: int = 1,
+    python: str | None = None,
+    app: str = APP_FACTORY,
 ) -> list[str]:
     """uvicorn serving the API of ``EOMATCH_API_MODE`` on 127.0.0.1.
 
     Args:
         python: An interpreter other than this one (same version) that reaches this
             environment's packages only through its site directories (dropped root).
+        app: The app factory (tests serve stand-ins with the same options).
     """
-    args = [APP_FACTORY, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    args = [app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
     # longer than nginx's upstream keepalive_timeout: nginx closes idle connections first
     args += ["--log-level", "warning", "--timeout-keep-alive", str(KEEPALIVE_S)]
     if workers > 1:

@@ -588,3 +588,128 @@ def serve(state: StacApiServer | None = None) -> Iterator[StacApiServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# -- a misbehaving server: every answer scripted by the test ---------------------------------
+
+
+@dataclass
+class Reply:
+    """One scripted answer. ``body`` is sent at once, then ``trickle`` bytes one per
+    ``trickle_s`` seconds, then ``endless`` chunks forever (chunked encoding) if set."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    trickle: bytes = b""
+    trickle_s: float = 0.0
+    endless: bytes = b""
+
+
+def json_reply(doc: Any, status: int = 200, **headers: str) -> Reply:
+    return Reply(status, json.dumps(doc).encode(), {"Content-Type": "application/json", **headers})
+
+
+@dataclass
+class Seen:
+    """What a scripted server received: one entry per request."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class ScriptedServer:
+    """A hostile or broken server: ``script(seen) -> Reply`` decides every answer."""
+
+    script: Any = None
+    url: str = ""
+    seen: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def headers_of(self, path: str) -> list[dict[str, str]]:
+        """Headers of every request to ``path``."""
+        return [s.headers for s in self.seen if s.path == path]
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    server: _ScriptedHttp
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, method: str) -> None:
+        state = self.server.state
+        parsed = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(
+            method,
+            parsed.path,
+            {k: v[-1] for k, v in parse_qs(parsed.query).items()},
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+        )
+        with state.lock:
+            state.seen.append(seen)
+        reply: Reply = state.script(seen)
+        try:
+            self.send_response(reply.status)
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            if reply.endless:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(reply.body) + len(reply.trickle)))
+            self.end_headers()
+            if reply.endless:
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(reply.endless), reply.endless))
+            self.wfile.write(reply.body)
+            self.wfile.flush()
+            for i in range(len(reply.trickle)):
+                time.sleep(reply.trickle_s)
+                self.wfile.write(reply.trickle[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client hung up: what a bounded client does
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        self._answer("POST")
+
+
+class _ScriptedHttp(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: ScriptedServer) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.state = state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_scripted(script: Any) -> Iterator[ScriptedServer]:
+    """Run a scripted server (``script(seen) -> Reply``); yields its state (``.url``)."""
+    state = ScriptedServer(script)
+    server = _ScriptedHttp(state)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

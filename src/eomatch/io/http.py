@@ -43,7 +43,6 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP answers worth another attempt: timeouts, rate limiting, transient server trouble."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"eomatch/{__version__}"
-_READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -428,7 +427,9 @@ class HttpSession:
             )
         decoder = _Decoder(response.headers.get("Content-Encoding", ""), limit, url)
         parts: list[bytes] = []
-        for chunk in response.iter_raw(_READ_CHUNK):
+        if response.is_stream_consumed:  # an in-memory response (injected transport)
+            return decoder.feed(response.content) + decoder.flush()
+        for chunk in response.iter_raw():  # as received: no chunker holding bytes back
             parts.append(decoder.feed(chunk))
             if deadline is not None:
                 deadline.check()

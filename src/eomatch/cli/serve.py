@@ -13,7 +13,7 @@ from rich.console import Console
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
-from eomatch.service.gateway import DEFAULT_API_ALLOW, parse_api_allow
+from eomatch.service.gateway import DEFAULT_API_ALLOW, parse_api_allow, parse_public_url
 from eomatch.service.stack import API_USER, Stack, read_status
 
 
@@ -100,6 +100,11 @@ def run_serve(args: argparse.Namespace) -> int:
         api_allow = parse_api_allow(args.api_allow)
     except ValueError as exc:
         raise EomatchError(f"--api-allow: {exc}") from None
+    if args.public_url is not None:
+        try:
+            parse_public_url(args.public_url.rstrip("/"))
+        except ValueError as exc:
+            raise EomatchError(f"--public-url: {exc}") from None
     if read_status(run_dir) is not None:
         raise EomatchError(f"already serving from {run_dir} (see `eomatch serve --status`)")
     console = Console()

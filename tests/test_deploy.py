@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from eomatch.service import gateway
+from eomatch.service.gateway import DEFAULT_API_ALLOW, UPSTREAM_KEEPALIVE_S, parse_public_url
+from eomatch.service.serving import APP_FACTORY
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -50,6 +52,17 @@ def test_committed_nginx_conf_is_the_renderers_output(capsys: pytest.CaptureFixt
     )
     assert "Bearer" not in committed
     assert "/catalogue" not in committed
+    # the client's Host / X-Forwarded-* never reach the APIs (they use EOMATCH_PUBLIC_URL)
+    assert "$http_host" not in committed
+    assert "$http_x_forwarded" not in committed
+    assert "proxy_set_header Host $proxy_host;" in committed
+    for net in DEFAULT_API_ALLOW:
+        assert f"        {net} 1;" in committed
+    assert committed.count("if ($eomatch_api_allowed = 0)") == 3
+
+
+def _keepalive(command: list[str]) -> int:
+    return int(command[command.index("--timeout-keep-alive") + 1])
 
 
 def test_compose_file_is_accepted_with_the_example_env() -> None:
@@ -81,6 +94,13 @@ def test_compose_publishes_only_the_gateway_and_uses_no_superuser_for_apis() -> 
     assert services["api-external"]["environment"]["EOMATCH_API_MODE"] == "external"
     assert "/api" in services["api-internal"]["command"]
     assert "/external" in services["api-external"]["command"]
+    for name in ("api-internal", "api-external"):
+        command = services[name]["command"]
+        assert command[:2] == ["uvicorn", APP_FACTORY]
+        assert _keepalive(command) > UPSTREAM_KEEPALIVE_S
+        assert services[name]["environment"]["EOMATCH_PUBLIC_URL"].startswith(
+            "${EOMATCH_PUBLIC_URL:?"
+        )
     for name in ("db", "api-internal", "api-external", "proxy"):
         assert services[name]["restart"] == "unless-stopped", name
         assert "healthcheck" in services[name], name
@@ -98,6 +118,12 @@ def test_env_example_has_every_variable_the_compose_file_needs() -> None:
         if line and not line.startswith("#")
     }
     assert needed <= example, needed - example
+    values = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert parse_public_url(values["EOMATCH_PUBLIC_URL"]) == ("http", "127.0.0.1", 8000)
 
 
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -129,6 +155,11 @@ def test_systemd_unit_is_valid_and_hardened(unit: Path) -> None:
     assert service["ExecStart"].split()[0].startswith("/")
     if "api" in unit.name:
         assert "--host 127.0.0.1" in service["ExecStart"]  # only the gateway faces the network
+        command = service["ExecStart"].split()
+        assert command[1] == APP_FACTORY
+        assert _keepalive(command) > UPSTREAM_KEEPALIVE_S
+        public = [v for v in unit.read_text().splitlines() if "EOMATCH_PUBLIC_URL=" in v]
+        assert public == ["Environment=EOMATCH_PUBLIC_URL=http://127.0.0.1:8080"]
     if shutil.which("systemd-analyze"):
         result = subprocess.run(
             ["systemd-analyze", "verify", "--man=no", str(unit)],

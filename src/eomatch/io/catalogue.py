@@ -1658,9 +1658,9 @@ def _foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[da
         if len(bbox) == 6:
             bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
     except EomatchError as exc:
-        raise EomatchError(f"incoming item {item_id!r}: {exc}") from None
+        raise EomatchError(f"incoming item {item_id!r:.80}: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EomatchError(f"incoming item {item_id!r}: invalid STAC item: {exc}") from None
+        raise EomatchError(f"incoming item {item_id!r:.80}: invalid STAC item: {exc}") from None
     links = [
         dict(x)
         for x in raw.get("links") or []

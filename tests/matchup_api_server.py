@@ -147,6 +147,8 @@ class MatchupApi:
     """The next ``fail_count`` requests answer ``fail_status`` (transient trouble)."""
     fail_status: int = 503
     invalid_json: bool = False
+    verbatim_links: bool = False
+    """Hostile mode: link hrefs other than item links are sent as stored (paths too)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _sorted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _shapes: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +187,9 @@ class MatchupApi:
         return out
 
     def _abs(self, href: str) -> str:
-        return href if _has_scheme(href) else f"{self.url}/{href}"
+        if _has_scheme(href) or (self.verbatim_links and not href.startswith("collections/")):
+            return href
+        return f"{self.url}/{href}"
 
     def item_out(self, item: dict[str, Any]) -> dict[str, Any]:
         cid, iid = item["collection"], item["id"]
@@ -545,3 +549,74 @@ def validate_catalogue(root: Path) -> int:
         n += 1
     check_day_catalogs(Path(root))
     return n
+
+
+# -- a hostile matchup API: items whose fields try to reach paths outside the catalogue ----------
+
+
+def _item_link(coll: str, iid: str) -> str:
+    return f"collections/{quote(coll, safe='')}/items/{quote(iid, safe='')}"
+
+
+def add_hostile_items(api: MatchupApi, outside: Path, product_id: str) -> dict[str, list[str]]:
+    """Add items whose ids, collections, links, asset hrefs and platform aim at ``outside``.
+
+    ``product_id`` (a product with an http ``data`` asset) is made hostile in place: links and
+    asset hrefs that are paths (relative with ``..``, absolute), an asset key with ``../`` and a
+    platform property that is a traversal. New matchups (copies of one linking to that product)
+    link to products whose id or collection cannot be a file name, and matchups with such ids
+    are added too. Returns the hostile ids by kind (``products``, ``matchups``).
+    """
+    up = "../" * 12 + outside.as_posix().lstrip("/")
+    api.verbatim_links = True
+    with api.lock:
+        products = {c: v for c, v in api.items.items() if si.collection_kind(c) == "product"}
+        coll = next(c for c, v in products.items() if product_id in v)
+        prod = api.items[coll][product_id]
+        matchup = next(
+            m
+            for c, v in api.items.items()
+            if si.collection_kind(c) == "matchup"
+            for m in v.values()
+            if any(x["href"] == _item_link(coll, product_id) for x in m["links"])
+        )
+    prod = {
+        **prod,
+        "properties": {**prod["properties"], "platform": f"{up}/platform"},
+        "links": [
+            *prod["links"],
+            {"rel": "alternate", "href": f"{up}/link-target"},
+            {"rel": "license", "href": (outside / "license").as_posix()},
+            {"rel": "describedby", "href": (outside / "described").as_uri()},
+            {"rel": "via", "href": "https://provider.example/ok"},
+        ],
+        "assets": {
+            **prod["assets"],
+            "evil": {"href": f"{up}/asset", "roles": ["metadata"]},
+            "abs": {"href": (outside / "abs-asset").as_posix()},
+            "../../../key": {"href": "https://provider.example/k"},
+        },
+    }
+    bad_products = [
+        (coll, f"{up}/pwned-product"),
+        (coll, (outside / "abs-product").as_posix()),
+        (coll, "nul\x00id"),
+        (coll, "p" * 10_000),
+        (coll, ".."),
+        (f"../../{outside.name}", "collection-escape"),
+    ]
+    new: list[dict[str, Any]] = [prod]
+    for c, iid in bad_products:
+        new.append({**api.items[coll][product_id], "id": iid, "collection": c})
+    hostile_matchups = []
+    for n, (c, iid) in enumerate(bad_products):
+        links = [
+            x if x["href"] != _item_link(coll, product_id) else {**x, "href": _item_link(c, iid)}
+            for x in matchup["links"]
+        ]
+        hostile_matchups.append(f"{matchup['id']}-hostile{n}")
+        new.append({**matchup, "id": hostile_matchups[-1], "links": links})
+    bad_ids = [f"{up}/pwned-matchup", "m" * 10_000, "a\x00b", "catalog", ".hidden"]
+    new += [{**matchup, "id": iid} for iid in bad_ids]
+    api.load([], new)
+    return {"products": [i for _, i in bad_products], "matchups": hostile_matchups + bad_ids}

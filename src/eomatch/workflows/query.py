@@ -299,6 +299,12 @@ def local_form(item: Mapping[str, Any], rel: str, paths: Mapping[str, str]) -> d
     return {**item, "links": links, "assets": kept}
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """An identifier from an API for a one-line message: printable, cut to ``limit``."""
+    text = repr(value) if not isinstance(value, str) or not value.isprintable() else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _is_web_url(href: str) -> bool:
     return href.lower().startswith(("http://", "https://"))
 
@@ -507,7 +513,8 @@ class _Puller:
                 self.summary.skipped += 1
                 gone = [iid for _, iid in needed if iid not in self.paths] or ["its event"]
                 self.summary.warnings.append(
-                    f"matchup {mu.get('id')}: left out, missing from the API: {', '.join(gone)}"
+                    f"matchup {_short(mu.get('id'))}: left out, missing from the API: "
+                    f"{', '.join(_short(g) for g in gone[:5])}{' ...' if len(gone) > 5 else ''}"
                 )
                 continue
             self.paths[mu["id"]] = self._rel(mu)

@@ -82,9 +82,13 @@ def _rings_problem(kind: str, coords: list[Any]) -> str | None:
     return None
 
 
-def vertex_count(geometry: Any) -> int:
-    """Positions in a GeoJSON geometry (0 for anything that is not one); iterative."""
+def vertex_count(geometry: Any, stop_after: int | None = None) -> int:
+    """Positions in a GeoJSON geometry (0 for anything that is not one); iterative.
+
+    With ``stop_after``, counting stops as soon as the count exceeds it.
+    """
     count = 0
+    limit = stop_after if stop_after is not None else math.inf
     stack = [geometry.get("coordinates")] if isinstance(geometry, dict) else []
     if isinstance(geometry, dict) and isinstance(geometry.get("geometries"), list):
         stack += [g.get("coordinates") for g in geometry["geometries"] if isinstance(g, dict)]
@@ -93,6 +97,8 @@ def vertex_count(geometry: Any) -> int:
         if type(node) is list:
             if node and type(node[0]) in _NUMBERS:
                 count += 1
+                if count > limit:
+                    break
             else:
                 stack.extend(node)
     return count
@@ -109,7 +115,7 @@ def geometry_problem(geometry: Any, nested: bool = False, strict: bool = False) 
     if not isinstance(geometry, dict):
         return "geometry is not a GeoJSON object"
     kind = geometry.get("type")
-    if kind not in GEOMETRY_TYPES:
+    if not isinstance(kind, str) or kind not in GEOMETRY_TYPES:  # a list is unhashable
         return f"unknown geometry type {kind!r}"
     if kind == "GeometryCollection":
         if nested:

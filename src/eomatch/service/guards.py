@@ -125,10 +125,10 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
         doc: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "the body is not valid JSON"
+    if method == "POST" and path == "/search":
+        return _search_problem(doc)  # its own bounds, cheapest first
     if json_depth_exceeds(doc, MAX_BODY_DEPTH):
         return f"the body nests deeper than {MAX_BODY_DEPTH} levels"
-    if method == "POST" and path == "/search":
-        return _search_problem(doc)
     if method == "PATCH":
         if not isinstance(doc, dict | list):
             return "a PATCH body must be a JSON object (merge patch) or array (JSON patch)"

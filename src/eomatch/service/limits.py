@@ -46,6 +46,7 @@ MAX_COLLECTIONS = 1000
 MAX_SORTBY = 16
 MAX_FIELDS = 256
 MAX_VERTICES = 10_000
+MAX_GEOMETRY_BYTES = 64 * MAX_VERTICES  # a position in JSON takes well under 64 bytes
 MAX_SEARCH_JSON_DEPTH = 32
 
 SEARCH_BODY = 2 * MiB
@@ -176,12 +177,12 @@ def json_filter_problem(doc: Any) -> str | None:
             children: list[Any] = node
         elif isinstance(node, dict):
             if node.get("type") in GEOMETRY_TYPES:
+                vertices += vertex_count(node, MAX_VERTICES)
+                if vertices > MAX_VERTICES:
+                    return f"the filter's geometries have more than {MAX_VERTICES} vertices"
                 problem = geometry_problem(node, strict=True)
                 if problem:
                     return f"invalid geometry in the filter: {problem}"
-                vertices += vertex_count(node)
-                if vertices > MAX_VERTICES:
-                    return f"the filter's geometries have more than {MAX_VERTICES} vertices"
                 continue
             if "bbox" in node and not _bbox_ok(node["bbox"]):
                 return "a bbox in the filter must be 4 or 6 finite numbers"
@@ -223,11 +224,11 @@ def geometry_param_problem(geometry: Any, name: str = "intersects") -> str | Non
     """Why a search geometry cannot be used (None: it can)."""
     if not isinstance(geometry, dict):
         return f"{name} must be a GeoJSON geometry object"
+    if vertex_count(geometry, MAX_VERTICES) > MAX_VERTICES:
+        return f"the {name} geometry has more than {MAX_VERTICES} vertices"
     problem = geometry_problem(geometry, strict=True)
     if problem:
         return f"invalid {name} geometry: {problem}"
-    if vertex_count(geometry) > MAX_VERTICES:
-        return f"the {name} geometry has more than {MAX_VERTICES} vertices"
     return None
 
 
@@ -236,11 +237,13 @@ def _count_problem(name: str, count: int, limit: int) -> str | None:
 
 
 def search_body_problem(body: Any) -> str | None:
-    """Why a ``POST /search`` body is too costly (None: within the bounds); cheap checks only."""
+    """Why a ``POST /search`` body is too costly (None: within the bounds).
+
+    The cheapest checks first (list lengths, encoded sizes), so a huge body is refused
+    before anything walks it.
+    """
     if not isinstance(body, dict):
         return None  # the shape errors are the caller's (and stac-fastapi's) to report
-    if json_depth_exceeds(body, MAX_SEARCH_JSON_DEPTH + 4):
-        return f"the search nests deeper than {MAX_SEARCH_JSON_DEPTH} JSON levels"
     for name, limit in (("ids", MAX_IDS), ("collections", MAX_COLLECTIONS)):
         value = body.get(name)
         if isinstance(value, list):
@@ -256,16 +259,22 @@ def search_body_problem(body: Any) -> str | None:
         problem = _count_problem("fields", listed, MAX_FIELDS)
         if problem:
             return problem
-    if body.get("intersects") is not None:
-        problem = geometry_param_problem(body["intersects"])
+    flt = body.get("filter")
+    too_long = flt is not None and len(_json_size_hint(flt)) > MAX_FILTER_LENGTH
+    if too_long and not isinstance(flt, str):
+        return f"the filter is longer than {MAX_FILTER_LENGTH} characters"
+    geometry = body.get("intersects")
+    if geometry is not None and len(_json_size_hint(geometry)) > MAX_GEOMETRY_BYTES:
+        return f"the intersects geometry is larger than {MAX_GEOMETRY_BYTES} bytes"
+    if json_depth_exceeds(body, MAX_SEARCH_JSON_DEPTH + 4):
+        return f"the search nests deeper than {MAX_SEARCH_JSON_DEPTH} JSON levels"
+    if geometry is not None:
+        problem = geometry_param_problem(geometry)
         if problem:
             return problem
-    if "filter" in body:
-        flt = body["filter"]
-        if isinstance(flt, str):
-            return text_filter_problem(flt)
-        if len(_json_size_hint(flt)) > MAX_FILTER_LENGTH:
-            return f"the filter is longer than {MAX_FILTER_LENGTH} characters"
+    if isinstance(flt, str):
+        return text_filter_problem(flt)
+    if flt is not None:
         return json_filter_problem(flt)
     return None
 

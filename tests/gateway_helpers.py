@@ -30,6 +30,9 @@ ECHOED_HEADERS = (
 )
 
 
+DB_DOWN_TEXT = "[Errno 111] Connect call failed ('10.1.2.3', 55432)"
+
+
 class _EchoHandler(BaseHTTPRequestHandler):
     server: _EchoServer
     protocol_version = "HTTP/1.1"
@@ -49,8 +52,12 @@ class _EchoHandler(BaseHTTPRequestHandler):
         }
         if "pad=1" in self.path:  # a big, compressible answer (gzip check)
             doc["pad"] = ["matchup"] * 5000
+        status = 200
+        if "down=1" in self.path:  # what stac-fastapi's health check says with the DB down
+            status = 503
+            doc = {"status": "DOWN", "pgstac": {"message": DB_DOWN_TEXT}}
         data = json.dumps(doc).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -58,7 +58,7 @@ def test_committed_nginx_conf_is_the_renderers_output(capsys: pytest.CaptureFixt
     assert "proxy_set_header Host $proxy_host;" in committed
     for net in DEFAULT_API_ALLOW:
         assert f"        {net} 1;" in committed
-    assert committed.count("if ($eomatch_api_allowed = 0)") == 3
+    assert committed.count("if ($eomatch_api_allowed = 0)") == 4
 
 
 def _keepalive(command: list[str]) -> int:

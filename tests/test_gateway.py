@@ -32,6 +32,7 @@ from eomatch.service.gateway import (
 from eomatch.service.serving import KEEPALIVE_S
 from eomatch.service.stack import api_command, free_port
 from gateway_helpers import (
+    DB_DOWN_TEXT,
     alive,
     children_of,
     echo_upstream,
@@ -379,7 +380,7 @@ def test_rate_limit_answers_json_429_on_external_only() -> None:
             assert down.status_code == 503
             assert down.json() == {
                 "code": "ServiceUnavailable",
-                "description": "API not reachable",
+                "description": "service unavailable",
             }
         finally:
             running.gateway.stop()
@@ -634,6 +635,24 @@ def test_errors_from_nginx_are_json_and_name_no_host_port_or_path() -> None:
                 assert headers["server"] == "nginx"  # no version (server_tokens off)
         finally:
             running.gateway.stop()
+
+
+@needs_nginx
+@pytest.mark.parametrize("prefix", ["/api", "/external"])
+def test_a_failing_health_check_does_not_show_the_database_address(
+    gw: Running, prefix: str
+) -> None:
+    up = httpx.get(f"{gw.url}{prefix}/_mgmt/health")
+    assert up.status_code == 200
+    assert up.json()["path"] == "/_mgmt/health"
+    down = httpx.get(f"{gw.url}{prefix}/_mgmt/health?down=1")
+    assert down.status_code == 503
+    assert down.json() == {"code": "ServiceUnavailable", "description": "service unavailable"}
+    assert "55432" not in down.text
+    # other API errors pass through as the API wrote them
+    other = httpx.get(f"{gw.url}{prefix}/collections?down=1")
+    assert other.status_code == 503
+    assert DB_DOWN_TEXT in other.text
 
 
 # -- upstream connections ----------------------------------------------------------------------

@@ -108,7 +108,7 @@ _ERRORS: dict[int, tuple[str, str]] = {
     414: ("URITooLong", "request URI too long"),
     429: ("TooManyRequests", "rate limit exceeded"),
     500: ("InternalServerError", "internal error"),
-    503: ("ServiceUnavailable", "API not reachable"),
+    503: ("ServiceUnavailable", "service unavailable"),
 }
 
 
@@ -379,6 +379,14 @@ http {{
             proxy_next_upstream error timeout non_idempotent;
             proxy_pass http://eomatch_internal/search;
         }}
+        # A failing health check names the database's host and port: answer ours instead.
+        location = /api/_mgmt/health {{
+            if ($eomatch_api_allowed = 0) {{
+                return 403;
+            }}
+            proxy_intercept_errors on;
+            proxy_pass http://eomatch_internal/_mgmt/health;
+        }}
         location ^~ /api/ {{
             if ($eomatch_api_allowed = 0) {{
                 return 403;
@@ -392,6 +400,11 @@ http {{
             limit_req zone=eomatch_external burst={limit.burst} nodelay;
             proxy_next_upstream error timeout non_idempotent;
             proxy_pass http://eomatch_external/search;
+        }}
+        location = /external/_mgmt/health {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_intercept_errors on;
+            proxy_pass http://eomatch_external/_mgmt/health;
         }}
         location ^~ /external/ {{
             limit_req zone=eomatch_external burst={limit.burst} nodelay;

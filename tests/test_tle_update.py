@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -422,3 +424,81 @@ def test_update_cache_refuses_a_file_as_directory(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(EomatchError, match="not a directory"):
         update_cache(target, {})
+
+
+# --- hostile endpoints: future epochs, unbounded answers (issue 10 §9) ------------------------
+
+
+def epoch_field(when: datetime) -> str:
+    """The 14-character TLE epoch field (YYDDD.DDDDDDDD) of a UTC time."""
+    start = datetime(when.year, 1, 1, tzinfo=UTC)
+    day = 1 + (when - start).total_seconds() / 86_400
+    return f"{when.year % 100:02d}{day:012.8f}"
+
+
+@pytest.mark.parametrize("ahead", [timedelta(days=2), timedelta(days=365 * 30)])
+def test_element_sets_from_the_future_are_refused(
+    gp: GpServer, capsys: pytest.CaptureFixture[str], ahead: timedelta
+) -> None:
+    real = shipped_sets(SATS[S2A], 1)[0]
+    future = with_epoch(real, epoch_field(datetime.now(UTC) + ahead))
+    gp.routes = {S2A: (200, tle_text("SENTINEL-2A", [(real.line1, real.line2), future]))}
+    err = run_failing(gp, capsys, "--platforms", "S2A")
+    assert "later than now plus 24 h" in err
+    assert "S2A (NORAD 40697)" in err
+
+
+def test_an_epoch_within_the_clock_margin_is_accepted(gp: GpServer) -> None:
+    real = shipped_sets(SATS[S2A], 1)[0]
+    soon = with_epoch(real, epoch_field(datetime.now(UTC) + timedelta(hours=1)))
+    gp.routes = {S2A: (200, tle_text("SENTINEL-2A", [soon]))}
+    assert update(gp, "--platforms", "S2A") == 0
+    assert cache_files() == [f"{S2A}.tle"]
+
+
+def test_the_future_check_uses_the_given_clock() -> None:
+    real = shipped_sets(SATS[S2A], 1)[0]
+    text = tle_text("SENTINEL-2A", [(real.line1, real.line2)])
+    assert celestrak.parse_gp_response(text, S2A, "src", "S2A", now=real.epoch)
+    with pytest.raises(EomatchError, match="later than now"):
+        celestrak.parse_gp_response(
+            text, S2A, "src", "S2A", now=real.epoch - celestrak.MAX_EPOCH_AHEAD_S - 1
+        )
+
+
+def test_an_oversized_answer_is_refused_while_streaming(
+    gp: GpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gp.routes = {S2A: (200, "1" * (celestrak.MAX_RESPONSE_BYTES + 1))}
+    err = run_failing(gp, capsys, "--platforms", "S2A")
+    assert f"larger than {celestrak.MAX_RESPONSE_BYTES} bytes" in err
+
+
+def test_gp_bombs_trickles_and_retry_after_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    from stac_api_server import Reply, serve_scripted
+
+    bomb = gzip.compress(b"1" * (64 << 20))
+    with (
+        serve_scripted(lambda s: Reply(200, bomb, {"Content-Encoding": "gzip"})) as srv,
+        pytest.raises(EomatchError, match=r"larger than 2000000 bytes \(decompressed\)"),
+    ):
+        celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
+    monkeypatch.setattr(celestrak, "MAX_RETRY_AFTER_S", 0.05)
+    with serve_scripted(lambda s: Reply(429, b"later", {"Retry-After": "3600"})) as srv:
+        started = time.monotonic()
+        with pytest.raises(EomatchError, match="HTTP 429"):
+            celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
+        assert time.monotonic() - started < 3
+        assert len(srv.seen) == 1 + celestrak.RETRIES
+    monkeypatch.setattr(celestrak, "MAX_SECONDS_PER_REQUEST", 0.5)
+    text = tle_text("SENTINEL-2A", s2a_lines(1, fake=False)).encode()
+    trickle = Reply(200, text[:5], trickle=text[5:], trickle_s=0.05)
+    with serve_scripted(lambda s: trickle) as srv:
+        started = time.monotonic()
+        with pytest.raises(EomatchError, match=r"took longer than the 0\.5 s"):
+            celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
+        assert time.monotonic() - started < 3

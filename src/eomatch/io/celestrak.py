@@ -1,8 +1,9 @@
 """Fetching current element sets from a CelesTrak-style GP endpoint into the update cache.
 
 The endpoint is queried once per satellite (``{url}?CATNR={id}&FORMAT=TLE``). Responses are
-untrusted: every one is parsed strictly and must hold element sets of exactly the satellite asked
-for. Nothing is written unless every satellite was fetched and validated (all-or-nothing), and each
+untrusted: each is bounded (bytes, time, redirects; :mod:`eomatch.io.http`), parsed strictly and
+must hold element sets of exactly the satellite asked for, none with an epoch in the future.
+Nothing is written unless every satellite was fetched and validated (all-or-nothing), and each
 cache file is replaced atomically.
 """
 
@@ -12,23 +13,34 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from eomatch._version import __version__
 from eomatch.core.tle import ElementSet, TleError, parse_tle_text
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, RemoteLimitError
 from eomatch.io.atomic import atomic_write_text
+from eomatch.io.http import Answer, Deadline, HttpLimits, HttpSession, TransportFailure
 
 log = logging.getLogger(__name__)
 
 RETRIES = 2
-"""Extra attempts after a connection error, timeout or 5xx answer."""
+"""Extra attempts after a connection error, timeout, 429 or 5xx answer."""
 BACKOFF_S = 1.0
 """Wait before the first retry; doubled for each further one (read at call time)."""
-MAX_RESPONSE_CHARS = 2_000_000
-"""A GP answer for one satellite is a few hundred bytes; anything this large is not one."""
+MAX_RESPONSE_BYTES = 2_000_000
+"""A GP answer for one satellite is a few hundred bytes; anything this large is not one (the
+bound applies to decompressed bytes, checked while the answer streams in)."""
+MAX_SECONDS_PER_REQUEST = 120.0
+"""Total time allowed for one satellite's request, retries and Retry-After waits included."""
+MAX_RETRY_AFTER_S = 30.0
+"""Longest ``Retry-After`` wait honoured; longer requests are capped to this."""
+MAX_EPOCH_AHEAD_S = 86_400
+"""Element sets whose epoch is later than now plus this are refused: a future epoch would make
+every later search look covered and so silently turn off the stale-window check. One day allows
+for clock skew between us and the server; real GP data is never ahead of the present."""
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NO_DATA_MARKER = "no gp data found"
 """What CelesTrak answers, with status 200, for a catalogue number it has no data for."""
 
@@ -51,42 +63,33 @@ def _first_line(text: str, limit: int = 80) -> str:
     return "(empty body)"
 
 
-def _get(client: httpx.Client, url: str, norad_id: int, who: str) -> httpx.Response:
-    """One GP request, retried with exponential backoff on transport errors and 5xx."""
+def _get(session: HttpSession, url: str, norad_id: int, who: str) -> Answer:
+    """One GP request, bounded, retried on transport errors, 429 and 5xx."""
     params = {"CATNR": str(norad_id), "FORMAT": "TLE"}
-    attempts = RETRIES + 1
-    delay = BACKOFF_S
-    for attempt in range(1, attempts + 1):
-        last = attempt == attempts
-        try:
-            response = client.get(url, params=params)
-        except httpx.InvalidURL as exc:
-            raise EomatchError(f"invalid GP URL {url!r}: {exc}") from exc
-        except httpx.TransportError as exc:
-            if last:
-                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-                raise EomatchError(
-                    f"cannot fetch TLEs for {who}: request to {url} {kind} after "
-                    f"{attempts} attempt(s) ({type(exc).__name__}: {exc or 'no details'})"
-                ) from exc
-            log.debug("GP request for %s failed (%s); retrying in %.1f s", who, exc, delay)
-        else:
-            if response.status_code < 500 or last:
-                return response
-            log.debug(
-                "GP request for %s: HTTP %d; retrying in %.1f s", who, response.status_code, delay
-            )
-        time.sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")  # pragma: no cover
+    deadline = Deadline(session.limits.max_seconds, f"the GP request for {who}")
+    try:
+        return session.request(
+            "GET", url, params=params, deadline=deadline, retry_statuses=_RETRY_STATUSES
+        )
+    except TransportFailure as exc:
+        kind = "timed out" if exc.timed_out else "failed"
+        raise EomatchError(
+            f"cannot fetch TLEs for {who}: request to {url} {kind} after {exc.attempts} "
+            f"attempt(s) ({exc.reason})"
+        ) from None
+    except RemoteLimitError as exc:
+        raise RemoteLimitError(f"cannot fetch TLEs for {who}: {exc}") from None
 
 
-def parse_gp_response(text: str, norad_id: int, source: str, who: str) -> list[ElementSet]:
+def parse_gp_response(
+    text: str, norad_id: int, source: str, who: str, now: float | None = None
+) -> list[ElementSet]:
     """Strictly validated element sets of ``norad_id`` from one GP answer.
 
     Raises:
-        EomatchError: for a "no data" answer, malformed text, no element set, or element sets
-            of another satellite.
+        EomatchError: for a "no data" answer, malformed text, no element set, element sets
+            of another satellite, or an epoch later than ``now`` (Unix seconds, default: the
+            clock) plus :data:`MAX_EPOCH_AHEAD_S`.
     """
     if NO_DATA_MARKER in text[:200].casefold():
         raise EomatchError(f"{source}: the server has no GP data for {who} ({_first_line(text)!r})")
@@ -103,6 +106,15 @@ def parse_gp_response(text: str, norad_id: int, source: str, who: str) -> list[E
         raise EomatchError(
             f"{source}: the response for {who} holds element sets of NORAD "
             f"{', '.join(map(str, others))} instead"
+        )
+    latest = (time.time() if now is None else now) + MAX_EPOCH_AHEAD_S
+    future = [es for es in sets if es.epoch > latest]
+    if future:
+        when = datetime.fromtimestamp(max(es.epoch for es in future), UTC)
+        raise EomatchError(
+            f"{source}: the response for {who} holds an element set with epoch "
+            f"{when:%Y-%m-%d %H:%M} UTC, later than now plus {MAX_EPOCH_AHEAD_S // 3600} h; "
+            "refused (it would hide stale element sets)"
         )
     return sets
 
@@ -138,25 +150,25 @@ def fetch_gp_tles(
     if not timeout > 0:
         raise EomatchError(f"the timeout must be a positive number of seconds, got {timeout}")
     out: dict[int, list[ElementSet]] = {}
-    headers = {"User-Agent": f"eomatch/{__version__}"}
     ids = list(dict.fromkeys(norad_ids))
-    with httpx.Client(
-        timeout=timeout, follow_redirects=True, headers=headers, transport=transport
-    ) as client:
+    limits = HttpLimits(
+        timeout_s=timeout,
+        max_response_bytes=MAX_RESPONSE_BYTES,
+        max_seconds=MAX_SECONDS_PER_REQUEST,
+        max_retries=RETRIES,
+        backoff_s=BACKOFF_S,
+        max_retry_after_s=MAX_RETRY_AFTER_S,
+    )
+    with HttpSession(url, limits=limits, transport=transport) as session:
         for done, norad_id in enumerate(ids, start=1):
             who = _label(norad_id, labels)
-            response = _get(client, url, norad_id, who)
-            source = str(response.url)
-            if response.status_code != 200:
-                raise EomatchError(
-                    f"cannot fetch TLEs for {who}: HTTP {response.status_code} "
-                    f"{response.reason_phrase} from {source} ({_first_line(response.text)!r})"
-                )
+            response = _get(session, url, norad_id, who)
+            source = response.url
             text = response.text
-            if len(text) > MAX_RESPONSE_CHARS:
+            if response.status != 200:
                 raise EomatchError(
-                    f"{source}: the response for {who} is {len(text)} characters long; "
-                    "that is not a GP answer for one satellite"
+                    f"cannot fetch TLEs for {who}: HTTP {response.status} "
+                    f"{response.reason} from {source} ({_first_line(text)!r})"
                 )
             out[norad_id] = parse_gp_response(text, norad_id, source, who)
             log.debug("%s: %d element set(s) from %s", who, len(out[norad_id]), source)

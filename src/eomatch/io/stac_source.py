@@ -116,30 +116,35 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
 class _ProviderApi(StacApi):
     """The STAC client worded for a provider: ``STAC API {url}: {what} ...`` messages."""
 
+    def __init__(self, url: str, **kw: Any) -> None:
+        super().__init__(url, **kw)
+        self.shown = url
+        """The URL as configured (messages name it so)."""
+
     def _tries(self) -> str:
         n = self.max_retries
         return f"after {n} {'retry' if n == 1 else 'retries'}" if n else "(no retries)"
 
     def _transport_error(self, exc: TransportFailure, what: str) -> EomatchError:
         kind = "did not answer in time" if exc.timed_out else "is unreachable"
-        return EomatchError(f"STAC API {self.root} {kind} ({what}, {self._tries()}): {exc.reason}")
+        return EomatchError(f"STAC API {self.shown} {kind} ({what}, {self._tries()}): {exc.reason}")
 
     def _limit_error(self, exc: RemoteLimitError, what: str) -> EomatchError:
         text = str(exc)
         return RemoteLimitError(text if text.startswith(what) else f"{what}: {text}")
 
     def _json_error(self, url: str, what: str) -> EomatchError:
-        return EomatchError(f"STAC API {self.root}: {what}: the answer is not valid JSON ({url})")
+        return EomatchError(f"STAC API {self.shown}: {what}: the answer is not valid JSON ({url})")
 
     def _shape_error(self, url: str, what: str, problem: str) -> EomatchError:
-        return EomatchError(f"STAC API {self.root}: {what}: {problem}")
+        return EomatchError(f"STAC API {self.shown}: {what}: {problem}")
 
     def _status_error(self, answer: Answer, url: str, what: str) -> EomatchError:
         detail = " ".join(answer.text.split())
         if len(detail) > 200:
             detail = detail[:197] + "..."
         return EomatchError(
-            f"STAC API {self.root}: {what} failed with HTTP {answer.status} {self._tries()}: "
+            f"STAC API {self.shown}: {what} failed with HTTP {answer.status} {self._tries()}: "
             f"{detail or '(empty body)'}"
         )
 
@@ -225,7 +230,7 @@ class StacApiSource:
                 try:
                     landing = api._request("GET", api.url(""), api.deadline("open"), "open")
                     if not isinstance(landing, dict):
-                        raise api._shape_error(api.root, "open", "not a STAC landing page")
+                        raise api._shape_error(self.url, "open", "not a STAC landing page")
                 except BaseException:
                     api.close()
                     raise

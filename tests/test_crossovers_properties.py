@@ -10,6 +10,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from eomatch import Crossover, find_crossovers
+from eomatch.core.crossovers import MAX_EVENT_DURATION_S
 
 # Satellites whose shipped TLE archives cover March..September 2022 densely.
 SATELLITES = ("S2A", "S2B", "LS8", "LS9", "S3A", "S3B", "N20", "J3", "CS2", "SARAL", "S6")
@@ -118,10 +119,11 @@ def test_splitting_the_window_changes_nothing(pair, start, span, cut_fraction, d
     # be looked at up to T outside the window), so the matched seconds of [s, e) are those of
     # [s, c) plus those of [c, e). Only the grouping can differ: a run crossing the cut is
     # reported as two events, which we merge back when the gap between them is < 60 s.
-    # max_event_duration_s is effectively infinite here because duration splitting counts from
-    # each run's first second, and a run cut by the window boundary starts at a different second
-    # in the second half, so split pieces would legitimately differ.
-    kw = {"max_distance_km": d, "max_time_diff_s": t, "max_event_duration_s": 10**7}
+    # max_event_duration_s (its largest value, a day) is effectively infinite here because
+    # duration splitting counts from each run's first second, and a run cut by the window
+    # boundary starts at a different second in the second half, so split pieces would
+    # legitimately differ.
+    kw = {"max_distance_km": d, "max_time_diff_s": t, "max_event_duration_s": MAX_EVENT_DURATION_S}
     end = start + span
     cut = start + timedelta(seconds=round(span.total_seconds() * cut_fraction))
     whole = _run(pair, start, end, **kw)
@@ -143,7 +145,11 @@ def test_splitting_the_window_changes_nothing(pair, start, span, cut_fraction, d
 @pytest.mark.parametrize("cut_s", [1, 59, 60, 61, 1800])
 def test_tandem_run_cut_anywhere_is_merged_back(cut_s: int) -> None:
     """Deterministic companion of the property above on a run that is matched every second."""
-    kw = {"max_distance_km": 50.0, "max_time_diff_s": 600, "max_event_duration_s": 10**7}
+    kw = {
+        "max_distance_km": 50.0,
+        "max_time_diff_s": 600,
+        "max_event_duration_s": MAX_EVENT_DURATION_S,
+    }
     start, end = TANDEM, TANDEM + timedelta(hours=1)
     cut = start + timedelta(seconds=cut_s)
     whole = _run(("J3", "S6"), start, end, **kw)

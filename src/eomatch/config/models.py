@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from eomatch.core.collections import CollectionInfo, builtin_collections
+from eomatch.core.crossovers import MAX_DISTANCE_KM, MAX_EVENT_DURATION_S, MAX_TIME_DIFF_S
 from eomatch.core.products import SensorKey
 from eomatch.core.satellites import (
     Satellite,
@@ -325,16 +326,21 @@ class CrossoverSettings(BaseModel):
     max_distance_km: float = Field(
         default=100.0,
         gt=0,
+        le=MAX_DISTANCE_KM,
         allow_inf_nan=False,
-        description="D: largest sub-satellite point distance.",
+        description="D: largest sub-satellite point distance (at most 5000 km).",
     )
     max_time_diff_s: int = Field(
-        default=1800, ge=0, description="T: largest time difference between the satellites."
+        default=1800,
+        ge=0,
+        le=MAX_TIME_DIFF_S,
+        description="T: largest time difference between the satellites (at most 3 days).",
     )
     max_event_duration_s: int = Field(
         default=900,
         ge=1,
-        description="Longer runs (tandem phases) are split into events this long.",
+        le=MAX_EVENT_DURATION_S,
+        description="Longer runs (tandem phases) are split into events this long (at most 1 day).",
     )
     daylight_only: bool = Field(
         default=False,

@@ -44,6 +44,25 @@ SPEED_MARGIN = 1.05
 """Safety factor on the measured ground speed used to pad the coarse search."""
 MAX_BLOCK_ELEMENTS = 4_000_000
 """Cap on fine comparisons held in memory at once (bounds peak memory)."""
+COARSE_PAIR_BUDGET = 4_000_000
+"""Most coarse candidate pairs produced at once: the window's coarse cells of A are taken in
+blocks sized so that even if every B cell within ``T`` were a candidate, a block yields no more."""
+PAIR_BUDGET = 1_000_000
+"""Most candidate cell pairs a refinement step produces at once (its input is cut to fit)."""
+
+MAX_DISTANCE_KM = 5000.0
+"""Largest D accepted. The widest LEO imager swaths (VIIRS 3040 km, MODIS 2330 km) overlap up to
+~3000 km between sub-satellite points; beyond 5000 km no two footprints can meet, and the
+cost of the search grows with D squared."""
+MAX_TIME_DIFF_S = 3 * 86400
+"""Largest T accepted (3 days): longer than any cal/val matchup tolerance (minutes to hours for
+the atmosphere, days only for stable desert sites); beyond it every second of a LEO pair is
+matched and the search cost grows linearly with T for nothing."""
+MAX_EVENT_DURATION_S = 86400
+"""Largest event length accepted (1 day); it also bounds what the event builder holds between
+chunks (see :class:`EventBuilder`)."""
+MAX_COARSE_STEP_S = 600
+"""Largest coarse step accepted (the step changes speed only; large ones are only slower)."""
 
 
 class Orbit(Protocol):
@@ -81,18 +100,29 @@ class CrossoverParams:
     """Drop events whose closest approach lies poleward of this latitude."""
 
     def __post_init__(self) -> None:
-        if not self.max_distance_km > 0 or not math.isfinite(self.max_distance_km):
+        if not 0 < self.max_distance_km <= MAX_DISTANCE_KM:  # also refuses NaN
             raise ValueError(
-                f"max distance must be a positive number of km, got {self.max_distance_km}"
+                f"max distance must be a number of km in (0, {MAX_DISTANCE_KM:g}], "
+                f"got {self.max_distance_km}"
             )
-        if self.max_time_diff_s < 0:
-            raise ValueError(f"max time difference must be >= 0 s, got {self.max_time_diff_s}")
-        if self.max_event_duration_s < 1:
-            raise ValueError(f"max event duration must be >= 1 s, got {self.max_event_duration_s}")
-        if self.merge_gap_s < 1:
-            raise ValueError(f"merge gap must be >= 1 s, got {self.merge_gap_s}")
-        if self.coarse_step_s < 1:
-            raise ValueError(f"coarse step must be >= 1 s, got {self.coarse_step_s}")
+        if not 0 <= self.max_time_diff_s <= MAX_TIME_DIFF_S:
+            raise ValueError(
+                f"max time difference must be within 0..{MAX_TIME_DIFF_S} s (3 days), "
+                f"got {self.max_time_diff_s}"
+            )
+        if not 1 <= self.max_event_duration_s <= MAX_EVENT_DURATION_S:
+            raise ValueError(
+                f"max event duration must be within 1..{MAX_EVENT_DURATION_S} s, "
+                f"got {self.max_event_duration_s}"
+            )
+        if not 1 <= self.merge_gap_s <= MAX_EVENT_DURATION_S:
+            raise ValueError(
+                f"merge gap must be within 1..{MAX_EVENT_DURATION_S} s, got {self.merge_gap_s}"
+            )
+        if not 1 <= self.coarse_step_s <= MAX_COARSE_STEP_S:
+            raise ValueError(
+                f"coarse step must be within 1..{MAX_COARSE_STEP_S} s, got {self.coarse_step_s}"
+            )
         if self.max_lat_abs is not None and not 0 <= self.max_lat_abs <= 90:
             raise ValueError(f"max |latitude| must be within 0..90, got {self.max_lat_abs}")
         if self.bbox is not None:
@@ -165,6 +195,26 @@ class MatchedSeconds:
     def empty(cls) -> MatchedSeconds:
         """No matched seconds."""
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.t_a)
+
+    @classmethod
+    def best_of(cls, parts: list[MatchedSeconds]) -> MatchedSeconds:
+        """Parts that may share seconds of A, reduced to the closest partner of each second.
+
+        The same rule as the 1 s level: the largest cosine, then the earliest B second on ties.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        m = cls.concat(parts)
+        if len(m) == 0:
+            return m
+        order = np.lexsort((m.t_b, -m.dot, m.t_a))
+        t_a = m.t_a[order]
+        first = np.concatenate(([True], t_a[1:] != t_a[:-1]))
+        keep = order[first]
+        return cls(m.t_a[keep], m.t_b[keep], m.dot[keep])
 
     @classmethod
     def concat(cls, parts: list[MatchedSeconds]) -> MatchedSeconds:
@@ -518,46 +568,158 @@ def matched_seconds(
     slack = h // 2  # largest offset of an instant from its cell's sample
     reach = params.max_distance_km + speed_sum * slack * SPEED_MARGIN + 0.5
     max_dt = t_max + 2 * slack
-    ia, ib = _coarse_pairs(ka, pa, kb, pb, h, cos_of_distance(reach), chord_km(reach), max_dt)
-    la = ka[ia] * h - h // 2  # cell start instants
-    lb = kb[ib] * h - h // 2
+    cos_reach, chord = cos_of_distance(reach), chord_km(reach)
     if h == 1:  # the coarse cells are already seconds: one exact 1x1 "refinement"
         chain = (1, 1)
-    for parent, child in itertools.pairwise(chain[:-1]):
-        if len(la) == 0:
-            return MatchedSeconds.empty()
-        level = _Level.at(child, params, speed_sum)
-        la, lb = _refine(sa, sb, la, lb, parent, level, bounds_a, bounds_b)
-    if len(la) == 0:
-        return MatchedSeconds.empty()
-    return _finest(sa, sb, la, lb, chain[-2], params, bounds_a, bounds_b)
+    # Blocks of A's coarse cells, each yielding at most COARSE_PAIR_BUDGET candidate pairs even
+    # if every B cell within max_dt were one (the k-d tree's superset reaches sqrt(2) max_dt).
+    m = max_dt // h
+    block = max(1, COARSE_PAIR_BUDGET // (3 * m + 2))
+    parts: list[MatchedSeconds] = []
+    for s in range(0, len(ka), block):
+        sub_a = slice(s, min(s + block, len(ka)))
+        b_lo = max(0, int(ka[sub_a.start] - kb[0]) - 2 * m - 1)
+        b_hi = min(len(kb), int(ka[sub_a.stop - 1] - kb[0]) + 2 * m + 2)
+        if b_hi <= b_lo:
+            continue
+        ia, ib = _coarse_pairs(
+            ka[sub_a], pa[sub_a], kb[b_lo:b_hi], pb[b_lo:b_hi], h, cos_reach, chord, max_dt
+        )
+        if len(ia) == 0:
+            continue
+        la = ka[sub_a][ia] * h - h // 2  # cell start instants
+        lb = kb[b_lo:b_hi][ib] * h - h // 2
+        found = _descend(sa, sb, la, lb, chain, 0, params, speed_sum, bounds_a, bounds_b)
+        if found:
+            parts.append(MatchedSeconds.best_of(found))
+    return MatchedSeconds.concat(parts)  # blocks are disjoint and ordered in t_a
+
+
+def _descend(
+    a: SampledOrbit,
+    b: SampledOrbit,
+    la: IntArray,
+    lb: IntArray,
+    chain: tuple[int, ...],
+    level: int,
+    params: CrossoverParams,
+    speed_sum: float,
+    bounds_a: tuple[int, int],
+    bounds_b: tuple[int, int],
+) -> list[MatchedSeconds]:
+    """Refine candidate pairs at ``chain[level]`` down to matched seconds, depth first.
+
+    Each refinement multiplies the pairs by up to ``r**2``, so its input is cut into batches
+    whose output fits :data:`PAIR_BUDGET`; parts are reduced as they accumulate, keeping memory
+    bounded whatever the thresholds (a batch's result is the same as the whole's).
+    """
+    parent = chain[level]
+    last = level == len(chain) - 2
+    r = parent // chain[level + 1]
+    # the 1 s level holds r seconds per side and pair; a refinement r**2 child pairs
+    batch = max(1, PAIR_BUDGET // (r if last else r * r))
+    out: list[MatchedSeconds] = []
+    held = 0
+    for s in range(0, len(la), batch):
+        sa, sb = la[s : s + batch], lb[s : s + batch]
+        if last:
+            found = [_finest(a, b, sa, sb, parent, params, bounds_a, bounds_b)]
+        else:
+            step = _Level.at(chain[level + 1], params, speed_sum)
+            ca, cb = _refine(a, b, sa, sb, parent, step, bounds_a, bounds_b)
+            if len(ca) == 0:
+                continue
+            found = _descend(a, b, ca, cb, chain, level + 1, params, speed_sum, bounds_a, bounds_b)
+        for part in found:
+            if len(part):
+                out.append(part)
+                held += len(part)
+        if held > PAIR_BUDGET and len(out) > 1:
+            out = [MatchedSeconds.best_of(out)]
+            held = len(out[0])
+    return out
 
 
 def event_slices(t_a: IntArray, merge_gap_s: int, max_duration_s: int) -> list[tuple[int, int]]:
     """Index ranges ``[i, j)`` of ``t_a`` (sorted) forming events."""
+    return [(i, j) for i, j, _ in _slices(t_a, merge_gap_s, max_duration_s, None)]
+
+
+def _slices(
+    t_a: IntArray, merge_gap_s: int, max_duration_s: int, origin: int | None
+) -> list[tuple[int, int, int]]:
+    """Event ranges ``[i, j)`` with the first second of the run each belongs to.
+
+    A run longer than ``max_duration_s`` is cut at whole multiples of it from the run's first
+    second; ``origin`` gives that second for the first run when it began in an earlier chunk.
+    """
     if len(t_a) == 0:
         return []
     breaks = np.flatnonzero(np.diff(t_a) >= merge_gap_s) + 1
     starts = np.concatenate(([0], breaks))
     stops = np.concatenate((breaks, [len(t_a)]))
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, int, int]] = []
     for i, j in zip(starts.tolist(), stops.tolist(), strict=True):
-        first = int(t_a[i])
+        first = int(t_a[i]) if origin is None or i > 0 else origin
         if int(t_a[j - 1]) - first <= max_duration_s:
-            out.append((i, j))
+            out.append((i, j, first))
             continue
         piece = (t_a[i:j] - first) // max_duration_s
         cuts = np.flatnonzero(np.diff(piece)) + 1 + i
         edges = [i, *cuts.tolist(), j]
-        out.extend(itertools.pairwise(edges))
+        out.extend((x, y, first) for x, y in itertools.pairwise(edges))
     return out
 
 
+class EventBuilder:
+    """Events of one pair from matched seconds fed chunk by chunk, in time order.
+
+    Only the last event range can still grow (the next chunk may continue its run), so it is
+    held back with its run's first second; the rest become events at once. What is held is at
+    most one event (:data:`MAX_EVENT_DURATION_S`), so memory does not grow with the window, and
+    the events equal those of the whole window at once (chunk edges neither lose nor repeat).
+    """
+
+    def __init__(self, a: Orbit, b: Orbit, params: CrossoverParams) -> None:
+        self.a, self.b, self.params = a, b, params
+        self.events: list[Crossover] = []
+        self._held = MatchedSeconds.empty()
+        self._origin: int | None = None
+
+    def feed(self, part: MatchedSeconds) -> None:
+        """Add the matched seconds of the next chunk (later than everything fed so far)."""
+        m = MatchedSeconds.concat([self._held, part]) if len(self._held) else part
+        slices = _slices(
+            m.t_a, self.params.merge_gap_s, self.params.max_event_duration_s, self._origin
+        )
+        if not slices:
+            return
+        i, _, origin = slices[-1]
+        self.events.extend(build_events(self.a, self.b, m, self.params, slices[:-1]))
+        self._held = MatchedSeconds(m.t_a[i:].copy(), m.t_b[i:].copy(), m.dot[i:].copy())
+        self._origin = origin
+
+    def finish(self) -> list[Crossover]:
+        """Every event, the held one included."""
+        if len(self._held):
+            origin = int(self._held.t_a[0]) if self._origin is None else self._origin
+            slices = [(0, len(self._held), origin)]
+            self.events.extend(build_events(self.a, self.b, self._held, self.params, slices))
+            self._held = MatchedSeconds.empty()
+        return self.events
+
+
 def build_events(
-    a: Orbit, b: Orbit, matched: MatchedSeconds, params: CrossoverParams
+    a: Orbit,
+    b: Orbit,
+    matched: MatchedSeconds,
+    params: CrossoverParams,
+    ranges: list[tuple[int, int, int]] | None = None,
 ) -> list[Crossover]:
-    """Turn matched seconds into reported, filtered events."""
-    slices = event_slices(matched.t_a, params.merge_gap_s, params.max_event_duration_s)
+    """Turn matched seconds into reported, filtered events (``ranges``: see :func:`_slices`)."""
+    if ranges is None:
+        ranges = _slices(matched.t_a, params.merge_gap_s, params.max_event_duration_s, None)
+    slices = [(i, j) for i, j, _ in ranges]
     if not slices:
         return []
     best = np.array([i + int(np.argmax(matched.dot[i:j])) for i, j in slices], dtype=np.intp)

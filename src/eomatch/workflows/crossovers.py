@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from eomatch.config.settings import Settings
 from eomatch.core.crossovers import (
     Crossover,
     CrossoverParams,
+    EventBuilder,
     MatchedSeconds,
     SampledOrbit,
-    build_events,
     matched_seconds,
     window_chunks,
 )
@@ -78,7 +79,20 @@ def canonical_pairs(sats: Sequence[Satellite]) -> list[tuple[Satellite, Satellit
 
 
 CHUNK_S = 10 * 86400
-"""Work unit: one pair over ten days (bounded memory, parallel tasks, progress steps)."""
+"""Work unit: every pair over (at most) ten days (bounded memory, parallel tasks, progress)."""
+MIN_CHUNK_S = 3600
+SAMPLES_PER_CHUNK = 2_000_000
+"""Most coarse samples per satellite and chunk, the padding by T included (48 MB each)."""
+
+
+def chunk_seconds(params: CrossoverParams) -> int:
+    """Chunk length: :data:`CHUNK_S`, shorter only if the samples would pass their budget.
+
+    The engine bounds its own working memory inside a chunk; this bounds the orbit samples
+    (every pair of a chunk shares the samples of its satellites).
+    """
+    room = SAMPLES_PER_CHUNK * params.coarse_step_s - 2 * params.max_time_diff_s
+    return max(MIN_CHUNK_S, min(CHUNK_S, room))
 
 
 def default_workers() -> int:
@@ -168,45 +182,60 @@ def find_crossovers(
         orbits[sat.short_name] = TleOrbit(sat.short_name, archive)
 
     pairs = canonical_pairs(sats)
+    names = [s.short_name for s in sats]
     h = params.coarse_step_s
-    with ThreadPoolExecutor(max_workers=max(1, workers or default_workers())) as pool:
-        # Sampling each satellite once serves every pair and chunk (shared, read-only).
-        names = [s.short_name for s in sats]
-        sampled = dict(
-            zip(
-                names,
-                pool.map(lambda n: SampledOrbit.build(orbits[n], h, lo, hi), names),
-                strict=True,
-            )
-        )
-        tasks = [
-            (sa.short_name, sb.short_name, c_lo, c_hi)
-            for sa, sb in pairs
-            for c_lo, c_hi in window_chunks(window.start, window.end, CHUNK_S)
-        ]
-        futures = {
-            pool.submit(matched_seconds, sampled[a], sampled[b], c_lo, c_hi, params): (
-                a,
-                b,
-                c_lo,
-                c_hi,
-            )
-            for a, b, c_lo, c_hi in tasks
+
+    def search(c_lo: int, c_hi: int) -> dict[tuple[str, str], MatchedSeconds]:
+        # Each satellite sampled once per chunk (padded by T) serves both of its roles in
+        # every pair; memory is the chunk's, not the window's.
+        sampled = {
+            n: SampledOrbit.build(orbits[n], h, c_lo - t_max, c_hi - 1 + t_max) for n in names
         }
-        parts: dict[tuple[str, str], list[tuple[int, MatchedSeconds]]] = {}
-        total = (window.end - window.start) * len(pairs)
+        return {
+            (a.short_name, b.short_name): matched_seconds(
+                sampled[a.short_name], sampled[b.short_name], c_lo, c_hi, params
+            )
+            for a, b in pairs
+        }
+
+    builders = {
+        (a.short_name, b.short_name): EventBuilder(
+            orbits[a.short_name], orbits[b.short_name], params
+        )
+        for a, b in pairs
+    }
+    chunks = window_chunks(window.start, window.end, chunk_seconds(params))
+    n_workers = max(1, workers or default_workers())
+    total = (window.end - window.start) * len(pairs)
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        # Chunks are consumed in order (events are built as they come); at most a few are in
+        # flight, so memory stays that of a few chunks whatever the window's length.
+        queue: deque[tuple[int, int, Future[dict[tuple[str, str], MatchedSeconds]]]] = deque()
+        todo = iter(chunks)
         done = 0
-        for fut in as_completed(futures):
-            a, b, c_lo, c_hi = futures[fut]
-            parts.setdefault((a, b), []).append((c_lo, fut.result()))
-            done += c_hi - c_lo
+        while True:
+            while len(queue) < 2 * n_workers:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                queue.append((nxt[0], nxt[1], pool.submit(search, *nxt)))
+            if not queue:
+                break
+            c_lo, c_hi, fut = queue.popleft()
+            try:
+                found = fut.result()
+            except BaseException:
+                for _, _, f in queue:
+                    f.cancel()
+                raise
+            for key, part in found.items():
+                builders[key].feed(part)
+            done += (c_hi - c_lo) * len(pairs)
             if progress is not None:
                 progress(done, total)
 
     events: list[Crossover] = []
-    for sa, sb in pairs:
-        chunks = sorted(parts.get((sa.short_name, sb.short_name), []), key=lambda p: p[0])
-        matched = MatchedSeconds.concat([m for _, m in chunks])
-        events.extend(build_events(orbits[sa.short_name], orbits[sb.short_name], matched, params))
+    for builder in builders.values():
+        events.extend(builder.finish())
     events.sort(key=lambda e: (e.time_a, e.platform_a, e.platform_b))
     return events

@@ -24,7 +24,7 @@ import pytest
 from eomatch.cli.main import main
 from eomatch.io.db_target import DbTarget
 from eomatch.io.pg_cluster import LocalCluster
-from eomatch.service.stack import Backoff, Stack, read_status
+from eomatch.service.stack import Backoff, Identity, Stack, api_identity, read_status
 from service_fixtures import _new_db, free_port, pg_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("supervision")]
@@ -33,6 +33,17 @@ needs_nginx = pytest.mark.skipif(
     reason="nginx binary not installed",
 )
 BACKOFF = Backoff(initial_s=0.1, factor=2.0, max_s=0.8, stable_s=3.0, report_after=4)
+
+
+def _can_mount() -> bool:
+    """Whether private mount namespaces work here (root with CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--mount", "--propagation", "private", "--", "true"]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+CAN_MOUNT = _can_mount()
 
 
 @dataclass
@@ -62,6 +73,9 @@ def served(pg_cluster: LocalCluster) -> Iterator[Served]:  # noqa: F811
             backoff=BACKOFF,
             poll_s=0.05,
             report=messages.append,
+            # the harder of the two ways to drop root (a checkout only root may enter); the
+            # easy one is what the serve tests in test_cli_service and test_browser_stack run
+            force_api_mounts=CAN_MOUNT,
         )
         stack.start()
         stop = threading.Event()
@@ -134,9 +148,61 @@ def test_apis_run_unprivileged_without_the_superuser_password(served: Served) ->
         role = "eomatch_api" if api.mode == "internal" else "eomatch_reader"
         assert [line.split(":")[3] for line in own] == [role]
         assert superuser_pw not in Path(env["PGPASSFILE"]).read_text()
-        # and it still serves from the database with its own role
+    # and it still serves from the database with its own role
     assert httpx.get(f"{served.base}/external/collections").status_code == 200
     assert httpx.get(f"{served.base}/api/collections").status_code == 200
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root and private mount namespaces")
+def test_a_folder_only_root_may_enter_is_served_through_a_bind_mount(tmp_path: Path) -> None:
+    """A CI clone in ``mktemp -d`` (0700): the APIs' user reaches it only through the mount."""
+    private = tmp_path / "clone"  # pytest's tmp_path: root only
+    (private / "clonepkg").mkdir(parents=True)
+    (private / "clonepkg" / "__init__.py").write_text("VALUE = 42\n")
+    (private / "clonepkg" / "__init__.py").chmod(0o644)
+    (private / "clonepkg").chmod(0o755)
+    mounts = Path(tempfile.mkdtemp(prefix="eomatch-mnt-", dir="/tmp"))
+    mounts.chmod(0o755)
+    try:
+        base, why = api_identity("eomatch", mounts / "env", force_mounts=True)
+        assert base is not None, why
+        assert base.mounts
+        assert not base.python.startswith("/root/")
+        point = mounts / "clone"
+        point.mkdir()
+        point.chmod(0o755)
+        identity = Identity(
+            base.user,
+            base.uid,
+            base.gid,
+            base.python,
+            base.site_dirs,
+            (*base.paths, str(point)),
+            (*base.mounts, (str(private), str(point))),
+        )
+        code = (
+            f"import os, site, sys\nfor d in {list(identity.site_dirs)!r}: site.addsitedir(d)\n"
+            f"sys.path += {list(identity.paths)!r}\n"
+            "import clonepkg, eomatch.service.serving\nprint(os.getuid(), clonepkg.VALUE)"
+        )
+        cmd, extra = identity.command([identity.python, "-I", "-c", code])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/", **extra)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [str(base.uid), "42"]
+        # without the mount, that user cannot enter the folder
+        direct = subprocess.run(
+            ["cat", str(private / "clonepkg" / "__init__.py")],
+            user=base.uid,
+            group=base.gid,
+            extra_groups=[],
+            capture_output=True,
+            check=False,
+        )
+        assert direct.returncode != 0
+        # and the mounts live only in the child's namespace
+        assert str(point) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        shutil.rmtree(mounts, ignore_errors=True)
 
 
 @needs_nginx

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -57,9 +58,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _boot_code(site_dirs: Sequence[str], then: str) -> str:
+def _boot_code(site_dirs: Sequence[str], paths: Sequence[str], then: str) -> str:
     """Python that makes this environment's packages importable, then runs ``then``."""
-    return f"import site, sys\nfor d in {list(site_dirs)!r}:\n    site.addsitedir(d)\n{then}\n"
+    return (
+        "import site, sys\n"
+        f"for d in {list(site_dirs)!r}:\n    site.addsitedir(d)\n"
+        f"for d in {list(paths)!r}:\n    d in sys.path or sys.path.append(d)\n"
+        f"{then}\n"
+    )
 
 
 _UVICORN_MAIN = "sys.argv[0] = 'uvicorn'\nfrom uvicorn.main import main\nmain()"
@@ -71,13 +77,17 @@ def api_command(
     workers: int = 1,
     python: str | None = None,
     app: str = APP_FACTORY,
+    site_dirs: Sequence[str] | None = None,
+    paths: Sequence[str] = (),
 ) -> list[str]:
     """uvicorn serving the API of ``EOMATCH_API_MODE`` on 127.0.0.1.
 
     Args:
         python: An interpreter other than this one (same version) that reaches this
-            environment's packages only through its site directories (dropped root).
+            environment's packages only through ``site_dirs`` and ``paths`` (dropped root).
         app: The app factory (tests serve stand-ins with the same options).
+        site_dirs: Site directories for ``python`` (default: this environment's).
+        paths: Further import paths for ``python`` (what ``.pth`` files add, such as ``src``).
     """
     args = [app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
     # longer than nginx's upstream keepalive_timeout: nginx closes idle connections first
@@ -89,13 +99,30 @@ def api_command(
         args += ["--root-path", root_path]
     if python is None:
         return [sys.executable, "-m", "uvicorn", *args]
-    return [python, "-I", "-c", _boot_code(_site_dirs(), _UVICORN_MAIN), *args]
+    sites = _site_dirs() if site_dirs is None else site_dirs
+    return [python, "-I", "-c", _boot_code(sites, paths, _UVICORN_MAIN), *args]
 
 
 def _site_dirs() -> list[str]:
     import site
 
     return [d for d in site.getsitepackages() if Path(d).is_dir()]
+
+
+def _pth_paths(site_dirs: Sequence[str]) -> list[str]:
+    """The folders ``.pth`` files in ``site_dirs`` add to the import path (an editable src)."""
+    found: list[str] = []
+    for folder in site_dirs:
+        for pth in sorted(Path(folder).glob("*.pth")):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                for line in pth.read_text(encoding="utf-8").splitlines():
+                    line = line.strip()
+                    if not line or line.startswith(("#", "import ", "import\t")):
+                        continue
+                    path = os.path.normpath(os.path.join(folder, line))
+                    if Path(path).is_dir() and path not in found:
+                        found.append(path)
+    return found
 
 
 @dataclass(frozen=True)
@@ -157,12 +184,44 @@ class ApiChild:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the APIs run as (root only) and with which interpreter."""
+    """Who the APIs run as (root only), with which interpreter and import paths.
+
+    With ``mounts``, the APIs start as root in a private mount namespace, bind-mount each
+    source folder onto its mount point (a folder the user can reach), then drop to the user:
+    how a checkout inside a root-only folder (``/root``, a ``mktemp -d`` clone) is served
+    without changing its permissions.
+    """
 
     user: str
     uid: int
     gid: int
     python: str
+    site_dirs: tuple[str, ...]
+    paths: tuple[str, ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()
+
+    def command(self, cmd: list[str]) -> tuple[list[str], dict[str, Any]]:
+        """``cmd`` run as this user: the command to start and the extra ``Popen`` options."""
+        if not self.mounts:
+            return cmd, {"user": self.uid, "group": self.gid, "extra_groups": []}
+        tools = {t: shutil.which(t, path=_SBIN) for t in ("unshare", "mount", "setpriv")}
+        if None in tools.values():
+            raise EomatchError("unshare, mount and setpriv (util-linux) are needed")
+        binds = " && ".join(
+            f'{shlex.quote(str(tools["mount"]))} --bind "${2 * i + 1}" "${2 * i + 2}"'
+            for i in range(len(self.mounts))
+        )
+        drop = (
+            f"exec {shlex.quote(str(tools['setpriv']))} --reuid={self.uid} --regid={self.gid} "
+            '--clear-groups -- "$@"'
+        )
+        script = f"{binds} && shift {2 * len(self.mounts)} && {drop}"
+        args = [arg for pair in self.mounts for arg in pair]
+        unshare = [str(tools["unshare"]), "--mount", "--propagation", "private", "--"]
+        return [*unshare, "/bin/sh", "-c", script, "eomatch-api", *args, *cmd], {}
+
+
+_SBIN = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 
 def ensure_system_user(name: str) -> pwd.struct_passwd:
@@ -222,26 +281,74 @@ def _python_candidates() -> list[str]:
     return found
 
 
-def api_identity(user: str) -> tuple[Identity | None, str]:
+def _runs(identity: Identity, code: str) -> bool:
+    """Whether ``code`` runs as the identity with its interpreter and import paths."""
+    cmd = [identity.python, "-I", "-c", _boot_code(identity.site_dirs, identity.paths, code)]
+    try:
+        full, extra = identity.command(cmd)
+        result = subprocess.run(
+            full,
+            cwd="/",
+            env={"PATH": _SBIN},
+            capture_output=True,
+            timeout=60,
+            check=False,
+            **extra,
+        )
+    except (OSError, subprocess.SubprocessError, EomatchError):
+        return False
+    return result.returncode == 0
+
+
+def api_identity(
+    user: str, mount_root: Path, *, force_mounts: bool = False
+) -> tuple[Identity | None, str]:
     """Who the APIs can run as: ``user`` with an interpreter it can use, or why not.
 
-    A checkout or interpreter below a folder only root may enter (``/root/.pyenv``) cannot be
-    used by another user; a system interpreter of the same version then loads this
-    environment's packages from their site directories, if those are readable.
+    In order: this interpreter, or a system one of the same version, loading this
+    environment's packages from their folders; else, when those folders lie below one only
+    root may enter, the same with the folders bind-mounted under ``mount_root`` (see
+    :class:`Identity`).
     """
     entry = ensure_system_user(user)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    probe = (
+    # the interpreter's own files must be readable too: exec through a folder the user may
+    # not enter can succeed (setpriv keeps the capability until exec) and Python then falls
+    # back to another installation's standard library
+    check = (
         f"assert '%d.%d' % sys.version_info[:2] == {version!r}\n"
-        "import uvicorn, eomatch.service.serving"
+        "import os\nassert os.access(os.path.realpath(sys.executable), os.R_OK)"
     )
-    for python in _python_candidates():
-        if _as_user(entry, [python, "-I", "-c", _boot_code(_site_dirs(), probe)]):
-            return Identity(user, entry.pw_uid, entry.pw_gid, python), ""
+    probe = f"{check}\nimport uvicorn, eomatch.service.serving"
+    sites, paths = _site_dirs(), _pth_paths(_site_dirs())
+    candidates = _python_candidates()
+    if not force_mounts:
+        for python in candidates:
+            identity = Identity(user, entry.pw_uid, entry.pw_gid, python, tuple(sites))
+            if _runs(identity, probe):
+                return identity, ""
+    sources = [*sites, *paths]
+    points = [str(mount_root / str(i)) for i in range(len(sources))]
+    for point in points:
+        Path(point).mkdir(parents=True, exist_ok=True)
+        Path(point).chmod(0o755)
+    mount_root.chmod(0o755)
+    for python in candidates:
+        identity = Identity(
+            user,
+            entry.pw_uid,
+            entry.pw_gid,
+            python=python,
+            site_dirs=tuple(points[: len(sites)]),
+            paths=tuple(points[len(sites) :]),
+            mounts=tuple(zip(sources, points, strict=True)),
+        )
+        if _runs(identity, probe):
+            return identity, ""
     return None, (
         f"user {user!r} cannot run Python {version} with this environment's packages "
-        f"({sys.executable}, {', '.join(_site_dirs())}): make them readable by it "
-        "(chmod o+rx on their folders) or install eomatch outside a private folder"
+        f"({sys.executable}, {', '.join(sites)}), not even bind-mounted: make them readable "
+        "by it or install eomatch outside a private folder"
     )
 
 
@@ -264,6 +371,8 @@ class Stack:
     """Client networks allowed on ``/api/``."""
     api_user: str | None = API_USER
     """Run the APIs as this user when started by root (``None``: as root)."""
+    force_api_mounts: bool = False
+    """Serve the environment to the APIs' user through bind mounts even if it could read it."""
     backoff: Backoff = field(default_factory=Backoff)
     poll_s: float = 0.2
     report: Callable[[str], None] = field(
@@ -323,7 +432,9 @@ class Stack:
 
     def _start(self) -> None:
         if os.geteuid() == 0 and self.api_user and self.api_user != "root":
-            self.identity, self.identity_note = api_identity(self.api_user)
+            self.identity, self.identity_note = api_identity(
+                self.api_user, self.run_dir / "mnt", force_mounts=self.force_api_mounts
+            )
             if self.identity is None:
                 self.report(f"eomatch serve: warning: the APIs run as root: {self.identity_note}")
         cluster = self.target.cluster
@@ -425,17 +536,22 @@ class Stack:
         if self._pgpass(mode).exists():
             env["PGPASSFILE"] = str(self._pgpass(mode))
         identity = self.identity
-        cmd = api_command(port, prefix, self.workers, identity.python if identity else None)
         extra: dict[str, Any] = {}
-        if identity is not None:
+        if identity is None:
+            cmd = api_command(port, prefix, self.workers)
+        else:
             env["HOME"] = "/nonexistent"
-            extra = {
-                "user": identity.uid,
-                "group": identity.gid,
-                "extra_groups": [],
-                "umask": 0o077,
-                "cwd": "/",
-            }
+            cmd, extra = identity.command(
+                api_command(
+                    port,
+                    prefix,
+                    self.workers,
+                    identity.python,
+                    site_dirs=identity.site_dirs,
+                    paths=identity.paths,
+                )
+            )
+            extra.update(umask=0o077, cwd="/")
         with log.open("ab") as fh:
             return subprocess.Popen(
                 cmd,

@@ -509,11 +509,11 @@ async def _health(request: Request) -> JSONResponse:
 
 
 def _replace_health_route(app: FastAPI) -> None:
-    kept: list[BaseRoute] = [
-        r for r in app.router.routes if getattr(r, "path", None) != "/_mgmt/health"
-    ]
-    app.router.routes[:] = kept
+    """Serve :func:`_health` at ``/_mgmt/health``: first in the routes, so it answers before
+    stac-fastapi's own (FastAPI keeps included routers as opaque entries of the list)."""
     app.add_api_route("/_mgmt/health", _health, methods=["GET"], include_in_schema=False)
+    routes: list[BaseRoute] = app.router.routes
+    routes.insert(0, routes.pop())
 
 
 async def _connect_with_retry(

@@ -202,3 +202,34 @@ def test_out_of_range_dates_in_a_config_file(tmp_path):
     assert_one_line_refusal(
         cli(["config", "validate", str(f)], tmp_path), "start_time", "outside the supported"
     )
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_special_file_as_tle_file_is_refused_without_hanging(tmp_path, special):
+    target = tmp_path / "tle.fifo" if special == "fifo" else Path(special)
+    if special == "fifo":
+        os.mkfifo(target)
+    run = tmp_path / "sats.yaml"
+    run.write_text(f"satellites:\n  - {{short_name: MYSAT, norad_id: 99999, tle_file: {target}}}\n")
+    args = ["--config", str(run), "crossovers", "--platforms", "MYSAT,S2A", "--start",
+            "2022-05-01", "--end", "2022-05-02"]  # fmt: skip
+    proc = cli(args, tmp_path, timeout=30)
+    assert_one_line_refusal(proc, f"TLE file {target}", "not a regular file")
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_special_file_inside_a_catalogue_is_refused_without_hanging(tmp_path, special):
+    from catalogue_helpers import make_event
+
+    root = tmp_path / "cat"
+    with MatchupCatalogue.create(root) as cat:
+        cat.add_event(make_event())
+    item = sorted(root.glob("matchup-events-*/*/*/*/*.json"))[0]
+    item.unlink()
+    if special == "fifo":
+        os.mkfifo(item)
+    else:
+        item.symlink_to(special)
+    os.utime(item.parent)  # the index sees the day folder changed and re-reads it
+    proc = cli(["download", "--path", str(root)], tmp_path, timeout=30)
+    assert_one_line_refusal(proc, item.name, "not a regular file")

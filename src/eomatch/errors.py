@@ -13,3 +13,11 @@ class UnsafePathError(EomatchError):
 
 class RemoteLimitError(EomatchError):
     """A remote server's answer exceeded a bound (bytes, pages, items, time, redirects)."""
+
+
+class UnreadableFileError(EomatchError, OSError):
+    """A path that is not a regular file, or too large, refused before reading it.
+
+    Also an :class:`OSError`, so readers that already turn unreadable files into their own
+    one-line error (or skip them) treat it the same way.
+    """

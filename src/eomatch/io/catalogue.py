@@ -70,12 +70,15 @@ from eomatch.io.catalogue_index import (
     IndexRow,
     index_entry,
 )
+from eomatch.io.safe_files import read_regular_bytes
 from eomatch.io.safe_paths import check_component
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".eomatch.lock"
+MAX_FILE_BYTES = 64 << 20
+"""Largest JSON file of a catalogue read (an item is kilobytes; a big collection ~1 MB)."""
 DATA_DIR = "data"
 DEFAULT_DESCRIPTION = "Satellite-to-satellite matchups found by eomatch."
 
@@ -543,7 +546,7 @@ class MatchupCatalogue:
             pending.result()
         path = self.root / rel
         try:
-            item: dict[str, Any] = orjson.loads(path.read_bytes())
+            item: dict[str, Any] = orjson.loads(_read_file(path))
             problem = si.item_problem(item)  # every reader relies on the shapes it checks
             if problem:
                 raise ValueError(problem)
@@ -572,7 +575,7 @@ class MatchupCatalogue:
     def _read_catalog(self) -> dict[str, Any]:
         path = self.root / "catalog.json"
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(_read_file(path))
         except FileNotFoundError as exc:
             raise EomatchError(f"{path}: no matchup catalogue here") from exc
         except (OSError, ValueError) as exc:
@@ -671,7 +674,7 @@ class MatchupCatalogue:
         """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""
         path = self.root / si.day_catalog_path(day)
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(_read_file(path))
             if not isinstance(data, dict) or data.get("type") != "Catalog":
                 raise ValueError("not a STAC catalog")
             problem = si.links_problem(data.get("links"))
@@ -781,7 +784,7 @@ class MatchupCatalogue:
         if coll not in self._collections:
             path = self.root / si.collection_path(coll)
             try:
-                data = orjson.loads(path.read_bytes())
+                data = orjson.loads(_read_file(path))
             except FileNotFoundError:
                 return None
             except (OSError, ValueError) as exc:
@@ -1082,7 +1085,7 @@ class MatchupCatalogue:
         if pending is not None:
             pending.result()
         try:
-            data = orjson.loads((self.root / rel).read_bytes())
+            data = orjson.loads(_read_file(self.root / rel))
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable (%s), replaced by the incoming item", self.root / rel, exc)
             return None
@@ -1601,6 +1604,11 @@ class MatchupCatalogue:
                 # must survive an unregister so that a re-download is verified again
                 asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
             return self._edit_item_assets(row, "data", asset)
+
+
+def _read_file(path: Path) -> bytes:
+    """A catalogue file's bytes; FIFOs, devices and files over 64 MiB are refused (OSError)."""
+    return read_regular_bytes(path, "catalogue file", MAX_FILE_BYTES, raw_os_errors=True)
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:

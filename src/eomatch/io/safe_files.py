@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, UnreadableFileError
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -37,8 +37,18 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-def check_regular(path: Path, what: str, max_bytes: int | None = None) -> os.stat_result:
+def _os_error(exc: OSError, what: str, path: Path, raw: bool) -> Exception:
+    return exc if raw else EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}")
+
+
+def check_regular(
+    path: Path, what: str, max_bytes: int | None = None, *, raw_os_errors: bool = False
+) -> os.stat_result:
     """``path``'s stat when it is a regular file (following links) within ``max_bytes``.
+
+    With ``raw_os_errors`` a missing or unreadable path raises its own :class:`OSError`
+    (for readers that handle those already); the refusals are always
+    :class:`UnreadableFileError`, itself an ``OSError``.
 
     Raises:
         EomatchError: missing, unreadable, not a regular file, or too large (one line).
@@ -46,32 +56,34 @@ def check_regular(path: Path, what: str, max_bytes: int | None = None) -> os.sta
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+        raise _os_error(exc, what, path, raw_os_errors) from exc
     if not stat.S_ISREG(st.st_mode):
-        raise EomatchError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
+        raise UnreadableFileError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise EomatchError(
+        raise UnreadableFileError(
             f"{what} {path} is {_mib(st.st_size)}, more than the limit of {_mib(max_bytes)}"
         )
     return st
 
 
-def open_regular(path: Path, what: str, max_bytes: int | None = None) -> int:
+def open_regular(
+    path: Path, what: str, max_bytes: int | None = None, *, raw_os_errors: bool = False
+) -> int:
     """A read-only descriptor of ``path`` after the checks of :func:`check_regular`.
 
     The open itself never blocks (``O_NONBLOCK``), and the descriptor is checked again, so a
     file replaced by a FIFO or device after the first check is refused too. The caller closes.
     """
-    check_regular(path, what, max_bytes)
+    check_regular(path, what, max_bytes, raw_os_errors=raw_os_errors)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+        raise _os_error(exc, what, path, raw_os_errors) from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise EomatchError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
+            raise UnreadableFileError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -79,20 +91,22 @@ def open_regular(path: Path, what: str, max_bytes: int | None = None) -> int:
     return fd
 
 
-def read_regular_bytes(path: Path, what: str, max_bytes: int) -> bytes:
+def read_regular_bytes(
+    path: Path, what: str, max_bytes: int, *, raw_os_errors: bool = False
+) -> bytes:
     """The bytes of regular file ``path``, refused past ``max_bytes`` (also if it grows).
 
     Raises:
         EomatchError: see :func:`check_regular`; also a read error (one line).
     """
-    fd = open_regular(path, what, max_bytes)
+    fd = open_regular(path, what, max_bytes, raw_os_errors=raw_os_errors)
     try:
         with os.fdopen(fd, "rb", closefd=True) as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise EomatchError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+        raise _os_error(exc, what, path, raw_os_errors) from exc
     if len(data) > max_bytes:
-        raise EomatchError(f"{what} {path} is more than the limit of {_mib(max_bytes)}")
+        raise UnreadableFileError(f"{what} {path} is more than the limit of {_mib(max_bytes)}")
     return data
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from eomatch.core.satellites import Satellite
 from eomatch.core.tle import ElementArchive, ElementSet, TleError, parse_tle_text
 from eomatch.errors import EomatchError
+from eomatch.io.safe_files import read_regular_text
 
 log = logging.getLogger(__name__)
 
 TLE_SUFFIXES = (".txt", ".tle", ".3le", ".2le")
 ARCHIVE_DISTRIBUTION = "orbitx"
 ARCHIVE_SUBDIR = "orbitx/data/tle"
+MAX_TLE_FILE_BYTES = 256 << 20
+"""Largest TLE file read (256 MiB; the biggest shipped file is 3 MB, 20 years of one satellite)."""
 
 
 def shipped_tle_dir() -> Path:
@@ -33,10 +36,7 @@ def shipped_tle_dir() -> Path:
 
 @lru_cache(maxsize=256)
 def _parse_file(path: Path, mtime_ns: int, strict: bool) -> tuple[ElementSet, ...]:
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        raise EomatchError(f"cannot read TLE file {path}: {exc.strerror or exc}") from exc
+    text = read_regular_text(path, "TLE file", MAX_TLE_FILE_BYTES, "ascii", errors="replace")
     skipped: list[TleError] | None = None if strict else []
     try:
         sets = parse_tle_text(text, str(path), skipped)

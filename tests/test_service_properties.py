@@ -1,11 +1,14 @@
 """Property tests against the real running APIs (uvicorn processes on a real pgSTAC).
 
-(a) Whatever hrefs an internal writer stores on a collection, an item, its assets (and their
-    alternates) and its links — file://, absolute and relative paths, s3://, ftp://, data:,
-    javascript:, protocol-relative, mixed-case HTTP://, odd unicode — no response of the
-    external API in any shape (item, items, search GET and POST, collection, collections)
-    contains an href that is not http(s). The oracle is a plain regex, not the filter's own
-    predicate.
+(a) Whatever hrefs an internal writer stores anywhere in a collection or an item — assets,
+    alternates (nested too), links, and objects with an ``href`` at any depth of properties,
+    summaries, providers or extra members; file://, absolute and relative paths, s3://, ftp://,
+    data:, javascript:, protocol-relative, mixed-case HTTP://, odd unicode, non-strings — no
+    response of the external API in any shape (item, items, search GET and POST, collection,
+    collections, landing page, queryables) contains an href that is not http(s), and no
+    stored path comes back dressed as a URL of the API itself (every href on the API's own
+    origin is one of its routes). The oracles are plain regexes, not the filter's own
+    predicates.
 (b) A write attempt without a live key (random method, transaction route or odd path, random
     Authorization header including a revoked key and near-misses of the live one) never
     changes the database and always gets 401/404/405/400: never 2xx, never 5xx. These
@@ -29,7 +32,12 @@ from hypothesis import strategies as st
 
 from service_fixtures import all_hrefs
 
-PUBLIC = re.compile(r"^https?://", re.IGNORECASE)
+PUBLIC = re.compile(r"^https?://", re.IGNORECASE | re.ASCII)
+# what the external API may link to on its own origin: its routes, nothing a writer chose
+API_ROUTE = re.compile(
+    r"(|conformance|queryables|search|api|api\.html|collections"
+    r"|collections/[^/?#]+(/items(/[^/?#]+)?|/queryables)?)(\?.*)?"
+)
 COLL = "prop-hrefs"
 TARGET = "target"
 T0 = "2022-05-06T12:00:00Z"
@@ -93,6 +101,46 @@ def assets(draw: st.DrawFn) -> dict[str, Any]:
 
 
 links = st.lists(st.builds(lambda rel, href: {"rel": rel, "href": href}, rels, hrefs), max_size=4)
+
+# objects carrying an href anywhere in a document: nested in properties, summaries, extra
+# members, assets and links themselves; the href may not even be a string
+member_keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8).map(
+    lambda k: "x:" + k
+)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10), text)
+odd_hrefs = st.one_of(hrefs, hrefs, st.integers(), st.none(), st.lists(hrefs, max_size=2))
+href_objects = st.builds(
+    lambda h, extra: {**extra, "href": h},
+    odd_hrefs,
+    st.dictionaries(st.sampled_from(["rel", "title", "type"]), text, max_size=2),
+)
+anywhere = st.recursive(
+    st.one_of(scalars, href_objects),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(member_keys, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+extras = st.dictionaries(member_keys, anywhere, max_size=3)
+
+
+@st.composite
+def nested_assets(draw: st.DrawFn) -> dict[str, Any]:
+    """Assets with extra members holding hrefs, and alternates of alternates."""
+    out = draw(assets())
+    for asset in out.values():
+        asset.update(draw(extras))
+        for alt in (asset.get("alternate") or {}).values():
+            alt.update(draw(extras))
+            if draw(st.booleans()):
+                alt["alternate"] = {"deeper": {"href": draw(hrefs), **draw(extras)}}
+    return out
+
+
+rich_links = st.lists(
+    st.builds(lambda rel, href, extra: {**extra, "rel": rel, "href": href}, rels, hrefs, extras),
+    max_size=4,
+)
 
 
 def _collection(extra_assets: dict[str, Any], extra_links: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,28 +224,31 @@ def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(
-    coll_assets=assets(),
-    coll_links=links,
-    item_assets=assets(),
-    item_links=links,
+    coll_assets=nested_assets(),
+    coll_links=rich_links,
+    item_assets=nested_assets(),
+    item_links=rich_links,
+    coll_extra=extras,
+    item_extra=extras,
+    item_props=extras,
 )
 def test_external_never_shows_a_non_http_href(
-    stack, coll_assets, coll_links, item_assets, item_links
+    stack, coll_assets, coll_links, item_assets, item_links, coll_extra, item_extra, item_props
 ) -> None:
     internal, external = stack["internal"], stack["external"]
     auth = {"Authorization": f"Bearer {stack['key']}"}
     item_id = f"item-{next(stack['ids'])}"
-    r = httpx.put(
-        f"{internal.url}/collections/{COLL}",
-        json=_collection(coll_assets, coll_links),
-        headers=auth,
-        timeout=30,
-    )
+    coll = {**coll_extra, **_collection(coll_assets, coll_links)}
+    coll["summaries"] = {"x:anything": [item_props]} if item_props else {}
+    coll["providers"] = [{"name": "p", **coll_extra}]
+    r = httpx.put(f"{internal.url}/collections/{COLL}", json=coll, headers=auth, timeout=30)
     assert r.status_code < 500, r.text
     stored = r.status_code < 300
+    doc = {**item_extra, **_item(item_id, item_assets, item_links)}
+    doc["properties"].update(item_props)
     r = httpx.post(
         f"{internal.url}/collections/{COLL}/items",
-        json=_item(item_id, item_assets, item_links),
+        json=doc,
         headers=auth,
         timeout=30,
     )
@@ -209,8 +260,8 @@ def test_external_never_shows_a_non_http_href(
         assert {k: a["href"] for k, a in inner.json()["assets"].items()} == {
             k: a["href"] for k, a in item_assets.items()
         }
-    # a refused write (e.g. an empty link href) stores nothing that could leak: not a case
-    assume(stored or not (coll_assets or coll_links or item_assets or item_links))
+    # a refused write stores nothing that could leak: not a case
+    assume(stored)
 
     ext = external.url
     shapes: list[tuple[str, str, Any]] = [
@@ -221,13 +272,24 @@ def test_external_never_shows_a_non_http_href(
         ("POST", "/search", {"collections": [COLL], "limit": 100}),
         ("GET", f"/collections/{COLL}", None),
         ("GET", "/collections", None),
+        ("GET", "/collections?q=hrefs", None),
         ("GET", "/", None),
+        ("GET", "/queryables", None),
+        ("GET", f"/collections/{COLL}/queryables", None),
     ]
     for method, path, body in shapes:
         got = httpx.request(method, ext + path, json=body, timeout=30)
         assert got.status_code in (200, 404), (method, path, got.status_code, got.text[:300])
-        leaked = [h for h in all_hrefs(got.json()) if not PUBLIC.match(h)]
+        found = all_hrefs(got.json())
+        leaked = [h for h in found if not PUBLIC.match(h)]
         assert leaked == [], (method, path, leaked)
+        # a stored path is not turned into a URL of the API's own origin either
+        dressed = [
+            h
+            for h in found
+            if h.startswith(ext + "/") and not API_ROUTE.fullmatch(h[len(ext) + 1 :])
+        ]
+        assert dressed == [], (method, path, dressed)
 
 
 # -- (b) write attempts without a live key change nothing ----------------------------------------

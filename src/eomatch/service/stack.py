@@ -388,7 +388,8 @@ class Stack:
 
     def __post_init__(self) -> None:
         if self.public_url is None:
-            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+            host = wildcard.get(self.host, self.host)
             host = f"[{host}]" if ":" in host else host
             self.public_url = f"http://{host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")

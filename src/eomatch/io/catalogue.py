@@ -46,6 +46,7 @@ import mimetypes
 import os
 import re
 import shutil
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -209,12 +210,18 @@ class MatchupCatalogue:
             root = root.parent
         if not (root / "catalog.json").is_file():
             raise EomatchError(f"{root / 'catalog.json'}: no matchup catalogue here")
-        cat = cls(root, skip_invalid=skip_invalid)
+        try:
+            cat = cls(root, skip_invalid=skip_invalid)
+        except (sqlite3.Error, PermissionError) as exc:
+            raise _read_only(root, exc) from exc
         try:
             if not cat._index_fresh():
                 with cat.lock():
                     if not cat._index_fresh():  # another process may have rebuilt it meanwhile
                         cat.rebuild_index()
+        except (sqlite3.Error, PermissionError) as exc:
+            cat.close()
+            raise _read_only(root, exc) from exc
         except BaseException:
             cat.close()
             raise
@@ -1604,6 +1611,14 @@ class MatchupCatalogue:
                 # must survive an unregister so that a re-download is verified again
                 asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
             return self._edit_item_assets(row, "data", asset)
+
+
+def _read_only(root: Path, exc: BaseException) -> EomatchError:
+    """One line for a catalogue whose index cannot be opened or brought up to date."""
+    return EomatchError(
+        f"{root}: cannot open the catalogue for reading and indexing ({exc}); it must be "
+        "writable by this user (its side index and lock live in it)"
+    )
 
 
 def _read_file(path: Path) -> bytes:

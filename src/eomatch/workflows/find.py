@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -93,6 +93,10 @@ def find_and_catalogue(
     root = Path(path) if path is not None else cfg.matchup_catalogue.path
     if root is None:
         raise EomatchError("no catalogue path: give --path or set matchup_catalogue.path")
+    root = Path(root)
+    if root.name == "catalog.json":
+        root = root.parent
+    check_catalogue_target(root)
     registry = build_registry(cfg)
     sensors = cfg.resolve_sensors(registry)
     if len({s.satellite.short_name for s in sensors}) != len(sensors):
@@ -124,56 +128,77 @@ def find_and_catalogue(
 
     keys = tuple(sorted(s.key for s in sensors))
     region = region_geometry(cfg.region_bboxes())
-    seen_products: set[str] = set()
-    with contextlib.ExitStack() as stack:
-        cat: MatchupCatalogue | None = None
+    found: list[MatchupEvent] = []
+    for n, c in enumerate(crossovers, 1):
+        sa, sb = by_short[c.platform_a], by_short[c.platform_b]
+        event = event_from_crossover(
+            c,
+            (sa.key, sb.key),
+            orbits[sa.key],
+            orbits[sb.key],
+            sa.collection.swath_km,
+            sb.collection.swath_km,
+            t_max,
+        )
+        if len(keys) > 2:
+            event = _widen(event, keys)
+        products = _products(event, sensors, sources, orbits, t_max)
+        matchups, warnings = find_matchups(event, products, t_max, cfg.min_collocation_area_km2)
+        if region is not None:
+            matchups = [m for m in matchups if m.geometry.intersects(region)]
+        summary.warnings.extend(warnings)
+        tick("matchups", n, len(crossovers))
+        if matchups:
+            found.append(with_matchups(event, matchups))
 
-        def catalogue() -> MatchupCatalogue:
-            # Created on the first result, so a run that fails early leaves nothing behind.
-            nonlocal cat
-            if cat is None:
-                cat = stack.enter_context(
-                    MatchupCatalogue.create(
-                        root,
-                        id=cfg.matchup_catalogue.id,
-                        description=cfg.matchup_catalogue.description,
-                    )
-                )
-                stack.enter_context(cat.batch())
-            return cat
-
-        for n, c in enumerate(crossovers, 1):
-            sa, sb = by_short[c.platform_a], by_short[c.platform_b]
-            event = event_from_crossover(
-                c,
-                (sa.key, sb.key),
-                orbits[sa.key],
-                orbits[sb.key],
-                sa.collection.swath_km,
-                sb.collection.swath_km,
-                t_max,
+    # Everything is known before the first write: the catalogue is checked (its index, and
+    # every item this window reads back when merging), then written in one batch.
+    if (root / "catalog.json").exists():
+        with MatchupCatalogue.open(root) as existing:
+            existing.get_events(
+                start_time=start - timedelta(days=1), stop_time=end + timedelta(days=1)
             )
-            if len(keys) > 2:
-                event = _widen(event, keys)
-            products = _products(event, sensors, sources, orbits, t_max)
-            matchups, warnings = find_matchups(event, products, t_max, cfg.min_collocation_area_km2)
-            if region is not None:
-                matchups = [m for m in matchups if m.geometry.intersects(region)]
-            summary.warnings.extend(warnings)
-            tick("matchups", n, len(crossovers))
-            if not matchups:
-                continue
-            result = catalogue().add_event(with_matchups(event, matchups))
+    seen_products: set[str] = set()
+    with (
+        MatchupCatalogue.create(
+            root, id=cfg.matchup_catalogue.id, description=cfg.matchup_catalogue.description
+        ) as cat,
+        cat.batch(),
+    ):
+        for event in found:
+            result = cat.add_event(event)
             summary.events += 1
-            summary.matchups += len(matchups)
-            used = {p.id for m in matchups for p in m.products}
+            summary.matchups += len(event.matchups)
+            used = {p.id for m in event.matchups for p in m.products}
             summary.products += len(used - seen_products)
             seen_products |= used
             summary.new_events += result.events_new
             summary.new_matchups += result.matchups_new
             summary.new_products += result.products_new
-        catalogue()  # an empty run still leaves a (valid, empty) catalogue to open
     return summary
+
+
+def check_catalogue_target(root: Path) -> None:
+    """Refuse a catalogue path that cannot take this run's results, before anything runs.
+
+    Raises:
+        EomatchError: the path is a file, or the folder (or its nearest existing parent) is
+            not writable.
+    """
+    if root.name == "catalog.json":
+        root = root.parent
+    if root.exists() and not root.is_dir():
+        raise EomatchError(f"catalogue path {root} is a file, not a folder")
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EomatchError(f"catalogue path {root}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise EomatchError(f"catalogue path {root}: {probe} is not writable")
+    if (root / "catalog.json").exists():
+        with MatchupCatalogue.open(root):
+            pass  # a stale index is rebuilt here: corrupt files show up now, not mid-run
 
 
 def region_geometry(boxes: list[tuple[float, float, float, float]]) -> BaseGeometry | None:

@@ -470,3 +470,20 @@ def test_import_refuses_ids_too_long_for_a_file_name(tmp_path: Path) -> None:
         with pytest.raises(EomatchError, match="cannot be a file name") as info:
             cat.import_items([item])
     assert len(str(info.value)) < 300
+
+
+def test_query_into_a_catalogue_with_a_planted_symlink_writes_nothing_outside(
+    source: SourceCatalogue, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "pulled"
+    with serve(MatchupApi(external=True)) as api:
+        api.load_catalogue(source.root)
+        MatchupCatalogue.create(out).close()
+        colls = sorted({c for c in api.items if si.collection_kind(c) == "event"})
+        (out / colls[0]).symlink_to(outside, target_is_directory=True)
+        with pytest.raises(UnsafePathError, match="resolves outside") as info:
+            query_catalogue(api.url, out, max_retries=0)
+    assert "\n" not in str(info.value)
+    assert list(outside.iterdir()) == []

@@ -72,7 +72,7 @@ from eomatch.io.catalogue_index import (
     index_entry,
 )
 from eomatch.io.safe_files import read_regular_bytes
-from eomatch.io.safe_paths import check_component
+from eomatch.io.safe_paths import check_component, within_root
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
@@ -606,6 +606,7 @@ class MatchupCatalogue:
         if rel.endswith(f"/{si.DAY_CATALOG}"):
             raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
         if day not in self._made_dirs:
+            within_root(self.root, day)  # a planted symlink must not lead writes out (§3)
             os.makedirs(os.path.join(self.root, day), exist_ok=True)
             self._made_dirs.add(day)
         if self._pool is not None and self._batching:
@@ -1114,6 +1115,7 @@ class MatchupCatalogue:
         Written before its items (not yet listed by ``catalog.json``: a rebuild after a kill
         links it), so the metadata survives an interrupted import.
         """
+        within_root(self.root, si.collection_path(coll))  # no write through a planted link
         data = si.collection_dict(coll, bbox, times)
         ours = list(data["stac_extensions"])
         for key, value in (remote or {}).items():

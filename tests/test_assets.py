@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,12 @@ from eomatch.cli.main import main
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
-from eomatch.workflows.assets import FILE_EXTENSION_URI, list_versions, register_analysis
+from eomatch.workflows.assets import (
+    FILE_EXTENSION_URI,
+    file_size_and_checksum,
+    list_versions,
+    register_analysis,
+)
 
 RUN = (
     "sensors:\n"
@@ -329,3 +335,57 @@ def test_seed_names_and_script():
     assert done.returncode == 0
     for flag in ("--catalogue", "--collection-id", "--item-id", "--file", "--replace", "--push"):
         assert flag in done.stdout
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "dir", "missing"])
+def test_add_asset_on_a_symlink_names_its_target_and_refuses_non_files(
+    cat, tmp_path, capsys, target
+):
+    coll, item, item_file = _matchup(cat)
+    before = item_file.read_bytes()
+    if target == "fifo":
+        dest = tmp_path / "pipe"
+        os.mkfifo(dest)
+    elif target == "dir":
+        dest = tmp_path / "folder"
+        dest.mkdir()
+    elif target == "missing":
+        dest = tmp_path / "gone"
+    else:
+        dest = Path(target)
+    link = tmp_path / "result.nc"
+    link.symlink_to(dest)
+    assert _add(cat, coll, item, link) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{link} is a symlink to {dest}" in err
+    assert item_file.read_bytes() == before
+
+
+def test_add_asset_on_a_symlink_to_a_file_works(cat, tmp_path):
+    coll, item, item_file = _matchup(cat)
+    real = _file(tmp_path / "real.nc", b"payload")
+    link = tmp_path / "link.nc"
+    link.symlink_to(real)
+    assert _add(cat, coll, item, link) == 0
+    assets = _assets(item_file)
+    assert any(a.get("file:checksum") == _multihash(b"payload") for a in assets.values())
+
+
+def test_zarr_store_hashing_never_follows_links_out_of_it(tmp_path):
+    outside = _file(tmp_path / "secret.bin", b"outside bytes")
+    store = tmp_path / "out.zarr"
+    (store / "a").mkdir(parents=True)
+    (store / "a" / "0.0").write_bytes(b"chunk")
+    (store / "inner").symlink_to("a/0.0")  # inside the store: hashed as a link, not followed
+    size, digest = file_size_and_checksum(store)
+    assert size == len(b"chunk")
+    (store / "a" / "0.0").write_bytes(b"chunk")  # same content: same digest
+    assert file_size_and_checksum(store) == (size, digest)
+    (store / "leak").symlink_to(outside)
+    with pytest.raises(EomatchError, match=r"leak is a link to .*secret.bin, outside the store"):
+        file_size_and_checksum(store)
+    (store / "leak").unlink()
+    (store / "dirleak").symlink_to(tmp_path)
+    with pytest.raises(EomatchError, match="dirleak is a link to"):
+        file_size_and_checksum(store)

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue, media_type_for
 from eomatch.io.pgstac_store import PgstacStore
+from eomatch.io.safe_files import check_regular, open_regular
 from eomatch.workflows.ingest import push_assets
+
+log = logging.getLogger(__name__)
 
 FILE_EXTENSION_URI = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 LATEST = "latest"
@@ -108,38 +112,63 @@ def file_size_and_checksum(path: Path) -> tuple[int, str]:
     """
     digest = hashlib.sha256()
     if path.is_dir():
-        files: list[tuple[str, Path]] = []
-        for dirpath, _dirs, names in os.walk(path):
-            for name in names:
-                full = Path(dirpath) / name
-                if full.is_file():
-                    files.append((full.relative_to(path).as_posix(), full))
+        root = path.resolve()
+        entries: list[tuple[str, Path]] = []
+        for dirpath, dirs, names in os.walk(path):  # never descends into linked folders
+            for name in [*names, *(d for d in dirs if (Path(dirpath) / d).is_symlink())]:
+                entries.append(
+                    ((Path(dirpath) / name).relative_to(path).as_posix(), Path(dirpath) / name)
+                )
         total = 0
-        for rel, full in sorted(files):
-            size = full.stat().st_size
-            total += size
-            digest.update(f"{rel}\0{size}\0".encode())
-            _hash_into(digest, full)
+        for rel, full in sorted(entries):
+            if full.is_symlink():
+                target = os.readlink(full)
+                if not full.resolve().is_relative_to(root):
+                    raise EomatchError(
+                        f"{path}: {rel} is a link to {target}, outside the store; links are not "
+                        "followed out of a .zarr store"
+                    )
+                digest.update(f"{rel}\0link\0{target}\0".encode())  # hashed as a link
+                continue
+            fd = open_regular(full, "store file")
+            with os.fdopen(fd, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                total += size
+                digest.update(f"{rel}\0{size}\0".encode())
+                _hash_into(digest, fh)
         return total, "1220" + digest.hexdigest()
-    size = path.stat().st_size
-    _hash_into(digest, path)
+    fd = open_regular(path, "file")
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        _hash_into(digest, fh)
     return size, "1220" + digest.hexdigest()
 
 
-def _hash_into(digest: Any, path: Path) -> None:
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
+def _hash_into(digest: Any, fh: BinaryIO) -> None:
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
 
 
 def _check_file(file_path: str | os.PathLike[str]) -> Path:
     path = Path(file_path).expanduser().absolute()
-    if not path.exists():
+    link = ""
+    if path.is_symlink():
+        link = f"{path} is a symlink to {os.readlink(path)}"
+        if not path.exists():
+            raise EomatchError(f"{link}, which does not exist")
+        log.info("%s (%s)", link, path.resolve())
+    elif not path.exists():
         raise EomatchError(f"{path}: no such file")
+    what = f"{link}, which" if link else str(path)
     if path.is_dir() and path.suffix.lower() != ".zarr":
-        raise EomatchError(f"{path} is a directory (only .zarr stores may be directories)")
-    if not path.is_dir() and not path.is_file():
-        raise EomatchError(f"{path}: not a regular file")
+        raise EomatchError(f"{what} is a directory (only .zarr stores may be directories)")
+    if not path.is_dir():
+        try:
+            check_regular(path, "file")
+        except EomatchError as exc:
+            raise EomatchError(f"{link}: {exc}" if link else str(exc)) from None
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise EomatchError(f"{what} is not readable")
     return path
 
 

@@ -487,3 +487,20 @@ def test_query_into_a_catalogue_with_a_planted_symlink_writes_nothing_outside(
             query_catalogue(api.url, out, max_retries=0)
     assert "\n" not in str(info.value)
     assert list(outside.iterdir()) == []
+
+
+def test_footprints_that_cannot_be_simplified_enough_are_refused() -> None:
+    from shapely.geometry import MultiPolygon, box
+
+    from eomatch.io.stac_source import bounded_footprint
+
+    circle = Polygon(
+        _dense_ring({"coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}, 5000)["coordinates"][0]
+    )
+    simple = bounded_footprint(circle)
+    assert 4 <= len(simple.exterior.coords) <= MAX_FOOTPRINT_VERTICES
+    assert simple.symmetric_difference(circle).area < 0.001 * circle.area
+    assert bounded_footprint(box(0, 0, 1, 1)).equals(box(0, 0, 1, 1))
+    specks = MultiPolygon([box(i, 0, i + 0.5, 0.5) for i in range(MAX_FOOTPRINT_VERTICES)])
+    with pytest.raises(ValueError, match="do not simplify"):
+        bounded_footprint(specks)

@@ -393,18 +393,26 @@ def count_vertices(geometry: Any, stop_above: int) -> int:
 def bounded_footprint(geom: BaseGeometry) -> BaseGeometry:
     """``geom``, simplified (topology preserved) if it has more than MAX_FOOTPRINT_VERTICES.
 
-    The tolerance starts at :data:`SIMPLIFY_TOLERANCE_DEG` and doubles until the footprint
-    is small enough, so a footprint is changed no more than needed.
+    The tolerance starts at :data:`SIMPLIFY_TOLERANCE_DEG` and doubles (up to 0.5 degrees)
+    until the footprint is small enough, so a footprint is changed no more than needed.
+
+    Raises:
+        ValueError: no tolerance up to 0.5 degrees brings it under the cap (say, thousands of
+            separate tiny polygons): not a footprint.
     """
     if shapely.get_num_coordinates(geom) <= MAX_FOOTPRINT_VERTICES:
         return geom
     tolerance = SIMPLIFY_TOLERANCE_DEG
-    simple = geom
-    while tolerance < 1.0:
+    while True:
         simple = _polygonal(geom.simplify(tolerance, preserve_topology=True))
         if shapely.get_num_coordinates(simple) <= MAX_FOOTPRINT_VERTICES:
             break
         tolerance *= 2
+        if tolerance > 0.5:
+            raise ValueError(
+                f"{shapely.get_num_coordinates(geom)} vertices do not simplify to "
+                f"{MAX_FOOTPRINT_VERTICES} or fewer"
+            )
     log.debug(
         "footprint of %d vertices simplified to %d (tolerance %g deg)",
         shapely.get_num_coordinates(geom),

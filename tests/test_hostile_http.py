@@ -336,3 +336,27 @@ def test_session_injects_a_transport() -> None:
     assert "authorization" not in seen[1].headers
     with pytest.raises(RemoteLimitError):
         raise RemoteLimitError("is an EomatchError")
+
+
+def test_query_against_a_looping_matchup_api_fails_cleanly_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from eomatch.workflows.query import query_catalogue
+
+    coll = "LANDSAT_C2L1-Landsat-9-vs-S2_MSI_L1C-Sentinel-2A"
+
+    def script(seen: Seen) -> Reply:
+        if seen.path in ("", "/"):
+            return json_reply({**LANDING, "links": []})
+        if seen.path == "/collections":
+            return json_reply({"collections": [{"id": coll, "type": "Collection"}], "links": []})
+        nxt = {"rel": "next", "href": "/search", "method": "POST", "body": {"token": "t"}}
+        return json_reply(page([], nxt) | {"features": [{"id": "m", "collection": "x"}]})
+
+    out = tmp_path / "pulled"
+    with serve_scripted(script) as api:
+        started = time.monotonic()
+        msg = one_line_error(lambda: query_catalogue(api.url, out, max_retries=0), "paging loop")
+    assert time.monotonic() - started < 5
+    assert "search at" in msg
+    assert not out.exists()

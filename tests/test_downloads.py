@@ -485,3 +485,16 @@ def test_local_file_hard_link(tmp_path: Path) -> None:
     assert report.ok
     assert dest.stat().st_ino == src.stat().st_ino
     assert not part_path(dest).exists()
+
+
+def test_an_injected_transport_serves_the_download(tmp_path: Path) -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, content=payload(7, 1000))
+
+    jobs = [DownloadJob("p", "https://data.example.test/p.bin", tmp_path / "p.bin", size=1000)]
+    report = run(jobs, transport=httpx.MockTransport(handler))
+    assert report.ok
+    assert (tmp_path / "p.bin").read_bytes() == payload(7, 1000)

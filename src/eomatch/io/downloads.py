@@ -409,7 +409,10 @@ class _Engine:
                     f"{job.size}"
                 )
             with _open_part(part, mode) as fh:
-                for chunk in resp.iter_raw():  # unbuffered: a drop loses nothing received
+                # unbuffered: a drop loses nothing received (an injected transport's in-memory
+                # answer is already read)
+                chunks = [resp.content] if resp.is_stream_consumed else resp.iter_raw()
+                for chunk in chunks:
                     if job.size is not None and done + len(chunk) > job.size:
                         fh.close()
                         with contextlib.suppress(FileNotFoundError):
@@ -501,6 +504,7 @@ def download(
     headers: Mapping[str, str] | None = None,
     backoff: float = 0.5,
     link_local: bool = False,
+    transport: httpx.BaseTransport | None = None,
 ) -> DownloadReport:
     """Fetch every job's file; one job failing never stops the others.
 
@@ -521,6 +525,7 @@ def download(
         backoff: wait before the first retry; doubled for each further one.
         link_local: hard-link local sources instead of copying them (falls back to a copy
             across file systems); the link shares the source's bytes, so edits show in both.
+        transport: an httpx transport (tests; the network by default).
 
     Raises:
         EomatchError: a job has no href (e.g. a predicted product), or two jobs want different
@@ -551,6 +556,7 @@ def download(
             headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # followed by hand: credentials stay with their origin
+            transport=transport,
         ) as client,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eomatch-dl") as pool,
     ):

@@ -60,7 +60,7 @@ def whole():
     for p in CASES:
         sats, start, end, kw = p.values
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(wc, "CHUNK_S", 10**7)
+            mp.setattr(wc, "chunk_seconds", lambda *_args: 10**7)
             out[_key(sats, start, end, kw)] = _records(find_crossovers(sats, start, end, **kw))
         assert out[_key(sats, start, end, kw)], (
             p.id

@@ -23,33 +23,13 @@ from eomatch.core.crossovers import (
     window_chunks,
 )
 from eomatch.core.propagation import TleOrbit
-from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
+from eomatch.core.satellites import Satellite, UnknownSatelliteError
 from eomatch.core.tle import CoverageError
 from eomatch.errors import EomatchError
-from eomatch.io.tle_store import TleStore
 from eomatch.timeparse import TimeLike, parse_time
+from eomatch.wiring import build_registry, build_store
 
 BBox = tuple[float, float, float, float]
-
-
-def build_registry(config: EomatchConfig | None = None) -> SatelliteRegistry:
-    """Built-in satellites plus those added in configuration."""
-    reg = SatelliteRegistry()
-    if config is not None:
-        for spec in config.satellites:
-            reg.add(spec.to_satellite(config.base_dir))
-    return reg
-
-
-def build_store(
-    config: EomatchConfig | None = None,
-    tle_dirs: Sequence[Path] = (),
-    settings: Settings | None = None,
-) -> TleStore:
-    """The TLE sources for a run: archive, config and CLI directories, env dirs, update cache."""
-    settings = settings or Settings()
-    dirs = [*settings.tle_dirs, *(config.resolved_tle_dirs() if config else []), *tle_dirs]
-    return TleStore(extra_dirs=[Path(d) for d in dirs], cache_dir=settings.tle_cache_dir)
 
 
 @dataclass(frozen=True)
@@ -85,14 +65,16 @@ SAMPLES_PER_CHUNK = 2_000_000
 """Most coarse samples per satellite and chunk, the padding by T included (48 MB each)."""
 
 
-def chunk_seconds(params: CrossoverParams) -> int:
-    """Chunk length: :data:`CHUNK_S`, shorter only if the samples would pass their budget.
+def chunk_seconds(params: CrossoverParams, span_s: int = CHUNK_S, workers: int = 1) -> int:
+    """Chunk length: :data:`CHUNK_S`, shorter if the samples would pass their budget, or to
+    give every worker two chunks of a short window (a chunk searches all pairs).
 
     The engine bounds its own working memory inside a chunk; this bounds the orbit samples
     (every pair of a chunk shares the samples of its satellites).
     """
     room = SAMPLES_PER_CHUNK * params.coarse_step_s - 2 * params.max_time_diff_s
-    return max(MIN_CHUNK_S, min(CHUNK_S, room))
+    balanced = -(-span_s // (2 * workers))
+    return max(MIN_CHUNK_S, min(CHUNK_S, room, balanced))
 
 
 def default_workers() -> int:
@@ -204,8 +186,9 @@ def find_crossovers(
         )
         for a, b in pairs
     }
-    chunks = window_chunks(window.start, window.end, chunk_seconds(params))
     n_workers = max(1, workers or default_workers())
+    span = window.end - window.start
+    chunks = window_chunks(window.start, window.end, chunk_seconds(params, span, n_workers))
     total = (window.end - window.start) * len(pairs)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         # Chunks are consumed in order (events are built as they come); at most a few are in

@@ -8,5 +8,6 @@ system_packages server browser tests
 echo "== ruff check" && "$UV" run --frozen ruff check src tests benchmarks
 echo "== ruff format --check" && "$UV" run --frozen ruff format --check src tests benchmarks
 echo "== mypy --strict" && "$UV" run --frozen mypy
+echo "== import contracts" && "$UV" run --frozen lint-imports
 echo "== STAC Browser build (cached)" && bash "$ROOT/scripts/build-browser.sh" >/dev/null
 echo "== pytest" && "$UV" run --frozen pytest -n 2 --dist loadgroup -q "$@"

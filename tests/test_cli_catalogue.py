@@ -134,7 +134,7 @@ def test_unreachable_stac_source_one_line_and_nothing_written(tmp_path, capsys):
 
 def test_stac_collection_mapping_defaults_to_our_id():
     from eomatch.config.models import RunConfig
-    from eomatch.workflows.crossovers import build_registry
+    from eomatch.wiring import build_registry
     from eomatch.workflows.find import _sources
 
     cfg = RunConfig.model_validate(

@@ -26,7 +26,8 @@ from eomatch.context import EOMatchContext
 from eomatch.core.products import SensorKey
 from eomatch.errors import EomatchError
 from eomatch.io.config_files import load_config, package_defaults, template_text
-from eomatch.workflows.crossovers import build_registry, find_crossovers
+from eomatch.wiring import build_registry
+from eomatch.workflows.crossovers import find_crossovers
 
 PAIR = (
     "sensors:\n  - {platform: S2A, collection: S2_MSI_L1C}\n"

@@ -26,7 +26,8 @@ from eomatch.core.predict import predict_products
 from eomatch.core.products import SensorKey
 from eomatch.core.propagation import TleOrbit
 from eomatch.io.catalogue import MatchupCatalogue
-from eomatch.workflows.crossovers import build_registry, build_store, find_crossovers
+from eomatch.wiring import build_registry, build_store
+from eomatch.workflows.crossovers import find_crossovers
 from stac_api_server import StacApiServer, serve
 
 START = datetime(2022, 5, 6, 12, 0, tzinfo=UTC)

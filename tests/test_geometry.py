@@ -22,7 +22,7 @@ from eomatch.core.geometry import (
     union,
 )
 from eomatch.core.propagation import TleOrbit
-from eomatch.workflows.crossovers import build_registry, build_store
+from eomatch.wiring import build_registry, build_store
 
 GEOD = Geod(ellps="WGS84")
 T0 = 1651363200  # 2022-05-01T00:00:00Z

@@ -19,7 +19,8 @@ from eomatch.core.matchups import event_from_crossover, find_matchups, with_matc
 from eomatch.core.predict import predict_products
 from eomatch.core.products import MatchupEvent, Product, SensorKey, pair_id
 from eomatch.core.propagation import TleOrbit
-from eomatch.workflows.crossovers import build_registry, build_store, find_crossovers
+from eomatch.wiring import build_registry, build_store
+from eomatch.workflows.crossovers import find_crossovers
 
 S2 = SensorKey("S2_MSI_L1C", "Sentinel-2A")
 LS9 = SensorKey("LANDSAT_C2L1", "Landsat-9")

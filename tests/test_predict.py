@@ -15,7 +15,7 @@ from eomatch.core.geometry import geodesic_area_km2, swath_edges
 from eomatch.core.predict import predict_products, predicted_product_id, scene_index_range
 from eomatch.core.products import SensorKey
 from eomatch.core.propagation import TleOrbit
-from eomatch.workflows.crossovers import build_registry, build_store
+from eomatch.wiring import build_registry, build_store
 
 START = datetime(2022, 5, 1, 10, 0, 7, tzinfo=UTC)
 S2 = SensorKey("S2_MSI_L1C", "Sentinel-2A")

@@ -18,6 +18,7 @@ from eomatch.config.settings import Settings
 from eomatch.core.products import SensorKey
 from eomatch.core.satellites import SatelliteRegistry
 from eomatch.io.config_files import config_files, load_config
+from eomatch.wiring import build_registry
 
 
 class EOMatchContext:
@@ -75,8 +76,6 @@ class EOMatchContext:
 
     def registry(self) -> SatelliteRegistry:
         """Built-in satellites plus those of the configuration."""
-        from eomatch.workflows.crossovers import build_registry
-
         return build_registry(self.config)
 
     def sensors(self) -> list[SensorKey]:

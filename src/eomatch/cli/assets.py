@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +109,3 @@ def run_list(args: argparse.Namespace) -> int:
         mark = "  (latest)" if v.latest else ""
         out.print(f"{v.date}  {escape(v.key)}  {escape(v.href)}  {size} bytes{mark}")
     return 0
-
-
-def add_asset_script() -> None:
-    """``eomatch-add-asset``: same code as ``eomatch add-asset``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["add-asset", *sys.argv[1:]]))

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -23,31 +22,6 @@ from eomatch.config.settings import Settings
 from eomatch.io.config_files import load_config
 
 stderr = Console(stderr=True)
-
-
-def global_parent(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """Options accepted before and after the subcommand.
-
-    The subcommands' copies use ``SUPPRESS`` defaults so that ``eomatch -v find`` keeps the
-    value given before the subcommand instead of resetting it.
-    """
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("global options")
-    g.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress_defaults else False,
-        help="debug logging",
-    )
-    g.add_argument(
-        "--config",
-        type=Path,
-        default=argparse.SUPPRESS if suppress_defaults else None,
-        metavar="FILE",
-        help="YAML configuration layered over ~/.config/eomatch/config.yaml",
-    )
-    return p
 
 
 def load_run_config(args: argparse.Namespace) -> EomatchConfig:

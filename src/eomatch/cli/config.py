@@ -76,7 +76,7 @@ def _fmt_time(value: Any) -> str:
 
 def summary(cfg: RunConfig) -> list[str]:
     """Short human lines: sensors, window, region, thresholds, catalogue."""
-    from eomatch.workflows.crossovers import build_registry
+    from eomatch.wiring import build_registry
 
     sensors = cfg.resolve_sensors(build_registry(cfg))
     lines = [

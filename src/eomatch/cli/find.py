@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +94,3 @@ def run(args: argparse.Namespace) -> int:
         )
         out.print(f"map: {args.plot}")
     return 0
-
-
-def script_main() -> None:
-    """``eomatch-find``: the seed-compatible script, same code as ``eomatch find``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["find", *sys.argv[1:]]))

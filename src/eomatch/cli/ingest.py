@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +90,3 @@ def run_ingest(args: argparse.Namespace) -> int:
     for line in report.skipped:
         Console(stderr=True).print(f"skipped: {line}")
     return 0
-
-
-def script_main() -> None:
-    """``eomatch-ingest``: same code as ``eomatch ingest``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["ingest", *sys.argv[1:]]))

@@ -3,42 +3,87 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from eomatch._version import __version__
-from eomatch.cli import (
-    assets,
-    config,
-    crossovers,
-    db,
-    find,
-    ingest,
-    products,
-    satellites,
-    serve,
-    tle,
-)
-from eomatch.cli import query as query_cmd
-from eomatch.cli.common import global_parent, stderr
 from eomatch.errors import EomatchError
 
 log = logging.getLogger("eomatch")
 
-SUBCOMMANDS = (
-    assets,
-    config,
-    crossovers,
-    db,
-    find,
-    ingest,
-    products,
-    query_cmd,
-    satellites,
-    serve,
-    tle,
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("add-asset", "assets", "register an analysis file as a dated version on a catalogue item"),
+    ("assets", "assets", "inspect the analysis assets of catalogue items"),
+    ("config", "config", "write, validate or show configuration files"),
+    ("crossovers", "crossovers", "find crossover events between satellites (offline, from TLEs)"),
+    (
+        "db",
+        "db",
+        "the central database: a local cluster, or pgSTAC migrations on a server",
+    ),
+    ("keys", "db", "API keys for writes to the internal API"),
+    (
+        "find",
+        "find",
+        "find matchups for a run configuration and add them to a STAC catalogue",
+    ),
+    (
+        "ingest",
+        "ingest",
+        "push a local catalogue's collections and items into the central database",
+    ),
+    ("download", "products", "download the source products of matching events into the catalogue"),
+    (
+        "remove",
+        "products",
+        "remove downloaded products (files and 'data' assets) of matching events",
+    ),
+    (
+        "query",
+        "query",
+        "pull matchups with their events and products from a STAC API into a catalogue",
+    ),
+    ("satellites", "satellites", "list known satellites, their aliases, sensors and TLE coverage"),
+    (
+        "serve",
+        "serve",
+        "run the whole catalogue service locally (database, APIs, gateway, browser)",
+    ),
+    ("tle", "tle", "update and inspect the element sets (TLEs) used for propagation"),
 )
+"""(command, module under ``eomatch.cli`` that registers it, its one-line help), in help order.
+
+The help is repeated here so that ``eomatch --help`` and the choice of a subcommand need no
+subcommand module (they pull in numpy, pydantic, the catalogue...); a test checks that it
+matches what the modules register."""
+
+
+def global_parent(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand.
+
+    The subcommands' copies use ``SUPPRESS`` defaults so that ``eomatch -v find`` keeps the
+    value given before the subcommand instead of resetting it.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress_defaults else False,
+        help="debug logging",
+    )
+    g.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS if suppress_defaults else None,
+        metavar="FILE",
+        help="YAML configuration layered over ~/.config/eomatch/config.yaml",
+    )
+    return p
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,8 +93,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser (also used to render help in docs and tests)."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser (the full one, as docs and tests render it, when ``only`` is None).
+
+    With ``only`` a module name of :data:`COMMANDS` (or ``""`` for none), only that module is
+    imported and registers its subcommands; the others are listed by name and help alone, so
+    the top-level help, choices and errors are the same.
+    """
     parser = _Parser(
         prog="eomatch",
         description="Find, catalogue and serve Earth-observation satellite matchups.",
@@ -60,16 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
-    for module in SUBCOMMANDS:
-        module.register(sub, parent)
+    registered: set[str] = set()
+    for command, module, text in COMMANDS:
+        if only is not None and module != only:
+            sub.add_parser(command, help=text, add_help=False)  # a name in the list, no more
+        elif module not in registered:
+            registered.add(module)
+            importlib.import_module(f"eomatch.cli.{module}").register(sub, parent)
     return parser
+
+
+def _chosen_module(argv: Sequence[str] | None) -> str:
+    """The module of the subcommand named in ``argv``, found without importing any.
+
+    Raises:
+        SystemExit: what the full parser does for ``--help``, ``--version`` and a missing or
+            unknown subcommand (same output).
+    """
+    args, _ = build_parser(only="").parse_known_args(argv)
+    return next(module for command, module, _ in COMMANDS if command == args.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser(only=_chosen_module(argv)).parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
@@ -90,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # one top-level handler: traceback only with -v
         log.debug("unexpected failure", exc_info=True)
+        from eomatch.cli.common import stderr  # loaded by every subcommand already
+
         stderr.print(f"eomatch: internal error: {type(exc).__name__}: {exc} (re-run with -v)")
         return 1
 
@@ -97,3 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+def _script(command: str) -> Callable[[], None]:
+    def entry() -> None:
+        sys.exit(main([command, *sys.argv[1:]]))
+
+    entry.__doc__ = f"``eomatch-{command}``: same code as ``eomatch {command}``."
+    return entry
+
+
+find_script = _script("find")
+download_script = _script("download")
+remove_script = _script("remove")
+add_asset_script = _script("add-asset")
+ingest_script = _script("ingest")
+query_script = _script("query")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,17 +173,3 @@ def run_remove(args: argparse.Namespace) -> int:
     for path in report.kept_files:
         stderr.print(f"kept (outside the catalogue's data folder): {path}")
     return 0
-
-
-def download_script() -> None:
-    """``eomatch-download``: same code as ``eomatch download``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["download", *sys.argv[1:]]))
-
-
-def remove_script() -> None:
-    """``eomatch-remove``: same code as ``eomatch remove``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["remove", *sys.argv[1:]]))

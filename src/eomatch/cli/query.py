@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +137,3 @@ def run(args: argparse.Namespace) -> int:
     if len(summary.warnings) > 10:
         stderr.print(f"... and {len(summary.warnings) - 10} more warning(s)")
     return 0
-
-
-def script_main() -> None:
-    """``eomatch-query``: same code as ``eomatch query``."""
-    from eomatch.cli.main import main
-
-    sys.exit(main(["query", *sys.argv[1:]]))

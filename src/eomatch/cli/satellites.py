@@ -11,7 +11,7 @@ from rich.table import Table
 
 from eomatch.cli.common import load_run_config
 from eomatch.errors import EomatchError
-from eomatch.workflows.crossovers import build_registry, build_store
+from eomatch.wiring import build_registry, build_store
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:

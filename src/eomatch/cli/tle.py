@@ -19,7 +19,7 @@ from eomatch.core.tle import ElementSet
 from eomatch.errors import EomatchError
 from eomatch.io.celestrak import fetch_gp_tles, update_cache
 from eomatch.io.tle_store import TleStore
-from eomatch.workflows.crossovers import build_registry, build_store
+from eomatch.wiring import build_registry, build_store
 
 
 def _names(text: str) -> list[str]:

@@ -339,7 +339,7 @@ def _label_events(ax: Axes, events: Sequence[Crossover], extent: Extent) -> None
 def _orbits(
     names: set[str], config: EomatchConfig | None, tle_dirs: Sequence[Path]
 ) -> dict[str, TleOrbit]:
-    from eomatch.workflows.crossovers import build_registry, build_store
+    from eomatch.wiring import build_registry, build_store
 
     registry = build_registry(config)
     store = build_store(config, tle_dirs)

@@ -25,7 +25,8 @@ from eomatch.core.propagation import TleOrbit
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.stac_source import ProductSource, StacApiSource
-from eomatch.workflows.crossovers import build_registry, build_store, find_crossovers
+from eomatch.wiring import build_registry, build_store
+from eomatch.workflows.crossovers import find_crossovers
 
 log = logging.getLogger(__name__)
 

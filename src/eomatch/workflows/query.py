@@ -170,7 +170,7 @@ class _Selection:
 def _canonical_platforms(platforms: Sequence[str]) -> frozenset[str]:
     """Registry names (``Sentinel-2A``) for any alias (``S2A``); unknown names as given."""
     from eomatch.core.satellites import UnknownSatelliteError
-    from eomatch.workflows.crossovers import build_registry
+    from eomatch.wiring import build_registry
 
     registry = build_registry()
     out = set()

@@ -389,3 +389,37 @@ def test_zarr_store_hashing_never_follows_links_out_of_it(tmp_path):
     (store / "dirleak").symlink_to(tmp_path)
     with pytest.raises(EomatchError, match="dirleak is a link to"):
         file_size_and_checksum(store)
+
+
+def test_assets_list_survives_hand_broken_asset_shapes(cat, capsys):
+    _coll, item, item_file = _matchup(cat)
+    data = json.loads(item_file.read_text())
+    data["assets"].update(
+        {
+            "comparison:2022-01-01": {"href": "a.nc", "file:size": "huge", "type": 5},
+            "comparison:2022-01-02": "not an object",
+            "comparison:2022-01-03": {"href": "b.nc", "file:size": -3, "file:checksum": 7},
+            "comparison:latest": ["odd"],
+        }
+    )
+    item_file.write_text(json.dumps(data))
+    assert main(["assets", "list", "--catalogue", str(cat), "--item", item]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["2022-01-03", "2022-01-01"]
+    assert all("? bytes" in ln for ln in lines)
+
+
+def test_assets_list_refuses_a_fifo_item_file(cat, capsys):
+    _coll, item, item_file = _matchup(cat)
+    item_file.unlink()
+    os.mkfifo(item_file)
+    try:
+        code = main(["assets", "list", "--catalogue", str(cat), "--item", item])
+    finally:
+        item_file.unlink()
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert "not a regular file" in err

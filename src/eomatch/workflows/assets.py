@@ -20,9 +20,9 @@ from typing import Any, BinaryIO, Literal
 
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
-from eomatch.io.catalogue import MatchupCatalogue, media_type_for
+from eomatch.io.catalogue import MAX_FILE_BYTES, MatchupCatalogue, media_type_for
 from eomatch.io.pgstac_store import PgstacStore
-from eomatch.io.safe_files import check_regular, open_regular
+from eomatch.io.safe_files import check_regular, open_regular, read_regular_bytes
 from eomatch.workflows.ingest import push_assets
 
 log = logging.getLogger(__name__)
@@ -327,10 +327,10 @@ def list_versions(
                     prefix=pre,
                     date=day,
                     key=key,
-                    href=str(asset.get("href")),
-                    media_type=asset.get("type"),
-                    size=asset.get("file:size"),
-                    checksum=asset.get("file:checksum"),
+                    href=str(asset.get("href"))[:2000],
+                    media_type=_text(asset.get("type")),
+                    size=_size(asset.get("file:size")),
+                    checksum=_text(asset.get("file:checksum")),
                     latest=latest.get(VERSION_FIELD) == day,
                 )
             )
@@ -338,14 +338,27 @@ def list_versions(
     return out
 
 
+def _size(value: Any) -> int | None:
+    """A ``file:size`` as written by hand or by a provider: a byte count, or None if nonsense."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
 def _item_assets(path: Path) -> dict[str, Any]:
     """The ``assets`` of an item file (read-only; the catalogue found it by id)."""
     try:
-        item = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        item = json.loads(read_regular_bytes(path, "item", MAX_FILE_BYTES, raw_os_errors=True))
+    except (OSError, ValueError, RecursionError) as exc:
         raise EomatchError(f"{path}: unreadable item: {exc}") from exc
     assets = item.get("assets") if isinstance(item, dict) else None
-    return dict(assets) if isinstance(assets, dict) else {}
+    if not isinstance(assets, dict):
+        return {}
+    return {k: v for k, v in assets.items() if isinstance(v, dict)}  # other shapes: not ours
 
 
 def default_ingest_store() -> PgstacStore:

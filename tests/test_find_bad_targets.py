@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,36 @@ def test_read_only_catalogue_is_refused_before_the_run(built, tmp_path):
         for p in [root, *root.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
     assert snapshot(root) == before
+
+
+class _Loop(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.path + "x")
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_stac_source_redirect_loop_in_the_config(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Loop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
+        (tmp_path / "run.yaml").write_text(
+            "sensors:\n"
+            "  - {platform: S2A, collection: S2_MSI_L1C, source: stac, stac_source: loop}\n"
+            "  - {platform: LS9, collection: LANDSAT_C2L1}\n"
+            f"stac_sources:\n  loop: {{url: '{url}', max_retries: 0}}\n"
+            "start_time: 2022-05-02T00:00:00Z\nend_time: 2022-05-02T12:00:00Z\n"
+        )
+        root = tmp_path / "cat"
+        proc = eomatch("find", "--config", "run.yaml", "--path", str(root), cwd=tmp_path)
+        one_line(proc, "redirects")
+        assert not root.exists()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -202,5 +202,5 @@ def test_big_ingests_read_in_a_second_process_with_the_same_result(
     doc = json.loads((root / rel).read_text())
     doc["geometry"] = {"type": "Point", "coordinates": ["x", 1]}
     (root / rel).write_text(json.dumps(doc))
-    with pytest.raises(EomatchError, match="not a valid STAC item: Point coordinates"):
+    with pytest.raises(EomatchError, match=r"not a valid STAC item: .*Point coordinates"):
         ingest_catalogue(root, store, batch_size=4)

@@ -700,19 +700,12 @@ def item_problem(item: Any) -> str | None:
     props = item.get("properties")
     if not isinstance(props, dict):
         return "'properties' is missing or not an object"
-    if props.get("start_datetime") or props.get("datetime") is None:
-        for key in ("start_datetime", "end_datetime"):
-            problem = _time_problem(props.get(key), key)
-            if problem:
-                return problem
-    if props.get("datetime") is not None:
-        problem = _time_problem(props["datetime"], "datetime")
-        if problem:
-            return problem
+    if not (props.get("start_datetime") or props.get("datetime")):
+        return "neither datetime nor start_datetime is set"
     try:
         item_times(item)
     except ValueError as exc:
-        return str(exc)
+        return f"invalid time: {exc}"
     for key in _STRING_PROPS:
         if key in props and not isinstance(props[key], str):
             return f"property {key} is not a string"

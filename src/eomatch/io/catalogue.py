@@ -1097,7 +1097,12 @@ class MatchupCatalogue:
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable (%s), replaced by the incoming item", self.root / rel, exc)
             return None
-        return data if isinstance(data, dict) else None
+        problem = si.item_problem(data)  # merging reads its assets and links
+        if problem:
+            log.warning("%s: invalid (%s), replaced by the incoming item", self.root / rel, problem)
+            return None
+        item: dict[str, Any] = data
+        return item
 
     def _index_present(self, rels: Iterable[str]) -> list[str]:
         wanted = {si.item_id_of(r): r for r in rels}

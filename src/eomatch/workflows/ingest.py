@@ -20,10 +20,17 @@ from typing import Any, Protocol
 import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
+from eomatch.core.validation import stac_document_problem
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pgstac_store import PGSTAC_VERSION, ItemFormatter, PgstacStore
-from eomatch.workflows.ingest_scan import ScanContext, ScanResult, ScanWorker, scan_chunk
+from eomatch.workflows.ingest_scan import (
+    ScanContext,
+    ScanResult,
+    ScanWorker,
+    item_problem,
+    scan_chunk,
+)
 
 TRANSFORM_VERSION = "1"
 DEFAULT_BATCH = 10_000
@@ -112,6 +119,9 @@ def push_assets(
         doc = _read_json(root / rel)
     except (OSError, ValueError) as exc:
         raise EomatchError(f"{root / rel}: unreadable item: {exc}") from None
+    problem = item_problem(doc, item_id)
+    if problem:
+        raise EomatchError(f"{root / rel}: not a valid STAC item: {problem}")
     local = HrefRewriter(root, by_path.get, assets_base_url).item(doc, rel)
     central = store.get_item(coll, item_id)
     if central is None:
@@ -119,7 +129,7 @@ def push_assets(
         return "inserted"
     assets = dict(central.get("assets") or {})
     for key in keys:
-        if key in local.get("assets", {}):
+        if key in (local.get("assets") or {}):
             assets[key] = local["assets"][key]
         else:
             assets.pop(key, None)
@@ -129,7 +139,7 @@ def push_assets(
         if uri not in extensions:
             extensions.append(uri)
     merged["stac_extensions"] = extensions
-    store.upsert_items([merged])
+    store.upsert_items([merged])  # checked there with the API's rules before it is stored
     return "merged"
 
 
@@ -202,9 +212,15 @@ def ingest_catalogue(
     collection_states: list[tuple[str, str, str, int | None, int | None]] = []
     for coll, rel in sorted(collection_files.items()):
         try:
-            doc = rewriter.collection(_read_json(root / rel), rel)
+            raw = _read_json(root / rel)
         except (OSError, ValueError) as exc:
             raise EomatchError(f"{root / rel}: unreadable collection: {exc}") from None
+        # the API's rules, on the file and on what is stored: nothing is loaded otherwise
+        problem = stac_document_problem(raw, "Collection")
+        doc = rewriter.collection(raw, rel)
+        problem = problem or stac_document_problem(doc, "Collection")
+        if problem:
+            raise EomatchError(f"{root / rel}: not a valid STAC collection: {problem}")
         digest = content_hash(doc)
         known_collection = state.get((coll, COLLECTION_ROW))
         if known_collection is None or known_collection[0] != digest:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
-from eomatch.core.validation import geometry_problem, href_problem
+from eomatch.core.validation import href_problem, stac_document_problem
 from eomatch.errors import EomatchError
 from eomatch.io.pgstac_store import ItemFormatter
 
@@ -77,7 +77,8 @@ def item_problem(doc: dict[str, Any], item_id: str) -> str | None:
     geometry = doc.get("geometry")
     if not isinstance(geometry, dict):
         return "geometry missing"
-    problem = geometry_problem(geometry) or href_problem(doc)
+    # the API's rules, on the file as it is (the rewriter drops what it cannot rewrite) ...
+    problem = stac_document_problem(doc, "Feature")
     if problem:
         return problem
     props = doc.get("properties")
@@ -135,6 +136,10 @@ def scan_chunk(
             continue
         doc["collection"] = coll
         api_doc = rewriter.item(doc, rel)
+        problem = href_problem(api_doc)  # ... and on the hrefs as they are stored
+        if problem:
+            skip_or_raise(f"{path}: not a valid STAC item: {problem}")
+            continue
         digest = content_hash(api_doc)
         out.states.append((coll, item_id, digest, st.st_mtime_ns, st.st_size))
         if known is not None and known[0] == digest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import eomatch
 
 
@@ -35,3 +37,28 @@ def test_seed_compatible_modules_point_at_the_same_code():
     assert find_and_catalogue is find.find_and_catalogue
     assert download_catalogue_products is products.download_catalogue_products
     assert remove_catalogue_products is products.remove_catalogue_products
+
+
+def test_public_names_are_the_defining_modules_objects():
+    from eomatch.context import EOMatchContext
+    from eomatch.core.satellites import SatelliteRegistry
+    from eomatch.errors import EomatchError
+    from eomatch.workflows.crossovers import find_crossovers
+
+    assert eomatch.EOMatchContext is EOMatchContext
+    assert eomatch.SatelliteRegistry is SatelliteRegistry
+    assert eomatch.EomatchError is EomatchError
+    assert eomatch.find_crossovers is find_crossovers
+    assert set(eomatch.__all__) <= set(dir(eomatch))
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'find_and_catalog'"):
+        _ = eomatch.find_and_catalog  # type: ignore[attr-defined]
+    assert not hasattr(eomatch, "build_registry")
+
+
+def test_star_import_gives_every_public_name():
+    namespace: dict[str, object] = {}
+    exec("from eomatch import *", namespace)
+    assert set(eomatch.__all__) <= set(namespace)

@@ -1,4 +1,4 @@
-"""A small, real STAC API over HTTP for tests: enough of core + item-search for pystac-client.
+"""A small, real STAC API over HTTP for tests: enough of core + item-search for a STAC client.
 
 Runs a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 (free port) in a thread. Loaded with items
 shaped like real provider items (Element 84 earth-search Sentinel-2 L1C, USGS Landsat C2L1,
@@ -322,6 +322,8 @@ class StacApiServer:
     """Only paths starting with this are affected by faults ("" = every path)."""
     invalid_json: bool = False
     delay_s: float = 0.0
+    search_methods: tuple[str, ...] = ("GET", "POST")
+    """Methods ``/search`` accepts (and the landing page lists); others answer 405."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, count: int, status: int = 503, path: str = "") -> None:
@@ -344,18 +346,15 @@ class StacApiServer:
             {"rel": "root", "href": f"{self.url}/", "type": "application/json"},
             {"rel": "conformance", "href": f"{self.url}/conformance", "type": "application/json"},
             {"rel": "data", "href": f"{self.url}/collections", "type": "application/json"},
-            {
-                "rel": "search",
-                "href": f"{self.url}/search",
-                "type": "application/geo+json",
-                "method": "GET",
-            },
-            {
-                "rel": "search",
-                "href": f"{self.url}/search",
-                "type": "application/geo+json",
-                "method": "POST",
-            },
+            *(
+                {
+                    "rel": "search",
+                    "href": f"{self.url}/search",
+                    "type": "application/geo+json",
+                    "method": m,
+                }
+                for m in self.search_methods
+            ),
         ]
         links += [
             {"rel": "child", "href": f"{self.url}/collections/{c}", "type": "application/json"}
@@ -460,6 +459,8 @@ class StacApiServer:
                 return 200, self.collection(cid)
             return 404, {"code": "NotFoundError", "description": f"Collection {cid} not found"}
         if path == "/search":
+            if method not in self.search_methods:
+                return 405, {"code": "MethodNotAllowed", "description": f"{method} /search"}
             with self.lock:
                 self.search_bodies.append(dict(params))
             try:

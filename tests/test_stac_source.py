@@ -11,6 +11,7 @@ from shapely.geometry import MultiPolygon, box
 
 from eomatch.core.products import Product, SensorKey
 from eomatch.errors import EomatchError
+from eomatch.io.stac_api_client import StacApi
 from eomatch.io.stac_source import ProductSource, StacApiSource, split_antimeridian_bbox
 from stac_api_server import (
     LANDSAT_COLLECTION,
@@ -247,13 +248,22 @@ def test_headers_are_sent(api: StacApiServer) -> None:
 
 
 def test_server_pages_with_get_too(api: StacApiServer) -> None:
-    from pystac_client import Client
-
-    search = Client.open(api.url).search(
-        collections=[S2_COLLECTION], bbox=list(EUROPE), datetime=MAY, limit=5, method="GET"
-    )
-    assert len(list(search.items_as_dicts())) == 18
+    body = {
+        "collections": [S2_COLLECTION],
+        "bbox": list(EUROPE),
+        "datetime": "2022-05-01T00:00:00Z/2022-05-31T23:59:00Z",
+        "limit": 5,
+    }
+    with StacApi(api.url) as client:
+        pages = list(client.search(body, method="GET"))
+    assert sum(len(p["features"]) for p in pages) == 18
     assert [m for m, p in api.requests if p == "/search"] == ["GET"] * 4
+
+
+def test_a_get_only_api_is_searched_with_get(api: StacApiServer) -> None:
+    api.search_methods = ("GET",)
+    assert len(source(api, page_size=5).search(S2A, EUROPE, *MAY)) == 12
+    assert {m for m, p in api.requests if p == "/search"} == {"GET"}
 
 
 def test_error_messages_are_one_line(api: StacApiServer) -> None:

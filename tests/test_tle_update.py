@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -127,13 +127,16 @@ def gp() -> Iterator[GpServer]:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Private cache and config directories; no retry waits; wide, plain tables."""
+    """Private cache and config directories; short retry waits; wide, plain tables.
+
+    The CLI runs with :data:`celestrak.GP_LIMITS`, its documented default policy: only its
+    backoff is shortened here (tests calling ``fetch_gp_tles`` pass ``limits=`` instead)."""
     monkeypatch.setenv("EOMATCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("EOMATCH_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.delenv("EOMATCH_TLE_DIRS", raising=False)
     monkeypatch.delenv("EOMATCH_GP_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(celestrak, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(celestrak, "GP_LIMITS", replace(celestrak.GP_LIMITS, backoff_s=0.01))
     return tmp_path
 
 
@@ -298,7 +301,7 @@ def test_http_500_is_retried_then_fails_writing_nothing(
     err = run_failing(gp, capsys, "--platforms", "LS9,S2A")  # LS9 fetched fine first
     assert "HTTP 500" in err
     assert "S2A (NORAD 40697)" in err
-    assert gp.count(S2A) == 1 + celestrak.RETRIES
+    assert gp.count(S2A) == 1 + celestrak.GP_LIMITS.max_retries
 
 
 def test_http_404_is_not_retried(gp: GpServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -350,7 +353,7 @@ def test_unreachable_server(gp: GpServer, capsys: pytest.CaptureFixture[str]) ->
     gp.url = f"http://127.0.0.1:{port}/gp.php"
     err = run_failing(gp, capsys, "--platforms", "S2A")
     assert "cannot fetch TLEs for S2A" in err
-    assert f"after {1 + celestrak.RETRIES} attempt(s)" in err
+    assert f"after {1 + celestrak.GP_LIMITS.max_retries} attempt(s)" in err
 
 
 def test_timeout(gp: GpServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -474,9 +477,7 @@ def test_an_oversized_answer_is_refused_while_streaming(
     assert f"larger than {celestrak.MAX_RESPONSE_BYTES} bytes" in err
 
 
-def test_gp_bombs_trickles_and_retry_after_are_bounded(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gp_bombs_trickles_and_retry_after_are_bounded() -> None:
     import gzip
 
     from stac_api_server import Reply, serve_scripted
@@ -487,18 +488,20 @@ def test_gp_bombs_trickles_and_retry_after_are_bounded(
         pytest.raises(EomatchError, match=r"larger than 2000000 bytes \(decompressed\)"),
     ):
         celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
-    monkeypatch.setattr(celestrak, "MAX_RETRY_AFTER_S", 0.05)
+    capped = replace(celestrak.GP_LIMITS, max_retry_after_s=0.2, backoff_s=0)
     with serve_scripted(lambda s: Reply(429, b"later", {"Retry-After": "3600"})) as srv:
         started = time.monotonic()
         with pytest.raises(EomatchError, match="HTTP 429"):
-            celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
-        assert time.monotonic() - started < 3
-        assert len(srv.seen) == 1 + celestrak.RETRIES
-    monkeypatch.setattr(celestrak, "MAX_SECONDS_PER_REQUEST", 0.5)
+            celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A], limits=capped)
+        # two waits of Retry-After capped to 0.2 s (the backoff alone would wait nothing)
+        assert 0.4 <= time.monotonic() - started < 3
+        assert len(srv.seen) == 1 + capped.max_retries
     text = tle_text("SENTINEL-2A", s2a_lines(1, fake=False)).encode()
     trickle = Reply(200, text[:5], trickle=text[5:], trickle_s=0.05)
     with serve_scripted(lambda s: trickle) as srv:
         started = time.monotonic()
         with pytest.raises(EomatchError, match=r"took longer than the 0\.5 s"):
-            celestrak.fetch_gp_tles(f"{srv.url}/gp.php", [S2A])
+            celestrak.fetch_gp_tles(
+                f"{srv.url}/gp.php", [S2A], limits=replace(celestrak.GP_LIMITS, max_seconds=0.5)
+            )
         assert time.monotonic() - started < 3

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,22 +26,24 @@ from eomatch.io.http import Answer, Deadline, HttpLimits, HttpSession, Transport
 
 log = logging.getLogger(__name__)
 
-RETRIES = 2
-"""Extra attempts after a connection error, timeout, 429 or 5xx answer."""
-BACKOFF_S = 1.0
-"""Wait before the first retry; doubled for each further one (read at call time)."""
 MAX_RESPONSE_BYTES = 2_000_000
 """A GP answer for one satellite is a few hundred bytes; anything this large is not one (the
 bound applies to decompressed bytes, checked while the answer streams in)."""
-MAX_SECONDS_PER_REQUEST = 120.0
-"""Total time allowed for one satellite's request, retries and Retry-After waits included."""
-MAX_RETRY_AFTER_S = 30.0
-"""Longest ``Retry-After`` wait honoured; longer requests are capped to this."""
+GP_LIMITS = HttpLimits(
+    timeout_s=30.0,
+    max_response_bytes=MAX_RESPONSE_BYTES,
+    max_seconds=120.0,
+    max_retries=2,
+    backoff_s=1.0,
+    max_retry_after_s=30.0,
+)
+"""Bounds of one satellite's GP request (the retry policy is :mod:`eomatch.io.http`'s): 2
+retries after 1 s and 2 s (or ``Retry-After``, capped at 30 s), 120 s in all, retries and
+waits included. :func:`fetch_gp_tles` uses these unless given others."""
 MAX_EPOCH_AHEAD_S = 86_400
 """Element sets whose epoch is later than now plus this are refused: a future epoch would make
 every later search look covered and so silently turn off the stale-window check. One day allows
 for clock skew between us and the server; real GP data is never ahead of the present."""
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NO_DATA_MARKER = "no gp data found"
 """What CelesTrak answers, with status 200, for a catalogue number it has no data for."""
 
@@ -64,13 +67,12 @@ def _first_line(text: str, limit: int = 80) -> str:
 
 
 def _get(session: HttpSession, url: str, norad_id: int, who: str) -> Answer:
-    """One GP request, bounded, retried on transport errors, 429 and 5xx."""
+    """One GP request, bounded, retried by the one policy (transport errors, transient
+    statuses)."""
     params = {"CATNR": str(norad_id), "FORMAT": "TLE"}
     deadline = Deadline(session.limits.max_seconds, f"the GP request for {who}")
     try:
-        return session.request(
-            "GET", url, params=params, deadline=deadline, retry_statuses=_RETRY_STATUSES
-        )
+        return session.request("GET", url, params=params, deadline=deadline)
     except TransportFailure as exc:
         kind = "timed out" if exc.timed_out else "failed"
         raise EomatchError(
@@ -127,6 +129,7 @@ def fetch_gp_tles(
     labels: Mapping[int, str] | None = None,
     transport: httpx.BaseTransport | None = None,
     progress: Callable[[int, int], None] | None = None,
+    limits: HttpLimits | None = None,
 ) -> dict[int, list[ElementSet]]:
     """Current element sets of each satellite from a CelesTrak-style GP endpoint.
 
@@ -137,6 +140,8 @@ def fetch_gp_tles(
         labels: names to use for the satellites in error messages.
         transport: an httpx transport (tests; defaults to the network).
         progress: called with (done, total) after each satellite.
+        limits: bounds and retries per satellite (default :data:`GP_LIMITS`); ``timeout``
+            overrides its ``timeout_s``.
 
     Returns:
         Element sets per catalogue number, in the order of ``norad_ids``.
@@ -151,15 +156,8 @@ def fetch_gp_tles(
         raise EomatchError(f"the timeout must be a positive number of seconds, got {timeout}")
     out: dict[int, list[ElementSet]] = {}
     ids = list(dict.fromkeys(norad_ids))
-    limits = HttpLimits(
-        timeout_s=timeout,
-        max_response_bytes=MAX_RESPONSE_BYTES,
-        max_seconds=MAX_SECONDS_PER_REQUEST,
-        max_retries=RETRIES,
-        backoff_s=BACKOFF_S,
-        max_retry_after_s=MAX_RETRY_AFTER_S,
-    )
-    with HttpSession(url, limits=limits, transport=transport) as session:
+    bounds = replace(limits or GP_LIMITS, timeout_s=timeout)
+    with HttpSession(url, limits=bounds, transport=transport) as session:
         for done, norad_id in enumerate(ids, start=1):
             who = _label(norad_id, labels)
             response = _get(session, url, norad_id, who)

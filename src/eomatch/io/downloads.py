@@ -13,10 +13,9 @@ import contextlib
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
@@ -25,15 +24,19 @@ from urllib.request import url2pathname
 import httpx
 
 from eomatch.errors import EomatchError, RemoteLimitError
-from eomatch.io.http import USER_AGENT, open_following
+from eomatch.io.http import (
+    RETRY_STATUSES,
+    HttpLimits,
+    HttpSession,
+    Retryable,
+    call_with_retries,
+)
 from eomatch.io.safe_paths import within_root
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 """Read/write granularity (also how often progress is reported)."""
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-"""HTTP answers that are worth another attempt."""
 PART_SUFFIX = ".part"
 MAX_REDIRECTS = 10
 """Redirects followed per request (download servers redirect to signed storage URLs)."""
@@ -128,10 +131,6 @@ class DownloadReport:
 
 class DownloadError(EomatchError):
     """One job cannot be completed; the message is the one-line reason."""
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt (transient HTTP status)."""
 
 
 # -- checksums ------------------------------------------------------------------------------
@@ -294,13 +293,10 @@ def _verified_publish(part: Path, job: DownloadJob, checksum: Checksum | None) -
 
 @dataclass
 class _Engine:
-    client: httpx.Client
-    retries: int
-    backoff: float
+    session: HttpSession
+    """Shared by the worker threads; credentials only to the origin of each job's href."""
     progress: ProgressCallback | None
     link_local: bool = False
-    credentials: Mapping[str, str] = field(default_factory=dict)
-    """Sent only to the origin of each job's href (never on a redirect elsewhere)."""
 
     def _report(self, job: DownloadJob, done: int, total: int | None) -> None:
         if self.progress is not None:
@@ -333,37 +329,42 @@ class _Engine:
         return done
 
     def fetch_http(self, job: DownloadJob, checksum: Checksum | None) -> int:
-        """Download ``job.href`` into place, resuming a ``.part`` file; returns bytes read."""
+        """Download ``job.href`` into place, resuming a ``.part`` file; returns bytes read.
+
+        Attempts follow the one retry policy (:func:`~eomatch.io.http.call_with_retries`):
+        each retry resumes the ``.part`` file where the server honours Range requests.
+        """
         part = part_path(job.dest)
-        attempts = self.retries + 1
         counter = [0]  # bytes received, including attempts that later failed
-        last = "no attempt made"
         # bytes left by an earlier run may be stale (the file changed on the server since)
         stale_possible = part.exists() and part.stat().st_size > 0
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                self._attempt(job, part, counter)
-            except RemoteLimitError as exc:  # redirect loop or too many redirects
-                raise DownloadError(str(exc)) from None
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc or 'no details'}"
-                log.debug("download %s: %s (attempt %d/%d)", job.href, last, attempt + 1, attempts)
-                continue
-            except _Retryable as exc:
-                last = str(exc)
-                continue
+
+        def attempt(last: bool) -> None:
+            nonlocal stale_possible
+            self._attempt(job, part, counter)
             try:
                 _verified_publish(part, job, checksum)
             except DownloadError:
-                if not stale_possible or attempt == attempts - 1:
+                if not stale_possible or last:
                     raise
                 stale_possible = False  # the .part was removed: one fresh try
-                last = "verification failed; restarting from scratch"
-                continue
-            return counter[0]
-        raise DownloadError(f"gave up after {attempts} attempt(s): {last}")
+                raise Retryable("verification failed; restarting from scratch") from None
+
+        limits = self.session.limits
+        try:
+            call_with_retries(attempt, limits, what=f"download {job.href}")
+        except RemoteLimitError as exc:  # redirect loop or too many redirects
+            raise DownloadError(str(exc)) from None
+        except Retryable as exc:
+            raise DownloadError(
+                f"gave up after {limits.max_retries + 1} attempt(s): {exc.reason}"
+            ) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise DownloadError(
+                f"gave up after {limits.max_retries + 1} attempt(s): "
+                f"{type(exc).__name__}: {exc or 'no details'}"
+            ) from None
+        return counter[0]
 
     def _attempt(self, job: DownloadJob, part: Path, counter: list[int]) -> None:
         """One GET (ranged when a ``.part`` exists), adding the bytes received to ``counter``."""
@@ -375,30 +376,25 @@ class _Engine:
         headers = {"Accept-Encoding": "identity"}  # byte offsets must be offsets in the file
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with open_following(
-            self.client,
-            "GET",
-            job.href,
-            headers=headers,
-            credentials=self.credentials,
-            max_redirects=MAX_REDIRECTS,
-        ) as resp:
+        with self.session.open("GET", job.href, headers=headers) as resp:
             status = resp.status_code
             if status == 416 and offset:
                 total = _content_range_total(resp.headers.get("Content-Range"))
                 if total is not None and total == offset:
                     return  # the .part is already complete
                 part.unlink()
-                raise _Retryable(f"HTTP 416 for a resume at byte {offset}; restarting")
+                raise Retryable(f"HTTP 416 for a resume at byte {offset}; restarting")
             if status in RETRY_STATUSES:
-                raise _Retryable(f"HTTP {status} {resp.reason_phrase}")
+                raise Retryable(
+                    f"HTTP {status} {resp.reason_phrase}", resp.headers.get("Retry-After")
+                )
             if status >= 400:
                 raise DownloadError(f"HTTP {status} {resp.reason_phrase} for {job.href}")
             if status == 206 and offset and _content_range_start(resp.headers) == offset:
                 mode, done = "ab", offset
                 total = _content_range_total(resp.headers.get("Content-Range"))
             elif status == 206:
-                raise _Retryable("unexpected partial content; retrying")
+                raise Retryable("unexpected partial content; retrying")
             else:
                 mode, done = "wb", 0  # no Range support: start again
                 length = resp.headers.get("Content-Length")
@@ -505,6 +501,7 @@ def download(
     backoff: float = 0.5,
     link_local: bool = False,
     transport: httpx.BaseTransport | None = None,
+    limits: HttpLimits | None = None,
 ) -> DownloadReport:
     """Fetch every job's file; one job failing never stops the others.
 
@@ -513,8 +510,10 @@ def download(
             further destination). A job whose ``dest`` already holds the right file is
             reported ``present`` without any transfer.
         concurrency: files fetched at the same time (threads).
-        retries: further attempts after a dropped connection, timeout, 429 or 5xx; each
-            attempt resumes the ``.part`` file when the server honours Range requests.
+        retries: further attempts after a dropped connection, a timeout or a transient
+            answer (:data:`~eomatch.io.http.RETRY_STATUSES`); each attempt resumes the
+            ``.part`` file when the server honours Range requests. ``Retry-After`` is
+            honoured up to ``limits.max_retry_after_s``.
         timeout: seconds allowed to connect and between received bytes.
         progress: ``progress(job, bytes_done, total_or_None)``, called from worker threads.
         on_done: ``on_done(job, path)`` after each downloaded or present job, called on the
@@ -526,6 +525,9 @@ def download(
         link_local: hard-link local sources instead of copying them (falls back to a copy
             across file systems); the link shares the source's bytes, so edits show in both.
         transport: an httpx transport (tests; the network by default).
+        limits: further HTTP bounds (:class:`~eomatch.io.http.HttpLimits`: redirects,
+            ``Retry-After`` cap); ``retries``, ``timeout`` and ``backoff`` override its fields.
+            Default: 10 redirects (download servers redirect to signed storage URLs).
 
     Raises:
         EomatchError: a job has no href (e.g. a predicted product), or two jobs want different
@@ -533,6 +535,12 @@ def download(
     """
     if concurrency < 1:
         raise EomatchError(f"download concurrency must be at least 1, got {concurrency}")
+    bounds = replace(
+        limits or HttpLimits(max_redirects=MAX_REDIRECTS),
+        timeout_s=timeout,
+        max_retries=retries,
+        backoff_s=backoff,
+    )
     groups: dict[str, list[tuple[int, DownloadJob]]] = {}
     dest_href: dict[Path, str] = {}
     for index, job in enumerate(jobs):
@@ -552,15 +560,16 @@ def download(
 
     results: list[DownloadResult | None] = [None] * len(jobs)
     with (
-        httpx.Client(
-            headers={"User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,  # followed by hand: credentials stay with their origin
+        HttpSession(
+            None,  # credentials go to each job's own origin, never to a redirect elsewhere
+            credentials=headers,
+            limits=bounds,
             transport=transport,
-        ) as client,
+            max_connections=max(concurrency, 4),
+        ) as session,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eomatch-dl") as pool,
     ):
-        engine = _Engine(client, retries, backoff, progress, link_local, dict(headers or {}))
+        engine = _Engine(session, progress, link_local)
         futures: dict[Future[list[DownloadResult]], list[int]] = {
             pool.submit(_fetch_group, engine, [job for _, job in members]): [i for i, _ in members]
             for members in groups.values()

@@ -11,10 +11,15 @@ second, send a compression bomb or ask to be retried in an hour. Everything here
   *decompressed* bytes, so a bomb is stopped after ``max_response_bytes``;
 * every operation may carry a :class:`Deadline` (total time of a search, say), checked between
   received chunks and before each retry wait;
-* transient answers (408, 425, 429, 5xx) and transport errors are retried with exponential
-  backoff; ``Retry-After`` is honoured up to :attr:`HttpLimits.max_retry_after_s`.
+* one retry policy for every caller (:func:`call_with_retries`, on tenacity): transport
+  errors and the answers in :data:`RETRY_STATUSES` are retried at most
+  :attr:`HttpLimits.max_retries` times with exponential backoff, or after the server's
+  ``Retry-After`` capped at :attr:`HttpLimits.max_retry_after_s`, never past a deadline.
 
-Tests inject an ``httpx`` transport or use local servers; nothing here patches globals.
+Provider and matchup STAC APIs (:mod:`eomatch.io.stac_api_client`), GP endpoints
+(:mod:`eomatch.io.celestrak`) and downloads (:mod:`eomatch.io.downloads`) all go through
+:class:`HttpSession` and this policy. Tests inject an ``httpx`` transport or use local servers;
+nothing here patches globals.
 """
 
 from __future__ import annotations
@@ -23,24 +28,28 @@ import contextlib
 import email.utils
 import logging
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
+import tenacity
 
 from eomatch._version import __version__
 from eomatch.errors import EomatchError, RemoteLimitError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-"""HTTP answers worth another attempt: timeouts, rate limiting, transient server trouble."""
+"""HTTP answers worth another attempt: timeouts, rate limiting, transient server trouble. The
+one set for every caller; other answers (404, 401, ...) are final."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"eomatch/{__version__}"
 
@@ -119,6 +128,13 @@ class Deadline:
                 "max_seconds); the server is too slow or never finishes"
             )
 
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or fail at once (after waiting out the rest) if that outlasts us."""
+        if seconds >= self.remaining():
+            time.sleep(max(0.0, self.remaining()))
+            self.check()
+        time.sleep(seconds)
+
 
 class TransportFailure(EomatchError):
     """No answer after every attempt (refused, reset, timed out)."""
@@ -132,6 +148,26 @@ class TransportFailure(EomatchError):
             f"{url}: {'timed out' if self.timed_out else 'failed'} after {attempts} "
             f"attempt(s) ({self.reason})"
         )
+
+
+class Retryable(EomatchError):
+    """An outcome worth another attempt (a status in :data:`RETRY_STATUSES`, a resume to
+    restart), raised inside :func:`call_with_retries`; the last one is raised to its caller.
+
+    Attributes:
+        reason: one line (``HTTP 503 Service Unavailable``).
+        retry_after: the answer's ``Retry-After`` header, if any.
+    """
+
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+RETRIED_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.DecodingError, Retryable)
+"""What :func:`call_with_retries` tries again: no answer (refused, reset, timed out, dropped
+mid-body) or a :class:`Retryable` outcome."""
 
 
 @dataclass
@@ -315,11 +351,83 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+class _WaitRetryAfter(tenacity.wait.wait_base):
+    """Exponential backoff, or what the server's ``Retry-After`` asks (capped)."""
+
+    def __init__(self, limits: HttpLimits) -> None:
+        self.backoff = tenacity.wait_exponential(multiplier=limits.backoff_s, exp_base=2)
+        self.cap = limits.max_retry_after_s
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        asked = retry_after_seconds(failure.retry_after) if isinstance(failure, Retryable) else None
+        if asked is not None:
+            return min(asked, self.cap)
+        return float(self.backoff(retry_state))
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, Retryable):
+        return exc.reason
+    return _one_line(exc) if exc is not None else "failed"
+
+
+def call_with_retries(
+    attempt: Callable[[bool], _T],
+    limits: HttpLimits,
+    *,
+    what: str,
+    deadline: Deadline | None = None,
+) -> _T:
+    """The retry policy of every remote call: ``attempt(last)`` until it succeeds or gives up.
+
+    ``attempt`` is called at most ``limits.max_retries + 1`` times; ``last`` tells it this is
+    the final try (so it can return a transient answer instead of raising). It asks for
+    another try by raising one of :data:`RETRIED_ERRORS`; the n-th retry waits
+    ``limits.backoff_s * 2**(n-1)`` s, or the :class:`Retryable`'s ``Retry-After`` capped at
+    ``limits.max_retry_after_s``. Anything else it raises ends the call at once.
+
+    Raises:
+        RemoteLimitError: ``deadline`` passed, or a wait would outlast it.
+        Exception: the last attempt's failure, as raised (a :data:`RETRIED_ERRORS` member).
+    """
+    attempts = limits.max_retries + 1
+    count = 0
+
+    def once() -> _T:
+        nonlocal count
+        count += 1
+        try:
+            return attempt(count == attempts)
+        except (httpx.TransportError, httpx.DecodingError):
+            if deadline is not None:  # a timeout cut short by the deadline is the deadline's
+                deadline.check()
+            raise
+
+    def note(state: tenacity.RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info("%s: %s; retrying in %.1f s", what, _reason(failure), wait)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=_WaitRetryAfter(limits),
+        retry=tenacity.retry_if_exception_type(RETRIED_ERRORS),
+        sleep=deadline.sleep if deadline is not None else time.sleep,
+        before_sleep=note,
+        reraise=True,
+    )
+    return retrying(once)
+
+
 class HttpSession:
-    """One keep-alive client for one configured origin, with bounded requests.
+    """One keep-alive client with bounded requests; credentials for one origin only.
 
     Args:
         base_url: the configured URL; its origin is the only one credentials are sent to.
+            ``None`` (downloads, one session for many servers): the origin of each request's
+            own URL, never that of a redirect target.
         credentials: secret headers (``Authorization``, API keys) for that origin only.
         headers: other headers, sent everywhere (``Accept``).
         limits: the bounds; see :class:`HttpLimits`.
@@ -329,7 +437,7 @@ class HttpSession:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         *,
         credentials: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -338,11 +446,12 @@ class HttpSession:
         max_connections: int = 16,
     ) -> None:
         self.base_url = base_url
-        self.origin = origin(base_url)
+        self.origin = origin(base_url) if base_url is not None else None
         self.credentials = dict(credentials or {})
         self.limits = limits or HttpLimits()
         self.requests = 0
         """Requests sent (every attempt and redirect hop)."""
+        self._count_lock = threading.Lock()  # sessions are shared by worker threads
         base_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
         base_headers.update(headers or {})
         self._client = httpx.Client(
@@ -395,7 +504,8 @@ class HttpSession:
         """
 
         def count() -> None:
-            self.requests += 1
+            with self._count_lock:
+                self.requests += 1
 
         with open_following(
             self._client,
@@ -447,9 +557,8 @@ class HttpSession:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: Deadline | None = None,
-        retry_statuses: frozenset[int] = RETRY_STATUSES,
     ) -> Answer:
-        """A complete answer (body read within the limits), retried when worth it.
+        """A complete answer (body read within the limits), retried by :func:`call_with_retries`.
 
         The last answer is returned even when its status is an error (also after the retries
         for a transient one ran out): the caller words the message.
@@ -458,54 +567,44 @@ class HttpSession:
             TransportFailure: no answer after every attempt.
             RemoteLimitError: a bound was exceeded (not retried).
         """
-        attempts = self.limits.max_retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                with self.open(
-                    method, url, json=json, params=params, headers=headers, deadline=deadline
-                ) as resp:
-                    if resp.status_code in retry_statuses and not last:
-                        wait = self._wait_for(attempt, resp.headers.get("Retry-After"))
-                        log.info("%s: HTTP %d; retrying in %.1f s", url, resp.status_code, wait)
-                    else:
-                        content = self._read(resp, deadline)
-                        return Answer(
-                            resp.status_code,
-                            resp.reason_phrase,
-                            resp.headers,
-                            str(resp.request.url),
-                            content,
-                        )
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                if deadline is not None:
-                    deadline.check()
-                if last:
-                    raise TransportFailure(url, exc, attempts) from None
-                wait = self._wait_for(attempt, None)
-                log.info("%s: %s; retrying in %.1f s", url, _one_line(exc), wait)
-            except httpx.InvalidURL as exc:
-                raise EomatchError(f"invalid URL {url!r}: {exc}") from None
-            if deadline is not None and wait >= deadline.remaining():
-                time.sleep(max(0.0, deadline.remaining()))
-                deadline.check()
-            time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait_for(self, attempt: int, retry_after: str | None) -> float:
-        asked = retry_after_seconds(retry_after)
-        if asked is not None:
-            return min(asked, self.limits.max_retry_after_s)
-        return float(self.limits.backoff_s * (1 << attempt))
+        def attempt(last: bool) -> Answer:
+            with self.open(
+                method, url, json=json, params=params, headers=headers, deadline=deadline
+            ) as resp:
+                if resp.status_code in RETRY_STATUSES and not last:  # body not read
+                    raise Retryable(
+                        f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(),
+                        resp.headers.get("Retry-After"),
+                    )
+                content = self._read(resp, deadline)
+                return Answer(
+                    resp.status_code,
+                    resp.reason_phrase,
+                    resp.headers,
+                    str(resp.request.url),
+                    content,
+                )
+
+        try:
+            return call_with_retries(attempt, self.limits, what=url, deadline=deadline)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise TransportFailure(url, exc, self.limits.max_retries + 1) from None
+        except httpx.InvalidURL as exc:
+            raise EomatchError(f"invalid URL {url!r}: {exc}") from None
 
 
 __all__ = [
+    "RETRIED_ERRORS",
     "RETRY_STATUSES",
     "Answer",
     "Deadline",
     "HttpLimits",
     "HttpSession",
+    "Retryable",
     "TransportFailure",
+    "USER_AGENT",
+    "call_with_retries",
     "open_following",
     "origin",
     "retry_after_seconds",

@@ -36,7 +36,8 @@ class StacApi:
         api_key: sent as ``Authorization: Bearer {api_key}`` when given (to the API's origin
             only).
         timeout: seconds to connect and allowed between received bytes.
-        max_retries: retries after a connection error, timeout, 429 or 5xx answer.
+        max_retries: retries after a connection error, a timeout or a transient answer
+            (the one policy of :func:`~eomatch.io.http.call_with_retries`).
         backoff: the n-th retry waits ``backoff * 2**(n-1)`` seconds (or what ``Retry-After``
             asks, capped).
         credentials: further secret headers, sent to the API's origin only.

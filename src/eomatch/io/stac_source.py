@@ -165,8 +165,8 @@ class StacApiSource:
             origin (scheme, host, port) of ``url``: never to another host a ``next`` link or a
             redirect names.
         page_size: items per page (the ``limit`` parameter); paging follows ``next`` links.
-        max_retries: retries (with exponential backoff) after a connection error, timeout,
-            429 or 5xx answer, for each request.
+        max_retries: retries (with exponential backoff) after a connection error, a timeout
+            or a transient answer (:data:`~eomatch.io.http.RETRY_STATUSES`), for each request.
         registry: maps provider platform names to satellites (built-in registry by default).
         timeout: seconds to connect, and allowed between received bytes.
         backoff_factor: the n-th retry waits ``backoff_factor * 2**(n-1)`` s (or what

@@ -603,7 +603,8 @@ def query_catalogue(
         limit: matchups per search page asked for.
         api_key: sent as ``Authorization: Bearer``.
         timeout: seconds per request.
-        max_retries: retries per request after connection errors, 429 and 5xx answers.
+        max_retries: retries per request after connection errors, timeouts and transient
+            answers (:data:`~eomatch.io.http.RETRY_STATUSES`).
         workers: concurrent bulk fetches.
         catalogue_id: id of a new catalogue's root catalog.
         progress: ``(stage, done, total)`` callback.

@@ -141,3 +141,44 @@ def test_stac_source_redirect_loop_in_the_config(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _item_id(root: Path) -> str:
+    items = root.glob("matchup-events-*/*/*/*/*.json")
+    return sorted(p for p in items if p.name != "catalog.json")[0].stem
+
+
+@pytest.mark.parametrize("damage", ["read-only", "catalog.json unreadable", "item unreadable"])
+def test_reading_a_read_only_or_unreadable_catalogue(built, tmp_path, damage):
+    """Read-only commands on such a catalogue work or end in one line, and change nothing."""
+    root = _copy(built, tmp_path)
+    item = _item_id(root)
+    if damage == "read-only":
+        targets = [root, *root.rglob("*")]
+        mask = 0o222
+    elif damage == "catalog.json unreadable":
+        targets, mask = [root / "catalog.json"], 0o777
+    else:
+        targets = [next(root.glob(f"matchup-events-*/*/*/*/{item}.json"))]
+        mask = 0o777
+    modes = {p: p.stat().st_mode for p in targets}
+    for p in targets:
+        p.chmod(p.stat().st_mode & ~mask)
+    before = snapshot(root) if damage == "read-only" else None
+    try:
+        for args in (
+            ["assets", "list", "--catalogue", str(root), "--item", item],
+            ["download", "--path", str(root), "--collections", "NONE"],
+        ):
+            proc = eomatch(*args, cwd=tmp_path, plain_user=True)
+            assert proc.returncode in (0, 2), proc.stderr
+            assert "Traceback" not in proc.stderr
+            assert "internal error" not in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) <= 1, proc.stderr
+            if proc.returncode == 2:
+                assert str(root) in proc.stderr or "catalog" in proc.stderr
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    if before is not None:
+        assert snapshot(root) == before

@@ -65,14 +65,16 @@ SAMPLES_PER_CHUNK = 2_000_000
 """Most coarse samples per satellite and chunk, the padding by T included (48 MB each)."""
 
 
-def chunk_seconds(params: CrossoverParams) -> int:
-    """Chunk length: :data:`CHUNK_S`, shorter only if the samples would pass their budget.
+def chunk_seconds(params: CrossoverParams, span_s: int = CHUNK_S, workers: int = 1) -> int:
+    """Chunk length: :data:`CHUNK_S`, shorter if the samples would pass their budget, or to
+    give every worker two chunks of a short window (a chunk searches all pairs).
 
     The engine bounds its own working memory inside a chunk; this bounds the orbit samples
     (every pair of a chunk shares the samples of its satellites).
     """
     room = SAMPLES_PER_CHUNK * params.coarse_step_s - 2 * params.max_time_diff_s
-    return max(MIN_CHUNK_S, min(CHUNK_S, room))
+    balanced = -(-span_s // (2 * workers))
+    return max(MIN_CHUNK_S, min(CHUNK_S, room, balanced))
 
 
 def default_workers() -> int:
@@ -184,8 +186,9 @@ def find_crossovers(
         )
         for a, b in pairs
     }
-    chunks = window_chunks(window.start, window.end, chunk_seconds(params))
     n_workers = max(1, workers or default_workers())
+    span = window.end - window.start
+    chunks = window_chunks(window.start, window.end, chunk_seconds(params, span, n_workers))
     total = (window.end - window.start) * len(pairs)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         # Chunks are consumed in order (events are built as they come); at most a few are in

@@ -1179,6 +1179,24 @@ class MatchupCatalogue:
 
     # --- queries ----------------------------------------------------------------------------
 
+    def check_for_merge(self, start: datetime, end: datetime) -> None:
+        """Read what merging new events of ``[start, end]`` reads back: the collections and
+        the event items overlapping that time (one at a time).
+
+        For writers that must fail before their first write, not midway.
+
+        Raises:
+            EomatchError: a corrupt or unreadable file (one line naming it).
+        """
+        for coll in self._children():
+            self._collection(coll)
+        rows = self._index.db.execute(
+            "SELECT path FROM items WHERE kind='event' AND end >= ? AND start <= ?",
+            (start.timestamp(), end.timestamp()),
+        )
+        for (rel,) in rows:
+            self._read_item(rel)
+
     def get_events(
         self,
         collections: Sequence[str] | None = None,

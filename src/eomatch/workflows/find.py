@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +98,12 @@ def find_and_catalogue(
     root = Path(root)
     if root.name == "catalog.json":
         root = root.parent
-    check_catalogue_target(root)
     registry = build_registry(cfg)
     sensors = cfg.resolve_sensors(registry)
     if len({s.satellite.short_name for s in sensors}) != len(sensors):
         raise EomatchError("each sensor must be on a different platform (crossovers need two)")
     start, end = cfg.window()
+    check_catalogue_target(root, start, end)
     kwargs = cfg.crossover_kwargs()
     t_max = int(kwargs["max_time_diff_s"])
     store = build_store(cfg)
@@ -129,65 +130,73 @@ def find_and_catalogue(
 
     keys = tuple(sorted(s.key for s in sensors))
     region = region_geometry(cfg.region_bboxes())
-    found: list[MatchupEvent] = []
-    for n, c in enumerate(crossovers, 1):
-        sa, sb = by_short[c.platform_a], by_short[c.platform_b]
-        event = event_from_crossover(
-            c,
-            (sa.key, sb.key),
-            orbits[sa.key],
-            orbits[sb.key],
-            sa.collection.swath_km,
-            sb.collection.swath_km,
-            t_max,
-        )
-        if len(keys) > 2:
-            event = _widen(event, keys)
-        products = _products(event, sensors, sources, orbits, t_max)
-        matchups, warnings = find_matchups(event, products, t_max, cfg.min_collocation_area_km2)
-        if region is not None:
-            matchups = [m for m in matchups if m.geometry.intersects(region)]
-        summary.warnings.extend(warnings)
-        tick("matchups", n, len(crossovers))
-        if matchups:
-            found.append(with_matchups(event, matchups))
-
-    # Everything is known before the first write: the catalogue is checked (its index, and
-    # every item this window reads back when merging), then written in one batch.
-    if (root / "catalog.json").exists():
-        with MatchupCatalogue.open(root) as existing:
-            existing.get_events(
-                start_time=start - timedelta(days=1), stop_time=end + timedelta(days=1)
-            )
     seen_products: set[str] = set()
-    with (
-        MatchupCatalogue.create(
-            root, id=cfg.matchup_catalogue.id, description=cfg.matchup_catalogue.description
-        ) as cat,
-        cat.batch(),
-    ):
-        for event in found:
-            result = cat.add_event(event)
+    with contextlib.ExitStack() as stack:
+        cat: MatchupCatalogue | None = None
+
+        def catalogue() -> MatchupCatalogue:
+            # Created on the first result, so a run that fails early leaves nothing behind.
+            nonlocal cat
+            if cat is None:
+                cat = stack.enter_context(
+                    MatchupCatalogue.create(
+                        root,
+                        id=cfg.matchup_catalogue.id,
+                        description=cfg.matchup_catalogue.description,
+                    )
+                )
+                stack.enter_context(cat.batch())
+            return cat
+
+        for n, c in enumerate(crossovers, 1):
+            sa, sb = by_short[c.platform_a], by_short[c.platform_b]
+            event = event_from_crossover(
+                c,
+                (sa.key, sb.key),
+                orbits[sa.key],
+                orbits[sb.key],
+                sa.collection.swath_km,
+                sb.collection.swath_km,
+                t_max,
+            )
+            if len(keys) > 2:
+                event = _widen(event, keys)
+            products = _products(event, sensors, sources, orbits, t_max)
+            matchups, warnings = find_matchups(event, products, t_max, cfg.min_collocation_area_km2)
+            if region is not None:
+                matchups = [m for m in matchups if m.geometry.intersects(region)]
+            summary.warnings.extend(warnings)
+            tick("matchups", n, len(crossovers))
+            if not matchups:
+                continue
+            result = catalogue().add_event(with_matchups(event, matchups))
             summary.events += 1
-            summary.matchups += len(event.matchups)
-            used = {p.id for m in event.matchups for p in m.products}
+            summary.matchups += len(matchups)
+            used = {p.id for m in matchups for p in m.products}
             summary.products += len(used - seen_products)
             seen_products |= used
             summary.new_events += result.events_new
             summary.new_matchups += result.matchups_new
             summary.new_products += result.products_new
+        catalogue()  # an empty run still leaves a (valid, empty) catalogue to open
     return summary
 
 
-def check_catalogue_target(root: Path) -> None:
-    """Refuse a catalogue path that cannot take this run's results, before anything runs.
+MERGE_MARGIN = timedelta(days=2)
+"""Events of a run lie within its window widened by T and an event's length (both < 2 days)."""
+
+
+def check_catalogue_target(root: Path, start: datetime, end: datetime) -> None:
+    """Refuse a catalogue that cannot take this run's results, before anything runs.
+
+    The existing catalogue is opened (a stale index is rebuilt from every file) and what
+    merging reads back is read now (collections, events of the window), so a corrupt file
+    stops the run before its first write rather than midway.
 
     Raises:
-        EomatchError: the path is a file, or the folder (or its nearest existing parent) is
-            not writable.
+        EomatchError: the path is a file, the folder (or its nearest existing parent) is not
+            writable, or a file that merging reads is corrupt.
     """
-    if root.name == "catalog.json":
-        root = root.parent
     if root.exists() and not root.is_dir():
         raise EomatchError(f"catalogue path {root} is a file, not a folder")
     probe = root
@@ -198,8 +207,8 @@ def check_catalogue_target(root: Path) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise EomatchError(f"catalogue path {root}: {probe} is not writable")
     if (root / "catalog.json").exists():
-        with MatchupCatalogue.open(root):
-            pass  # a stale index is rebuilt here: corrupt files show up now, not mid-run
+        with MatchupCatalogue.open(root) as cat:
+            cat.check_for_merge(start - MERGE_MARGIN, end + MERGE_MARGIN)
 
 
 def region_geometry(boxes: list[tuple[float, float, float, float]]) -> BaseGeometry | None:

@@ -28,7 +28,7 @@ from eomatch.core import stac_items as si
 from eomatch.core.products import Product, SensorKey
 from eomatch.core.satellites import SatelliteRegistry, UnknownSatelliteError
 from eomatch.errors import EomatchError, RemoteLimitError, UnsafePathError
-from eomatch.io.http import Answer, HttpLimits, TransportFailure
+from eomatch.io.http import RETRY_STATUSES, Answer, HttpLimits, TransportFailure
 from eomatch.io.safe_paths import check_component
 from eomatch.io.stac_api_client import StacApi
 
@@ -143,8 +143,9 @@ class _ProviderApi(StacApi):
         detail = " ".join(answer.text.split())
         if len(detail) > 200:
             detail = detail[:197] + "..."
+        tries = f" {self._tries()}" if answer.status in RETRY_STATUSES else ""  # else final
         return EomatchError(
-            f"STAC API {self.shown}: {what} failed with HTTP {answer.status} {self._tries()}: "
+            f"STAC API {self.shown}: {what} failed with HTTP {answer.status}{tries}: "
             f"{detail or '(empty body)'}"
         )
 

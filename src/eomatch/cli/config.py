@@ -13,6 +13,7 @@ from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.config_files import config_files, load_config, template_text
+from eomatch.wiring import build_registry
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -76,8 +77,6 @@ def _fmt_time(value: Any) -> str:
 
 def summary(cfg: RunConfig) -> list[str]:
     """Short human lines: sensors, window, region, thresholds, catalogue."""
-    from eomatch.wiring import build_registry
-
     sensors = cfg.resolve_sensors(build_registry(cfg))
     lines = [
         "sensors: "

@@ -28,6 +28,7 @@ from eomatch.core.satellites import UnknownSatelliteError
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_bytes
 from eomatch.io.tle_store import shipped_tle_dir
+from eomatch.wiring import build_registry, build_store
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -339,8 +340,6 @@ def _label_events(ax: Axes, events: Sequence[Crossover], extent: Extent) -> None
 def _orbits(
     names: set[str], config: EomatchConfig | None, tle_dirs: Sequence[Path]
 ) -> dict[str, TleOrbit]:
-    from eomatch.wiring import build_registry, build_store
-
     registry = build_registry(config)
     store = build_store(config, tle_dirs)
     orbits: dict[str, TleOrbit] = {}

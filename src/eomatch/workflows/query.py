@@ -48,12 +48,14 @@ import httpx
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import EVENTS_PREFIX
+from eomatch.core.satellites import UnknownSatelliteError
 from eomatch.errors import EomatchError, UnsafePathError
 from eomatch.io.catalogue import ImportStatus, MatchupCatalogue
 from eomatch.io.http import HttpLimits
 from eomatch.io.safe_paths import check_component
 from eomatch.io.stac_api_client import API_KEY_ENV, StacApi
 from eomatch.timeparse import TimeLike, parse_time
+from eomatch.wiring import build_registry
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -169,9 +171,6 @@ class _Selection:
 
 def _canonical_platforms(platforms: Sequence[str]) -> frozenset[str]:
     """Registry names (``Sentinel-2A``) for any alias (``S2A``); unknown names as given."""
-    from eomatch.core.satellites import UnknownSatelliteError
-    from eomatch.wiring import build_registry
-
     registry = build_registry()
     out = set()
     for p in platforms:

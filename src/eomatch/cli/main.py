@@ -1,4 +1,8 @@
-"""The ``eomatch`` command: one parser, one subcommand per module."""
+"""The ``eomatch`` command: one parser, one subcommand per module, imported only when chosen.
+
+The console scripts (``eomatch-find``, ...) live here too, so no subcommand module imports this
+one (no import cycle, see docs/design/layers.md).
+"""
 
 from __future__ import annotations
 

@@ -258,6 +258,18 @@ def test_retry_after_as_an_http_date() -> None:
     assert 0.9 < calls[1] - calls[0] < 2.5
 
 
+@pytest.mark.parametrize("header", ["\u00b2", "\u0661", "1e3", "-5", "", "Mon, 99 Foo"])
+def test_a_nonsense_retry_after_falls_back_to_the_backoff(header: str) -> None:
+    """A hostile Retry-After (a superscript digit once crashed float()) is ignored."""
+    hostile = httpx.Response(503, headers=[(b"Retry-After", header.encode())])
+    answers = iter([hostile, httpx.Response(200)])
+    transport = httpx.MockTransport(lambda request: next(answers))
+    started = time.monotonic()
+    with StacApi(BASE, max_retries=1, backoff=0.01, transport=transport) as api:
+        assert api.session.request("GET", f"{BASE}/x").status == 200
+    assert time.monotonic() - started < 2
+
+
 def test_transport_failures_name_their_attempts() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

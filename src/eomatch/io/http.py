@@ -340,7 +340,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²": str.isdigit is wider than float()
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

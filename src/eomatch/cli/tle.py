@@ -17,7 +17,6 @@ from eomatch.config.settings import Settings
 from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
 from eomatch.core.tle import ElementSet
 from eomatch.errors import EomatchError
-from eomatch.io.celestrak import fetch_gp_tles, update_cache
 from eomatch.io.tle_store import TleStore
 from eomatch.wiring import build_registry, build_store
 
@@ -129,6 +128,8 @@ def _utc(ts: float) -> str:
 
 def run_update(args: argparse.Namespace) -> int:
     """Fetch every requested satellite, then update the cache only if all succeeded."""
+    from eomatch.io.celestrak import fetch_gp_tles, update_cache  # httpx: only when fetching
+
     settings = Settings()
     config = load_run_config(args)
     sats = _select(build_registry(config), args.platforms)

@@ -35,7 +35,7 @@ import asyncpg
 import jsonpatch
 import jsonpointer
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
@@ -52,7 +52,7 @@ from eomatch.core.publish import public_view
 from eomatch.errors import EomatchError
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
-from eomatch.service import fast_links
+from eomatch.service import fast_links, limits
 from eomatch.service.guards import BodyGuard, route_path
 from eomatch.service.writes import EomatchExtensions
 
@@ -310,6 +310,28 @@ class ItemsClient(CoreCrudClient):  # type: ignore[misc]
     pgSTAC takes to find them. What pgSTAC answers is plain JSON already, so the item routes
     (search, item collections, items) return it encoded by orjson, same JSON and media type.
     """
+
+    def _clean_search_args(
+        self,
+        base_args: dict[str, Any],
+        *args: Any,
+        filter_query: str | None = None,
+        filter_lang: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The parent's, with a GET filter parsed by :func:`limits.parse_filter` instead of
+        cql2's ``validate()`` (exponential time on some invalid filters, ~10 MB a level)."""
+        parsed = None
+        if filter_query:
+            try:
+                parsed = limits.parse_filter(filter_query, filter_lang)
+            except ValueError as exc:
+                raise HTTPException(status_code=400, detail=f"Invalid filter: {exc}") from None
+        out: dict[str, Any] = super()._clean_search_args(base_args, *args, **kwargs)
+        if parsed is not None:
+            out["filter"] = parsed
+            out["filter_lang"] = "cql2-json"
+        return out
 
     async def post_search(self, *args: Any, **kwargs: Any) -> Any:
         """``POST /search``."""

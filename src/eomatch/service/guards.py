@@ -8,8 +8,9 @@ ASGI middleware reads the body of POST/PUT/PATCH requests up to the route's limi
 a declared ``Content-Length`` above it before reading anything), refuses those cases with a
 JSON 400 (415 for a body that is not declared as JSON, which FastAPI would hand to the
 models as bytes) and replays it otherwise. A search filter that passes the bounds is also
-validated by cql2 (``POST`` filters were not: they reached pgSTAC, whose errors were 500s)
-and its spatial literals checked as PostGIS will read them.
+checked for shape (:func:`eomatch.service.limits.filter_semantics_problem`: ``POST`` filters
+were not checked at all and reached pgSTAC, whose errors were 500s) and its spatial literals
+as PostGIS will read them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from cql2 import Expr
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,35 +141,24 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
     return None
 
 
-def _cql2_problem(expr: Any) -> str | None:
-    """cql2's own validation of a filter already within the bounds (its cost grows with them)."""
-    try:
-        Expr(expr).validate()
-    except Exception as exc:  # cql2 raises bare Exceptions (ValidationError, ParseError, ...)
-        return "invalid filter: " + (str(exc).splitlines() or ["not valid CQL2"])[0][:300]
-    return None
-
-
 def _search_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
         return "the body must be a JSON object"
     problem = limits.search_body_problem(doc)
     if problem is None and isinstance(doc.get("filter"), dict):
-        problem = _cql2_problem(doc["filter"])
+        problem = limits.filter_semantics_problem(doc["filter"])
+        problem = problem and f"invalid filter: {problem}"
     return problem
 
 
 def _query_filter_problem(params: dict[str, list[str]]) -> str | None:
-    """Spatial literals of a GET filter already within the bounds, as PostGIS will read them."""
+    """A GET filter already within the bounds: parsed and checked as the API will run it."""
     filters = params.get("filter", [])
     if not filters:
         return None
-    langs = params.get("filter-lang", []) + params.get("filter_lang", [])
+    langs = params.get("filter-lang", [])
     try:
-        if langs and langs[-1] == "cql2-json":
-            doc = orjson.loads(filters[-1])
-        else:
-            doc = Expr(filters[-1]).to_json()
-    except Exception:  # a parse error: stac-fastapi answers it with a 400 of its own
-        return None
-    return limits.json_filter_problem(doc)
+        limits.parse_filter(filters[-1], langs[-1] if langs else None)
+    except ValueError as exc:
+        return f"invalid filter: {exc}"
+    return None

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from cql2 import Expr
 
 from eomatch.core.validation import (
     GEOMETRY_TYPES,
@@ -212,6 +213,127 @@ def json_filter_problem(doc: Any) -> str | None:
     return None
 
 
+LOGICAL = {"and": (2, None), "or": (2, None), "not": (1, 1)}
+ARITY: dict[str, tuple[int, int | None]] = {
+    **LOGICAL,
+    **{op: (2, 2) for op in ("=", "<>", "<", ">", "<=", ">=", "like", "in")},
+    "between": (3, 3),
+    "isnull": (1, 1),
+    **{op: (2, 2) for op in ("+", "-", "*", "/", "%", "^", "div")},
+    **{op: (1, 1) for op in ("casei", "accenti")},
+    **{
+        f"s_{name}": (2, 2)
+        for name in (
+            "intersects",
+            "equals",
+            "disjoint",
+            "touches",
+            "within",
+            "overlaps",
+            "crosses",
+            "contains",
+        )
+    },
+    **{
+        f"t_{name}": (2, 2)
+        for name in (
+            "after",
+            "before",
+            "contains",
+            "disjoint",
+            "during",
+            "equals",
+            "finishedby",
+            "finishes",
+            "intersects",
+            "meets",
+            "metby",
+            "overlappedby",
+            "overlaps",
+            "startedby",
+            "starts",
+        )
+    },
+    **{f"a_{name}": (2, 2) for name in ("equals", "contains", "containedby", "overlaps")},
+}
+NOT_BOOLEAN = frozenset({"+", "-", "*", "/", "%", "^", "div", "casei", "accenti"})
+
+
+def _boolean_problem(node: Any, where: str) -> str | None:
+    if isinstance(node, bool):
+        return None
+    op = node.get("op") if isinstance(node, dict) else None
+    if not isinstance(op, str) or op.lower() in NOT_BOOLEAN:
+        return f"{where} must be a boolean expression (a comparison, AND/OR/NOT, a predicate)"
+    return None
+
+
+def filter_semantics_problem(doc: Any) -> str | None:
+    """What cql2's JSON-schema check caught, checked linearly (None: runnable as far as we know).
+
+    cql2's ``validate()`` costs exponential time on some invalid filters (a 70-character
+    ``IN`` list of ``IS NULL`` tests took 10-19 s) and its memory grows ~10 MB a nesting
+    level, so the API checks the shape itself: a boolean expression at the top and under
+    AND/OR/NOT, the arity of every standard operator, ``IN`` with a list, property names as
+    strings. What pgSTAC still refuses (types, unknown functions) is a 400 from its error.
+    Call after :func:`json_filter_problem` (which bounds the depth).
+    """
+    problem = _boolean_problem(doc, "the filter")
+    if problem:
+        return problem
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "property" in node and not isinstance(node["property"], str):
+            return "a property name must be a string"
+        op = node.get("op")
+        if op is None:
+            continue  # a literal object (timestamp, interval, geometry, bbox)
+        if not isinstance(op, str):
+            return "an operator name must be a string"
+        args = node.get("args")
+        if not isinstance(args, list):
+            return f"the arguments of {op!r} must be a list"
+        name = op.lower()
+        low, high = ARITY.get(name, (0, None))
+        if len(args) < low or (high is not None and len(args) > high):
+            wanted = str(low) if low == high else f"at least {low}"
+            return f"{op!r} takes {wanted} argument(s), not {len(args)}"
+        if name in LOGICAL:
+            for arg in args:
+                problem = _boolean_problem(arg, f"an argument of {op!r}")
+                if problem:
+                    return problem
+        if name == "in" and not isinstance(args[1], list):
+            return "the second argument of 'in' must be a list"
+        stack.extend(args)
+    return None
+
+
+def parse_filter(text: str, lang: str | None) -> Any:
+    """A GET ``filter`` as cql2-json; ValueError (one line) if it cannot be parsed or run.
+
+    cql2-text is parsed by cql2 (cheap: the bounds were checked first) but not put through
+    its ``validate()``; see :func:`filter_semantics_problem`.
+    """
+    problem = text_filter_problem(text) if lang in (None, "cql2-text") else None
+    if problem:
+        raise ValueError(problem)
+    try:
+        doc = Expr(text).to_json() if lang in (None, "cql2-text") else orjson.loads(text)
+    except Exception as exc:  # cql2 raises bare Exceptions; orjson JSONDecodeError
+        raise ValueError((str(exc).splitlines() or ["cannot be parsed"])[0][:300]) from None
+    problem = json_filter_problem(doc) or filter_semantics_problem(doc)
+    if problem:
+        raise ValueError(problem)
+    return doc
+
+
 def _bbox_ok(bbox: Any) -> bool:
     return (
         isinstance(bbox, list)
@@ -304,7 +426,7 @@ def query_problem(query_string: bytes) -> tuple[str | None, dict[str, list[str]]
     fields = sum(len(v.split(",")) for v in params.get("fields", []))
     if fields > MAX_FIELDS:
         return _count_problem("fields", fields, MAX_FIELDS), params
-    langs = params.get("filter-lang", []) + params.get("filter_lang", [])
+    langs = params.get("filter-lang", [])
     for value in params.get("filter", []):
         if langs and langs[-1] == "cql2-json":
             problem = _json_text_problem(value, json_filter_problem)

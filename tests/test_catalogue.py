@@ -476,3 +476,153 @@ def test_batch_helper_process_failure_is_one_clear_error(tmp_path, monkeypatch):
     assert cat.counts()["event"] == 1
     cat.close()
     validate_tree(root)
+
+
+# --- issue 10 §8: valid STAC we did not write, invalid STAC, and no half-written repair ---------
+
+
+def _snapshot(root):
+    """Every catalogue file except the index (a cache) and the lock."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".eomatch")
+    }
+
+
+def _cli(argv, capsys):
+    from eomatch.cli.main import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert "internal error" not in captured.err
+    assert "Traceback" not in captured.err
+    return code, captured.err
+
+
+def _edit(path, change):
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [[["2020-01-01T00:00:00Z", None]], [[None, None]], [[None, "2030-01-01T00:00:00Z"]]],
+)
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_open_ended_collection_intervals_are_read(cat, capsys, interval, rebuild):
+    ev = make_event()
+    cat.add_event(ev)
+    root = cat.root
+    cat.close()
+    for coll in root.glob("*/collection.json"):
+        _edit(coll, lambda d: d["extent"]["temporal"].update(interval=interval))
+    if rebuild:
+        (root / INDEX_NAME).unlink()
+    with MatchupCatalogue.open(root) as again:
+        assert [e.id for e in again.get_events()] == [ev.id]
+        if not rebuild:  # adding keeps the open end open (rebuild: extents are recomputed)
+            again.add_event(make_event(lon=20.0, when=T0 + timedelta(days=400)))
+    if not rebuild:
+        coll = root / si.collection_path(si.matchup_collection(ev.matchups[0]))
+        got = json.loads(coll.read_text())["extent"]["temporal"]["interval"][0]
+        assert [b is None for b in got] == [b is None for b in interval[0]]
+        validate_tree(root)
+    item = next(iter(item_files(root)))
+    assert _cli(["assets", "list", "--catalogue", str(root), "--item", item], capsys)[0] == 0
+    assert _cli(["remove", "--path", str(root), "--keep-files"], capsys)[0] == 0
+
+
+def test_3d_bboxes_are_read_as_their_2d_footprint(cat):
+    ev = make_event(lon=10.0, lat=45.0, size=2.0)
+    cat.add_event(ev)
+    root = cat.root
+    cat.close()
+    for path in item_files(root).values():
+        _edit(path, lambda d: d.update(bbox=[*d["bbox"][:2], -5.0, *d["bbox"][2:], 5.0]))
+    for coll in root.glob("*/collection.json"):
+        _edit(coll, lambda d: d["extent"]["spatial"].update(bbox=[[9.0, 44.0, 0, 13.0, 48.0, 9]]))
+    (root / INDEX_NAME).unlink()
+    with MatchupCatalogue.open(root) as again:
+        assert [e.id for e in again.get_events(bbox=[11.0, 46.0, 11.5, 46.5])] == [ev.id]
+        assert again.get_events(bbox=[-5.5, 46.0, -4.5, 46.5]) == []
+
+
+BAD_ASSETS = [
+    [{"href": "x.nc"}],
+    "data",
+    {"data": "x.nc"},
+    {"data": None},
+    {"data": {"title": "no href"}},
+    {"data": {"href": 5}},
+    {"data": {"href": "x.nc", "alternate": [{"href": "y"}]}},
+    {"data": {"href": "x.nc", "alternate": {"s3": {"nohref": 1}}}},
+]
+
+
+@pytest.mark.parametrize("assets", BAD_ASSETS)
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_assets_in_unexpected_shapes_are_one_line_or_skipped(cat, capsys, assets, rebuild):
+    cat.add_event(make_event())
+    root = cat.root
+    cat.close()
+    files = item_files(root)
+    product = next(i for i in files if i.startswith(S2.platform))
+    _edit(files[product], lambda d: d.update(assets=assets))
+    if rebuild:
+        (root / INDEX_NAME).unlink()
+    before = _snapshot(root)
+    # assets list reads only the versions it knows (other shapes are not its own): 0 or 2
+    code, err = _cli(["assets", "list", "--catalogue", str(root), "--item", product], capsys)
+    assert code == 0 or (code == 2 and err.count("\n") == 1)
+    assert _snapshot(root) == before
+    code, err = _cli(["remove", "--path", str(root), "--keep-files"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert product in err
+    assert "asset" in err
+    assert _snapshot(root) == before
+    code, err = _cli(["remove", "--path", str(root), "--keep-files", "--skip-invalid"], capsys)
+    assert code == 0
+    # null assets are no assets: valid enough to read
+    _edit(files[product], lambda d: d.update(assets=None))
+    (root / INDEX_NAME).unlink()  # (a skipped file is indexed once its folder changes)
+    code, _ = _cli(["assets", "list", "--catalogue", str(root), "--item", product], capsys)
+    assert code == 0
+
+
+def test_a_failed_open_writes_nothing_and_skipping_keeps_files_listed(tmp_path, capsys):
+    """The rebuild reads every file before it repairs any: one bad item, nothing written."""
+    root = tmp_path / "cat"
+    with MatchupCatalogue.create(root) as c:
+        for k in range(3):
+            c.add_event(make_event(lon=3.0 * k, when=T0 + timedelta(days=k)))
+    files = item_files(root)
+    first, last = sorted(files, key=lambda i: str(files[i]))[0], sorted(files)[-1]
+    # repairs waiting: an item without its structural links, a stale day catalog, a temp file
+    _edit(files[first], lambda d: d.update(links=[x for x in d["links"] if x["rel"] != "parent"]))
+    day_catalog = files[first].parent / "catalog.json"
+    day_catalog.write_text(json.dumps(si.day_catalog_dict(si.day_of(
+        files[first].relative_to(root).as_posix()), [])))  # fmt: skip
+    (files[first].parent / ".x.json.tmp").write_text("{")
+    bad = next(i for i in files if files[i].parent != files[first].parent)
+    _edit(files[bad], lambda d: d.pop("geometry"))
+    (root / INDEX_NAME).unlink()
+    before = _snapshot(root)
+    with pytest.raises(EomatchError, match="invalid catalogue item"):
+        MatchupCatalogue.open(root)
+    assert _snapshot(root) == before
+    code, err = _cli(["remove", "--path", str(root), "--keep-files"], capsys)
+    assert code == 2
+    assert bad in err
+    assert _snapshot(root) == before
+    assert last  # (the catalogue has several days)
+    with MatchupCatalogue.open(root, skip_invalid=True) as again:
+        assert bad not in again.item_paths([bad])
+    after = _snapshot(root)
+    assert after != before  # the repairs ran
+    assert not (files[first].parent / ".x.json.tmp").exists()
+    bad_day = files[bad].parent / "catalog.json"
+    assert bad in si.day_catalog_items(json.loads(bad_day.read_text()))
+    assert first in si.day_catalog_items(json.loads(day_catalog.read_text()))

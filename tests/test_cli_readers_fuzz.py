@@ -89,6 +89,9 @@ JSON = st.recursive(
     max_leaves=6,
 )
 
+HREFS = st.sampled_from(
+    ["http://[x", "", "/abs/path.nc", "../../../../outside.json", "file:///etc/passwd", "a b%zz"]
+) | st.text(max_size=8)
 T = "2022-05-06T12:00:00Z"
 UNUSUAL_TIMES = [
     "2022-05-06T14:00:00+02:00",
@@ -196,13 +199,16 @@ def edits(draw: st.DrawFn, base: Path) -> Callable[[Path], None]:
     """A change of one file of the catalogue (its docstring describes it for the report)."""
     rel = draw(st.sampled_from(_json_files(base)))
     doc = json.loads((base / rel).read_text())
-    kind = draw(st.sampled_from(["unusual", "replace", "delete", "raw"]))
+    kind = draw(st.sampled_from(["unusual", "replace", "delete", "raw", "href"]))
     time = draw(st.sampled_from(UNUSUAL_TIMES))
     new: Any = doc
     raw: bytes | None = None
     if kind == "unusual" and doc.get("type") in ("Feature", "Collection"):
         variants = (_item_variants if doc["type"] == "Feature" else _collection_variants)(doc, time)
         new = draw(st.sampled_from(variants))
+    elif kind == "href":  # any href of the document becomes a hostile one
+        hrefs = [p for p in _paths(doc) if p[-1] == "href"] or [("links", 0, "href")]
+        new = _set(doc, draw(st.sampled_from(hrefs)), draw(HREFS))
     elif kind in ("replace", "delete", "unusual"):
         path = draw(st.sampled_from(list(_paths(doc))))
         parent = doc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,86 @@ def test_big_ingests_read_in_a_second_process_with_the_same_result(
     (root / rel).write_text(json.dumps(doc))
     with pytest.raises(EomatchError, match=r"not a valid STAC item: .*Point coordinates"):
         ingest_catalogue(root, store, batch_size=4)
+
+
+# --- issue 10 §2: ingest stores nothing the API would refuse -----------------------------------
+
+NESTED_COLLECTION = {
+    "type": "GeometryCollection",
+    "geometries": [{"type": "GeometryCollection", "geometries": []}],
+}
+
+
+def _snapshot_files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".eomatch")
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d.update(geometry=NESTED_COLLECTION), "GeometryCollection"),
+        (lambda d: d["links"].append({"rel": "via", "href": "http://[x"}), "http://[x"),
+        (lambda d: d["assets"].update(bad={"href": "http://[x/a.nc"}), "http://[x"),
+        (lambda d: d.update(links={"rel": "via"}), "links"),
+        (lambda d: d["assets"].update(a={"href": "https://x/a", "alternate": {"b": {}}}), "href"),
+        (lambda d: d.update(id="x" * 2000), "id"),
+    ],
+)
+def test_cli_ingest_refuses_what_the_api_would_and_stores_nothing_of_its_batch(
+    tmp_path: Path,
+    service_db: ServiceDb,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: Any,
+    words: str,
+) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=2)
+    _, item_id, rel = next(f for f in _files(root) if "matchup-events" not in f[0])
+    doc = json.loads((root / rel).read_text())
+    change(doc)
+    (root / rel).write_text(json.dumps(doc))
+    for k, v in service_db.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PGUSER", "eomatch_ingest")
+    before = _snapshot_files(root)
+    assert main(["ingest", "--catalogue", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert item_id in err
+    assert words in err
+    assert service_db.item_count() == 0
+    assert _snapshot_files(root) == before
+    # skipping it loads the others, and every stored item reads back through pgSTAC
+    assert main(["ingest", "--catalogue", str(root), "--skip-invalid"]) == 0
+    assert service_db.item_count() == len(_files(root)) - 1
+    store = _store(service_db)
+    for c, i, _ in _files(root):
+        if i != item_id:
+            assert store.get_item(c, i) is not None
+
+
+def test_ingest_refuses_an_unservable_collection_before_loading_anything(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    coll_file = next(root.glob("*/collection.json"))
+    doc = json.loads(coll_file.read_text())
+    doc["links"].append({"rel": "license", "href": "http://[x"})
+    coll_file.write_text(json.dumps(doc))
+    with pytest.raises(EomatchError, match=r"collection\.json: not a valid STAC collection"):
+        ingest_catalogue(root, _store(service_db))
+    assert service_db.query("SELECT count(*) FROM pgstac.collections") == [(0,)]
+    assert service_db.item_count() == 0
+
+
+def test_assets_base_url_that_no_href_could_be_built_on_is_refused(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    with pytest.raises(EomatchError, match="--assets-base-url must be a URL"):
+        ingest_catalogue(root, _store(service_db), assets_base_url="http://[x/")
+    assert service_db.query("SELECT count(*) FROM pgstac.collections") == [(0,)]

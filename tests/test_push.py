@@ -85,3 +85,54 @@ def test_push_of_unknown_item_fails_before_writing(tmp_path: Path, service_db: S
     with pytest.raises(EomatchError, match="no item"):
         register_analysis(root, coll, "nope", f, push=store)
     assert service_db.item_count() == 0
+
+
+# --- issue 10 §2: --push stores nothing the API would refuse ------------------------------------
+
+
+def test_cli_push_of_an_item_the_api_would_refuse_stores_nothing(
+    tmp_path: Path, service_db: ServiceDb, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import json
+
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    coll, item_id = _matchup(root)
+    with MatchupCatalogue.open(root) as cat:
+        path = cat.item_path(item_id)
+    doc = json.loads(path.read_text())
+    doc["links"].append({"rel": "via", "href": "http://[x"})  # urlsplit refuses it
+    path.write_text(json.dumps(doc))
+    f = tmp_path / "r.csv"
+    f.write_text("a,b\n1,2\n")
+    for k, v in service_db.env().items():
+        monkeypatch.setenv(k, v)
+    base = ["add-asset", "--catalogue", str(root), "--collection-id", coll, "--item-id", item_id]
+    assert main([*base, "--file", str(f), "--push"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "push to the database failed" in err
+    assert item_id in err
+    assert "http://[x" in err
+    assert service_db.item_count() == 0
+
+
+def test_upsert_refuses_the_whole_batch_when_one_item_cannot_be_served(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    """The write path of --push (an item merged with the central copy) checks what it stores."""
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    ingest_catalogue(root, store)
+    coll, item_id = _matchup(root)
+    good = store.get_item(coll, item_id)
+    assert good is not None
+    before = service_db.snapshot()
+    changed = {**good, "properties": {**good["properties"], "eomatch:note": "new"}}
+    bad = {
+        **good,
+        "id": "other",
+        "geometry": {"type": "GeometryCollection", "geometries": [{"type": "GeometryCollection"}]},
+    }
+    with pytest.raises(EomatchError, match=r"item 'other'.*GeometryCollection.*nothing stored"):
+        store.upsert_items([changed, bad])
+    assert service_db.snapshot() == before

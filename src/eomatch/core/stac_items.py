@@ -704,6 +704,8 @@ def item_problem(item: Any) -> str | None:
         return "neither datetime nor start_datetime is set"
     try:
         item_times(item)
+        if props.get("datetime") is not None:  # a range's datetime must be a time too
+            parse_datetime(props["datetime"])
     except ValueError as exc:
         return f"invalid time: {exc}"
     for key in _STRING_PROPS:

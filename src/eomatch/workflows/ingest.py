@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -81,6 +82,15 @@ def _fingerprint(root: Path, assets_base_url: str | None) -> str:
             "transform": TRANSFORM_VERSION,
         }
     )
+
+
+def _is_base_url(text: str) -> bool:
+    """An http(s), file or s3 URL that ``urlsplit`` accepts (every asset href is built on it)."""
+    try:
+        urlsplit(text)
+    except ValueError:
+        return False
+    return text.lower().startswith(("http://", "https://", "file://", "s3://"))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,10 +192,8 @@ def ingest_catalogue(
 
     ``only`` restricts the run to these item ids (``add-asset --push``); it never prunes.
     """
-    if assets_base_url is not None and not assets_base_url.lower().startswith(
-        ("http://", "https://", "file://", "s3://")
-    ):
-        raise EomatchError(f"--assets-base-url must be a URL, got {assets_base_url!r}")
+    if assets_base_url is not None and not _is_base_url(assets_base_url):
+        raise EomatchError(f"--assets-base-url must be a URL, got {assets_base_url!r:.200}")
     cat = MatchupCatalogue.open(catalogue, skip_invalid=skip_invalid)
     try:
         root = cat.root
@@ -217,7 +225,7 @@ def ingest_catalogue(
             raise EomatchError(f"{root / rel}: unreadable collection: {exc}") from None
         # the API's rules, on the file and on what is stored: nothing is loaded otherwise
         problem = stac_document_problem(raw, "Collection")
-        doc = rewriter.collection(raw, rel)
+        doc = raw if problem else rewriter.collection(raw, rel)
         problem = problem or stac_document_problem(doc, "Collection")
         if problem:
             raise EomatchError(f"{root / rel}: not a valid STAC collection: {problem}")

@@ -20,6 +20,7 @@ from eomatch.errors import EomatchError
 from eomatch.io import catalogue as catalogue_module
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import asset_is_local
+from eomatch.io.http import HttpLimits
 from eomatch.workflows.products import download_products
 from eomatch.workflows.query import item_ref, query_catalogue, select_collections
 from matchup_api_server import (
@@ -493,8 +494,11 @@ def test_transient_errors_are_retried(source, tmp_path):
     with serve(MatchupApi()) as api:
         api.load_catalogue(source.root)
         api.fail_count = 2  # the first two requests answer 503
-        s = query_catalogue(api.url, tmp_path / "pulled", max_retries=3)
-        assert len(api.requests) > 2
+        fast = HttpLimits(backoff_s=0.01)  # limits reach the one retry policy
+        s = query_catalogue(api.url, tmp_path / "pulled", max_retries=3, limits=fast)
+        landing = [path for _, path, _ in api.requests[:4]]
+        assert landing[:3] == [landing[0]] * 3  # the landing page asked for 3 times
+        assert landing[3] != landing[0]
     assert s.matchups.new == len(_kinds(source.root)["matchup"])
 
 

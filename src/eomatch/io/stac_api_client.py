@@ -39,10 +39,10 @@ class StacApi:
         max_retries: retries after a connection error, a timeout or a transient answer
             (the one policy of :func:`~eomatch.io.http.call_with_retries`).
         backoff: the n-th retry waits ``backoff * 2**(n-1)`` seconds (or what ``Retry-After``
-            asks, capped).
+            asks, capped); default ``limits.backoff_s`` (0.5 s).
         credentials: further secret headers, sent to the API's origin only.
         limits: every other bound (see :class:`~eomatch.io.http.HttpLimits`); ``timeout``,
-            ``max_retries`` and ``backoff`` override its fields.
+            ``max_retries`` and ``backoff`` (when given) override its fields.
         transport: an httpx transport (tests).
     """
 
@@ -53,7 +53,7 @@ class StacApi:
         *,
         timeout: float = 60.0,
         max_retries: int = 3,
-        backoff: float = 0.5,
+        backoff: float | None = None,
         credentials: Mapping[str, str] | None = None,
         limits: HttpLimits | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -62,7 +62,12 @@ class StacApi:
             raise EomatchError(f"--api-url must be an http(s) URL, got {url!r}")
         self.root = url.rstrip("/")
         base = limits or HttpLimits()
-        self.limits = replace(base, timeout_s=timeout, max_retries=max_retries, backoff_s=backoff)
+        self.limits = replace(
+            base,
+            timeout_s=timeout,
+            max_retries=max_retries,
+            backoff_s=base.backoff_s if backoff is None else backoff,
+        )
         self.max_retries = max_retries
         secrets = dict(credentials or {})
         if api_key:

@@ -21,3 +21,22 @@ class UnreadableFileError(EomatchError, OSError):
     Also an :class:`OSError`, so readers that already turn unreadable files into their own
     one-line error (or skip them) treat it the same way.
     """
+
+
+class MissingExtraError(EomatchError, ImportError):
+    """A feature whose optional dependencies (a pip extra) are not installed.
+
+    Also an :class:`ImportError`, raised where the import would have failed, so Python users
+    see the install line instead of a bare ``ModuleNotFoundError``.
+    """
+
+    def __init__(self, extra: str, module: str, feature: str) -> None:
+        self.extra, self.module, self.feature = extra, module, feature
+        super().__init__(
+            f"{feature} needs the {extra} extra: pip install 'eomatch[{extra}]' "
+            f"({module} is not installed)"
+        )
+
+    def for_feature(self, feature: str) -> MissingExtraError:
+        """The same error, naming what the user asked for (e.g. ``eomatch serve``)."""
+        return MissingExtraError(self.extra, self.module, feature)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from eomatch.cli.common import load_run_config
 from eomatch.cli.db import db_options, target_from
-from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.assets import list_versions, register_analysis
+
+if TYPE_CHECKING:  # imported where used: --push needs the service extra
+    from eomatch.io.pgstac_store import PgstacStore
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -93,6 +95,8 @@ def run_add_asset(args: argparse.Namespace) -> int:
 
 
 def _push_store(args: argparse.Namespace) -> PgstacStore:
+    from eomatch.io.pgstac_store import PgstacStore
+
     target = target_from(args)
     return PgstacStore(target.role("eomatch_ingest"))
 

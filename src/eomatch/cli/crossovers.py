@@ -9,6 +9,7 @@ from typing import Any
 
 from eomatch.cli.common import load_run_config, progress_bar, stderr
 from eomatch.errors import EomatchError
+from eomatch.extras import require_extra
 from eomatch.io.crossover_output import OutputFormat, write_events
 from eomatch.workflows.crossovers import find_crossovers
 
@@ -123,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     """Search, then write records (and the map) only once everything succeeded."""
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise EomatchError(f"--plot must name a .png file, got {args.plot}")
+    if args.plot is not None:  # before the search, not after it
+        require_extra("plot", "eomatch crossovers --plot")
     for target in (args.output, args.plot):
         if target is not None and target.exists() and target.is_dir():
             raise EomatchError(f"{target} is a directory")

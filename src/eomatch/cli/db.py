@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +14,9 @@ from eomatch.cli.common import load_run_config
 from eomatch.errors import EomatchError
 from eomatch.io.db_target import DbOverrides, DbTarget, local_cluster, resolve_target
 from eomatch.io.pg_cluster import DEFAULT_PORT, LocalCluster
-from eomatch.io.pgstac_store import PGSTAC_VERSION, PgstacStore
+
+if TYPE_CHECKING:  # imported where used: pypgstac and psycopg are in the service extra
+    from eomatch.io.pgstac_store import PgstacStore
 
 
 def db_options(p: argparse.ArgumentParser, local: bool = True) -> None:
@@ -49,7 +51,9 @@ def _cluster(args: argparse.Namespace) -> LocalCluster:
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    """Add ``db`` and ``keys``."""
+    """Add ``db`` and ``keys`` (raises MissingExtraError without the service extra)."""
+    from eomatch.io.pgstac_store import PGSTAC_VERSION
+
     db = sub.add_parser(
         "db",
         parents=[parent],
@@ -107,6 +111,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run_init(args: argparse.Namespace) -> int:
     """Create (idempotent) and start the local cluster."""
+    from eomatch.io.pgstac_store import PgstacStore
+
     cluster = _cluster(args)
     if not 1 <= args.port <= 65535:
         raise EomatchError(f"--port must be 1..65535, not {args.port}")
@@ -145,6 +151,8 @@ def run_stop(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """Exit 0 when running, 3 when stopped, 4 when absent (like ``pg_ctl status``)."""
+    from eomatch.io.pgstac_store import PgstacStore
+
     cluster = _cluster(args)
     st = cluster.status()
     if not st.initialised:
@@ -164,6 +172,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_migrate(args: argparse.Namespace) -> int:
     """Install or upgrade the schema on the target."""
+    from eomatch.io.pgstac_store import PgstacStore
+
     target = target_from(args)
     if target.cluster is not None:
         target.cluster.start()
@@ -188,6 +198,8 @@ ROLE_PASSWORD_ENV = {
 
 
 def _admin_store(args: argparse.Namespace) -> PgstacStore:
+    from eomatch.io.pgstac_store import PgstacStore
+
     target = target_from(args)
     return PgstacStore(target.admin())
 

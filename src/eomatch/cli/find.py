@@ -11,6 +11,7 @@ from rich.console import Console
 from eomatch.cli.common import progress_bar, stderr
 from eomatch.context import EOMatchContext
 from eomatch.errors import EomatchError
+from eomatch.extras import require_extra
 from eomatch.workflows.find import find_and_catalogue
 
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the layered configuration, run, and print a summary."""
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise EomatchError(f"--plot must name a .png file, got {args.plot}")
+    if args.plot is not None:  # before the search, not after it
+        require_extra("plot", "eomatch find --plot")
     overrides = {
         "matchup_catalogue.path": str(args.path) if args.path else None,
         "start_time": args.start_time,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eomatch._version import __version__
-from eomatch.errors import EomatchError
+from eomatch.errors import EomatchError, MissingExtraError
 
 log = logging.getLogger("eomatch")
 
@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(only=_chosen_module(argv)).parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
+    except MissingExtraError as exc:  # the subcommand's module needs a pip extra
+        command = build_parser(only="").parse_known_args(argv)[0].command
+        print(f"eomatch: error: {exc.for_feature(f'eomatch {command}')}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

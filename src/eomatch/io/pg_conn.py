@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -82,6 +81,8 @@ class ConnectionInfo:
         password = self.resolved_password()
         if password is not None:
             kwargs["password"] = password
+        from psycopg.conninfo import make_conninfo  # here: psycopg is in the service extra
+
         return make_conninfo("", **kwargs)
 
     def env(self) -> dict[str, str]:

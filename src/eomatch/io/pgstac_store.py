@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eomatch.extras import require_extra
+
+# Before the third-party imports: without the service extra, one line instead of a traceback.
+require_extra("service", "the central database", ("psycopg", "pypgstac"))
+
 import psycopg
 from psycopg import sql
 from pypgstac.db import PgstacDB

@@ -16,14 +16,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MAX_FILE_BYTES, MatchupCatalogue, media_type_for
-from eomatch.io.pgstac_store import PgstacStore
 from eomatch.io.safe_files import check_regular, open_regular, read_regular_bytes
-from eomatch.workflows.ingest import push_assets
+
+if TYPE_CHECKING:  # imported where used: a push needs the service extra
+    from eomatch.io.pgstac_store import PgstacStore
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,9 @@ def register_analysis(
         cat.update_item_assets(item_id, edit, stac_extensions=[FILE_EXTENSION_URI])
     pushed = False
     if push is not False:
+        from eomatch.io.pgstac_store import PgstacStore
+        from eomatch.workflows.ingest import push_assets
+
         store = push if isinstance(push, PgstacStore) else default_ingest_store()
         try:
             push_assets(
@@ -366,6 +370,7 @@ def default_ingest_store() -> PgstacStore:
     from eomatch.config.settings import Settings
     from eomatch.io.config_files import load_config
     from eomatch.io.db_target import DbOverrides, resolve_target
+    from eomatch.io.pgstac_store import PgstacStore
 
     config = load_config(None, Settings().user_config_file)
     target = resolve_target(DbOverrides(), config.ingest)

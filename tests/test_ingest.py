@@ -288,3 +288,21 @@ def test_assets_base_url_that_no_href_could_be_built_on_is_refused(
     with pytest.raises(EomatchError, match="--assets-base-url must be a URL"):
         ingest_catalogue(root, _store(service_db), assets_base_url="http://[x/")
     assert service_db.query("SELECT count(*) FROM pgstac.collections") == [(0,)]
+
+
+def test_a_child_link_out_of_the_catalogue_is_never_read(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    planted = json.loads(next(root.glob("*/collection.json")).read_text())
+    (tmp_path / "collection.json").write_text(json.dumps({**planted, "id": "planted"}))
+    catalog = json.loads((root / "catalog.json").read_text())
+    catalog["links"] += [
+        {"rel": "child", "href": "../collection.json"},
+        {"rel": "child", "href": "/collection.json"},
+    ]
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    ingest_catalogue(root, _store(service_db))
+    ids = {r[0] for r in service_db.query("SELECT id FROM pgstac.collections")}
+    assert "planted" not in ids
+    assert ids == {c for c, _, _ in _files(root)}

@@ -595,11 +595,14 @@ class MatchupCatalogue:
         return data
 
     def _children(self) -> list[str]:
-        return [
+        """Collections ``catalog.json`` links to; a child href that names no folder of the root
+        (absolute, ``..``, hidden) is not one: it is never read, and a rebuild drops it."""
+        names = [
             str(link["href"]).removeprefix("./").split("/")[0]
             for link in self._catalog.get("links") or []
             if link.get("rel") == "child"
         ]
+        return [n for n in names if n and not n.startswith(".") and "\\" not in n]
 
     def _write_item(self, rel: str, item: Mapping[str, Any]) -> None:
         day = si.day_of(rel)

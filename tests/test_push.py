@@ -136,3 +136,30 @@ def test_upsert_refuses_the_whole_batch_when_one_item_cannot_be_served(
     with pytest.raises(EomatchError, match=r"item 'other'.*GeometryCollection.*nothing stored"):
         store.upsert_items([changed, bad])
     assert service_db.snapshot() == before
+
+
+def test_push_onto_a_central_row_that_cannot_be_read_is_one_line(
+    tmp_path: Path, service_db: ServiceDb, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A row stored before writes were checked (planted here) fails the push cleanly."""
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    ingest_catalogue(root, store)
+    coll, item_id = _matchup(root)
+    service_db.query(
+        "UPDATE pgstac.items SET geometry = ST_GeomFromText("
+        "'GEOMETRYCOLLECTION(GEOMETRYCOLLECTION(POINT(1 1)))', 4326) WHERE id = %s "
+        "RETURNING id",
+        item_id,
+    )
+    before = service_db.snapshot()
+    f = tmp_path / "r.csv"
+    f.write_text("a\n")
+    for k, v in service_db.env().items():
+        monkeypatch.setenv(k, v)
+    base = ["add-asset", "--catalogue", str(root), "--collection-id", coll, "--item-id", item_id]
+    assert main([*base, "--file", str(f), "--push"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"cannot read item '{item_id}'" in err
+    assert service_db.snapshot() == before

@@ -359,12 +359,15 @@ class PgstacStore:
     def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
         """One hydrated item as pgSTAC returns it."""
         with self.connect() as conn:
-            row = conn.execute(
-                "SELECT content_hydrate(i, c.base_item) FROM pgstac.items i "
-                "JOIN pgstac.collections c ON c.id = i.collection "
-                "WHERE i.collection = %s AND i.id = %s",
-                (collection, item_id),
-            ).fetchone()
+            try:
+                row = conn.execute(
+                    "SELECT content_hydrate(i, c.base_item) FROM pgstac.items i "
+                    "JOIN pgstac.collections c ON c.id = i.collection "
+                    "WHERE i.collection = %s AND i.id = %s",
+                    (collection, item_id),
+                ).fetchone()
+            except psycopg.Error as exc:  # e.g. a row stored before writes were checked
+                raise DatabaseError(f"cannot read item {item_id!r:.200}: {one_line(exc)}") from None
         return dict(row[0]) if row else None
 
 

@@ -137,7 +137,8 @@ def push_assets(
     if central is None:
         ingest_catalogue(catalogue, store, assets_base_url=assets_base_url, only=[item_id])
         return "inserted"
-    assets = dict(central.get("assets") or {})
+    assets = central.get("assets")
+    assets = dict(assets) if isinstance(assets, dict) else {}
     for key in keys:
         if key in (local.get("assets") or {}):
             assets[key] = local["assets"][key]

@@ -144,8 +144,8 @@ def public_view(body: Any) -> Any:
     Assets, alternates (in any form), links, and any object nested in properties, summaries
     or elsewhere that carries an ``href``: the whole object is removed from its parent (a
     link to a path is not turned into anything else). The answer's own Features' geometry
-    is skipped: pgSTAC builds it from the PostGIS column, so it holds only coordinates. Iterative
-    (any depth) and in place: ``body`` is a freshly decoded response.
+    is skipped: pgSTAC builds it from the PostGIS column, so it holds only coordinates.
+    Iterative (any depth) and in place: ``body`` is a freshly decoded response.
     """
     if type(body) is not dict:
         return body
@@ -155,15 +155,27 @@ def public_view(body: Any) -> Any:
     # only the answer's own features: a "Feature" nested in properties is walked in full
     tops = {id(body)} | ({id(f) for f in features} if type(features) is list else set())
     stack: list[Any] = [body]
+    push = stack.append
     while stack:
         node = stack.pop()
         if type(node) is dict:
-            for key in [k for k, v in node.items() if _hides_path(v)]:
-                del node[key]
             skip = "geometry" if id(node) in tops and node.get("type") == "Feature" else None
-            stack.extend(v for k, v in node.items() if type(v) in (dict, list) and k != skip)
-        elif type(node) is list:
+            gone = []
+            for key, value in node.items():
+                kind = type(value)
+                if kind is dict:
+                    if "href" in value and not is_public(value["href"]):
+                        gone.append(key)
+                    elif key != skip:
+                        push(value)
+                elif kind is list and key != skip:
+                    push(value)
+            for key in gone:
+                del node[key]
+        else:  # a list
             if any(map(_hides_path, node)):
                 node[:] = [v for v in node if not _hides_path(v)]
-            stack.extend(v for v in node if type(v) in (dict, list))
+            for value in node:
+                if type(value) is dict or type(value) is list:
+                    push(value)
     return body

@@ -26,6 +26,7 @@ import asyncio
 import hmac
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -233,6 +234,12 @@ async def _check_key(app: Any, token: str) -> str | None:
         return name
 
 
+# an "href" member whose value is not a string starting with http(s)://: only then must the
+# body be decoded and filtered (our encoders never escape ASCII, so the key and scheme are
+# literal bytes; anything unexpected matches and takes the full path)
+_MAYBE_PRIVATE = re.compile(rb'"href"\s*+:\s*+(?!"[hH][tT][tT][pP][sS]?://)')
+
+
 class PublicViewMiddleware:
     """Rewrites every JSON response of the external API to its public view."""
 
@@ -268,7 +275,8 @@ class PublicViewMiddleware:
                 return
             body = b"".join(chunks)
             try:
-                body = orjson.dumps(public_view(orjson.loads(body))) if body else body
+                if body and _MAYBE_PRIVATE.search(body):
+                    body = orjson.dumps(public_view(orjson.loads(body)))
             except orjson.JSONDecodeError:
                 # Not JSON after all: nothing public can hide in it as an href, but be strict.
                 body = orjson.dumps({"code": "BadGateway", "description": "invalid response"})

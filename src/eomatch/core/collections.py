@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class UnknownCollectionError(LookupError):
-    """A collection id that is not in the table and was not described in configuration."""
+from eomatch.errors import UnknownCollectionError as UnknownCollectionError
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from eomatch.core.geodesy import (
 )
 from eomatch.core.propagation import Track
 from eomatch.core.sun import solar_elevation_deg
+from eomatch.errors import InvalidValueError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -101,34 +102,34 @@ class CrossoverParams:
 
     def __post_init__(self) -> None:
         if not 0 < self.max_distance_km <= MAX_DISTANCE_KM:  # also refuses NaN
-            raise ValueError(
+            raise InvalidValueError(
                 f"max distance must be a number of km in (0, {MAX_DISTANCE_KM:g}], "
                 f"got {self.max_distance_km}"
             )
         if not 0 <= self.max_time_diff_s <= MAX_TIME_DIFF_S:
-            raise ValueError(
+            raise InvalidValueError(
                 f"max time difference must be within 0..{MAX_TIME_DIFF_S} s (3 days), "
                 f"got {self.max_time_diff_s}"
             )
         if not 1 <= self.max_event_duration_s <= MAX_EVENT_DURATION_S:
-            raise ValueError(
+            raise InvalidValueError(
                 f"max event duration must be within 1..{MAX_EVENT_DURATION_S} s, "
                 f"got {self.max_event_duration_s}"
             )
         if not 1 <= self.merge_gap_s <= MAX_EVENT_DURATION_S:
-            raise ValueError(
+            raise InvalidValueError(
                 f"merge gap must be within 1..{MAX_EVENT_DURATION_S} s, got {self.merge_gap_s}"
             )
         if not 1 <= self.coarse_step_s <= MAX_COARSE_STEP_S:
-            raise ValueError(
+            raise InvalidValueError(
                 f"coarse step must be within 1..{MAX_COARSE_STEP_S} s, got {self.coarse_step_s}"
             )
         if self.max_lat_abs is not None and not 0 <= self.max_lat_abs <= 90:
-            raise ValueError(f"max |latitude| must be within 0..90, got {self.max_lat_abs}")
+            raise InvalidValueError(f"max |latitude| must be within 0..90, got {self.max_lat_abs}")
         if self.bbox is not None:
             w, s, e, n = self.bbox
             if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-                raise ValueError(
+                raise InvalidValueError(
                     f"bbox must be west south east north with -180..180 / -90..90 and "
                     f"south <= north, got {list(self.bbox)}"
                 )
@@ -555,7 +556,7 @@ def matched_seconds(
     sa = a if isinstance(a, SampledOrbit) else SampledOrbit.build(a, h, *bounds_a)
     sb = b if isinstance(b, SampledOrbit) else SampledOrbit.build(b, h, *bounds_b)
     if sa.step != h or sb.step != h:
-        raise ValueError("sampled orbits must use the coarse step of the parameters")
+        raise InvalidValueError("sampled orbits must use the coarse step of the parameters")
     speed_sum = sa.max_speed_km_s() + sb.max_speed_km_s()
 
     # Coarse cells: [k*h - h//2, k*h - h//2 + h), represented by the sample at k*h.

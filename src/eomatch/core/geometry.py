@@ -34,6 +34,7 @@ from shapely.geometry.polygon import orient
 
 from eomatch.core.geodesy import EARTH_RADIUS_KM
 from eomatch.core.propagation import unit_vectors
+from eomatch.errors import InvalidValueError
 
 FloatArray = npt.NDArray[np.float64]
 BBox = tuple[float, float, float, float]
@@ -58,14 +59,16 @@ def _track_vectors(lat: npt.ArrayLike, lon: npt.ArrayLike, half_width_km: float)
     lat_a = np.asarray(lat, dtype=np.float64)
     lon_a = np.asarray(lon, dtype=np.float64)
     if not half_width_km > 0 or not math.isfinite(half_width_km):
-        raise ValueError(f"swath half width must be a positive number of km, got {half_width_km}")
+        raise InvalidValueError(
+            f"swath half width must be a positive number of km, got {half_width_km}"
+        )
     ok = np.isfinite(lat_a) & np.isfinite(lon_a)
     p = unit_vectors(lat_a[ok], lon_a[ok])
     if len(p) >= 2:
         keep = np.concatenate(([True], np.linalg.norm(np.diff(p, axis=0), axis=1) > 1e-12))
         p = p[keep]
     if len(p) < 2:
-        raise ValueError("a swath needs at least two distinct finite track points")
+        raise InvalidValueError("a swath needs at least two distinct finite track points")
     return p
 
 
@@ -282,7 +285,7 @@ def bbox(geom: BaseGeometry) -> BBox:
         ValueError: for an empty geometry (it has no box).
     """
     if geom.is_empty:
-        raise ValueError("an empty geometry has no bounding box")
+        raise InvalidValueError("an empty geometry has no bounding box")
     parts = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
     bounds = np.array([q.bounds for q in parts], dtype=np.float64)
     south, north = float(bounds[:, 1].min()), float(bounds[:, 3].max())

@@ -37,6 +37,7 @@ from eomatch.core.collections import CollectionInfo
 from eomatch.core.crossovers import Orbit
 from eomatch.core.geometry import swath_polygon
 from eomatch.core.products import Product, SensorKey
+from eomatch.errors import InvalidValueError
 
 PREDICTED_SUFFIX = "_PRED"
 
@@ -93,14 +94,16 @@ def predict_products(
         ValueError: a nadir-only collection (swath 0), a bad scene length or step.
     """
     if not info.swath_km > 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"collection {info.id} has no swath (nadir-only instrument {info.sensor}); "
             "predicted imagery footprints need a positive swath width"
         )
     if info.scene_s < 1:
-        raise ValueError(f"collection {info.id}: scene length must be >= 1 s, got {info.scene_s}")
+        raise InvalidValueError(
+            f"collection {info.id}: scene length must be >= 1 s, got {info.scene_s}"
+        )
     if step_s < 1:
-        raise ValueError(f"track sampling step must be >= 1 s, got {step_s}")
+        raise InvalidValueError(f"track sampling step must be >= 1 s, got {step_s}")
     ks = scene_index_range(start, end, info.scene_s)
     if len(ks) == 0:
         return []

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-
-class UnknownSatelliteError(LookupError):
-    """Raised for a name that no registered satellite answers to."""
+from eomatch.errors import UnknownSatelliteError as UnknownSatelliteError
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from eomatch.core.products import (
     pair_id,
 )
 from eomatch.core.validation import geometry_problem
+from eomatch.errors import InvalidValueError
 
 STAC_VERSION = "1.1.0"
 EXTENSION_URI = "https://eomatch.github.io/stac-extension/v1.0.0/schema.json"
@@ -166,14 +167,14 @@ def parse_datetime(text: str) -> datetime:
     OverflowError that ``astimezone`` raises.
     """
     if not isinstance(text, str):
-        raise ValueError(f"time {text!r:.80} is not a string")
+        raise InvalidValueError(f"time {text!r:.80} is not a string")
     d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
     try:
         return d.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"time {text!r:.80} is out of range in UTC") from None
+        raise InvalidValueError(f"time {text!r:.80} is out of range in UTC") from None
 
 
 OPEN_START = datetime.min.replace(tzinfo=UTC)

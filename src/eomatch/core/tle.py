@@ -15,16 +15,12 @@ import numpy as np
 import numpy.typing as npt
 from sgp4.api import Satrec
 
+from eomatch.errors import CoverageError as CoverageError
+from eomatch.errors import InvalidValueError
+from eomatch.errors import TleError as TleError
+
 STALE_LIMIT = timedelta(days=3)
 """How far a window may reach beyond the archive's coverage before it is an error."""
-
-
-class TleError(ValueError):
-    """A malformed element set; the message names the source and line."""
-
-
-class CoverageError(ValueError):
-    """A time window reaches too far outside the available element sets."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ def _epoch_unix(line1: str) -> float:
     year = 1900 + yy if yy >= 57 else 2000 + yy
     doy = float(line1[20:32])
     if not 1.0 <= doy < 367.0:
-        raise ValueError(f"day of year {doy} out of range")
+        raise InvalidValueError(f"day of year {doy} out of range")
     return calendar.timegm((year, 1, 1, 0, 0, 0)) + (doy - 1.0) * 86400.0
 
 

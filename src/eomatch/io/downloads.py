@@ -23,6 +23,7 @@ from urllib.request import url2pathname
 
 import httpx
 
+from eomatch.errors import DownloadError as DownloadError
 from eomatch.errors import EomatchError, RemoteLimitError
 from eomatch.io.http import (
     RETRY_STATUSES,
@@ -127,10 +128,6 @@ class DownloadReport:
             f"{len(self.downloaded)} downloaded, {len(self.present)} already present, "
             f"{len(self.failed)} failed ({self.bytes_transferred} bytes transferred)"
         )
-
-
-class DownloadError(EomatchError):
-    """One job cannot be completed; the message is the one-line reason."""
 
 
 # -- checksums ------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ import tenacity
 
 from eomatch._version import __version__
 from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.errors import Retryable as Retryable
+from eomatch.errors import TransportFailure as TransportFailure
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -134,35 +136,6 @@ class Deadline:
             time.sleep(max(0.0, self.remaining()))
             self.check()
         time.sleep(seconds)
-
-
-class TransportFailure(EomatchError):
-    """No answer after every attempt (refused, reset, timed out)."""
-
-    def __init__(self, url: str, exc: Exception, attempts: int) -> None:
-        self.url = url
-        self.attempts = attempts
-        self.timed_out = isinstance(exc, httpx.TimeoutException)
-        self.reason = _one_line(exc)
-        super().__init__(
-            f"{url}: {'timed out' if self.timed_out else 'failed'} after {attempts} "
-            f"attempt(s) ({self.reason})"
-        )
-
-
-class Retryable(EomatchError):
-    """An outcome worth another attempt (a status in :data:`RETRY_STATUSES`, a resume to
-    restart), raised inside :func:`call_with_retries`; the last one is raised to its caller.
-
-    Attributes:
-        reason: one line (``HTTP 503 Service Unavailable``).
-        retry_after: the answer's ``Retry-After`` header, if any.
-    """
-
-    def __init__(self, reason: str, retry_after: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 RETRIED_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx.DecodingError, Retryable)
@@ -589,7 +562,12 @@ class HttpSession:
         try:
             return call_with_retries(attempt, self.limits, what=url, deadline=deadline)
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise TransportFailure(url, exc, self.limits.max_retries + 1) from None
+            raise TransportFailure(
+                url,
+                _one_line(exc),
+                self.limits.max_retries + 1,
+                timed_out=isinstance(exc, httpx.TimeoutException),
+            ) from None
         except httpx.InvalidURL as exc:
             raise EomatchError(f"invalid URL {url!r}: {exc}") from None
 

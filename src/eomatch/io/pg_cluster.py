@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eomatch.errors import EomatchError
+from eomatch.errors import ClusterError as ClusterError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.pg_conn import ConnectionInfo, pgpass_line
 from eomatch.io.processes import pid_alive
@@ -28,10 +28,6 @@ SUPERUSER = "postgres"
 DEFAULT_PORT = 55432
 DEFAULT_DBNAME = "eomatch"
 STATE_FILE = "cluster.json"
-
-
-class ClusterError(EomatchError):
-    """The local cluster cannot do what was asked; the message says why."""
 
 
 def pg_bindir() -> Path:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eomatch.errors import EomatchError
+from eomatch.errors import BrowserBuildError as BrowserBuildError
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -32,10 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 """The source checkout (the browser is built from it; it is not part of the wheel)."""
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-browser.sh"
 DEFAULT_TITLE = "eomatch matchup catalogue"
-
-
-class BrowserBuildError(EomatchError):
-    """The STAC Browser is not built and cannot be built here (no npm, build failure)."""
 
 
 def browser_dist(*, build: bool = True, script: Path = BUILD_SCRIPT) -> Path:

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from eomatch.errors import EomatchError
+from eomatch.errors import GatewayError as GatewayError
 from eomatch.io.processes import pid_alive
 
 __all__ = [
@@ -110,10 +110,6 @@ _ERRORS: dict[int, tuple[str, str]] = {
     500: ("InternalServerError", "internal error"),
     503: ("ServiceUnavailable", "service unavailable"),
 }
-
-
-class GatewayError(EomatchError):
-    """nginx is missing, rejects its configuration, or does not start or stop in time."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from eomatch.core.validation import (
     document_problem,
     geometry_problem,
     href_problem,
-    item_geometries,
+    written_documents,
 )
 
 POINT = {"type": "Point", "coordinates": [1.0, 2.0]}
@@ -50,14 +50,14 @@ def test_unservable_geometries_are_named(geometry, words) -> None:
     assert words in problem
 
 
-def test_item_geometries_of_every_write_shape() -> None:
-    assert item_geometries({"type": "Feature", "geometry": POINT}) == [POINT]
-    assert item_geometries({"type": "FeatureCollection", "features": [{"geometry": SQUARE}]}) == [
-        SQUARE
-    ]
-    assert item_geometries({"items": {"a": {"geometry": POINT}}}) == [POINT]
-    assert item_geometries({"properties": {}}) == []
-    assert item_geometries([POINT]) == []
+def test_written_documents_of_every_write_shape() -> None:
+    feature = {"type": "Feature", "geometry": POINT}
+    square = {"type": "Feature", "geometry": SQUARE}
+    assert written_documents(feature) == [feature]
+    assert written_documents({"type": "FeatureCollection", "features": [square, 1]}) == [square]
+    assert written_documents({"items": {"a": feature, "b": "x"}}) == [feature]
+    assert written_documents({"properties": {}}) == [{"properties": {}}]
+    assert written_documents([POINT]) == []
 
 
 def test_hrefs_that_urlsplit_refuses_are_named() -> None:

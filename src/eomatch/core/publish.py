@@ -24,7 +24,6 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection", "child", "item", "items"})
-PUBLIC_SCHEMES = ("http://", "https://")
 
 ItemLocator = Callable[[str], "tuple[str, str] | None"]
 """Maps a catalogue-relative path to ``(collection, item id)`` if it is an item file."""

@@ -145,11 +145,6 @@ def written_documents(body: Any) -> list[dict[str, Any]]:
     return [body]
 
 
-def item_geometries(body: Any) -> list[Any]:
-    """The geometries a write body carries: a Feature, a FeatureCollection, bulk ``items``."""
-    return [d["geometry"] for d in written_documents(body) if "geometry" in d]
-
-
 def _hrefs(doc: dict[str, Any]) -> list[Any]:
     out = [lk.get("href") for lk in doc.get("links") or [] if isinstance(lk, dict)]
     assets = doc.get("assets")

@@ -60,7 +60,7 @@ import cql2
 import orjson
 
 from eomatch.core import stac_items as si
-from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
+from eomatch.core.products import Matchup, MatchupEvent, Product
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import json_bytes, pretty_json_bytes, write_file_atomic
 from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
@@ -1766,8 +1766,3 @@ def _merge_foreign(
         "links": links,
         "assets": dict(sorted(assets.items())),
     }
-
-
-def events_collection(event: MatchupEvent) -> str:
-    """Events collection id of an event (re-exported for callers of the catalogue)."""
-    return events_collection_id(event.sensors)

@@ -232,10 +232,6 @@ class CatalogueIndex:
             "DELETE FROM matchup_products WHERE matchup_id=? OR product_id=?", (item_id, item_id)
         )
 
-    def set_downloaded(self, item_id: str, downloaded: bool) -> None:
-        """Update the product's downloaded flag."""
-        self.db.execute("UPDATE items SET downloaded=? WHERE id=?", (int(downloaded), item_id))
-
     def set_dirs(self, dirs: dict[str, int]) -> None:
         """Record the modification times of day directories."""
         self.db.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?)", dirs.items())

@@ -42,10 +42,6 @@ class ConnectionInfo:
     def __repr__(self) -> str:
         return f"ConnectionInfo({self.user}@{self.host}:{self.port}/{self.dbname})"
 
-    def with_user(self, user: str) -> ConnectionInfo:
-        """The same server and database as another role (its password from the passfile)."""
-        return replace(self, user=user, password=None)
-
     def with_db(self, dbname: str) -> ConnectionInfo:
         """Another database on the same server, same role."""
         return replace(self, dbname=dbname)

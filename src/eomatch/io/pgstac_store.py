@@ -10,7 +10,6 @@ transactions, checks keys) and ``eomatch_reader`` (the external API: read only).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import re
 import secrets
@@ -279,23 +278,6 @@ class PgstacStore:
             conn.execute("UPDATE eomatch.api_keys SET revoked_at = now() WHERE name = %s", (name,))
             conn.commit()
         return True
-
-    def check_key(self, token: str) -> str | None:
-        """The name of the live key ``token`` is, or None (and record its use)."""
-        digest = hash_key(token)
-        with self.connect() as conn:
-            row = conn.execute(
-                "SELECT name, key_hash FROM eomatch.api_keys "
-                "WHERE key_hash = %s AND revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
-            if row is None or not hmac.compare_digest(bytes(row[1]), digest):
-                return None
-            conn.execute(
-                "UPDATE eomatch.api_keys SET last_used_at = now() WHERE name = %s", (row[0],)
-            )
-            conn.commit()
-            return str(row[0])
 
     # -- ingest --------------------------------------------------------------------------------
 

@@ -284,12 +284,108 @@ def test_legacy_thresholds_move_into_crossovers(tmp_path):
         ("platforms: 3\ncollections: S2_MSI_L1C\n", "platforms: give a comma-separated string"),
         ("platforms: ' , '\ncollections: S2_MSI_L1C\n", "platforms: no names given"),
         (PAIR + "platforms: S2A\ncollections: S2_MSI_L1C\n", "platforms: give either sensors"),
-        ("orbitx_netcdf_path: x.nc\n", "orbitx_netcdf_path: no longer used"),
-        ("dump_orbit: false\n", "dump_orbit: no longer used"),
+        ("custom_satellites: []\n", "custom_satellites: no longer used (use satellites:"),
+        ("orbitx_netcdf_pathh: x.nc\n", "orbitx_netcdf_pathh: Extra inputs are not permitted"),
+        ("ingest: {db_passwd: x}\n", "ingest.db_passwd: Extra inputs are not permitted"),
     ],
 )
 def test_legacy_errors(tmp_path, text, start):
     assert error(tmp_path, text).startswith(start)
+
+
+# The previous generation's example run file (previous-generation.md §5.2), every key of its
+# table that means nothing now included: it loads, with one warning per retired key.
+PREVIOUS_GENERATION_RUN = """\
+platforms: S2A, Landsat-9
+collections: S2_MSI_L1C, LANDSAT_C2L1
+start_time: 2022-05-21 08:35:00
+end_time: 2022-05-21 08:59:00
+min_lat:
+max_lat:
+min_lon:
+max_lon:
+exclude_antimeridian_events: false
+exclude_night_events: false
+orbitx_netcdf_files: {}
+orbitx_netcdf_path:
+propagation_sampling_interval: 30
+interpolation_sampling_interval: 1
+space_diff_threshold: 100.0
+time_diff_threshold: 1800
+check_before: false
+check_after: false
+has_land_ocean_mask: false
+custom_satellites_note: x
+dump_orbit: false
+provider_by_collection: {S2_MSI_L1C: cop_dataspace}
+matchup_catalogue: {path: ./catalogue, id: matchup-catalogue, description: Matchup catalogue,
+                    auto_remove_corrupted: false}
+ingest: {db_host: localhost, db_port: 5432, db_name: eomatch, db_user: eomatch, db_password: x}
+read: {defaults: {vars_sel: {meas: [], aux: []}}}
+preview: {read: {defaults: {vars_sel: {meas: rgb}}}}
+api: {preferred_api: cop_dataspace}
+eodag: {cop_dataspace: {priority: 7}}
+RadCalNet: {credentials: {}}
+fs: {store_prod_dict_in_stac: false}
+"""
+RETIRED = [
+    "exclude_antimeridian_events",
+    "orbitx_netcdf_files",
+    "propagation_sampling_interval",
+    "interpolation_sampling_interval",
+    "check_before",
+    "check_after",
+    "has_land_ocean_mask",
+    "dump_orbit",
+    "provider_by_collection",
+    "matchup_catalogue.auto_remove_corrupted",
+    "ingest.db_password",
+    "read",
+    "preview",
+    "api",
+    "eodag",
+    "RadCalNet",
+    "fs",
+]  # orbitx_netcdf_path is null there: "not set", nothing to warn about
+
+
+def test_previous_generation_run_file_loads_with_one_warning_per_retired_key(tmp_path, caplog):
+    text = PREVIOUS_GENERATION_RUN.replace("custom_satellites_note: x\n", "")
+    path = write(tmp_path, text)
+    with caplog.at_level("WARNING"):
+        cfg = load_config(path, None)
+    lines = [r.getMessage() for r in caplog.records]
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    warned = [line.removeprefix(f"{path}: ").split(": ", 1)[0] for line in lines]
+    assert sorted(warned) == sorted(RETIRED)  # one each, nothing else
+    assert all("retired and ignored (" in line for line in lines)
+    # what still means something was kept and translated
+    assert [(s.platform, s.collection) for s in cfg.sensors] == [
+        ("S2A", "S2_MSI_L1C"),
+        ("Landsat-9", "LANDSAT_C2L1"),
+    ]
+    assert cfg.start_time == datetime(2022, 5, 21, 8, 35, tzinfo=UTC)
+    assert cfg.stop_time == cfg.end_time == datetime(2022, 5, 21, 8, 59, tzinfo=UTC)
+    assert cfg.crossovers.max_distance_km == 100.0
+    assert cfg.crossovers.max_time_diff_s == 1800
+    assert cfg.matchup_catalogue.path == tmp_path / "catalogue"
+    assert cfg.ingest.db_host == "localhost"
+    assert cfg.run_problems() == []
+
+
+def test_a_truly_unknown_key_beside_retired_ones_is_still_an_error(tmp_path, caplog):
+    msg = error(tmp_path, PREVIOUS_GENERATION_RUN)
+    assert msg.startswith("custom_satellites_note: Extra inputs are not permitted")
+
+
+def test_retired_keys_also_warn_through_run_config(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = RunConfig.model_validate({"dump_orbit": True, "ingest": {"db_password": "x"}})
+    assert cfg == RunConfig()
+    assert sorted(r.getMessage().split(":")[0] for r in caplog.records) == [
+        "dump_orbit",
+        "ingest.db_password",
+    ]
 
 
 # --- times ---------------------------------------------------------------------------------------
@@ -316,12 +412,37 @@ def test_time_errors(tmp_path):
         "start_time: 'May 1st' is not an ISO 8601 date"
     )
     assert error(tmp_path, "start_time: 2022-05-02\nend_time: 2022-05-01\n").startswith(
-        "end_time: 2022-05-01T00:00:00Z is not after start_time 2022-05-02T00:00:00Z"
+        "stop_time: 2022-05-01T00:00:00Z is not after start_time 2022-05-02T00:00:00Z"
     )
-    assert error(tmp_path, "start_time: 2022-05-01\nend_time: 2022-05-01\n").startswith("end_time:")
-    assert error(tmp_path, "end_time: [1]\n").startswith("end_time: Input should be")
+    assert error(tmp_path, "start_time: 2022-05-01\nend_time: 2022-05-01\n").startswith(
+        "stop_time:"
+    )
+    assert error(tmp_path, "end_time: [1]\n").startswith("stop_time: Input should be")
     with pytest.raises(EomatchError, match="start_time: required"):
         RunConfig().window()
+
+
+def test_stop_time_is_the_key_and_end_time_its_alias(tmp_path, user_file):
+    """The seed documents name the window's end stop_time (end_time in older files): both load."""
+    assert "stop_time" in RunConfig.model_fields
+    assert "end_time" not in RunConfig.model_fields
+    a = load(tmp_path, "start_time: 2022-05-01\nstop_time: 2022-05-02\n")
+    b = load(tmp_path, "start_time: 2022-05-01\nend_time: 2022-05-02\n")
+    assert a.stop_time == b.stop_time == b.end_time == datetime(2022, 5, 2, tzinfo=UTC)
+    assert a.model_dump() == b.model_dump()
+    assert error(tmp_path, "end_time: 2022-05-02\nstop_time: 2022-05-02\n").startswith(
+        "end_time: another name of stop_time; give one of them"
+    )
+    # layers: the user file's end_time is replaced by the run file's stop_time, and back
+    user_file.write_text("end_time: 2022-06-01\n")
+    run = write(tmp_path, "start_time: 2022-05-01\nstop_time: 2022-05-03\n")
+    assert load_config(run, user_file).stop_time == datetime(2022, 5, 3, tzinfo=UTC)
+    assert load_config(None, user_file).stop_time == datetime(2022, 6, 1, tzinfo=UTC)
+    # overrides (dotted keys, as --stop-time/--end-time give them) and EOMatchContext.get
+    for key in ("stop_time", "end_time"):
+        ctx = EOMatchContext(run, {key: "2022-05-04"})
+        assert ctx.config.stop_time == datetime(2022, 5, 4, tzinfo=UTC)
+        assert ctx.get(key) == ctx["stop_time"] == datetime(2022, 5, 4, tzinfo=UTC)
 
 
 # --- region --------------------------------------------------------------------------------------
@@ -617,7 +738,7 @@ def test_overrides_with_dotted_keys(tmp_path):
     for overrides, start in [
         ({"crossovers.max_dist": 1}, "command line: crossovers.max_dist: Extra inputs"),
         ({"crossovers.max_distance_km": "far"}, "command line: crossovers.max_distance_km: "),
-        ({"start_time": "2030-01-01", "end_time": "2029-01-01"}, "command line: end_time: "),
+        ({"start_time": "2030-01-01", "end_time": "2029-01-01"}, "command line: stop_time: "),
         ({"crossovers..x": 1}, "command line: 'crossovers..x' is not a dotted key"),
         ({"bbox": 1, "bbox.x": 2}, "command line: bbox.x: bbox is not a mapping"),
     ]:
@@ -634,7 +755,7 @@ def test_lists_replace_and_error_names_the_layer(tmp_path, user_file):
     run.write_text("end_time: 2022-05-01\n")
     with pytest.raises(EomatchError) as info:
         load_config(run, user_file)
-    assert str(info.value).startswith(f"{run}: end_time: ")
+    assert str(info.value).startswith(f"{run}: stop_time: ")
     # a bad user file is named even when the run file is fine
     user_file.write_text("crossovers: {max_distance_km: -5}\n")
     with pytest.raises(EomatchError) as info:
@@ -752,3 +873,40 @@ def test_context(tmp_path, user_file):
     assert EOMatchContext(user_config=False).config == RunConfig()
     with pytest.raises(EomatchError, match="config file not found"):
         EOMatchContext(tmp_path / "missing.yaml")
+
+
+def test_previous_generation_user_file_name_is_read_with_a_warning(tmp_path, monkeypatch, caplog):
+    home = tmp_path / "old-home"
+    home.mkdir()
+    monkeypatch.setenv("EOMATCH_CONFIG_DIR", str(home))
+    legacy = home / "user_config.yaml"
+    legacy.write_text("crossovers: {max_distance_km: 12}\n")
+    with caplog.at_level("WARNING"):
+        ctx = EOMatchContext()
+    assert ctx.files == [legacy]
+    assert ctx.config.crossovers.max_distance_km == 12
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{legacy}: read under the previous generation's name; rename it to config.yaml"
+    ]
+    # both present: config.yaml wins, the old file is ignored with a warning
+    both = tmp_path / "both-home"
+    both.mkdir()
+    monkeypatch.setenv("EOMATCH_CONFIG_DIR", str(both))
+    (both / "user_config.yaml").write_text("crossovers: {max_distance_km: 12}\n")
+    (both / "config.yaml").write_text("crossovers: {max_distance_km: 13}\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ctx = EOMatchContext()
+    assert ctx.files == [both / "config.yaml"]
+    assert ctx.config.crossovers.max_distance_km == 13
+    assert len(caplog.records) == 1
+    assert "user_config.yaml: ignored" in caplog.records[0].getMessage()
+    # a retired key in the old file is reported like any other
+    caplog.clear()
+    legacy.write_text("dump_orbit: true\n")
+    monkeypatch.setenv("EOMATCH_CONFIG_DIR", str(home))
+    with caplog.at_level("WARNING"):
+        EOMatchContext()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{legacy}: dump_orbit: retired and ignored (orbit arrays are never kept)"
+    ]

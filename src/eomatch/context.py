@@ -1,7 +1,8 @@
 """``EOMatchContext``: the layered run configuration for the Python API.
 
 The same layers as the command line: package defaults < the user file
-(``~/.config/eomatch/config.yaml``) < ``path`` < ``overrides``. Unlike the previous generation,
+(``~/.config/eomatch/config.yaml``; the previous generation's ``user_config.yaml`` is read with a
+warning when it is the only one) < ``path`` < ``overrides``. Unlike the previous generation,
 the package defaults are always loaded and an unknown key is an error, never a silent ``None``.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eomatch.config.models import RunConfig
+from eomatch.config.models import WINDOW_KEY_ALIASES, RunConfig
 from eomatch.config.settings import Settings
 from eomatch.core.products import SensorKey
 from eomatch.core.satellites import SatelliteRegistry
@@ -54,10 +55,14 @@ class EOMatchContext:
     def get(self, key: str) -> Any:
         """The value at a dotted key (``crossovers.max_distance_km``, ``sensors.0.platform``).
 
+        ``end_time`` is read as ``stop_time`` (the window's end under its other name).
+
         Raises:
             KeyError: the key is not part of the configuration schema.
         """
         node: Any = self.config
+        head, dot, rest = key.partition(".")
+        key = WINDOW_KEY_ALIASES.get(head, head) + dot + rest
         for part in key.split("."):
             if isinstance(node, BaseModel) and part in type(node).model_fields:
                 if part == "base_dir":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ from eomatch.core.satellites import (
 )
 from eomatch.errors import EomatchError
 from eomatch.timeparse import parse_time
+
+log = logging.getLogger(__name__)
 
 
 class SensorSpec(BaseModel):
@@ -148,7 +151,7 @@ LEGACY_CROSSOVER_KEYS = {
 }
 """Previous-generation top-level keys → ``crossovers.<key>``."""
 
-OBSOLETE_KEYS = {
+RETIRED_KEYS = {
     "propagation_sampling_interval": "the crossover search step is chosen automatically",
     "interpolation_sampling_interval": "the crossover search step is chosen automatically",
     "orbitx_netcdf_files": "crossovers are computed from TLEs",
@@ -157,11 +160,37 @@ OBSOLETE_KEYS = {
     "check_after": "the orbit window is always widened by crossovers.max_time_diff_s",
     "has_land_ocean_mask": "it only annotated events",
     "dump_orbit": "orbit arrays are never kept",
-    "custom_satellites": "use satellites: [{short_name, norad_id, tle_file}]",
     "exclude_antimeridian_events": "antimeridian regions are handled; restrict with bbox or sites",
-    "provider_by_collection": "use sensors[].source / stac_source and stac_sources",
+    "provider_by_collection": "products come from sensors[].source / stac_source, not eodag",
+    "read": "BuildMUDT reading options; products are read outside eomatch",
+    "preview": "preview options; eomatch draws maps with --plot",
+    "api": "scrappi's provider choice; products come from sensors[].source / stac_source",
+    "eodag": "scrappi/eodag provider settings; use stac_sources",
+    "RadCalNet": "scrappi's RadCalNet settings",
+    "fs": "scrappi's file-system settings; downloads go to {catalogue}/data",
 }
-"""Previous-generation keys that have no meaning now: rejected with a hint, not ignored."""
+"""Previous-generation top-level keys that mean nothing now: ignored with one warning each.
+
+A run file of the previous generation still loads (issue #11 §8); a key that is neither
+current, legacy (rewritten) nor retired stays an error.
+"""
+
+RETIRED_NESTED_KEYS = {
+    "matchup_catalogue": {
+        "auto_remove_corrupted": "unreadable items are skipped with --skip-invalid, never deleted"
+    },
+    "ingest": {"db_password": "passwords never live in files: use PGPASSWORD or a pgpass file"},
+}
+"""Retired keys inside a section (``section.key``): ignored with one warning each."""
+
+REPLACED_KEYS = {
+    "custom_satellites": "use satellites: [{short_name, norad_id, tle_file}]",
+}
+"""Previous-generation keys whose meaning lives on in another form: rejected with a hint (ignoring
+them would silently change the run)."""
+
+WINDOW_KEY_ALIASES = {"end_time": "stop_time"}
+"""Other names of window keys -> the key (the seed documents use both for the window's end)."""
 
 _ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
@@ -203,19 +232,50 @@ def _names(value: Any, key: str) -> list[str]:
     return names
 
 
-def normalize_legacy(data: dict[str, Any]) -> dict[str, Any]:
+def _log_retired(message: str) -> None:
+    log.warning("%s", message)
+
+
+def normalize_legacy(
+    data: dict[str, Any], warn: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Rewrite one layer's older keys into the current form (the layer alone, before merging).
 
     ``platforms:``/``collections:`` strings become ``sensors``; ``space_diff_threshold``,
-    ``time_diff_threshold`` and ``exclude_night_events`` move into ``crossovers``.
+    ``time_diff_threshold`` and ``exclude_night_events`` move into ``crossovers``; ``end_time``
+    becomes ``stop_time``. Retired keys (:data:`RETIRED_KEYS`, :data:`RETIRED_NESTED_KEYS`) are
+    dropped, each reported once through ``warn`` (default: a logged warning).
 
     Raises:
-        ValueError: ``"<key>: <problem>"`` for an obsolete key or an inconsistent legacy form.
+        ValueError: ``"<key>: <problem>"`` for a replaced key or an inconsistent legacy form.
     """
+    report = warn or _log_retired
     out = dict(data)
-    for key, hint in OBSOLETE_KEYS.items():
+    for key, hint in REPLACED_KEYS.items():
         if key in out:
             raise ValueError(f"{key}: no longer used ({hint}); remove it")
+    for key, reason in RETIRED_KEYS.items():
+        if key in out:
+            del out[key]
+            report(f"{key}: retired and ignored ({reason})")
+    for section, keys in RETIRED_NESTED_KEYS.items():
+        sub = out.get(section)
+        if not isinstance(sub, dict):
+            continue
+        sub = dict(sub)
+        for key, reason in keys.items():
+            if key in sub:
+                del sub[key]
+                report(f"{section}.{key}: retired and ignored ({reason})")
+        out[section] = sub
+    for alias, name in WINDOW_KEY_ALIASES.items():
+        if alias not in out:
+            continue
+        value = out.pop(alias)
+        if out.get(name) is not None and value is not None:
+            raise ValueError(f"{alias}: another name of {name}; give one of them")
+        if out.get(name) is None:
+            out[name] = value
     legacy_collections = "collections" in out and (
         isinstance(out["collections"], str)
         or (
@@ -491,8 +551,8 @@ class RunConfig(EomatchConfig):
     start_time: datetime | None = Field(
         default=None, description="Window start, ISO 8601 (UTC if naive)."
     )
-    end_time: datetime | None = Field(
-        default=None, description="Window end (exclusive), after start."
+    stop_time: datetime | None = Field(
+        default=None, description="Window end (exclusive), after start (alias: end_time)."
     )
     bbox: BBoxField | None = Field(
         default=None, description="Region [W, S, E, N]; W > E crosses 180°."
@@ -538,16 +598,21 @@ class RunConfig(EomatchConfig):
     def _start(cls, value: Any) -> Any:
         return _parse_time(value, "start_time")
 
-    @field_validator("end_time", mode="before")
+    @field_validator("stop_time", mode="before")
     @classmethod
-    def _end(cls, value: Any) -> Any:
-        return _parse_time(value, "end_time")
+    def _stop(cls, value: Any) -> Any:
+        return _parse_time(value, "stop_time")
+
+    @property
+    def end_time(self) -> datetime | None:
+        """The end of the window under its other name (``stop_time``; issue #11 §6)."""
+        return self.stop_time
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunConfig:
-        if self.start_time and self.end_time and not self.end_time > self.start_time:
+        if self.start_time and self.stop_time and not self.stop_time > self.start_time:
             raise ValueError(
-                f"end_time: {self.end_time:%Y-%m-%dT%H:%M:%SZ} is not after start_time "
+                f"stop_time: {self.stop_time:%Y-%m-%dT%H:%M:%SZ} is not after start_time "
                 f"{self.start_time:%Y-%m-%dT%H:%M:%SZ}"
             )
         bounds = [
@@ -737,25 +802,30 @@ class RunConfig(EomatchConfig):
         }
 
     def window(self) -> tuple[datetime, datetime]:
-        """``(start_time, end_time)``.
+        """``(start_time, stop_time)``.
 
         Raises:
             EomatchError: either is not set.
         """
-        if self.start_time is None or self.end_time is None:
-            missing = "start_time" if self.start_time is None else "end_time"
+        if self.start_time is None or self.stop_time is None:
+            missing = "start_time" if self.start_time is None else "stop_time"
             raise EomatchError(f"{missing}: required for a run (ISO 8601, e.g. 2022-05-01)")
-        return self.start_time, self.end_time
+        return self.start_time, self.stop_time
 
-    def run_problems(self) -> list[str]:
-        """What a matchup run (``eomatch find``) still needs; empty when ready."""
+    def run_problems(self, *, path_given: bool = False) -> list[str]:
+        """What a matchup run (``eomatch find``) still needs; empty when ready.
+
+        Args:
+            path_given: the catalogue path comes from the caller (``find_and_catalogue(path=)``,
+                ``--path``), so ``matchup_catalogue.path`` need not be set.
+        """
         out = []
         if len(self.sensors) < 2:
             out.append("sensors: give at least two")
         if self.start_time is None:
             out.append("start_time: not set")
-        if self.end_time is None:
-            out.append("end_time: not set")
-        if self.matchup_catalogue.path is None:
+        if self.stop_time is None:
+            out.append("stop_time: not set")
+        if self.matchup_catalogue.path is None and not path_given:
             out.append("matchup_catalogue.path: not set")
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from eomatch.config.models import REGION_KEYS, RunConfig, normalize_legacy
 from eomatch.errors import EomatchError
 from eomatch.io.safe_files import check_regular, read_regular_text
+
+log = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1 << 20
 """Largest configuration file read (1 MiB; the commented template is about 10 kB)."""
@@ -273,7 +276,9 @@ def _validated_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     Cross-references (sensor collections, STAC source names) wait for the merged result.
     """
     try:
-        layer = normalize_legacy(_drop_nulls(layer))
+        layer = normalize_legacy(
+            _drop_nulls(layer), warn=lambda message: log.warning("%s: %s", source, message)
+        )
     except ValueError as exc:
         raise EomatchError(f"{source}: {exc}") from exc
     try:
@@ -283,14 +288,51 @@ def _validated_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     return layer
 
 
+LEGACY_USER_CONFIG_NAME = "user_config.yaml"
+"""The previous generation's user file name (``~/.config/eomatch/user_config.yaml``)."""
+
+_warned_legacy: set[Path] = set()
+
+
+def user_config_path(user_file: Path) -> Path:
+    """The user file to read: ``user_file``, else the previous generation's name beside it.
+
+    ``user_config.yaml`` (the previous generation's name) is read, with a warning (once per
+    process), when ``config.yaml`` is absent; when both exist, the old one is ignored with a
+    warning.
+    """
+    legacy = user_file.with_name(LEGACY_USER_CONFIG_NAME)
+    if legacy == user_file or not os.path.lexists(legacy):
+        return user_file
+    current = os.path.lexists(user_file)
+    if legacy not in _warned_legacy:
+        _warned_legacy.add(legacy)
+        if current:
+            log.warning(
+                "%s: ignored (the previous generation's name); %s is read", legacy, user_file
+            )
+        else:
+            log.warning(
+                "%s: read under the previous generation's name; rename it to %s",
+                legacy,
+                user_file.name,
+            )
+    return user_file if current else legacy
+
+
 def config_files(path: Path | None, user_file: Path | None = None) -> list[Path]:
     """The files a run reads, lowest layer first (a missing user file is skipped).
+
+    A missing ``config.yaml`` user file falls back to ``user_config.yaml`` beside it (the previous
+    generation's name, with a warning: :func:`user_config_path`).
 
     Raises:
         EomatchError: ``path`` is given but is missing, or a file is not a regular file of at
             most :data:`MAX_CONFIG_BYTES`.
     """
     files = []
+    if user_file is not None:
+        user_file = user_config_path(user_file)
     if user_file is not None and os.path.lexists(user_file):
         check_regular(user_file, "user config", MAX_CONFIG_BYTES)
         files.append(user_file)

@@ -89,7 +89,7 @@ def find_and_catalogue(
         EomatchError: incomplete configuration, no TLE coverage, unreachable product source.
     """
     cfg = context.config if isinstance(context, EOMatchContext) else context
-    problems = cfg.run_problems()
+    problems = cfg.run_problems(path_given=path is not None)
     if problems:
         raise EomatchError("the configuration is not ready for find: " + "; ".join(problems))
     root = Path(path) if path is not None else cfg.matchup_catalogue.path

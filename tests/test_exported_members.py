@@ -27,6 +27,7 @@ def test_public_names():
 
 
 def test_seed_compatible_modules_point_at_the_same_code():
+    from eomatch.find_and_catalogue import FindSummary as SeedSummary
     from eomatch.find_and_catalogue import find_and_catalogue
     from eomatch.io.catalogue import MatchupCatalogue
     from eomatch.manage_products import download_catalogue_products, remove_catalogue_products
@@ -34,7 +35,9 @@ def test_seed_compatible_modules_point_at_the_same_code():
     from eomatch.workflows import find, products
 
     assert SeedCatalogue is MatchupCatalogue is eomatch.MatchupCatalogue
-    assert find_and_catalogue is find.find_and_catalogue
+    # the seed entry point runs the use case and returns the catalogue (test_seed_python_api)
+    assert find_and_catalogue.__module__ == "eomatch.find_and_catalogue"
+    assert SeedSummary is find.FindSummary
     assert download_catalogue_products is products.download_catalogue_products
     assert remove_catalogue_products is products.remove_catalogue_products
 

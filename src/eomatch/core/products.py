@@ -67,6 +67,45 @@ class Product:
     properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Extra provider properties kept on the product item (cloud cover...)."""
 
+    @property
+    def collection(self) -> str:
+        """Product collection id."""
+        return self.sensor.collection
+
+    @property
+    def platform(self) -> str:
+        """Platform (the registry's name, e.g. ``Sentinel-2A``)."""
+        return self.sensor.platform
+
+    @property
+    def start_time(self) -> datetime:
+        """Acquisition start (the previous generation's name for :attr:`start`)."""
+        return self.start
+
+    @property
+    def stop_time(self) -> datetime:
+        """Acquisition end (the previous generation's name for :attr:`end`)."""
+        return self.end
+
+    def to_stac_item(self) -> dict[str, Any]:
+        """The product's STAC item, as the catalogue writes it."""
+        from eomatch.core import stac_items
+
+        return stac_items.product_to_item(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Product(id={self.id!r}, collection={self.collection!r}, "
+            f"platform={self.platform!r}, start_time={_t(self.start)}, "
+            f"stop_time={_t(self.end)}{', predicted' if self.predicted else ''})"
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"product {self.id} ({self.sensor.label()}, {_t(self.start)} to {_t(self.end)}"
+            f"{', predicted' if self.predicted else ''})"
+        )
+
 
 @dataclass(frozen=True)
 class Matchup:
@@ -81,6 +120,10 @@ class Matchup:
     time_diff_abs_s: float
     """max(start) - min(start) over the products."""
     event_id: str
+    properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Item properties read back from a catalogue (``matchup:*``, enrichments); empty when new."""
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    """STAC asset dicts of the matchup item (analysis results...); empty when new."""
 
     @property
     def start(self) -> datetime:
@@ -91,6 +134,76 @@ class Matchup:
     def end(self) -> datetime:
         """Latest product end."""
         return max(p.end for p in self.products)
+
+    @property
+    def start_time(self) -> datetime:
+        """Earliest product start (the previous generation's name)."""
+        return self.start
+
+    @property
+    def stop_time(self) -> datetime:
+        """Latest product end (the previous generation's name)."""
+        return self.end
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        """Product collections, in product order (sorted by sensor)."""
+        return tuple(p.sensor.collection for p in self.products)
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Platforms, in product order (sorted by sensor)."""
+        return tuple(p.sensor.platform for p in self.products)
+
+    @property
+    def time_diff_abs(self) -> float:
+        """max(start) - min(start) over the products, in seconds."""
+        return self.time_diff_abs_s
+
+    @property
+    def collocation_region(self) -> BaseGeometry:
+        """Where all footprints overlap (lon/lat)."""
+        return self.geometry
+
+    def to_stac_item(self, event: MatchupEvent | None = None) -> dict[str, Any]:
+        """The matchup's STAC item, with its :attr:`properties` and :attr:`assets`.
+
+        The ``related`` link to the event is a relative path that needs the event (its
+        collection and day); without ``event`` the item has ``matchup:event_id`` but no such link.
+        """
+        from eomatch.core import stac_items
+
+        stand_in = event or MatchupEvent(
+            id=self.event_id,
+            sensors=tuple(p.sensor for p in self.products),
+            start=self.start,
+            end=self.end,
+            geometry=self.geometry,
+        )
+        item = stac_items.matchup_to_item(self, stand_in, self.assets)
+        item["properties"] = {**self.properties, **item["properties"]}
+        if event is None:
+            item["links"] = [
+                link
+                for link in item["links"]
+                if not (link["rel"] == "related" and link.get("matchup:role") == "event")
+            ]
+        return item
+
+    def __repr__(self) -> str:
+        return (
+            f"Matchup(id={self.id!r}, collections={self.collections}, "
+            f"platforms={self.platforms}, start_time={_t(self.start)}, "
+            f"stop_time={_t(self.end)}, time_diff_abs={self.time_diff_abs_s:g}, "
+            f"area_km2={self.area_km2:.1f}, products={[p.id for p in self.products]})"
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"matchup {self.id}: {' x '.join(p.sensor.label() for p in self.products)}, "
+            f"{_t(self.start)} to {_t(self.end)}, time difference {self.time_diff_abs_s:g} s, "
+            f"{self.area_km2:.1f} km2 shared"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,11 +220,57 @@ class MatchupEvent:
     properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Crossover record fields (closest approach etc.)."""
     matchups: tuple[Matchup, ...] = ()
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    """STAC asset dicts of the event item (thumbnails...); empty when new."""
 
     @property
     def matchup_set(self) -> tuple[Matchup, ...]:
         """The event's matchups (the previous generation's name for them)."""
         return self.matchups
+
+    @property
+    def start_time(self) -> datetime:
+        """Event start (the previous generation's name for :attr:`start`)."""
+        return self.start
+
+    @property
+    def stop_time(self) -> datetime:
+        """Event end (the previous generation's name for :attr:`end`)."""
+        return self.end
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        """Product collections of the sensors, in sensor order."""
+        return tuple(s.collection for s in self.sensors)
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Platforms of the sensors, in sensor order."""
+        return tuple(s.platform for s in self.sensors)
+
+    def to_stac_item(self) -> dict[str, Any]:
+        """The event's STAC item (``related`` to its matchups), with its :attr:`assets`."""
+        from eomatch.core import stac_items
+
+        return stac_items.event_to_item(self, assets=self.assets)
+
+    def __repr__(self) -> str:
+        return (
+            f"MatchupEvent(id={self.id!r}, collections={self.collections}, "
+            f"platforms={self.platforms}, start_time={_t(self.start)}, "
+            f"stop_time={_t(self.end)}, matchups={len(self.matchups)})"
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"event {self.id}: {' x '.join(s.label() for s in self.sensors)}, "
+            f"{_t(self.start)} to {_t(self.end)}, {len(self.matchups)} matchup(s)"
+        )
+
+
+def _t(when: datetime) -> str:
+    """A time for printing: ISO 8601 in UTC to the second."""
+    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def matchup_id(pair: str, products: Sequence[Product]) -> str:

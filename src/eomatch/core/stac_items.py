@@ -814,6 +814,8 @@ def item_to_matchup(item: Mapping[str, Any], products: Sequence[Product]) -> Mat
         area_km2=float(props.get("matchup:collocation_area_km2", 0.0)),
         time_diff_abs_s=float(props.get("matchup:time_diff_abs", 0.0)),
         event_id=str(props.get("matchup:event_id", "")),
+        properties={k: v for k, v in props.items() if k not in _STANDARD_PROPS},
+        assets={k: dict(v) for k, v in (item.get("assets") or {}).items()},
     )
 
 
@@ -846,4 +848,5 @@ def item_to_event(item: Mapping[str, Any], matchups: Sequence[Matchup] = ()) -> 
             k: v for k, v in props.items() if k not in _STANDARD_PROPS and k not in _EVENT_PROPS
         },
         matchups=tuple(sorted(matchups, key=lambda m: m.id)),
+        assets={k: dict(v) for k, v in (item.get("assets") or {}).items()},
     )

@@ -331,13 +331,6 @@ class SampledOrbit:
             return 8.0
         return float(ang.max()) * EARTH_RADIUS_KM / self.step
 
-    def covers(self, t_lo: int, t_hi: int) -> bool:
-        """Whether instants ``t_lo..t_hi`` can be answered."""
-        return bool(
-            t_lo // self.step - 1 >= self.k0
-            and -(-t_hi // self.step) + 2 <= self.k0 + len(self.points) - 1
-        )
-
 
 @dataclass(frozen=True)
 class _Level:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from eomatch.errors import UnknownSatelliteError as UnknownSatelliteError
@@ -41,11 +41,6 @@ class Satellite:
         yield self.short_name
         yield self.name
         yield from self.aliases
-
-    @property
-    def max_swath_km(self) -> float:
-        """The widest swath of its sensors (0 if it only looks at nadir)."""
-        return max((s.swath_km for s in self.sensors), default=0.0)
 
 
 def _imager(name: str, swath: float) -> Sensor:
@@ -222,7 +217,3 @@ class SatelliteRegistry:
 
     def __len__(self) -> int:
         return len(self.satellites)
-
-    def as_mapping(self) -> Mapping[str, Satellite]:
-        """Short name → satellite."""
-        return {s.short_name: s for s in self.satellites}

@@ -306,9 +306,3 @@ def bbox(geom: BaseGeometry) -> BBox:
     if best_gap <= GRID_DEG:
         return (-180.0, south, 180.0, north)
     return (west, south, east, north)
-
-
-def crosses_antimeridian(geom: BaseGeometry) -> bool:
-    """Whether a (split) geometry's bounding box wraps across 180°."""
-    w, _, e, _ = bbox(geom)
-    return w > e

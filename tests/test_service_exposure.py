@@ -93,6 +93,13 @@ def test_a_burst_of_distinct_searches_adds_no_rows(db, plain) -> None:
     assert _cache_rows(db) == before
     _distinct_searches(internal, 8)  # internal reads too
     assert _cache_rows(db) == before
+    # every read route still works in read-only transactions
+    coll = httpx.get(f"{external.url}/collections", timeout=30).json()["collections"][0]["id"]
+    for path in ("/", "/conformance", "/queryables", f"/collections/{coll}/queryables"):
+        for api in (internal, external):
+            r = httpx.get(api.url + path, timeout=30)
+            assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    assert _cache_rows(db) == before
 
 
 def test_the_reader_role_is_read_only_in_the_database(db) -> None:

@@ -35,7 +35,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="catalogue root (overrides matchup_catalogue.path)",
     )
     p.add_argument("--start-time", default=None, metavar="T", help="override start_time")
-    p.add_argument("--end-time", default=None, metavar="T", help="override end_time")
+    p.add_argument(
+        "--stop-time",
+        "--end-time",
+        dest="stop_time",
+        default=None,
+        metavar="T",
+        help="override stop_time (--end-time: the same)",
+    )
     p.add_argument(
         "--plot",
         type=Path,
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         "matchup_catalogue.path": str(args.path) if args.path else None,
         "start_time": args.start_time,
-        "end_time": args.end_time,
+        "stop_time": args.stop_time,
     }
     ctx = EOMatchContext(getattr(args, "config", None), overrides)
     with progress_bar("find", total=1) as bar:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from eomatch.cli.common import progress_bar, stderr
 from eomatch.context import EOMatchContext
+from eomatch.core.satellites import UnknownSatelliteError
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.downloads import DownloadJob
@@ -51,7 +52,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
         type=_names,
         default=None,
         metavar="P1,P2",
-        help="only events involving these platforms",
+        help="only events involving these platforms (any alias: S2A, Sentinel-2A, LS9...)",
     )
     p.add_argument(
         "--start-time",
@@ -115,16 +116,42 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     r.set_defaults(handler=run_remove)
 
 
+def _platforms(names: list[str] | None, ctx: EOMatchContext) -> list[str] | None:
+    """``--platforms`` as the names the catalogue writes (any registry alias accepted).
+
+    Raises:
+        EomatchError: a name the registry (built-in plus configured satellites) does not know.
+    """
+    if names is None:
+        return None
+    registry = ctx.registry()
+    out: list[str] = []
+    for name in names:
+        try:
+            sat = registry.get(name)
+        except UnknownSatelliteError:
+            raise EomatchError(
+                f"--platforms: unknown platform {name!r} (see `eomatch satellites`; satellites "
+                "of your own go under satellites: in --config)"
+            ) from None
+        if sat.name not in out:
+            out.append(sat.name)
+    return out
+
+
 def _open(args: argparse.Namespace) -> tuple[MatchupCatalogue, Selection]:
     path = args.path
-    if path is None:
+    ctx: EOMatchContext | None = None
+    if path is None or args.platforms is not None:
         ctx = EOMatchContext(getattr(args, "config", None))
+    if path is None:
+        assert ctx is not None
         path = ctx.config.matchup_catalogue.path
         if path is None:
             raise EomatchError("no catalogue: give --path or set matchup_catalogue.path")
     sel = Selection(
         collections=args.collections,
-        platforms=args.platforms,
+        platforms=_platforms(args.platforms, ctx) if ctx is not None else None,
         start_time=args.start_time,
         stop_time=args.stop_time,
         bbox=_bbox(args.bbox) if args.bbox else None,

@@ -33,6 +33,14 @@ OPTIONAL = ("psycopg", "pypgstac", "stac_fastapi", "fastapi", "uvicorn", "asyncp
 F = TypeVar("F", bound=Callable[..., Any])
 PLOT_DISTS = ("matplotlib", "pyshp")
 
+BASE_MODULES = (
+    "eomatch.find_and_catalogue",
+    "eomatch.mu_stac",
+    "eomatch.add_asset",
+    "eomatch.manage_products",
+    *(f"eomatch.cli.{m}" for m in ("assets", "config", "crossovers", "find", "products", "query")),
+    *(f"eomatch.cli.{m}" for m in ("satellites", "tle")),
+)
 NOT_ITEMS = ("collection.json", "catalog.json")
 
 
@@ -133,6 +141,8 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> BareVenv:
 def test_bare_venv_has_no_extras_and_runs_the_installed_wheel(bare_venv: BareVenv) -> None:
     probe = (
         "import importlib.util as u, eomatch; "
+        # the seed documents' Python API and every base command's module import without extras
+        f"import {', '.join(BASE_MODULES)}; "
         f"print(eomatch.__file__); print([m for m in {OPTIONAL!r} if u.find_spec(m)])"
     )
     proc = bare_venv.run("-c", probe, exe="python")

@@ -30,6 +30,7 @@ from eomatch.core.satellites import (
     Sensor,
     UnknownSatelliteError,
 )
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError
 from eomatch.timeparse import parse_time
 
@@ -137,9 +138,6 @@ class EomatchConfig(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # The run file (issue #3 §1): sensors, window, region, thresholds, product sources, catalogue.
 # ---------------------------------------------------------------------------------------------
-
-BBox = tuple[float, float, float, float]
-"""(west, south, east, north) in degrees; west > east crosses the antimeridian."""
 
 REGION_KEYS = ("bbox", "min_lat", "max_lat", "min_lon", "max_lon", "sites")
 """Top-level keys that together describe the region; a layer setting one replaces them all."""

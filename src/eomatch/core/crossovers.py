@@ -35,6 +35,7 @@ from eomatch.core.geodesy import (
 )
 from eomatch.core.propagation import Track
 from eomatch.core.sun import solar_elevation_deg
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import InvalidValueError
 
 IntArray = npt.NDArray[np.int64]
@@ -93,7 +94,7 @@ class CrossoverParams:
     """Matched instants closer than this belong to one run."""
     coarse_step_s: int = 30
     """Coarse grid step; affects speed only, never the result."""
-    bbox: tuple[float, float, float, float] | None = None
+    bbox: BBox | None = None
     """(west, south, east, north) the closest approach must lie in; west > east wraps."""
     daylight_only: bool = False
     """Keep events whose closest approach has the Sun above the horizon."""

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # annotation only: importing the geodesy loads nothing else of eomatch
+    from eomatch.core.vocabulary import BBox
 
 EARTH_RADIUS_KM = 6371.0088
 """IUGG mean Earth radius; the crossover definition measures distances on this sphere."""
@@ -54,9 +59,7 @@ def midpoint(
     return lat, lon
 
 
-def in_bbox(
-    lat: FloatArray, lon: FloatArray, bbox: tuple[float, float, float, float]
-) -> npt.NDArray[np.bool_]:
+def in_bbox(lat: FloatArray, lon: FloatArray, bbox: BBox) -> npt.NDArray[np.bool_]:
     """Points inside ``(west, south, east, north)``; ``west > east`` crosses the antimeridian."""
     w, s, e, n = bbox
     lat_ok = (lat >= s) & (lat <= n)

@@ -34,10 +34,10 @@ from shapely.geometry.polygon import orient
 
 from eomatch.core.geodesy import EARTH_RADIUS_KM
 from eomatch.core.propagation import unit_vectors
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import InvalidValueError
 
 FloatArray = npt.NDArray[np.float64]
-BBox = tuple[float, float, float, float]
 
 _GEOD = Geod(ellps="WGS84")
 MIN_AREA_KM2 = 1e-6

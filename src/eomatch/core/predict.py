@@ -37,6 +37,7 @@ from eomatch.core.collections import CollectionInfo
 from eomatch.core.crossovers import Orbit
 from eomatch.core.geometry import swath_polygon
 from eomatch.core.products import Product, SensorKey
+from eomatch.core.vocabulary import PREDICTED_PROP
 from eomatch.errors import InvalidValueError
 
 PREDICTED_SUFFIX = "_PRED"
@@ -111,7 +112,7 @@ def predict_products(
     track = orbit.track(np.concatenate(per_scene))
     half = info.swath_km / 2.0
     props_base: dict[str, object] = {
-        "eomatch:predicted": True,
+        PREDICTED_PROP: True,
         "platform": sensor.platform,
         "instruments": [info.sensor],
     }

@@ -20,6 +20,8 @@ from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
+from eomatch.core.vocabulary import ROLE_EVENT, ROLE_FIELD
+
 EVENTS_PREFIX = "matchup-events-"
 
 
@@ -186,7 +188,7 @@ class Matchup:
             item["links"] = [
                 link
                 for link in item["links"]
-                if not (link["rel"] == "related" and link.get("matchup:role") == "event")
+                if not (link["rel"] == "related" and link.get(ROLE_FIELD) == ROLE_EVENT)
             ]
         return item
 

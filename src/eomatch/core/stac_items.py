@@ -44,12 +44,23 @@ from eomatch.core.products import (
     pair_id,
 )
 from eomatch.core.validation import geometry_problem
+from eomatch.core.vocabulary import (
+    COLLECTIONS_PROP,
+    COLLOCATION_AREA_PROP,
+    EVENT_ID_PROP,
+    EXTENSION_URI,
+    KIND_PROP,
+    PLATFORMS_PROP,
+    PREDICTED_PROP,
+    ROLE_EVENT,
+    ROLE_FIELD,
+    ROLE_MATCHUP,
+    TIME_DIFF_ABS_PROP,
+)
+from eomatch.core.vocabulary import EXTENSION_SCHEMA_FILE as EXTENSION_SCHEMA_FILE
 from eomatch.errors import InvalidValueError
 
 STAC_VERSION = "1.1.0"
-EXTENSION_URI = "https://eomatch.github.io/stac-extension/v1.0.0/schema.json"
-"""Schema URI of the shipped extension (``eomatch/schemas/eomatch-extension-v1.0.0.json``)."""
-EXTENSION_SCHEMA_FILE = "eomatch-extension-v1.0.0.json"
 JSON_TYPE = "application/json"
 GEOJSON_TYPE = "application/geo+json"
 DAY_CATALOG = "catalog.json"
@@ -58,9 +69,9 @@ DAY_CATALOG = "catalog.json"
 Kind = Literal["product", "event", "matchup"]
 
 _STANDARD_PROPS = frozenset(
-    {"datetime", "start_datetime", "end_datetime", "platform", "eomatch:predicted", "eomatch:kind"}
+    {"datetime", "start_datetime", "end_datetime", "platform", PREDICTED_PROP, KIND_PROP}
 )
-_EVENT_PROPS = frozenset({"matchup:collections", "matchup:platforms"})
+_EVENT_PROPS = frozenset({COLLECTIONS_PROP, PLATFORMS_PROP})
 
 
 # --- layout ---------------------------------------------------------------------------------
@@ -355,8 +366,8 @@ def _item(
 def _sensor_props(sensors: Iterable[SensorKey]) -> dict[str, Any]:
     ordered = sorted(sensors)
     return {
-        "matchup:collections": [s.collection for s in ordered],
-        "matchup:platforms": [s.platform for s in ordered],
+        COLLECTIONS_PROP: [s.collection for s in ordered],
+        PLATFORMS_PROP: [s.platform for s in ordered],
     }
 
 
@@ -364,9 +375,9 @@ def product_to_item(product: Product) -> dict[str, Any]:
     """STAC item of one product (provider properties kept, ours on top)."""
     props = {k: to_json_value(v) for k, v in product.properties.items() if k not in _STANDARD_PROPS}
     props["platform"] = product.sensor.platform
-    props["eomatch:kind"] = "product"
+    props[KIND_PROP] = "product"
     if product.predicted:
-        props["eomatch:predicted"] = True
+        props[PREDICTED_PROP] = True
     return _item(
         item_id=product.id,
         collection=product.sensor.collection,
@@ -392,12 +403,12 @@ def matchup_to_item(
     path = item_path(collection, matchup.id, matchup.start)
     ordered = sorted(matchup.products, key=lambda p: (p.sensor, p.id))
     props = _sensor_props(p.sensor for p in ordered)
-    props["matchup:collections"] = [p.sensor.collection for p in ordered]
-    props["matchup:platforms"] = [p.sensor.platform for p in ordered]
-    props["matchup:event_id"] = matchup.event_id
-    props["matchup:time_diff_abs"] = float(matchup.time_diff_abs_s)
-    props["matchup:collocation_area_km2"] = float(matchup.area_km2)
-    props["eomatch:kind"] = "matchup"
+    props[COLLECTIONS_PROP] = [p.sensor.collection for p in ordered]
+    props[PLATFORMS_PROP] = [p.sensor.platform for p in ordered]
+    props[EVENT_ID_PROP] = matchup.event_id
+    props[TIME_DIFF_ABS_PROP] = float(matchup.time_diff_abs_s)
+    props[COLLOCATION_AREA_PROP] = float(matchup.area_km2)
+    props[KIND_PROP] = "matchup"
     links = [
         _link("derived_from", relative_href(path, product_path(p)), title=p.id) for p in ordered
     ]
@@ -406,7 +417,7 @@ def matchup_to_item(
             "related",
             relative_href(path, event_path(event)),
             title=f"crossover event {event.id}",
-            **{"matchup:role": "event"},
+            **{ROLE_FIELD: ROLE_EVENT},
         )
     )
     return _item(
@@ -436,13 +447,13 @@ def event_to_item(
         if k not in _STANDARD_PROPS and k not in _EVENT_PROPS
     }
     props.update(_sensor_props(event.sensors))
-    props["eomatch:kind"] = "event"
+    props[KIND_PROP] = "event"
     links = [
         _link(
             "related",
             relative_href(path, t),
             title=f"matchup {t.rsplit('/', 1)[-1].removesuffix('.json')}",
-            **{"matchup:role": "matchup"},
+            **{ROLE_FIELD: ROLE_MATCHUP},
         )
         for t in sorted(targets)
     ]
@@ -478,7 +489,7 @@ def related_paths(item: Mapping[str, Any], role: str, item_file: str) -> list[st
     return [
         resolve_href(item_file, link["href"])
         for link in item.get("links") or []
-        if link.get("rel") == "related" and link.get("matchup:role") == role
+        if link.get("rel") == "related" and link.get(ROLE_FIELD) == role
     ]
 
 
@@ -601,7 +612,7 @@ def collection_dict(
             _link("root", relative_href(path, "catalog.json")),
             _link("parent", relative_href(path, "catalog.json")),
         ],
-        "eomatch:kind": collection_kind(collection_id),
+        KIND_PROP: collection_kind(collection_id),
     }
     if assets:
         out["assets"] = {k: to_json_value(dict(v)) for k, v in sorted(assets.items())}
@@ -681,9 +692,9 @@ def assets_problem(assets: Any, what: str = "asset") -> str | None:
     return None
 
 
-_STRING_PROPS = ("platform", "matchup:event_id")
-_STRING_LIST_PROPS = ("matchup:collections", "matchup:platforms")
-_NUMBER_PROPS = ("matchup:collocation_area_km2", "matchup:time_diff_abs")
+_STRING_PROPS = ("platform", EVENT_ID_PROP)
+_STRING_LIST_PROPS = (COLLECTIONS_PROP, PLATFORMS_PROP)
+_NUMBER_PROPS = (COLLOCATION_AREA_PROP, TIME_DIFF_ABS_PROP)
 
 
 def item_problem(item: Any) -> str | None:
@@ -798,7 +809,7 @@ def item_to_product(item: Mapping[str, Any]) -> Product:
         start=start,
         end=end,
         geometry=item_geometry(item),
-        predicted=bool(props.get("eomatch:predicted", False)),
+        predicted=bool(props.get(PREDICTED_PROP, False)),
         assets={k: dict(v) for k, v in (item.get("assets") or {}).items()},
         properties={k: v for k, v in props.items() if k not in _STANDARD_PROPS},
     )
@@ -811,9 +822,9 @@ def item_to_matchup(item: Mapping[str, Any], products: Sequence[Product]) -> Mat
         id=item["id"],
         products=tuple(sorted(products, key=lambda p: (p.sensor, p.id))),
         geometry=item_geometry(item),
-        area_km2=float(props.get("matchup:collocation_area_km2", 0.0)),
-        time_diff_abs_s=float(props.get("matchup:time_diff_abs", 0.0)),
-        event_id=str(props.get("matchup:event_id", "")),
+        area_km2=float(props.get(COLLOCATION_AREA_PROP, 0.0)),
+        time_diff_abs_s=float(props.get(TIME_DIFF_ABS_PROP, 0.0)),
+        event_id=str(props.get(EVENT_ID_PROP, "")),
         properties={k: v for k, v in props.items() if k not in _STANDARD_PROPS},
         assets={k: dict(v) for k, v in (item.get("assets") or {}).items()},
     )
@@ -826,8 +837,8 @@ def item_sensors(item: Mapping[str, Any]) -> tuple[SensorKey, ...]:
         sorted(
             SensorKey(c, p)
             for c, p in zip(
-                props.get("matchup:collections", []),
-                props.get("matchup:platforms", []),
+                props.get(COLLECTIONS_PROP, []),
+                props.get(PLATFORMS_PROP, []),
                 strict=False,
             )
         )

@@ -23,6 +23,13 @@ from typing import Any
 import orjson
 
 from eomatch.core import stac_items as si
+from eomatch.core.vocabulary import (
+    COLLECTIONS_PROP,
+    EVENT_ID_PROP,
+    PLATFORMS_PROP,
+    ROLE_MATCHUP,
+    BBox,
+)
 
 INDEX_NAME = ".eomatch-index.sqlite"
 SCHEMA_VERSION = "2"
@@ -66,7 +73,7 @@ class IndexRow:
     path: str
     start: float
     end: float
-    bbox: tuple[float, float, float, float]
+    bbox: BBox
     props: dict[str, Any] | None
     downloaded: bool
 
@@ -111,11 +118,13 @@ def index_entry(
             for link in item.get("links") or []
             if link["rel"] == "derived_from"
         ]
-        if props.get("matchup:event_id"):
-            em.append((props["matchup:event_id"], item["id"]))
+        if props.get(EVENT_ID_PROP):
+            em.append((props[EVENT_ID_PROP], item["id"]))
     elif kind == "event":
-        stored = {k: props.get(k) for k in ("matchup:collections", "matchup:platforms")}
-        em = [(item["id"], si.item_id_of(path)) for path in si.related_paths(item, "matchup", rel)]
+        stored = {k: props.get(k) for k in (COLLECTIONS_PROP, PLATFORMS_PROP)}
+        em = [
+            (item["id"], si.item_id_of(path)) for path in si.related_paths(item, ROLE_MATCHUP, rel)
+        ]
     else:
         downloaded = asset_is_local((item.get("assets") or {}).get("data"))
     row: ItemRow = (
@@ -304,9 +313,7 @@ class CatalogueIndex:
         """
         return {str(c): str(k) for c, k in self.db.execute(sql)}
 
-    def collection_extent(
-        self, collection: str
-    ) -> tuple[tuple[float, float, float, float], float, float, bool] | None:
+    def collection_extent(self, collection: str) -> tuple[BBox, float, float, bool] | None:
         """(min west, min south, max east, max north), start, end, any-crossing; None if empty."""
         r = self.db.execute(
             "SELECT min(west), min(south), max(east), max(north), min(start), max(end),"

@@ -27,14 +27,13 @@ from shapely.geometry.base import BaseGeometry
 from eomatch.core import stac_items as si
 from eomatch.core.products import Product, SensorKey
 from eomatch.core.satellites import SatelliteRegistry, UnknownSatelliteError
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError, RemoteLimitError, UnsafePathError
 from eomatch.io.http import RETRY_STATUSES, Answer, HttpLimits, TransportFailure
 from eomatch.io.safe_paths import check_component
 from eomatch.io.stac_api_client import StacApi
 
 log = logging.getLogger(__name__)
-
-Bbox = tuple[float, float, float, float]
 
 MAX_FOOTPRINT_VERTICES = 2_000
 """Footprints with more vertices are simplified (topology preserved) until they have at most
@@ -61,7 +60,7 @@ class ProductSource(Protocol):
     def search(
         self,
         sensor: SensorKey,
-        bbox: tuple[float, float, float, float],
+        bbox: BBox,
         start: datetime,
         end: datetime,
     ) -> list[Product]:
@@ -69,7 +68,7 @@ class ProductSource(Protocol):
         ...
 
 
-def split_antimeridian_bbox(bbox: Bbox) -> list[Bbox]:
+def split_antimeridian_bbox(bbox: BBox) -> list[BBox]:
     """One bbox, or two when it crosses the antimeridian (west > east), as STAC APIs expect."""
     west, south, east, north = bbox
     if west <= east:
@@ -263,7 +262,7 @@ class StacApiSource:
     def search(
         self,
         sensor: SensorKey,
-        bbox: tuple[float, float, float, float],
+        bbox: BBox,
         start: datetime,
         end: datetime,
     ) -> list[Product]:
@@ -293,7 +292,7 @@ class StacApiSource:
         return products
 
     def _items(
-        self, client: StacApi, collection: str, bbox: Bbox, interval: tuple[datetime, datetime]
+        self, client: StacApi, collection: str, bbox: BBox, interval: tuple[datetime, datetime]
     ) -> Iterator[dict[str, Any]]:
         what = f"search of collection {collection!r}"
         body = {

@@ -12,6 +12,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from eomatch.core.products import MatchupEvent, SensorKey
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_bytes
 from eomatch.viz.maps import (
@@ -40,7 +41,7 @@ def plot_matchups(
     path: Path,
     *,
     title: str | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
+    bbox: BBox | None = None,
 ) -> None:
     """Draw every product footprint (one colour per sensor) and every collocation region.
 

@@ -25,6 +25,7 @@ from eomatch.config.models import EomatchConfig
 from eomatch.core.crossovers import Crossover
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.satellites import UnknownSatelliteError
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_bytes
 from eomatch.io.tle_store import shipped_tle_dir
@@ -360,7 +361,7 @@ def plot_crossovers(
     tle_dirs: Sequence[Path] = (),
     minutes: float = 6.0,
     title: str | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
+    bbox: BBox | None = None,
 ) -> None:
     """Draw the events' closest approaches and ground tracks on a map and write a PNG.
 
@@ -396,7 +397,7 @@ def plot_crossovers(
     color = {p: PAIR_COLORS[i % len(PAIR_COLORS)] for i, p in enumerate(pairs)}
     lat_pts = np.array([v for e in events for v in (e.lat_a, e.lat_b)], dtype=np.float64)
     lon_pts = np.array([v for e in events for v in (e.lon_a, e.lon_b)], dtype=np.float64)
-    boxes: list[tuple[float, float, float, float]] = []
+    boxes: list[BBox] = []
     if bbox is not None:
         w, so, ea, no = (float(v) for v in bbox)
         boxes = [(w, so, ea, no)] if w <= ea else [(w, so, 180.0, no), (-180.0, so, ea, no)]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from eomatch.core import stac_items as si
+from eomatch.core.vocabulary import VERSION_PROP
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MAX_FILE_BYTES, MatchupCatalogue, media_type_for
 from eomatch.io.safe_files import check_regular, open_regular, read_regular_bytes
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 FILE_EXTENSION_URI = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 LATEST = "latest"
-VERSION_FIELD = "eomatch:version"
+VERSION_FIELD = VERSION_PROP
 """Asset field naming the dated version (so ``latest`` says which one it is)."""
 ROLES = ("analysis",)
 

@@ -25,11 +25,10 @@ from eomatch.core.crossovers import (
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.satellites import Satellite, UnknownSatelliteError
 from eomatch.core.tle import CoverageError
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError
 from eomatch.timeparse import TimeLike, parse_time
 from eomatch.wiring import build_registry, build_store
-
-BBox = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)

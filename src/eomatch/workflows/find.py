@@ -23,6 +23,7 @@ from eomatch.core.matchups import event_from_crossover, find_matchups, with_matc
 from eomatch.core.predict import predict_products
 from eomatch.core.products import MatchupEvent, Product, SensorKey
 from eomatch.core.propagation import TleOrbit
+from eomatch.core.vocabulary import BBox
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.stac_source import ProductSource, StacApiSource
@@ -211,7 +212,7 @@ def check_catalogue_target(root: Path, start: datetime, end: datetime) -> None:
             cat.check_for_merge(start - MERGE_MARGIN, end + MERGE_MARGIN)
 
 
-def region_geometry(boxes: list[tuple[float, float, float, float]]) -> BaseGeometry | None:
+def region_geometry(boxes: list[BBox]) -> BaseGeometry | None:
     """The configured region as one geometry (boxes crossing 180° split in two); None = globe.
 
     An event is found by its closest approach; its matchups are kept where their collocation

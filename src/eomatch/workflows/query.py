@@ -49,6 +49,13 @@ import httpx
 from eomatch.core import stac_items as si
 from eomatch.core.products import EVENTS_PREFIX
 from eomatch.core.satellites import UnknownSatelliteError
+from eomatch.core.vocabulary import (
+    COLLECTIONS_PROP,
+    EVENT_ID_PROP,
+    PLATFORMS_PROP,
+    ROLE_EVENT,
+    ROLE_FIELD,
+)
 from eomatch.errors import EomatchError, UnsafePathError
 from eomatch.io.catalogue import ImportStatus, MatchupCatalogue
 from eomatch.io.http import HttpLimits
@@ -153,14 +160,14 @@ class _Selection:
 
     def keep(self, item: Mapping[str, Any]) -> bool:
         props = item.get("properties") or {}
-        involved = set(props.get("matchup:collections") or [])
+        involved = set(props.get(COLLECTIONS_PROP) or [])
         if (
             (self.direct or self.products)
             and item.get("collection") not in self.direct
             and not self.products & involved
         ):
             return False
-        if self.platforms and not self.platforms & set(props.get("matchup:platforms") or []):
+        if self.platforms and not self.platforms & set(props.get(PLATFORMS_PROP) or []):
             return False
         if self.expr is not None:
             feature = {"type": "Feature", "id": item.get("id"), "properties": props}
@@ -386,11 +393,11 @@ def read_ahead(items: Iterator[_T], depth: int = 1) -> Generator[_T, None, None]
 
 def _event_of(matchup: Mapping[str, Any]) -> tuple[str, str] | None:
     for link in matchup.get("links") or []:
-        if link.get("rel") == "related" and link.get("matchup:role") == "event":
+        if link.get("rel") == "related" and link.get(ROLE_FIELD) == ROLE_EVENT:
             ref = item_ref(str(link.get("href", "")))
             if ref is not None:
                 return ref
-    eid = (matchup.get("properties") or {}).get("matchup:event_id")
+    eid = (matchup.get("properties") or {}).get(EVENT_ID_PROP)
     if isinstance(eid, str) and eid:
         return EVENTS_PREFIX + str(matchup["collection"]), eid
     return None

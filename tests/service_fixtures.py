@@ -1,14 +1,25 @@
 """The real service stack for tests: a throwaway PostgreSQL/PostGIS cluster with pgSTAC, fresh
-databases cloned from a migrated template, and the two STAC APIs as real uvicorn processes.
+databases cloned from a migrated template, and the two STAC APIs as real uvicorn processes or
+in this process.
 
 One cluster per pytest worker (``eomatch db init`` code path, ~4 s), a new database per test
 module or test (``CREATE DATABASE ... TEMPLATE``, well under a second), API processes per use.
 Import the fixtures in a test module with ``from service_fixtures import *``.
+
+:func:`api_pair_in_process` serves the same apps (``create_app(settings, db=...)``, the wrapper
+uvicorn loads included) through ``httpx.ASGITransport`` on an event loop of its own, lifespan
+and real database included: for tests of what the API answers, where a uvicorn process adds
+only start-up time. Tests of the server itself (gateway, supervision, database faults,
+worker limits) keep :func:`start_api`. :data:`http` sends a request to whichever in-process
+API owns the URL's origin (``http://internal``, ``http://external``), so a test reads like
+one against a server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -16,26 +27,32 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio.from_thread
 import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
+from eomatch.config.settings import ApiSettings
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pg_cluster import LocalCluster, pg_bindir
-from eomatch.io.pg_conn import ConnectionInfo
+from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.service.stack import api_command, free_port
 
 __all__ = [
     "ApiProcess",
+    "InProcessApi",
     "ServiceDb",
     "all_hrefs",
     "api_pair",
+    "api_pair_in_process",
+    "http",
     "free_port",
     "make_catalogue",
     "pg_cluster",
@@ -217,3 +234,130 @@ def make_catalogue(root: Path, n_events: int = 3, start: datetime | None = None)
     finally:
         cat.close()
     return root
+
+
+class InProcessApi:
+    """One of our APIs served in this process at ``http://<mode>`` (lifespan run, real database).
+
+    The app runs on an event loop in a thread of its own (an anyio blocking portal), as under
+    uvicorn; like a real server, redirects are not followed and an unhandled error is the 500
+    the app answers, not an exception in the test.
+    """
+
+    def __init__(self, db: ServiceDb, mode: str, root_path: str = "") -> None:
+        from eomatch.service.app import create_app
+        from eomatch.service.serving import keep_connection_after_errors
+
+        settings = ApiSettings(api_mode=mode, db_wait=20, public_url="", api_db_user=None)
+        conn = DbSettings(
+            host="127.0.0.1",
+            port=db.cluster.port,
+            database=db.dbname,
+            user=None,
+            password=None,
+            passfile=db.cluster.passfile,
+        )
+        self.app = keep_connection_after_errors(create_app(settings, db=conn))
+        self.mode = mode
+        self.root_path = root_path
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.mode}"
+
+    def __enter__(self) -> InProcessApi:
+        portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
+        self._portal = portal
+        try:
+            portal.call(self._startup)
+        except BaseException:
+            self._stack.close()
+            raise
+        transport = httpx.ASGITransport(
+            app=self.app,  # type: ignore[arg-type]
+            raise_app_exceptions=False,
+            root_path=self.root_path,
+        )
+        self.client = httpx.AsyncClient(transport=transport, base_url=self.url, timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._portal.call(self.client.aclose)
+            self._portal.call(self._shutdown)
+        finally:
+            self._stack.close()
+
+    async def _startup(self) -> None:
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.get_running_loop().create_task(
+            self.app(scope, self._to_app.get, self._from_app.put)  # type: ignore[arg-type]
+        )
+        await self._lifespan_step("startup")
+
+    async def _shutdown(self) -> None:
+        await self._lifespan_step("shutdown")
+        await self._task
+
+    async def _lifespan_step(self, step: str) -> None:
+        await self._to_app.put({"type": f"lifespan.{step}"})
+        reply = asyncio.ensure_future(self._from_app.get())
+        await asyncio.wait({reply, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not reply.done():
+            reply.cancel()
+            self._task.result()  # raises what ended the app
+            raise RuntimeError(f"{self.mode} API ended during {step}")
+        message = reply.result()
+        if message["type"] != f"lifespan.{step}.complete":
+            raise RuntimeError(f"{self.mode} API {step}: {message.get('message', message)}")
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request, sent to the app on its own loop."""
+        return self._portal.call(functools.partial(self.client.request, method, url, **kwargs))
+
+
+class _Http:
+    """``httpx.get/post/...`` for URLs of the in-process APIs (others go to httpx)."""
+
+    def __init__(self) -> None:
+        self.apis: dict[str, InProcessApi] = {}
+
+    def request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        for origin, api in self.apis.items():
+            if url == origin or url.startswith(origin + "/") or url.startswith(origin + "?"):
+                return api.request(method, url, **kwargs)
+        return httpx.request(method, url, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, url: str, **kwargs: object) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: object) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: object) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str, **kwargs: object) -> httpx.Response:
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: object) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+http = _Http()
+
+
+@contextlib.contextmanager
+def api_pair_in_process(db: ServiceDb) -> Iterator[tuple[InProcessApi, InProcessApi]]:
+    """Internal and external API on the same database, in this process, reachable by
+    :data:`http` at ``http://internal`` and ``http://external`` while the block runs."""
+    with InProcessApi(db, "internal") as internal, InProcessApi(db, "external") as external:
+        http.apis.update({internal.url: internal, external.url: external})
+        try:
+            yield internal, external
+        finally:
+            http.apis.pop(internal.url, None)
+            http.apis.pop(external.url, None)

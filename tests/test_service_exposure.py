@@ -22,8 +22,9 @@ import httpx
 import psycopg
 import pytest
 
+from eomatch.config.settings import public_origin
 from eomatch.errors import EomatchError
-from eomatch.service.app import create_app, public_origin
+from eomatch.service.app import create_app
 from service_fixtures import ApiProcess, ServiceDb, all_hrefs, start_api
 
 PUBLIC = "https://catalogue.example.org"

@@ -23,6 +23,7 @@ from stac_fastapi.pgstac import core
 from stac_fastapi.pgstac.models.links import ItemLinks
 from starlette.requests import Request
 
+from eomatch.config.settings import ApiSettings
 from eomatch.service import fast_links
 from eomatch.service.app import GeoJSONResponse, create_app
 from eomatch.service.fast_links import FastItemLinks, join
@@ -163,7 +164,7 @@ def test_fast_item_links_equal_item_links(method: str, root_path: str, prefix: s
 
 
 def test_the_app_installs_the_fast_links() -> None:
-    create_app("external")
+    create_app(ApiSettings(api_mode="external"))
     assert core.ItemLinks is FastItemLinks
     fast_links.install()  # idempotent
     assert core.ItemLinks is FastItemLinks

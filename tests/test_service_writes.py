@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from eomatch.core.validation import stac_document_problem
+from service_fixtures import http
 
 COLL = "writes"
 ITEM = "plain-item"
@@ -128,21 +129,21 @@ def test_deep_nesting_is_refused_iteratively() -> None:
     assert "deeper" in str(stac_document_problem(doc))
 
 
-# -- the real internal API -------------------------------------------------------------------------
+# -- the internal API (in this process: what it answers, not how a server runs it) -----------------
 
 
 @pytest.fixture(scope="module")
 def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from eomatch.io.pgstac_store import PgstacStore
-    from service_fixtures import _new_db, api_pair
+    from service_fixtures import _new_db, api_pair_in_process
 
     db = _new_db(pg_cluster)
     key = PgstacStore(db.role()).create_key("writer")
     auth = {"Authorization": f"Bearer {key}"}
-    with api_pair(db, tmp_path_factory.mktemp("logs")) as (internal, external):
-        r = httpx.post(f"{internal.url}/collections", json=collection(), headers=auth)
+    with api_pair_in_process(db) as (internal, external):
+        r = http.post(f"{internal.url}/collections", json=collection(), headers=auth)
         assert r.status_code in (200, 201), r.text
-        r = httpx.post(f"{internal.url}/collections/{COLL}/items", json=item(), headers=auth)
+        r = http.post(f"{internal.url}/collections/{COLL}/items", json=item(), headers=auth)
         assert r.status_code in (200, 201), r.text
         yield {"db": db, "internal": internal, "external": external, "auth": auth}
 
@@ -158,15 +159,15 @@ def _reads_ok(stack: dict[str, Any]) -> None:
             "/search",
             f"/search?collections={COLL}",
         ):
-            r = httpx.get(api.url + path, timeout=30)
+            r = http.get(api.url + path, timeout=30)
             assert r.status_code == 200, (api.url, path, r.status_code, r.text[:300])
-        r = httpx.post(api.url + "/search", json={"collections": [COLL]}, timeout=30)
+        r = http.post(api.url + "/search", json={"collections": [COLL]}, timeout=30)
         assert r.status_code == 200, r.text[:300]
 
 
 def _patch(stack: dict[str, Any], path: str, body: Any) -> httpx.Response:
     ctype = "application/json-patch+json" if isinstance(body, list) else "application/json"
-    return httpx.patch(
+    return http.patch(
         stack["internal"].url + path,
         content=json.dumps(body),
         headers={**stack["auth"], "Content-Type": ctype},
@@ -221,7 +222,7 @@ def test_good_patches_still_work(stack) -> None:
     url = f"/collections/{COLL}"
     r = _patch(stack, url, {"title": "Writes"})
     assert r.status_code == 200, r.text
-    got = httpx.get(stack["internal"].url + url).json()
+    got = http.get(stack["internal"].url + url).json()
     # a merge patch changes only what it names (stac-fastapi-pgstac's dump of its partial
     # model set every other member to null, which deletes in a merge patch)
     assert got["title"] == "Writes"
@@ -233,13 +234,13 @@ def test_good_patches_still_work(stack) -> None:
     ]
     r = _patch(stack, f"{url}/items/{ITEM}", ops)
     assert r.status_code == 200, r.text
-    props = httpx.get(f"{stack['internal'].url}{url}/items/{ITEM}").json()["properties"]
+    props = http.get(f"{stack['internal'].url}{url}/items/{ITEM}").json()["properties"]
     assert props["note"] == "a"
     assert props["moved"] == "a"
     assert "copy" not in props
     r = _patch(stack, f"{url}/items/{ITEM}", {"properties": {"note": None}})
     assert r.status_code == 200, r.text
-    props = httpx.get(f"{stack['internal'].url}{url}/items/{ITEM}").json()["properties"]
+    props = http.get(f"{stack['internal'].url}{url}/items/{ITEM}").json()["properties"]
     assert "note" not in props
     assert props["datetime"]
     _reads_ok(stack)
@@ -257,7 +258,7 @@ def test_writes_to_a_missing_collection_are_404(stack) -> None:
         ("POST", "/collections/nope/bulk_items", {"items": {"n1": item("n1", "nope")}}),
     ]
     for method, path, body in cases:
-        r = httpx.request(method, url + path, json=body, headers=auth, timeout=30)
+        r = http.request(method, url + path, json=body, headers=auth, timeout=30)
         assert r.status_code == 404, (method, path, r.status_code, r.text[:300])
     assert db.snapshot() == before
 
@@ -281,9 +282,9 @@ def test_every_write_route_checks_the_stored_document(stack) -> None:
         ("PUT", f"/collections/{COLL}", {**bad_coll, "id": COLL}),
     ]
     for method, path, body in cases:
-        r = httpx.request(method, url + path, json=body, headers=auth, timeout=30)
+        r = http.request(method, url + path, json=body, headers=auth, timeout=30)
         assert 400 <= r.status_code < 500, (method, path, r.status_code, r.text[:300])
-    r = httpx.post(
+    r = http.post(
         f"{url}/collections/{COLL}/bulk_items",
         json={"items": {"bad": bad_item}},
         headers=auth,
@@ -294,7 +295,7 @@ def test_every_write_route_checks_the_stored_document(stack) -> None:
     assert db.snapshot() == before
     _reads_ok(stack)
     ok = copy.deepcopy(item("good-bulk"))
-    r = httpx.post(
+    r = http.post(
         f"{url}/collections/{COLL}/bulk_items",
         json={"method": "upsert", "items": {"good-bulk": ok}},
         headers=auth,

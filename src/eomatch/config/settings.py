@@ -1,12 +1,31 @@
-"""Environment settings (``EOMATCH_*``)."""
+"""Environment settings (``EOMATCH_*``): one class per concern, every variable documented in
+``docs/service.md`` (the database keeps libpq's ``PG*`` names: ``io.pg_conn.DbSettings``).
+
+Read them with :func:`read_settings`: a bad value is one :class:`~eomatch.errors.ConfigError`
+line naming the variable (``EOMATCH_API_POOL_SIZE='ten': ...``), not a pydantic traceback.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eomatch.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GP_URL",
+    "ApiSettings",
+    "BrowserSettings",
+    "Settings",
+    "public_origin",
+    "read_settings",
+    "settings_error",
+]
 
 DEFAULT_GP_URL = "https://celestrak.org/NORAD/elements/gp.php"
 
@@ -55,3 +74,98 @@ class Settings(BaseSettings):
     def user_config_file(self) -> Path:
         """The user's layered configuration file."""
         return self.config_dir / "config.yaml"
+
+
+class ApiSettings(BaseSettings):
+    """One STAC API process (``uvicorn eomatch.service.serving:create_app``); ``eomatch serve``
+    sets them for the processes it starts."""
+
+    model_config = SettingsConfigDict(env_prefix="EOMATCH_", extra="ignore")
+
+    api_mode: Literal["internal", "external"] = "internal"
+    """Which API: ``internal`` (read/write, keys) or ``external`` (read only, public view)."""
+    api_pool_size: int = Field(default=10, ge=1, le=1000)
+    """Most database connections the API's pool opens (each of reads and writes)."""
+    api_db_user: str | None = None
+    """The role the API connects as (default ``PGUSER``, else eomatch_api / eomatch_reader)."""
+    public_url: str = ""
+    """``http(s)://host[:port]`` every link and redirect uses (empty: the request's own)."""
+    db_wait: float = Field(default=30.0, ge=0, le=86400)
+    """Seconds the API waits for the database at start-up before giving up."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            public_origin(value)
+        return value
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        """``(scheme, host[:port])`` of :attr:`public_url`, or None."""
+        return public_origin(self.public_url) if self.public_url else None
+
+
+class BrowserSettings(BaseSettings):
+    """The STAC Browser the gateway serves."""
+
+    model_config = SettingsConfigDict(env_prefix="EOMATCH_", extra="ignore")
+
+    browser_dist: Path | None = None
+    """A prebuilt browser dist (holding ``index.html``) instead of building one."""
+    catalog_url: str | None = None
+    """Default ``--catalog-url`` of ``python -m eomatch.service.browser install``."""
+
+    @field_validator("browser_dist", "catalog_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+def public_origin(value: str) -> tuple[str, str]:
+    """``(scheme, host[:port])`` of an ``EOMATCH_PUBLIC_URL`` value, or ConfigError why not."""
+    hint = "EOMATCH_PUBLIC_URL must be http(s)://host[:port] with no path, query or user"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{hint}, not {value!r}") from None
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or any(c.isspace() or c in "/\\?#" for c in parts.netloc)
+        or port == 0
+    ):
+        raise ConfigError(f"{hint}, not {value!r}")
+    return parts.scheme, parts.netloc.lower()
+
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def settings_error(exc: ValidationError, prefix: str = "EOMATCH_") -> ConfigError:
+    """One line naming the first bad variable and why, from a settings ValidationError."""
+    first = exc.errors()[0]
+    name = prefix + "_".join(str(p) for p in first.get("loc", ())[:1]).upper()
+    ctx = first.get("ctx") or {}
+    inner = ctx.get("error")
+    why = str(inner) if isinstance(inner, Exception) else str(first.get("msg", "invalid value"))
+    value = first.get("input")
+    shown = f"={value!r:.80}" if isinstance(value, str | int | float) else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{name}{shown}: {why}{more}")
+
+
+def read_settings(cls: type[_S], **values: Any) -> _S:
+    """``cls(**values)`` (the rest from the environment); a bad value is a one-line ConfigError."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", "") or "")
+        raise settings_error(exc, prefix) from None

@@ -16,8 +16,10 @@ themselves when it is back. No answer (errors, health) names a host, port, path 
 exception. With ``EOMATCH_PUBLIC_URL`` (``https://host[:port]``) every link and redirect uses
 that origin, whatever ``Host`` or ``Forwarded`` headers a client sends.
 
-Run: ``uvicorn eomatch.service.app:create_app --factory --root-path /api`` with
-``EOMATCH_API_MODE=internal|external`` and the libpq ``PG*`` variables (or a pgpass file).
+Run: ``uvicorn eomatch.service.serving:create_app --factory --root-path /api`` with
+``EOMATCH_API_MODE=internal|external`` and the libpq ``PG*`` variables (or a pgpass file); all
+settings are :class:`eomatch.config.settings.ApiSettings` (``docs/service.md`` lists them).
+Tests build the app in-process with ``create_app(ApiSettings(...), db=DbSettings(...))``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,8 +50,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eomatch._version import __version__
+from eomatch.config.settings import ApiSettings, read_settings
 from eomatch.core.publish import public_view
-from eomatch.errors import EomatchError
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
 from eomatch.service import fast_links, limits
@@ -97,29 +98,6 @@ POSTGIS_INPUT = ("parse error", "geometry", "geos", "lwgeom", "invalid", "ring",
 FORWARDED = frozenset(
     {b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"host"}
 )
-
-
-def public_origin(value: str) -> tuple[str, str]:
-    """``(scheme, host[:port])`` of an ``EOMATCH_PUBLIC_URL`` value, or EomatchError why not."""
-    hint = "EOMATCH_PUBLIC_URL must be http(s)://host[:port] with no path, query or user"
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise EomatchError(f"{hint}, not {value!r}") from None
-    host = parts.hostname or ""
-    if (
-        parts.scheme not in ("http", "https")
-        or not host
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or "@" in parts.netloc
-        or any(c.isspace() or c in "/\\?#" for c in parts.netloc)
-        or port == 0
-    ):
-        raise EomatchError(f"{hint}, not {value!r}")
-    return parts.scheme, parts.netloc.lower()
 
 
 class PublicOriginMiddleware:
@@ -358,11 +336,13 @@ class ItemsClient(CoreCrudClient):  # type: ignore[misc]
         return _geojson(await super().get_item(*args, **kwargs))
 
 
-def _postgres_settings(mode: Mode, reads: bool = True) -> PostgresSettings:
+def _postgres_settings(
+    settings: ApiSettings, env: DbSettings, reads: bool = True
+) -> PostgresSettings:
     """Connection settings; ``reads``: pgSTAC's read-only mode (no search cache rows), and for
     the external API read-only transactions too."""
-    env = DbSettings()
-    user = os.environ.get("EOMATCH_API_DB_USER") or env.user or DEFAULT_ROLES[mode]
+    mode = settings.api_mode
+    user = settings.api_db_user or env.user or DEFAULT_ROLES[mode]
     info = ConnectionInfo(
         host=env.host or "127.0.0.1",
         port=env.port or 5432,
@@ -372,7 +352,7 @@ def _postgres_settings(mode: Mode, reads: bool = True) -> PostgresSettings:
         passfile=env.passfile,
     )
     password = info.resolved_password() or ""
-    pool_max = int(os.environ.get("EOMATCH_API_POOL_SIZE", "10"))
+    pool_max = settings.api_pool_size
     server: dict[str, str] = {"search_path": "pgstac,public", "application_name": "pgstac"}
     if reads:
         server["pgstac.readonly"] = "true"
@@ -390,19 +370,18 @@ def _postgres_settings(mode: Mode, reads: bool = True) -> PostgresSettings:
     )
 
 
-def create_app(mode: Mode | None = None) -> FastAPI:
-    """The internal or external STAC API (``EOMATCH_API_MODE`` when ``mode`` is None)."""
-    chosen = mode or os.environ.get("EOMATCH_API_MODE", "internal")
-    if chosen not in ("internal", "external"):
-        raise ValueError(f"EOMATCH_API_MODE must be internal or external, not {chosen!r}")
-    the_mode: Mode = "internal" if chosen == "internal" else "external"
+def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = None) -> FastAPI:
+    """The internal or external STAC API, as ``settings`` and ``db`` (the libpq settings) say.
+
+    Either left out is read from the environment (``EOMATCH_*``, ``PG*``); a bad value there
+    raises a one-line :class:`~eomatch.errors.ConfigError` naming the variable.
+    """
+    settings = settings if settings is not None else read_settings(ApiSettings)
+    db = db if db is not None else read_settings(DbSettings)
+    the_mode: Mode = settings.api_mode
     internal = the_mode == "internal"
-    public_url = os.environ.get("EOMATCH_PUBLIC_URL", "").strip()
-    try:
-        origin = public_origin(public_url) if public_url else None
-    except EomatchError as exc:
-        raise SystemExit(f"eomatch {the_mode} API: {exc}") from None
-    settings = Settings(
+    origin = settings.origin
+    stac_settings = Settings(
         stac_fastapi_title=TITLES[the_mode],
         stac_fastapi_description=DESCRIPTIONS[the_mode],
         stac_fastapi_landing_id=f"eomatch-{the_mode}",
@@ -425,20 +404,20 @@ def create_app(mode: Mode | None = None) -> FastAPI:
         ),
         cors_headers=["Content-Type", "Authorization"] if internal else ["Content-Type"],
     )
-    postgres = _postgres_settings(the_mode)
-    writes = _postgres_settings(the_mode, reads=False) if internal else None
+    postgres = _postgres_settings(settings, db)
+    writes = _postgres_settings(settings, db, reads=False) if internal else None
     fast_links.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await _connect_with_retry(app, postgres, writes)
+        await _connect_with_retry(app, postgres, writes, settings.db_wait)
         yield
         await close_db_connection(app)
 
     api = instantiate_api(
         client=ItemsClient,
-        settings=settings,
-        extensions=EomatchExtensions(settings=settings),
+        settings=stac_settings,
+        extensions=EomatchExtensions(settings=stac_settings),
         lifespan=lifespan,
     )
     app = api.app
@@ -547,10 +526,10 @@ def _replace_health_route(app: FastAPI) -> None:
 
 
 async def _connect_with_retry(
-    app: FastAPI, postgres: PostgresSettings, writes: PostgresSettings | None
+    app: FastAPI, postgres: PostgresSettings, writes: PostgresSettings | None, wait_s: float
 ) -> None:
     """Wait for the database at start-up (``EOMATCH_DB_WAIT`` seconds) instead of crashing."""
-    deadline = asyncio.get_running_loop().time() + float(os.environ.get("EOMATCH_DB_WAIT", "30"))
+    deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
             await connect_to_db(

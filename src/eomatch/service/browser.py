@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from eomatch.config.settings import BrowserSettings, read_settings
 from eomatch.errors import BrowserBuildError as BrowserBuildError
+from eomatch.errors import EomatchError
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -52,7 +54,7 @@ def browser_dist(*, build: bool = True, script: Path = BUILD_SCRIPT) -> Path:
         BrowserBuildError: Not built and ``build`` is false, npm is missing, or the build
             failed (the message gives the reason in one line).
     """
-    override = os.environ.get("EOMATCH_BROWSER_DIST")
+    override = read_settings(BrowserSettings).browser_dist
     if override:
         dist = Path(override).absolute()
         if not (dist / "index.html").is_file():
@@ -163,18 +165,23 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("dest", type=Path, help="gets dist/ and runtime/config.js")
     inst.add_argument(
         "--catalog-url",
-        default=os.environ.get("EOMATCH_CATALOG_URL") or None,
-        help="the external API's public URL, ending in /external/ (default: the page's origin)",
+        default=None,
+        help=(
+            "the external API's public URL, ending in /external/ "
+            "(default: EOMATCH_CATALOG_URL, else the page's origin)"
+        ),
     )
     inst.add_argument("--title", default=DEFAULT_TITLE)
     sub.add_parser("path", help="print the built dist directory (building it if needed)")
     args = p.parse_args(argv)
     try:
+        if args.command == "install" and args.catalog_url is None:
+            args.catalog_url = read_settings(BrowserSettings).catalog_url
         if args.command == "path":
             print(browser_dist())
         else:
             install(browser_dist(build=False), args.dest, args.catalog_url, args.title)
-    except (BrowserBuildError, ValueError) as exc:
+    except (EomatchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -56,7 +56,15 @@ def keep_connection_after_errors(app: ASGIApp) -> ASGIApp:
 
 
 def create_app() -> ASGIApp:
-    """The API of ``EOMATCH_API_MODE`` (see :func:`eomatch.service.app.create_app`), wrapped."""
+    """The API of ``EOMATCH_API_MODE`` (see :func:`eomatch.service.app.create_app`), wrapped.
+
+    A bad setting ends the process with one line naming the variable (uvicorn prints a
+    ``SystemExit`` message as is), not a traceback.
+    """
+    from eomatch.errors import ConfigError
     from eomatch.service.app import create_app as create_api
 
-    return keep_connection_after_errors(create_api())
+    try:
+        return keep_connection_after_errors(create_api())
+    except ConfigError as exc:
+        raise SystemExit(f"eomatch API: {exc}") from None

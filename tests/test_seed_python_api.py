@@ -172,3 +172,30 @@ def test_assets_and_enrichments_read_back_onto_the_objects(found):
     )
     catalogue.remove_matchup_asset(mu, "statistics")
     catalogue.remove_event_asset(event, "thumbnail")
+
+
+def test_query_catalogue_takes_stop_time_or_end_time(tmp_path, monkeypatch):
+    """The window's end is ``stop_time``; ``end_time`` (eomatch-query's name) is the same."""
+    from eomatch.workflows import query
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def interval(start, stop):
+        seen.append((start, stop))
+        raise Stop
+
+    monkeypatch.setattr(query, "_interval", interval)
+    for kw in ({"stop_time": "2022-05-07"}, {"end_time": "2022-05-07"}):
+        with pytest.raises(Stop):
+            query.query_catalogue(
+                "http://127.0.0.1:9/", tmp_path / "out", start_time="2022-05-06", **kw
+            )
+    assert seen == [("2022-05-06", "2022-05-07")] * 2
+    with pytest.raises(EomatchError, match="end_time is another name of stop_time"):
+        query.query_catalogue(
+            "http://127.0.0.1:9/", tmp_path / "out", stop_time="2022-05-07", end_time="2022-05-07"
+        )
+    assert not (tmp_path / "out").exists()

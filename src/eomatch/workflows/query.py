@@ -18,10 +18,10 @@ the catalogues ``eomatch find`` writes, with links between items as
 
 Filters mean what they mean for ``get_events``/``eomatch download``: ``collections`` and
 ``platforms`` keep matchups involving any of them (a matchup collection id works too),
-``start_time``/``end_time`` keep matchups whose time span overlaps the window, ``bbox`` keeps
-matchups whose collocation region intersects it (W > E crosses the antimeridian: two searches)
-and ``filter`` is CQL2 text over the matchup item properties (checked here as well, so the
-result does not depend on the server's CQL2 support).
+``start_time``/``stop_time`` (or ``end_time``) keep matchups whose time span overlaps the
+window, ``bbox`` keeps matchups whose collocation region intersects it (W > E crosses the
+antimeridian: two searches) and ``filter`` is CQL2 text over the matchup item properties
+(checked here as well, so the result does not depend on the server's CQL2 support).
 
 Pages are written in order, each committed before the next is written, so an interrupted
 pull leaves a valid catalogue holding whole pages, and running it again completes it. Bad
@@ -580,7 +580,7 @@ def query_catalogue(
     output: str | Path,
     *,
     start_time: TimeLike | None = None,
-    end_time: TimeLike | None = None,
+    stop_time: TimeLike | None = None,
     bbox: Sequence[float] | None = None,
     collections: Sequence[str] | None = None,
     platforms: Sequence[str] | None = None,
@@ -594,6 +594,7 @@ def query_catalogue(
     progress: Progress | None = None,
     limits: HttpLimits | None = None,
     transport: httpx.BaseTransport | None = None,
+    end_time: TimeLike | None = None,
 ) -> QuerySummary:
     """Pull matching matchups with their events and products from a STAC API into ``output``.
 
@@ -601,7 +602,7 @@ def query_catalogue(
         api_url: the API root (internal or external service).
         output: catalogue root; created if missing, merged into if present.
         start_time: keep matchups ending at or after this (naive means UTC).
-        end_time: keep matchups starting at or before this.
+        stop_time: keep matchups starting at or before this.
         bbox: ``[W, S, E, N]`` the collocation region must intersect (W > E wraps).
         collections: product collections (or matchup collection ids); matchups involving any.
         platforms: platforms (any registry alias); matchups involving any.
@@ -617,6 +618,8 @@ def query_catalogue(
         limits: bounds on bytes per answer, pages and items per search, time per search,
             Retry-After waits and redirects (:class:`~eomatch.io.http.HttpLimits` defaults).
         transport: an httpx transport (tests).
+        end_time: ``stop_time`` under the name ``eomatch-query --end-time`` and the previous
+            generation's ``query()`` use; give one of the two.
 
     Items whose id or collection cannot be a file name are refused (a warning each; matchups
     needing them are left out), links whose href is a path are dropped, and so are assets
@@ -632,6 +635,10 @@ def query_catalogue(
             (a valid catalogue) and the message says so: running the pull again resumes it.
     """
     started = time.perf_counter()
+    if end_time is not None:
+        if stop_time is not None:
+            raise EomatchError("end_time is another name of stop_time; give one of them")
+        stop_time = end_time
     if limit < 1:
         raise EomatchError(f"--limit must be >= 1, got {limit}")
     expr = None
@@ -644,7 +651,7 @@ def query_catalogue(
             raise EomatchError(
                 f"invalid CQL2 filter {filter!r}: {lines[-1] if lines else type(exc).__name__}"
             ) from None
-    datetime_param = _interval(start_time, end_time)
+    datetime_param = _interval(start_time, stop_time)
     boxes = _bbox_parts(bbox)
     root = Path(output)
     if root.exists() and not root.is_dir():

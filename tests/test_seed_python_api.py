@@ -98,6 +98,21 @@ def test_catalogue_snippets_as_printed(found, capsys):
     assert all(len(line) < 300 for line in out)  # no geometry dumps
 
 
+def test_architecture_snippet_as_printed(found):
+    work, _ = found
+    # --- as printed (eomatch-api-and-database-architecture.txt, "Internal researcher") ------
+    from eomatch import MatchupCatalogue
+
+    cat = MatchupCatalogue.open(str(work / "my_catalogue" / "catalog.json"))
+    seen = []
+    for event in cat.get_events():
+        for matchup in event.matchup_set:
+            seen.append(matchup.id)  # (return_matchup_dataset(): reading products is not ours)
+    # ------------------------------------------------------------------------------------------
+    cat.close()
+    assert seen
+
+
 def test_objects_expose_what_the_documents_read(found):
     _work, catalogue = found
     event = catalogue.get_events()[0]

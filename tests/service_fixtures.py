@@ -236,7 +236,29 @@ def make_catalogue(root: Path, n_events: int = 3, start: datetime | None = None)
     return root
 
 
-class InProcessApi:
+class _Verbs:
+    """``get``/``post``/... in terms of ``request``."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        raise NotImplementedError
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+class InProcessApi(_Verbs):
     """One of our APIs served in this process at ``http://<mode>`` (lifespan run, real database).
 
     The app runs on an event loop in a thread of its own (an anyio blocking portal), as under
@@ -314,37 +336,26 @@ class InProcessApi:
         if message["type"] != f"lifespan.{step}.complete":
             raise RuntimeError(f"{self.mode} API {step}: {message.get('message', message)}")
 
+    @property
+    def base_url(self) -> str:
+        return self.url
+
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request, sent to the app on its own loop."""
+        """One request (a URL relative to :attr:`url` or absolute), sent on the app's loop."""
         return self._portal.call(functools.partial(self.client.request, method, url, **kwargs))
 
 
-class _Http:
+class _Http(_Verbs):
     """``httpx.get/post/...`` for URLs of the in-process APIs (others go to httpx)."""
 
     def __init__(self) -> None:
         self.apis: dict[str, InProcessApi] = {}
 
-    def request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         for origin, api in self.apis.items():
             if url == origin or url.startswith(origin + "/") or url.startswith(origin + "?"):
                 return api.request(method, url, **kwargs)
-        return httpx.request(method, url, **kwargs)  # type: ignore[arg-type]
-
-    def get(self, url: str, **kwargs: object) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: object) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def put(self, url: str, **kwargs: object) -> httpx.Response:
-        return self.request("PUT", url, **kwargs)
-
-    def patch(self, url: str, **kwargs: object) -> httpx.Response:
-        return self.request("PATCH", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: object) -> httpx.Response:
-        return self.request("DELETE", url, **kwargs)
+        return httpx.request(method, url, **kwargs)
 
 
 http = _Http()

@@ -25,12 +25,11 @@ from itertools import count
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from service_fixtures import all_hrefs
+from service_fixtures import all_hrefs, http, start_api
 
 PUBLIC = re.compile(r"^https?://", re.IGNORECASE | re.ASCII)
 # what the external API may link to on its own origin: its routes, nothing a writer chose
@@ -180,7 +179,7 @@ def _item(
 def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from eomatch.io.pgstac_store import PgstacStore
     from eomatch.workflows.ingest import ingest_catalogue
-    from service_fixtures import _new_db, api_pair, make_catalogue
+    from service_fixtures import _new_db, api_pair_in_process, make_catalogue
 
     db = _new_db(pg_cluster)
     root = make_catalogue(tmp_path_factory.mktemp("cat") / "cat", n_events=1)
@@ -189,29 +188,36 @@ def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     key = store.create_key("writer")
     revoked = store.create_key("gone")
     store.revoke_key("gone")
-    with api_pair(db, tmp_path_factory.mktemp("logs")) as (internal, external):
-        r = httpx.post(
+    # (a) asks what the APIs answer: in this process; (b) sends raw request lines, which only a
+    # real server parses as a client's would be: a uvicorn process
+    with api_pair_in_process(db) as (internal, external):
+        r = http.post(
             f"{internal.url}/collections",
             json=_collection({}, []),
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
         assert r.status_code in (200, 201), r.text
-        r = httpx.post(
+        r = http.post(
             f"{internal.url}/collections/{COLL}/items",
             json=_item(TARGET, {}, []),
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
         assert r.status_code in (200, 201), r.text
-        yield {
-            "db": db,
-            "internal": internal,
-            "external": external,
-            "key": key,
-            "revoked": revoked,
-            "ids": count(),
-        }
+        real = start_api(db, "internal", tmp_path_factory.mktemp("logs"))
+        try:
+            yield {
+                "db": db,
+                "internal": internal,
+                "external": external,
+                "real_internal": real,
+                "key": key,
+                "revoked": revoked,
+                "ids": count(),
+            }
+        finally:
+            real.stop()
 
 
 # -- (a) the external API never shows a non-http(s) href --------------------------------------
@@ -241,12 +247,12 @@ def test_external_never_shows_a_non_http_href(
     coll = {**coll_extra, **_collection(coll_assets, coll_links)}
     coll["summaries"] = {"x:anything": [item_props]} if item_props else {}
     coll["providers"] = [{"name": "p", **coll_extra}]
-    r = httpx.put(f"{internal.url}/collections/{COLL}", json=coll, headers=auth, timeout=30)
+    r = http.put(f"{internal.url}/collections/{COLL}", json=coll, headers=auth, timeout=30)
     assert r.status_code < 500, r.text
     stored = r.status_code < 300
     doc = {**item_extra, **_item(item_id, item_assets, item_links)}
     doc["properties"].update(item_props)
-    r = httpx.post(
+    r = http.post(
         f"{internal.url}/collections/{COLL}/items",
         json=doc,
         headers=auth,
@@ -256,7 +262,7 @@ def test_external_never_shows_a_non_http_href(
     if r.status_code < 300:
         stored = True
         # the internal API keeps the hrefs as written: the filter below has work to do
-        inner = httpx.get(f"{internal.url}/collections/{COLL}/items/{item_id}", timeout=30)
+        inner = http.get(f"{internal.url}/collections/{COLL}/items/{item_id}", timeout=30)
         assert {k: a["href"] for k, a in inner.json()["assets"].items()} == {
             k: a["href"] for k, a in item_assets.items()
         }
@@ -278,7 +284,7 @@ def test_external_never_shows_a_non_http_href(
         ("GET", f"/collections/{COLL}/queryables", None),
     ]
     for method, path, body in shapes:
-        got = httpx.request(method, ext + path, json=body, timeout=30)
+        got = http.request(method, ext + path, json=body, timeout=30)
         assert got.status_code in (200, 404), (method, path, got.status_code, got.text[:300])
         found = all_hrefs(got.json())
         leaked = [h for h in found if not PUBLIC.match(h)]
@@ -417,7 +423,7 @@ def _valid_body(method: str, path: str) -> bytes:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_write_attempts_without_a_live_key_change_nothing(stack, data: st.DataObject) -> None:
-    db, internal = stack["db"], stack["internal"]
+    db, internal = stack["db"], stack["real_internal"]
     method, path = data.draw(
         st.one_of(st.sampled_from(ROUTES), st.sampled_from(ROUTES), odd_requests), label="request"
     )

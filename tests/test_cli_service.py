@@ -65,7 +65,7 @@ def test_db_lifecycle_and_keys(shared_tmp: Path, capsys) -> None:
     finally:
         main(["db", "stop", "--dir", str(folder)])
     assert main(["db", "init", "--dir", str(folder), "--port", "70000"]) == 2
-    assert "--port must be 1..65535" in capsys.readouterr().err
+    assert "argument --port: must be a TCP port (1..65535), not 70000" in capsys.readouterr().err
     assert main(["ingest", "--dir", str(folder), "--catalogue", str(shared_tmp)]) == 2
     err = capsys.readouterr().err
     assert "no matchup catalogue" in err or "stopped" in err
@@ -126,6 +126,6 @@ def test_serve_rejects_bad_numbers_before_starting_anything(tmp_path: Path, caps
     for flags in (["--workers", "0"], ["--port", "0"], ["--internal-port", "70000"]):
         assert main(["serve", "--run-dir", str(tmp_path / "run"), *flags]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("eomatch: error: --")
+        assert err.startswith("eomatch serve: error: argument --")
         assert err.count("\n") == 1
     assert not (tmp_path / "run").exists()

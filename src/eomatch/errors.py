@@ -18,14 +18,14 @@ branch it can act on (``except NotFoundError``) instead of parsing texts::
     │   ├── UnknownSatelliteError     a name no registered satellite answers to
     │   └── UnknownCollectionError    a collection id in no table or configuration
     ├── ConflictError                 exists already, or is busy (2, 409)
-    ├── DatabaseError                 PostgreSQL/pgSTAC failed or is unreachable (1, 503)
+    ├── DatabaseError                 PostgreSQL/pgSTAC failed or is unreachable (2, 503)
     │   └── ClusterError              the local cluster (initdb, pg_ctl) cannot do it
-    ├── NetworkError                  a remote server failed us (1, 502)
+    ├── NetworkError                  a remote server failed us (2, 502)
     │   ├── TransportFailure          no answer after every attempt
     │   ├── Retryable                 an outcome worth another attempt (inside the retry loop)
     │   ├── RemoteLimitError          an answer exceeded a bound (bytes, pages, time...)
     │   └── DownloadError             one download cannot be completed
-    └── ServiceError                  running the service: supervision, gateway, browser (1, 503)
+    └── ServiceError                  running the service: supervision, gateway, browser (2, 503)
         ├── GatewayError              nginx missing, misconfigured, or not starting
         └── BrowserBuildError         STAC Browser not built and not buildable here
 
@@ -85,13 +85,15 @@ EXIT_CODES: dict[type[EomatchError], int] = {
     InputError: 2,
     NotFoundError: 2,
     ConflictError: 2,
-    DatabaseError: 1,
-    NetworkError: 1,
-    ServiceError: 1,
+    DatabaseError: 2,
+    NetworkError: 2,
+    ServiceError: 2,
     EomatchError: 2,
 }
-"""CLI exit code per branch: 2 when the user's command or configuration must change (as for
-argparse's usage errors), 1 when something failed while it ran and a retry may succeed."""
+"""CLI exit code per branch. Every reported problem exits 2, as README and docs promise
+("one line on stderr, exit code 2"); 1 is left to internal errors (a bug: a traceback with
+``-v``), 130 to Ctrl-C. Giving failures of the environment (database, network, service) their
+own code is a change of these rows (and of the docs and tests that state 2)."""
 
 HTTP_STATUSES: dict[type[EomatchError], int] = {
     ConfigError: 500,

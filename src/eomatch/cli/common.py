@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -27,6 +28,56 @@ stderr = Console(stderr=True)
 def load_run_config(args: argparse.Namespace) -> EomatchConfig:
     """The layered configuration for this invocation."""
     return load_config(getattr(args, "config", None), Settings().user_config_file)
+
+
+def int_arg(
+    low: int, high: int | None = None, what: str = "a whole number"
+) -> Callable[[str], int]:
+    """An argparse ``type=`` for a whole number in ``low..high`` (``high`` None: no upper bound).
+
+    argparse checks it while parsing, so a bad number is a one-line usage error (exit 2)
+    before the command starts anything (a database, an API, a download).
+    """
+    bounds = f"{low}..{high}" if high is not None else f">= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:  # also digits beyond Python's int-parsing limit
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what} ({bounds}), not {text.strip()[:40]}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def float_arg(
+    low: float, high: float | None = None, what: str = "a number", *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in ``low..high`` (``above``: ``low`` itself
+    excluded); NaN and infinities are refused, as :func:`int_arg` refuses non-numbers."""
+    bounds = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        too_low = value <= low if above else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what} ({bounds}), not {text[:40]}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+PORT = int_arg(1, 65535, "a TCP port")
+"""``type=`` of a port to connect to or listen on."""
+PORT_OR_ANY = int_arg(0, 65535, "a TCP port or 0 for any")
+"""``type=`` of a listening port where 0 lets the system choose."""
 
 
 def progress_enabled() -> bool:

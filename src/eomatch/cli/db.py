@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from eomatch.cli.common import load_run_config
+from eomatch.cli.common import PORT, load_run_config
 from eomatch.errors import EomatchError
 from eomatch.io.db_target import DbOverrides, DbTarget, local_cluster, resolve_target
 from eomatch.io.pg_cluster import DEFAULT_PORT, LocalCluster
@@ -23,7 +23,7 @@ def db_options(p: argparse.ArgumentParser, local: bool = True) -> None:
     """Where the database is (passwords: PGPASSWORD or a pgpass file, never a flag)."""
     g = p.add_argument_group("database (default: ingest.* in config, then PG*, then local)")
     g.add_argument("--db-host", default=None, metavar="HOST")
-    g.add_argument("--db-port", type=int, default=None, metavar="PORT")
+    g.add_argument("--db-port", type=PORT, default=None, metavar="PORT")
     g.add_argument("--db-name", default=None, metavar="NAME")
     g.add_argument("--db-user", default=None, metavar="ROLE")
     if local:
@@ -70,7 +70,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     init = dsub.add_parser("init", parents=[parent], help="create and start a local cluster")
     init.add_argument("--dir", type=Path, default=None, metavar="DIR")
-    init.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port on 127.0.0.1")
+    init.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="TCP port on 127.0.0.1")
     init.set_defaults(handler=run_init)
     for name, handler, text in (
         ("start", run_start, "start the local cluster"),
@@ -114,8 +114,6 @@ def run_init(args: argparse.Namespace) -> int:
     from eomatch.io.pgstac_store import PgstacStore
 
     cluster = _cluster(args)
-    if not 1 <= args.port <= 65535:
-        raise EomatchError(f"--port must be 1..65535, not {args.port}")
     created = cluster.init(port=args.port)
     if not created:
         cluster.start()

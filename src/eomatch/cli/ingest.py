@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from eomatch.cli.common import load_run_config, progress_bar
+from eomatch.cli.common import int_arg, load_run_config, progress_bar
 from eomatch.cli.db import db_options, target_from
 from eomatch.errors import EomatchError
 from eomatch.io.pgstac_store import PgstacStore
@@ -45,7 +45,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="publish relative asset paths under this URL (default: file:// URLs)",
     )
     p.add_argument("--prune", action="store_true", help="delete rows of items deleted locally")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="items per transaction")
+    p.add_argument(
+        "--batch-size",
+        type=int_arg(1, None, "a number of items"),
+        default=DEFAULT_BATCH,
+        help="items per transaction",
+    )
     p.add_argument(
         "--skip-invalid", action="store_true", help="skip unreadable item files instead of stopping"
     )
@@ -55,8 +60,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Ingest and print the summary."""
-    if args.batch_size < 1:
-        raise EomatchError("--batch-size must be >= 1")
     config = load_run_config(args)
     path = args.catalogue
     if path is None:

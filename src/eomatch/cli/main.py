@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eomatch._version import __version__
-from eomatch.errors import EomatchError, MissingExtraError
+from eomatch.errors import EomatchError, MissingExtraError, exit_code
 
 log = logging.getLogger("eomatch")
 
@@ -155,9 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except EomatchError as exc:
+    except EomatchError as exc:  # one line; the branch decides the code (errors.EXIT_CODES)
         print(f"eomatch: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("eomatch: interrupted", file=sys.stderr)
         return 130

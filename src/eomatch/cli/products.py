@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from eomatch.cli.common import progress_bar, stderr
+from eomatch.cli.common import int_arg, progress_bar, stderr
 from eomatch.context import EOMatchContext
 from eomatch.core.satellites import UnknownSatelliteError
 from eomatch.errors import EomatchError
@@ -96,7 +96,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         ),
     )
     _filters(d)
-    d.add_argument("--concurrency", type=int, default=4, help="parallel downloads")
+    d.add_argument(
+        "--concurrency",
+        type=int_arg(1, 64, "a number of downloads"),
+        default=4,
+        help="parallel downloads",
+    )
     d.set_defaults(handler=run_download)
     r = sub.add_parser(
         "remove",

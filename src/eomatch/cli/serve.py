@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from eomatch.cli.common import PORT, PORT_OR_ANY, int_arg
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
@@ -31,7 +32,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="gateway listen address")
-    p.add_argument("--port", type=int, default=8090, help="gateway port")
+    p.add_argument("--port", type=PORT, default=8090, help="gateway port")
     p.add_argument(
         "--public-url",
         default=None,
@@ -53,8 +54,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         metavar="USER",
         help="when run as root: the unprivileged system user the APIs run as (created if missing)",
     )
-    p.add_argument("--internal-port", type=int, default=0, help="internal API port (0: any)")
-    p.add_argument("--external-port", type=int, default=0, help="external API port (0: any)")
+    p.add_argument(
+        "--internal-port", type=PORT_OR_ANY, default=0, help="internal API port (0: any)"
+    )
+    p.add_argument(
+        "--external-port", type=PORT_OR_ANY, default=0, help="external API port (0: any)"
+    )
     p.add_argument(
         "--run-dir", type=Path, default=None, metavar="DIR", help="logs, pid and config files"
     )
@@ -64,7 +69,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="do not build STAC Browser if it is missing (serve a placeholder page)",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="API worker processes each (about one per core)"
+        "--workers",
+        type=int_arg(1, 64, "a number of workers"),
+        default=1,
+        help="API worker processes each (about one per core)",
     )
     p.add_argument("--status", action="store_true", help="report a running serve and exit")
     db_options(p)
@@ -90,12 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
             console.print(f"problem: {problem}")
         healthy = all(v == "up" for v in state["checks"].values()) and not state["problems"]
         return 0 if healthy else 1
-    if not 1 <= args.workers <= 64:
-        raise EomatchError(f"--workers must be 1..64, not {args.workers}")
-    for name in ("port", "internal_port", "external_port"):
-        value = getattr(args, name)
-        if not 0 <= value <= 65535 or (name == "port" and value == 0):
-            raise EomatchError(f"--{name.replace('_', '-')} must be a TCP port, not {value}")
+    # the numbers were checked by argparse (cli.common), before anything here started
     try:
         api_allow = parse_api_allow(args.api_allow)
     except ValueError as exc:

@@ -142,3 +142,34 @@ def test_int_arg_messages(text: str, message: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as exc:
         int_arg(1, 65535, "a TCP port")(text)
     assert str(exc.value) == message
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--host", "0.0.0.0;evil"], "--host: '0.0.0.0;evil' is not usable in an nginx"),
+        (["--run-dir", "{tmp}/run dir"], "--run-dir: '{tmp}/run dir' is not usable in an nginx"),
+    ],
+)
+def test_serve_refuses_what_nginx_cannot_hold_before_starting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    """These were ValueErrors from the gateway's configuration, raised after the database and
+    both APIs had started, and reported as an internal error (exit 1)."""
+    from eomatch.cli.main import main
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EOMATCH_DATA_DIR", str(tmp_path / "data"))
+    argv = ["serve", "--run-dir", str(tmp_path / "run"), *flags]
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == "eomatch: error: " + message.replace("{tmp}", str(tmp_path)) + (
+        " configuration"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]

@@ -14,7 +14,12 @@ from eomatch.cli.common import PORT, PORT_OR_ANY, int_arg
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
 from eomatch.errors import EomatchError
-from eomatch.service.gateway import DEFAULT_API_ALLOW, parse_api_allow, parse_public_url
+from eomatch.service.gateway import (
+    DEFAULT_API_ALLOW,
+    nginx_value,
+    parse_api_allow,
+    parse_public_url,
+)
 from eomatch.service.stack import API_USER, Stack, read_status
 
 
@@ -98,7 +103,10 @@ def run_serve(args: argparse.Namespace) -> int:
             console.print(f"problem: {problem}")
         healthy = all(v == "up" for v in state["checks"].values()) and not state["problems"]
         return 0 if healthy else 1
-    # the numbers were checked by argparse (cli.common), before anything here started
+    # the numbers were checked by argparse (cli.common); what nginx's configuration will hold
+    # is checked here, before anything starts (it used to fail after the database and APIs)
+    nginx_value("--host", args.host)
+    nginx_value("--run-dir", run_dir)
     try:
         api_allow = parse_api_allow(args.api_allow)
     except ValueError as exc:

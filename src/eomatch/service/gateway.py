@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from eomatch.errors import GatewayError as GatewayError
+from eomatch.errors import InvalidValueError
 from eomatch.io.processes import pid_alive
 
 __all__ = [
@@ -122,19 +123,25 @@ class RateLimit:
     """Requests above the rate that are still served at once (``nodelay``)."""
 
 
-def _value(name: str, value: object) -> str:
+def nginx_value(name: str, value: object) -> str:
+    """``value`` as text if nginx's configuration can hold it unquoted (``serve`` checks its
+    host and run directory with it before starting anything).
+
+    Raises:
+        InvalidValueError: a character that could change the configuration's meaning.
+    """
     text = str(value)
     if not _SAFE_VALUE.fullmatch(text):
-        raise ValueError(f"{name}: {text!r} is not usable in an nginx configuration")
+        raise InvalidValueError(f"{name}: {text!r} is not usable in an nginx configuration")
     return text
 
 
 def _listen(host: str, port: int) -> str:
     if not 0 < port < 65536:
-        raise ValueError(f"listen port {port} is out of range")
+        raise InvalidValueError(f"listen port {port} is out of range")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"{_value('listen host', host)}:{port}"
+    return f"{nginx_value('listen host', host)}:{port}"
 
 
 def parse_api_allow(networks: str | Sequence[str]) -> tuple[str, ...]:
@@ -152,11 +159,13 @@ def parse_api_allow(networks: str | Sequence[str]) -> tuple[str, ...]:
         try:
             net = ipaddress.ip_network(text, strict=False)
         except ValueError:
-            raise ValueError(f"{text!r} is not an IP network (CIDR such as 10.0.0.0/8)") from None
+            raise InvalidValueError(
+                f"{text!r} is not an IP network (CIDR such as 10.0.0.0/8)"
+            ) from None
         if str(net) not in out:
             out.append(str(net))
     if not out:
-        raise ValueError("the /api/ allow-list is empty (give at least one CIDR)")
+        raise InvalidValueError("the /api/ allow-list is empty (give at least one CIDR)")
     return tuple(out)
 
 
@@ -170,7 +179,7 @@ def parse_public_url(url: str) -> tuple[str, str, int]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"public URL {url!r}: {exc}") from None
+        raise InvalidValueError(f"public URL {url!r}: {exc}") from None
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
@@ -180,7 +189,7 @@ def parse_public_url(url: str) -> tuple[str, str, int]:
         or parts.username is not None
         or not _SAFE_VALUE.fullmatch(parts.hostname)
     ):
-        raise ValueError(f"public URL {url!r} must be http(s)://HOST[:PORT] with no path")
+        raise InvalidValueError(f"public URL {url!r} must be http(s)://HOST[:PORT] with no path")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
@@ -232,14 +241,14 @@ def render_nginx_conf(
         ValueError: A value contains characters that would change the configuration's meaning.
     """
     limit = rate_limit or RateLimit()
-    run = PurePosixPath(_value("run_dir", run_dir))
-    browser = _value("browser_dir", browser_dir)
-    runtime = PurePosixPath(_value("runtime_config_dir", runtime_config_dir))
-    internal = _value("internal_upstream", internal_upstream)
-    external = _value("external_upstream", external_upstream)
-    body_size = _value("client_max_body_size", client_max_body_size)
+    run = PurePosixPath(nginx_value("run_dir", run_dir))
+    browser = nginx_value("browser_dir", browser_dir)
+    runtime = PurePosixPath(nginx_value("runtime_config_dir", runtime_config_dir))
+    internal = nginx_value("internal_upstream", internal_upstream)
+    external = nginx_value("external_upstream", external_upstream)
+    body_size = nginx_value("client_max_body_size", client_max_body_size)
     if limit.per_second < 1 or limit.burst < 0:
-        raise ValueError(f"invalid rate limit {limit}")
+        raise InvalidValueError(f"invalid rate limit {limit}")
     allow = "\n".join(f"        {net} 1;" for net in parse_api_allow(api_allow))
     if public_url is None:
         forwarded = (
@@ -275,7 +284,7 @@ def render_nginx_conf(
     if log_dir is None:
         error_log, access_log = "stderr", "/dev/stdout"
     else:
-        logs = PurePosixPath(_value("log_dir", log_dir))
+        logs = PurePosixPath(nginx_value("log_dir", log_dir))
         error_log, access_log = str(logs / "error.log"), str(logs / "access.log")
     workers = "auto" if worker_processes is None else str(int(worker_processes))
     mime = "\n".join(f"        {t} {ext};" for t, ext in _MIME_TYPES.items())

@@ -8,12 +8,13 @@ line naming the variable (``EOMATCH_API_POOL_SIZE='ten': ...``), not a pydantic 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from eomatch.errors import ConfigError
 
@@ -164,8 +165,13 @@ def settings_error(exc: ValidationError, prefix: str = "EOMATCH_") -> ConfigErro
 
 def read_settings(cls: type[_S], **values: Any) -> _S:
     """``cls(**values)`` (the rest from the environment); a bad value is a one-line ConfigError."""
+    prefix = str(cls.model_config.get("env_prefix", "") or "")
     try:
         return cls(**values)
     except ValidationError as exc:
-        prefix = str(cls.model_config.get("env_prefix", "") or "")
         raise settings_error(exc, prefix) from None
+    except SettingsError as exc:
+        # a list or dict variable that is not JSON: raised while reading, before validation
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = prefix + (found.group(1).upper() if found else "*")
+        raise ConfigError(f'{name}: not valid JSON (give a JSON list, e.g. ["/a", "/b"])') from None

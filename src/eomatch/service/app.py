@@ -54,6 +54,7 @@ from eomatch.config.settings import ApiSettings, read_settings
 from eomatch.core.publish import public_view
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
+from eomatch.io.thirdparty import middleware_index
 from eomatch.service import fast_links, limits
 from eomatch.service.guards import BodyGuard, route_path
 from eomatch.service.writes import EomatchExtensions
@@ -432,8 +433,7 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     app.add_exception_handler(asyncpg.exceptions.PostgresError, _postgres_error_handler)
     app.add_exception_handler(Exception, _internal_error_handler)
     _replace_health_route(app)
-    names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
-    inner = names.index("BrotliMiddleware") if "BrotliMiddleware" in names else len(names)
+    inner = middleware_index(app, "BrotliMiddleware")
     # after the key check (a keyless write is a 401 whatever its body), before stac-fastapi
     app.user_middleware.insert(inner, Middleware(BodyGuard))
     if internal:

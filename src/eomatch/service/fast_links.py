@@ -4,7 +4,8 @@ stac-fastapi-pgstac builds each item's links with an ``ItemLinks`` object that l
 ``link_*`` methods with ``dir()``, recomputes the request's base URL for every href and joins
 each href with :func:`urllib.parse.urljoin`: ~47 ms per 1000 items, a third of the Python
 work of serving a page. :class:`FastItemLinks` gives the same links in the same order (a
-subclass, so any change to the parent's ``link_*`` methods still applies) with the base URL
+subclass, so any change to the parent's ``link_*`` methods still applies; the internals it
+relies on are listed in :mod:`eomatch.io.thirdparty`) with the base URL
 computed once per request, the ``link_*`` names listed once per class, and a join that is a
 plain concatenation whenever :func:`urllib.parse.urljoin` would give exactly that (a simple
 relative path under a base URL it leaves alone), and :func:`urllib.parse.urljoin` otherwise.
@@ -28,6 +29,7 @@ from stac_fastapi.pgstac import core
 from stac_fastapi.pgstac.models.links import CollectionLinks, ItemLinks
 
 from eomatch.core.publish import is_public
+from eomatch.io.thirdparty import install_module_global
 
 _BASE_KEY = "eomatch.links_base"
 _PLAIN = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@%-][A-Za-z0-9._~!$&'()*+,=@%/-]*")
@@ -128,7 +130,5 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
 def install() -> None:
     """Make stac-fastapi-pgstac's answers use :class:`FastItemLinks` and
     :class:`PublicCollectionLinks` (idempotent)."""
-    if core.ItemLinks is ItemLinks:
-        core.ItemLinks = FastItemLinks
-    if core.CollectionLinks is CollectionLinks:
-        core.CollectionLinks = PublicCollectionLinks
+    install_module_global(core, "ItemLinks", ItemLinks, FastItemLinks)
+    install_module_global(core, "CollectionLinks", CollectionLinks, PublicCollectionLinks)

@@ -7,6 +7,9 @@ links lack ``rel`` and ``/collections`` then answered 500 for everyone. These su
 :func:`eomatch.core.validation.stac_document_problem` on the final document of every write
 (POST, PUT, PATCH in both formats, bulk), and refuse items for a collection that does not
 exist with 404 (pgSTAC raised an error that became a 500).
+
+The private methods overridden and the methods replaced here are listed, with the version they
+were read in, in :mod:`eomatch.io.thirdparty` (a test fails when that version changes).
 """
 
 from __future__ import annotations

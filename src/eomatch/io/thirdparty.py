@@ -1,0 +1,312 @@
+"""Every reliance on a third-party library's internals, with the versions it was checked against.
+
+Upgrading one of :data:`PINS` is a deliberate act: ``tests/test_thirdparty_pins.py`` fails
+with a message naming the library and this module as soon as an installed version differs from
+its pin, or a private name listed in :data:`INTERNALS` is gone. To upgrade, read each entry of
+:data:`INTERNALS` for that library against the new version's source, adapt the code named in
+its ``used_by``, then change the pin here and in ``pyproject.toml``.
+
+What lives here rather than where it is used: the code that touches private state directly
+(pypgstac's partition cache, the module globals of stac-fastapi-pgstac, a middleware found by
+its class name, pgSTAC's ``bbox_geom`` redefined inside pgSTAC's schema). Subclasses that
+override a private method (``_clean_search_args``, ``_validate_item``) stay with their class;
+each is listed in :data:`INTERNALS` with the module that overrides it.
+
+Imports of the libraries are inside functions: this module is read (its pins, its list) by
+the test without the ``service`` extra's import cost, and ``io`` stays importable without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "BBOX_2D_SQL",
+    "INTERNALS",
+    "PGSTAC_SCHEMA",
+    "PINS",
+    "Internal",
+    "install_module_global",
+    "internal_problems",
+    "load_by_partition",
+    "middleware_index",
+    "pin_problems",
+]
+
+PINS: dict[str, str] = {
+    "pypgstac": "0.10.0",
+    "stac-fastapi-pgstac": "7.2.0",
+    "stac-fastapi.api": "7.0.0",
+    "stac-fastapi.types": "7.0.0",
+    "stac-fastapi.extensions": "7.0.0",
+    "brotli-asgi": "1.7.0",
+}
+"""Distribution name → the version whose internals were read (``importlib.metadata`` names)."""
+
+PGSTAC_SCHEMA = "0.10.0"
+"""The pgSTAC schema version installed by ``eomatch db init`` (pypgstac's own version)."""
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One private (or undocumented) name of a library that our code relies on."""
+
+    dist: str
+    """The distribution providing it (a key of :data:`PINS`)."""
+    module: str
+    """Where it lives."""
+    path: str
+    """Attribute path inside ``module`` (``Class.attr``); a class-level check."""
+    used_by: str
+    """Our module (and what in it) that breaks if it changes."""
+    why: str
+    """What we rely on, in one line."""
+    instance: bool = False
+    """An instance attribute (set in ``__init__`` or an attrs field): checked in the class's
+    annotations, attrs fields or source."""
+
+
+INTERNALS: tuple[Internal, ...] = (
+    Internal(
+        "pypgstac",
+        "pypgstac.load",
+        "Loader._partition_cache",
+        "io.thirdparty.load_by_partition (io.pgstac_store.BatchLoader)",
+        "Loader keeps its partitions in this dict; we fill it to load pre-formatted rows",
+        instance=True,
+    ),
+    Internal(
+        "pypgstac",
+        "pypgstac.load",
+        "Loader._partition_update",
+        "io.thirdparty.load_by_partition",
+        "creates/extends the partition of one formatted row (dict with 'partition')",
+    ),
+    Internal(
+        "pypgstac",
+        "pypgstac.load",
+        "Loader.load_partition",
+        "io.thirdparty.load_by_partition",
+        "loads one partition's rows (public but undocumented)",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.core",
+        "ItemLinks",
+        "io.thirdparty.install_module_global (service.fast_links.install)",
+        "core.py looks ItemLinks up as a module global when it builds item links: replaced",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.core",
+        "CollectionLinks",
+        "io.thirdparty.install_module_global (service.fast_links.install)",
+        "as ItemLinks: replaced by the external API's link policy",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.models.links",
+        "ItemLinks.base_url",
+        "service.fast_links.FastItemLinks",
+        "overridden (cached per request); resolve/create_links too",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.models.links",
+        "ItemLinks.resolve",
+        "service.fast_links.FastItemLinks",
+        "overridden: urljoin without parsing on the common path",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.models.links",
+        "ItemLinks.create_links",
+        "service.fast_links.FastItemLinks",
+        "overridden: finds the link_* methods once per class (relies on that naming)",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.core",
+        "CoreCrudClient._clean_search_args",
+        "service.app.ItemsClient",
+        "overridden: a GET filter is parsed by limits.parse_filter, not cql2's validate()",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.transactions",
+        "TransactionsClient._validate_item",
+        "service.writes.CheckedWrites",
+        "overridden: every stored item passes stac_document_problem first",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.transactions",
+        "TransactionsClient._validate_collection",
+        "service.writes.CheckedWrites",
+        "overridden: every stored collection passes stac_document_problem first",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.transactions",
+        "TransactionsClient.patch_item",
+        "service.writes.ValidatingTransactionsClient",
+        "replaced: 7.2 applies a patch after its checks and dumps merge patches' unset "
+        "members as null (deletes) and 'from' as 'from_'",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.transactions",
+        "TransactionsClient.patch_collection",
+        "service.writes.ValidatingTransactionsClient",
+        "replaced: 7.2 checks nothing on PATCH /collections/{id}",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.db",
+        "dbfunc",
+        "service.writes (patch_item, patch_collection)",
+        "calls a pgSTAC function on a connection, translating its errors",
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.models.extensions",
+        "Extensions.transaction",
+        "service.writes.EomatchExtensions",
+        "overridden property: the transaction extensions with our checked clients",
+    ),
+    Internal(
+        "stac-fastapi.types",
+        "stac_fastapi.pgstac.core",
+        "CoreCrudClient.landing_page_id",
+        "service.app.create_app",
+        "set after instantiate_api (with title, description): the attrs defaults are read "
+        "from the environment at import",
+        instance=True,
+    ),
+    Internal(
+        "stac-fastapi.extensions",
+        "stac_fastapi.extensions.transaction.request",
+        "BasePartial",
+        "service.writes._patched",
+        "how a merge patch arrives (the pydantic partial model), told apart from JSON Patch",
+    ),
+    Internal(
+        "stac-fastapi.api",
+        "stac_fastapi.api.app",
+        "BrotliMiddleware",
+        "io.thirdparty.middleware_index (service.app.create_app)",
+        "StacApi adds BrotliMiddleware; ours go inside it, found by this class name",
+    ),
+    Internal(
+        "brotli-asgi",
+        "brotli_asgi",
+        "BrotliMiddleware",
+        "io.thirdparty.middleware_index",
+        "the compression middleware's class name",
+    ),
+)
+"""Everything private (or undocumented) we rely on; the test checks each still exists."""
+
+# pgSTAC builds a PolyhedralSurface for a 6-number bbox, which GEOS cannot intersect (HTTP 500,
+# stac-utils/stac-fastapi#292). Searching by the bbox's 2D footprint is what STAC clients mean.
+# This redefines a function inside pgSTAC's own schema (after each migration): the test checks
+# that the pinned schema still defines bbox_geom(_bbox jsonb) with this signature.
+BBOX_2D_SQL = """
+CREATE OR REPLACE FUNCTION pgstac.bbox_geom(_bbox jsonb) RETURNS geometry AS $$
+SELECT CASE jsonb_array_length(_bbox)
+    WHEN 4 THEN ST_SetSRID(ST_MakeEnvelope(
+        (_bbox->>0)::float, (_bbox->>1)::float, (_bbox->>2)::float, (_bbox->>3)::float), 4326)
+    WHEN 6 THEN ST_SetSRID(ST_MakeEnvelope(
+        (_bbox->>0)::float, (_bbox->>1)::float, (_bbox->>3)::float, (_bbox->>4)::float), 4326)
+    ELSE NULL
+END;
+$$ LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE;
+"""
+BBOX_GEOM_SIGNATURE = "CREATE OR REPLACE FUNCTION bbox_geom(_bbox jsonb) RETURNS geometry"
+"""How the pinned pgSTAC migration declares the function :data:`BBOX_2D_SQL` replaces."""
+
+
+def load_by_partition(loader: Any, rows: list[dict[str, Any]], method: Any) -> None:
+    """Load rows already formatted for pgSTAC (each with its ``partition``) through pypgstac.
+
+    pypgstac's :class:`~pypgstac.load.Loader` only loads raw items, formatting each itself;
+    our rows are formatted once (and hashed for the ingest state), so its private partition
+    cache is filled here, as ``Loader.load_items`` does, and each partition loaded in turn.
+    """
+    loader._partition_cache = {}
+    for row in rows:
+        loader._partition_update(row)
+    rows.sort(key=lambda r: str(r["partition"]))
+    for name, group in itertools.groupby(rows, key=lambda r: str(r["partition"])):
+        loader.load_partition(loader._partition_cache[name], list(group), method)
+
+
+def install_module_global(module: Any, name: str, original: Any, replacement: Any) -> None:
+    """Replace ``module.name`` (a class a library looks up at call time) if still ``original``.
+
+    Idempotent; a library that changed the global (another patch, a new version) is left alone.
+    """
+    if getattr(module, name) is original:
+        setattr(module, name, replacement)
+
+
+def middleware_index(app: Any, class_name: str) -> int:
+    """Position of the middleware named ``class_name`` in a Starlette app's ``user_middleware``,
+    or its length (stac-fastapi adds its middleware as classes, not handles we could keep)."""
+    names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
+    return names.index(class_name) if class_name in names else len(names)
+
+
+def pin_problems() -> list[str]:
+    """One line per installed library whose version is not its pin (or that is missing)."""
+    problems: list[str] = []
+    for dist, pin in PINS.items():
+        try:
+            have = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"{dist} is not installed (pinned {pin})")
+            continue
+        if have != pin:
+            uses = sorted({i.used_by for i in INTERNALS if i.dist == dist})
+            problems.append(
+                f"{dist} is {have}, but eomatch.io.thirdparty was checked against {pin}: "
+                f"re-read the internals listed there for it (used by {'; '.join(uses) or '-'}), "
+                "then update PINS and pyproject.toml"
+            )
+    return problems
+
+
+def internal_problems() -> list[str]:
+    """One line per entry of :data:`INTERNALS` that the installed library no longer has."""
+    import inspect
+
+    problems: list[str] = []
+    for entry in INTERNALS:
+        where = f"{entry.module}.{entry.path} ({entry.dist}; used by {entry.used_by})"
+        try:
+            obj: Any = importlib.import_module(entry.module)
+        except ImportError as exc:
+            problems.append(f"{where}: cannot import {entry.module}: {exc}")
+            continue
+        *parents, last = entry.path.split(".")
+        try:
+            for part in parents:
+                obj = getattr(obj, part)
+        except AttributeError:
+            problems.append(f"{where}: {'.'.join(parents)} is gone")
+            continue
+        if entry.instance and inspect.isclass(obj):
+            found = any(
+                last in getattr(k, "__annotations__", {})
+                or last in {a.name for a in getattr(k, "__attrs_attrs__", ())}
+                for k in obj.__mro__
+            ) or f"self.{last}" in inspect.getsource(obj)
+        else:
+            found = hasattr(obj, last)
+        if not found:
+            problems.append(f"{where}: {last} is gone; {entry.why}")
+    return problems

@@ -1,0 +1,104 @@
+"""The third-party internals we rely on are where :mod:`eomatch.io.thirdparty` says (issue #11 §6).
+
+An upgrade of pypgstac, stac-fastapi(-pgstac) or brotli-asgi fails here first, with a message
+naming the library and what to re-read, instead of as a 500 somewhere in the API.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from eomatch.io import thirdparty
+from eomatch.io.thirdparty import INTERNALS, PINS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_installed_versions_are_the_pinned_ones() -> None:
+    problems = thirdparty.pin_problems()
+    assert not problems, "\n".join(["third-party versions changed:", *problems])
+
+
+def test_every_private_name_relied_on_still_exists() -> None:
+    problems = thirdparty.internal_problems()
+    assert not problems, "\n".join(["third-party internals changed:", *problems])
+
+
+def test_the_checks_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two checks above are not vacuous: a wrong pin and a missing name are reported."""
+    monkeypatch.setitem(PINS, "pypgstac", "0.0.1")
+    assert any(p.startswith("pypgstac is ") and "0.0.1" in p for p in thirdparty.pin_problems())
+    gone = thirdparty.Internal("pypgstac", "pypgstac.load", "Loader._no_such", "x", "y")
+    monkeypatch.setattr(thirdparty, "INTERNALS", (*INTERNALS, gone))
+    assert any("Loader._no_such" in p for p in thirdparty.internal_problems())
+    instance_gone = thirdparty.Internal(
+        "pypgstac", "pypgstac.load", "Loader._no_such_field", "x", "y", instance=True
+    )
+    monkeypatch.setattr(thirdparty, "INTERNALS", (instance_gone,))
+    assert thirdparty.internal_problems()
+
+
+def test_every_internal_names_a_pinned_library() -> None:
+    assert {i.dist for i in INTERNALS} <= set(PINS)
+
+
+def test_pyproject_pins_the_same_versions() -> None:
+    """pyproject.toml's service extra and PINS agree (one version read, one installed)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    service = project["optional-dependencies"]["service"]
+    for dist in ("stac-fastapi-pgstac", "pypgstac"):
+        spec = next(s for s in service if re.match(rf"{re.escape(dist)}(\[|=)", s))
+        assert spec.endswith(f"=={PINS[dist]}"), (dist, spec, PINS[dist])
+
+
+def test_the_pgstac_schema_is_the_pinned_one_and_still_has_bbox_geom() -> None:
+    """We redefine pgstac.bbox_geom after each migration: the pinned schema must still declare
+    it with the same signature (else our version would shadow or miss a changed one)."""
+    import pypgstac
+    from pypgstac.version import __version__ as pypgstac_version
+
+    assert pypgstac_version == thirdparty.PGSTAC_SCHEMA, (
+        f"pypgstac installs pgSTAC {pypgstac_version}, eomatch.io.thirdparty was checked "
+        f"against {thirdparty.PGSTAC_SCHEMA}: re-check BBOX_2D_SQL against its migration"
+    )
+    migration = Path(pypgstac.__file__).parent / "migrations" / f"pgstac.{pypgstac_version}.sql"
+    text = migration.read_text()
+    assert thirdparty.BBOX_GEOM_SIGNATURE in text, (
+        f"{migration.name} no longer declares {thirdparty.BBOX_GEOM_SIGNATURE!r}"
+    )
+    assert "pgstac.bbox_geom(_bbox jsonb) RETURNS geometry" in thirdparty.BBOX_2D_SQL
+
+
+def test_the_replaced_link_classes_are_installed() -> None:
+    """``install_module_global`` really swaps what stac-fastapi-pgstac looks up (idempotent),
+    and leaves a global alone that someone else already changed."""
+    from stac_fastapi.pgstac import core
+    from stac_fastapi.pgstac.models.links import ItemLinks
+
+    from eomatch.service import fast_links
+
+    fast_links.install()
+    fast_links.install()
+    assert core.ItemLinks is fast_links.FastItemLinks
+    assert core.CollectionLinks is fast_links.PublicCollectionLinks
+    thirdparty.install_module_global(core, "ItemLinks", ItemLinks, object)
+    assert core.ItemLinks is fast_links.FastItemLinks
+
+
+def test_our_middleware_sits_inside_compression() -> None:
+    """The middleware found by class name is found: ours go inside BrotliMiddleware."""
+    from eomatch.config.settings import ApiSettings
+    from eomatch.io.pg_conn import DbSettings
+    from eomatch.service.app import create_app
+
+    app = create_app(ApiSettings(api_mode="internal"), db=DbSettings(host="127.0.0.1"))
+    names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]
+    assert "BrotliMiddleware" in names, names
+    at = thirdparty.middleware_index(app, "BrotliMiddleware")
+    assert names[at] == "BrotliMiddleware"
+    assert names.index("ApiKeyMiddleware") < at, names
+    assert names.index("BodyGuard") < at, names

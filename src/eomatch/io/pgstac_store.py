@@ -31,8 +31,11 @@ from pypgstac.migrate import Migrate
 from pypgstac.version import __version__ as PGSTAC_VERSION
 
 from eomatch.core.validation import stac_document_problem
-from eomatch.errors import EomatchError
+from eomatch.errors import DatabaseError as DatabaseError
+from eomatch.errors import InputError, NotFoundError
 from eomatch.io.pg_conn import ConnectionInfo
+from eomatch.io.pg_errors import database_error, translated
+from eomatch.io.pg_errors import one_line as one_line
 from eomatch.io.thirdparty import BBOX_2D_SQL, load_by_partition
 
 __all__ = ["PGSTAC_VERSION", "ApiKey", "DatabaseError", "IngestRow", "PgstacStore"]
@@ -73,10 +76,6 @@ CREATE TABLE IF NOT EXISTS eomatch.ingest_sources (
 """
 
 
-class DatabaseError(EomatchError):
-    """A database operation failed; the message is one line for the user."""
-
-
 @dataclass(frozen=True)
 class ApiKey:
     """An API key as listed (the secret itself is never stored)."""
@@ -93,12 +92,6 @@ def hash_key(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-def one_line(exc: BaseException) -> str:
-    """A database error as one line."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class PgstacStore:
     """pgSTAC plus the eomatch schema, reached as one role."""
 
@@ -109,35 +102,36 @@ class PgstacStore:
 
     @contextmanager
     def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        """A connection with pgSTAC on the search path; errors become one-line messages."""
-        try:
+        """A connection with pgSTAC on the search path; errors become one-line messages.
+
+        A psycopg error the block lets through becomes a :class:`DatabaseError` here, so
+        every query of this class reports one line, not a traceback.
+        """
+        with translated(f"cannot connect to the database {self.info.describe()}"):
             conn = psycopg.connect(self.info.conninfo(), autocommit=autocommit)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(
-                f"cannot connect to the database {self.info.describe()}: {one_line(exc)}"
-            ) from None
         try:
-            conn.execute("SET search_path TO pgstac, public")
-            if not autocommit:
-                conn.commit()
-            yield conn
+            with translated(f"database {self.info.describe()}"):
+                conn.execute("SET search_path TO pgstac, public")
+                if not autocommit:
+                    conn.commit()
+                yield conn
         finally:
             conn.close()
 
     @staticmethod
     def create_database(admin: ConnectionInfo, dbname: str) -> bool:
         """Create a database if it is missing (needs CREATEDB); False if it existed."""
-        try:
-            with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
-                ).fetchone()
-                if exists:
-                    return False
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-                return True
-        except psycopg.Error as exc:
-            raise DatabaseError(f"cannot create database {dbname}: {one_line(exc)}") from None
+        with (
+            translated(f"cannot create database {dbname}"),
+            psycopg.connect(admin.conninfo(), autocommit=True) as conn,
+        ):
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchone()
+            if exists:
+                return False
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            return True
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -158,23 +152,20 @@ class PgstacStore:
 
         Needs a role that may create extensions (postgis, btree_gist, unaccent) and roles.
         """
-        with self.connect(autocommit=True) as conn:
-            try:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public")
-                version = Migrate(PgstacDB(connection=conn)).run_migration(PGSTAC_VERSION)
-                conn.autocommit = False
-                # The migration leaves the session as pgstac_admin, who owns pgSTAC's functions.
-                with conn.transaction():
-                    conn.execute("SET LOCAL ROLE pgstac_admin")
-                    conn.execute(BBOX_2D_SQL)
-                with conn.transaction():
-                    conn.execute("RESET ROLE")
-                    conn.execute(SCHEMA_SQL)
-                    self._roles(conn, role_passwords or {})
-                conn.commit()
-                return version
-            except psycopg.Error as exc:
-                raise DatabaseError(f"database set-up failed: {one_line(exc)}") from None
+        with self.connect(autocommit=True) as conn, translated("database set-up failed"):
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public")
+            version = Migrate(PgstacDB(connection=conn)).run_migration(PGSTAC_VERSION)
+            conn.autocommit = False
+            # The migration leaves the session as pgstac_admin, who owns pgSTAC's functions.
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pgstac_admin")
+                conn.execute(BBOX_2D_SQL)
+            with conn.transaction():
+                conn.execute("RESET ROLE")
+                conn.execute(SCHEMA_SQL)
+                self._roles(conn, role_passwords or {})
+            conn.commit()
+            return version
 
     @staticmethod
     def _roles(conn: psycopg.Connection[Any], passwords: Mapping[str, str]) -> None:
@@ -224,23 +215,17 @@ class PgstacStore:
     def create_key(self, name: str) -> str:
         """A new key for ``name``; the secret is returned once and stored only as a hash."""
         if not _NAME_RE.match(name):
-            raise DatabaseError(
+            raise InputError(
                 f"invalid key name {name!r}: use letters, digits, '.', '_', '@', '-' (max 64)"
             )
         token = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self.connect() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO eomatch.api_keys (name, key_hash, key_prefix) VALUES (%s, %s, %s)",
-                    (name, hash_key(token), token[: len(KEY_PREFIX) + 4]),
-                )
-                conn.commit()
-            except psycopg.errors.UniqueViolation:
-                raise DatabaseError(
-                    f"an API key named {name!r} already exists (revoked keys keep their name)"
-                ) from None
-            except psycopg.Error as exc:
-                raise DatabaseError(f"cannot create API key: {one_line(exc)}") from None
+        taken = f"an API key named {name!r} already exists (revoked keys keep their name)"
+        with self.connect() as conn, translated("cannot create API key", conflict=taken):
+            conn.execute(
+                "INSERT INTO eomatch.api_keys (name, key_hash, key_prefix) VALUES (%s, %s, %s)",
+                (name, hash_key(token), token[: len(KEY_PREFIX) + 4]),
+            )
+            conn.commit()
         return token
 
     def list_keys(self) -> list[ApiKey]:
@@ -259,7 +244,7 @@ class PgstacStore:
                 "SELECT revoked_at FROM eomatch.api_keys WHERE name = %s", (name,)
             ).fetchone()
             if row is None:
-                raise DatabaseError(f"no API key named {name!r}")
+                raise NotFoundError(f"no API key named {name!r}")
             if row[0] is not None:
                 return False
             conn.execute("UPDATE eomatch.api_keys SET revoked_at = now() WHERE name = %s", (name,))
@@ -316,27 +301,22 @@ class PgstacStore:
         for item in items:
             problem = stac_document_problem(dict(item), "Feature")
             if problem:
-                raise DatabaseError(f"item {item.get('id')!r:.200}: {problem}; nothing stored")
+                raise InputError(f"item {item.get('id')!r:.200}: {problem}; nothing stored")
         with self.connect() as conn:
             loader = Loader(db=PgstacDB(connection=conn))
-            try:
-                with conn.transaction():
-                    loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
-            except psycopg.Error as exc:
-                raise DatabaseError(f"upsert failed, nothing changed: {one_line(exc)}") from None
+            with translated("upsert failed, nothing changed"), conn.transaction():
+                loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
 
     def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
         """One hydrated item as pgSTAC returns it."""
-        with self.connect() as conn:
-            try:
-                row = conn.execute(
-                    "SELECT content_hydrate(i, c.base_item) FROM pgstac.items i "
-                    "JOIN pgstac.collections c ON c.id = i.collection "
-                    "WHERE i.collection = %s AND i.id = %s",
-                    (collection, item_id),
-                ).fetchone()
-            except psycopg.Error as exc:  # e.g. a row stored before writes were checked
-                raise DatabaseError(f"cannot read item {item_id!r:.200}: {one_line(exc)}") from None
+        # a row stored before writes were checked may fail to hydrate
+        with self.connect() as conn, translated(f"cannot read item {item_id!r:.200}"):
+            row = conn.execute(
+                "SELECT content_hydrate(i, c.base_item) FROM pgstac.items i "
+                "JOIN pgstac.collections c ON c.id = i.collection "
+                "WHERE i.collection = %s AND i.id = %s",
+                (collection, item_id),
+            ).fetchone()
         return dict(row[0]) if row else None
 
 
@@ -396,7 +376,7 @@ class BatchLoader:
         for doc in collections:  # items are checked by the reader, before formatting
             problem = stac_document_problem(dict(doc), "Collection")
             if problem:
-                raise DatabaseError(f"collection {doc.get('id')!r:.200}: {problem}; nothing stored")
+                raise InputError(f"collection {doc.get('id')!r:.200}: {problem}; nothing stored")
         try:
             with conn.transaction():
                 if collections:
@@ -422,9 +402,7 @@ class BatchLoader:
                     (source, fingerprint),
                 )
         except psycopg.Error as exc:
-            raise DatabaseError(
-                f"ingest failed, this batch was rolled back: {one_line(exc)}"
-            ) from None
+            raise database_error(exc, "ingest failed, this batch was rolled back") from None
         except Exception as exc:  # pypgstac raises bare Exception for missing collections etc.
             if isinstance(exc, DatabaseError):
                 raise
@@ -440,10 +418,8 @@ class ItemFormatter:
     geometry, partition name) on a connection of its own, so it can run beside the loading."""
 
     def __init__(self, conninfo: str) -> None:
-        try:
+        with translated("cannot connect to the database"):
             self.conn = psycopg.connect(conninfo, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to the database: {one_line(exc)}") from None
         self.conn.execute("SET search_path TO pgstac, public")
         self.loader = Loader(db=PgstacDB(connection=self.conn))
 
@@ -452,7 +428,7 @@ class ItemFormatter:
         try:
             row: dict[str, Any] = self.loader.format_item(item)
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot format items: {one_line(exc)}") from None
+            raise database_error(exc, "cannot format items") from None
         except Exception as exc:  # pypgstac raises bare Exception on invalid items
             raise ValueError(one_line(exc)) from None
         return row

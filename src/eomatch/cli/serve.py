@@ -13,7 +13,7 @@ from rich.console import Console
 from eomatch.cli.common import PORT, PORT_OR_ANY, int_arg
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
-from eomatch.errors import EomatchError
+from eomatch.errors import ConflictError, EomatchError
 from eomatch.service.gateway import (
     DEFAULT_API_ALLOW,
     nginx_value,
@@ -117,7 +117,7 @@ def run_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise EomatchError(f"--public-url: {exc}") from None
     if read_status(run_dir) is not None:
-        raise EomatchError(f"already serving from {run_dir} (see `eomatch serve --status`)")
+        raise ConflictError(f"already serving from {run_dir} (see `eomatch serve --status`)")
     console = Console()
     stack = Stack(
         target=target_from(args),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from eomatch.errors import EomatchError
+from eomatch.errors import InputError
 
 TimeLike = datetime | date | str
 
@@ -38,7 +38,7 @@ def parse_time(value: TimeLike, what: str = "time") -> datetime:
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise EomatchError(
+            raise InputError(
                 f"{what}: {_shown(value)} is not an ISO 8601 date or time (e.g. 2022-05-01 or "
                 "2022-05-01T08:30:00Z)"
             ) from None
@@ -47,7 +47,7 @@ def parse_time(value: TimeLike, what: str = "time") -> datetime:
     except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past year 9999 in UTC
         dt = LATEST if dt.year > 2000 else EARLIEST - timedelta(seconds=1)
     if not EARLIEST <= dt < LATEST:
-        raise EomatchError(
+        raise InputError(
             f"{what}: {_shown(value)} is outside the supported years {EARLIEST.year} to "
             f"{LATEST.year - 1}"
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from eomatch.core.tle import ElementSet, TleError, parse_tle_text
-from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.errors import ConfigError, EomatchError, InputError, NetworkError, RemoteLimitError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.http import Answer, Deadline, HttpLimits, HttpSession, TransportFailure
 
@@ -75,7 +75,7 @@ def _get(session: HttpSession, url: str, norad_id: int, who: str) -> Answer:
         return session.request("GET", url, params=params, deadline=deadline)
     except TransportFailure as exc:
         kind = "timed out" if exc.timed_out else "failed"
-        raise EomatchError(
+        raise NetworkError(
             f"cannot fetch TLEs for {who}: request to {url} {kind} after {exc.attempts} "
             f"attempt(s) ({exc.reason})"
         ) from None
@@ -94,18 +94,18 @@ def parse_gp_response(
             clock) plus :data:`MAX_EPOCH_AHEAD_S`.
     """
     if NO_DATA_MARKER in text[:200].casefold():
-        raise EomatchError(f"{source}: the server has no GP data for {who} ({_first_line(text)!r})")
+        raise NetworkError(f"{source}: the server has no GP data for {who} ({_first_line(text)!r})")
     try:
         sets = parse_tle_text(text, source)
     except TleError as exc:
-        raise EomatchError(f"response for {who} is not TLE text: {exc}") from exc
+        raise NetworkError(f"response for {who} is not TLE text: {exc}") from exc
     if not sets:
-        raise EomatchError(
+        raise NetworkError(
             f"{source}: the response for {who} holds no element set ({_first_line(text)!r})"
         )
     others = sorted({es.norad_id for es in sets} - {norad_id})
     if others:
-        raise EomatchError(
+        raise NetworkError(
             f"{source}: the response for {who} holds element sets of NORAD "
             f"{', '.join(map(str, others))} instead"
         )
@@ -113,7 +113,7 @@ def parse_gp_response(
     future = [es for es in sets if es.epoch > latest]
     if future:
         when = datetime.fromtimestamp(max(es.epoch for es in future), UTC)
-        raise EomatchError(
+        raise NetworkError(
             f"{source}: the response for {who} holds an element set with epoch "
             f"{when:%Y-%m-%d %H:%M} UTC, later than now plus {MAX_EPOCH_AHEAD_S // 3600} h; "
             "refused (it would hide stale element sets)"
@@ -151,9 +151,9 @@ def fetch_gp_tles(
             satellite; nothing is returned in part.
     """
     if not url.startswith(("http://", "https://")):
-        raise EomatchError(f"the GP URL must start with http:// or https://, got {url!r}")
+        raise InputError(f"the GP URL must start with http:// or https://, got {url!r}")
     if not timeout > 0:
-        raise EomatchError(f"the timeout must be a positive number of seconds, got {timeout}")
+        raise InputError(f"the timeout must be a positive number of seconds, got {timeout}")
     out: dict[int, list[ElementSet]] = {}
     ids = list(dict.fromkeys(norad_ids))
     bounds = replace(limits or GP_LIMITS, timeout_s=timeout)
@@ -164,7 +164,7 @@ def fetch_gp_tles(
             source = response.url
             text = response.text
             if response.status != 200:
-                raise EomatchError(
+                raise NetworkError(
                     f"cannot fetch TLEs for {who}: HTTP {response.status} "
                     f"{response.reason} from {source} ({_first_line(text)!r})"
                 )
@@ -197,13 +197,13 @@ def _read_cache(path: Path, norad_id: int) -> list[ElementSet]:
         text = path.read_text(encoding="ascii")
         sets = parse_tle_text(text, str(path))
     except (OSError, UnicodeDecodeError, TleError) as exc:
-        raise EomatchError(
+        raise ConfigError(
             f"the cache file {path} is unreadable or corrupt ({exc}); delete it and re-run "
             "'eomatch tle update'"
         ) from exc
     foreign = sorted({es.norad_id for es in sets} - {norad_id})
     if foreign:
-        raise EomatchError(
+        raise ConfigError(
             f"the cache file {path} holds element sets of NORAD "
             f"{', '.join(map(str, foreign))}; delete it and re-run 'eomatch tle update'"
         )
@@ -225,13 +225,13 @@ def update_cache(cache_dir: Path, fetched: Mapping[int, Sequence[ElementSet]]) -
             set belongs to another satellite.
     """
     if cache_dir.exists() and not cache_dir.is_dir():
-        raise EomatchError(f"the TLE cache {cache_dir} exists but is not a directory")
+        raise ConfigError(f"the TLE cache {cache_dir} exists but is not a directory")
     plans: list[tuple[Path, str]] = []
     added: dict[int, int] = {}
     for norad_id, new_sets in fetched.items():
         wrong = sorted({es.norad_id for es in new_sets} - {norad_id})
         if wrong:
-            raise EomatchError(
+            raise NetworkError(
                 f"element sets of NORAD {', '.join(map(str, wrong))} cannot be cached as "
                 f"NORAD {norad_id}"
             )

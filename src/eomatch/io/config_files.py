@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from eomatch.config.models import REGION_KEYS, RunConfig, normalize_legacy
-from eomatch.errors import EomatchError
+from eomatch.errors import ConfigError, InputError
 from eomatch.io.safe_files import check_regular, read_regular_text
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def parse_yaml(text: str, path: str) -> dict[str, Any]:
     The same bounded loader reads every YAML file eomatch accepts (see the limits above).
     """
     if len(text) > MAX_CONFIG_BYTES:
-        raise EomatchError(f"{path}: more than the limit of {MAX_CONFIG_BYTES} characters")
+        raise ConfigError(f"{path}: more than the limit of {MAX_CONFIG_BYTES} characters")
     loader = _LimitedLoader(text)
     try:
         node = loader.get_single_node()
@@ -126,16 +126,16 @@ def parse_yaml(text: str, path: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise EomatchError(f"{path}{where}: invalid YAML: {problem}") from exc
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from exc
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a 5000-digit integer
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise EomatchError(f"{path}: invalid YAML value: {first}") from exc
+        raise ConfigError(f"{path}: invalid YAML value: {first}") from exc
     finally:
         loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise EomatchError(
+        raise ConfigError(
             f"{path}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     return data
@@ -225,12 +225,12 @@ def overrides_layer(overrides: Mapping[str, Any]) -> dict[str, Any]:
             continue
         parts = dotted.split(".")
         if not all(parts):
-            raise EomatchError(f"{OVERRIDES_SOURCE}: {dotted!r} is not a dotted key")
+            raise InputError(f"{OVERRIDES_SOURCE}: {dotted!r} is not a dotted key")
         node = out
         for part in parts[:-1]:
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise EomatchError(f"{OVERRIDES_SOURCE}: {dotted}: {part} is not a mapping")
+                raise InputError(f"{OVERRIDES_SOURCE}: {dotted}: {part} is not a mapping")
             node = nxt
         last = parts[-1]
         if isinstance(value, dict) and isinstance(node.get(last), dict):
@@ -280,11 +280,11 @@ def _validated_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
             _drop_nulls(layer), warn=lambda message: log.warning("%s: %s", source, message)
         )
     except ValueError as exc:
-        raise EomatchError(f"{source}: {exc}") from exc
+        raise ConfigError(f"{source}: {exc}") from exc
     try:
         RunConfig.model_validate(layer, context={"partial": True})
     except ValidationError as exc:
-        raise EomatchError(format_validation_error(source, exc)) from exc
+        raise ConfigError(format_validation_error(source, exc)) from exc
     return layer
 
 
@@ -338,7 +338,7 @@ def config_files(path: Path | None, user_file: Path | None = None) -> list[Path]
         files.append(user_file)
     if path is not None:
         if not os.path.lexists(path):
-            raise EomatchError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path}")
         check_regular(path, "config", MAX_CONFIG_BYTES)
         files.append(path)
     return files
@@ -382,6 +382,6 @@ def load_config(
     except ValidationError as exc:
         key, _ = _key_and_problem(exc.errors()[0])
         source = origin.get(key.split(".")[0], layers[-1][0] if layers else "configuration")
-        raise EomatchError(format_validation_error(source, exc)) from exc
+        raise ConfigError(format_validation_error(source, exc)) from exc
     cfg.base_dir = base_dir
     return cfg

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eomatch.config.models import IngestConfig
 from eomatch.config.settings import Settings
-from eomatch.errors import EomatchError
+from eomatch.errors import ConfigError
 from eomatch.io.pg_cluster import SUPERUSER, LocalCluster
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 
@@ -57,7 +57,7 @@ class DbTarget:
         if self.cluster is not None:
             return self.cluster.connection(self.user or SUPERUSER)
         if self.user is None:
-            raise EomatchError(
+            raise ConfigError(
                 "set the administrating role with --db-user, ingest.db_user or PGUSER"
             )
         return self.role(self.user)
@@ -92,7 +92,7 @@ def resolve_target(
         )
     cluster = local_cluster(overrides.dir, cfg)
     if not cluster.initialised:
-        raise EomatchError(
+        raise ConfigError(
             f"no database: run `eomatch db init` (local cluster in {cluster.root}) "
             "or point at a server with --db-host / ingest.db_host / PGHOST"
         )

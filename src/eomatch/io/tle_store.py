@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eomatch.core.satellites import Satellite
 from eomatch.core.tle import ElementArchive, ElementSet, TleError, parse_tle_text
-from eomatch.errors import EomatchError
+from eomatch.errors import ConfigError, InputError, NotFoundError
 from eomatch.io.safe_files import read_regular_text
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def shipped_tle_dir() -> Path:
     try:
         dist = metadata.distribution(ARCHIVE_DISTRIBUTION)
     except metadata.PackageNotFoundError as exc:  # pragma: no cover - it is a hard dependency
-        raise EomatchError(
+        raise ConfigError(
             "the TLE archive package 'orbitx' is not installed; reinstall eomatch"
         ) from exc
     return Path(str(dist.locate_file(ARCHIVE_SUBDIR)))
@@ -41,7 +41,7 @@ def _parse_file(path: Path, mtime_ns: int, strict: bool) -> tuple[ElementSet, ..
     try:
         sets = parse_tle_text(text, str(path), skipped)
     except TleError as exc:
-        raise EomatchError(f"malformed TLE: {exc}") from exc
+        raise InputError(f"malformed TLE: {exc}") from exc
     if skipped:
         log.debug(
             "%s: skipped %d malformed element sets (first: %s)", path, len(skipped), skipped[0]
@@ -54,13 +54,13 @@ def read_tle_file(path: Path, strict: bool = True) -> tuple[ElementSet, ...]:
     try:
         mtime = path.stat().st_mtime_ns
     except OSError as exc:
-        raise EomatchError(f"cannot read TLE file {path}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot read TLE file {path}: {exc.strerror or exc}") from exc
     return _parse_file(path, mtime, strict)
 
 
 def _dir_files(d: Path) -> list[Path]:
     if not d.is_dir():
-        raise EomatchError(f"TLE directory not found: {d}")
+        raise NotFoundError(f"TLE directory not found: {d}")
     return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in TLE_SUFFIXES)
 
 
@@ -127,7 +127,7 @@ class TleStore:
         """
         sets = self.element_sets(sat)
         if not sets:
-            raise EomatchError(
+            raise NotFoundError(
                 f"no TLEs for {sat.short_name} (NORAD {sat.norad_id}); add a file with --tle-dir "
                 "or run 'eomatch tle update'"
             )

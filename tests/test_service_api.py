@@ -1,4 +1,9 @@
-"""The internal and external STAC APIs as real uvicorn processes on a real pgSTAC."""
+"""The internal and external STAC APIs on a real pgSTAC, served in this process.
+
+What the APIs answer does not depend on the server that runs them, so they run in-process
+(``api_pair_in_process``); the database-down behaviour of real uvicorn processes is tested in
+test_service_exposure.py, the gateway in test_gateway.py.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,20 @@ import pytest
 from eomatch.core.publish import is_public
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.ingest import ingest_catalogue
-from service_fixtures import ApiProcess, ServiceDb, all_hrefs, api_pair, make_catalogue
+from service_fixtures import (
+    InProcessApi,
+    ServiceDb,
+    all_hrefs,
+    api_pair_in_process,
+    http,
+    make_catalogue,
+)
 
 
 @pytest.fixture(scope="module")
 def stack(
     pg_cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServiceDb, ApiProcess, ApiProcess, Path]]:
+) -> Iterator[tuple[ServiceDb, InProcessApi, InProcessApi, Path]]:
     from service_fixtures import _new_db
 
     db = _new_db(pg_cluster)
@@ -38,8 +50,7 @@ def stack(
     doc["links"].append({"rel": "alternate", "href": "/mnt/shared/elsewhere.json"})
     matchup.write_text(json.dumps(doc))
     ingest_catalogue(root, PgstacStore(db.role("eomatch_ingest")))
-    logs = tmp_path_factory.mktemp("logs")
-    with api_pair(db, logs) as (internal, external):
+    with api_pair_in_process(db) as (internal, external):
         yield db, internal, external, matchup
 
 
@@ -48,7 +59,7 @@ def _key(db: ServiceDb, name: str) -> str:
 
 
 def _post_item(api_url: str, coll: str, item: dict, key: str) -> httpx.Response:
-    return httpx.post(
+    return http.post(
         f"{api_url}/collections/{coll}/items",
         json=item,
         headers={"Authorization": f"Bearer {key}"},
@@ -59,10 +70,10 @@ def test_internal_shows_local_assets_external_does_not(stack) -> None:
     _db, internal, external, matchup = stack
     doc = json.loads(matchup.read_text())
     coll, item_id = doc["collection"], doc["id"]
-    inner = httpx.get(f"{internal.url}/collections/{coll}/items/{item_id}").json()
+    inner = http.get(f"{internal.url}/collections/{coll}/items/{item_id}").json()
     assert inner["assets"]["comparison:local"]["href"].startswith("file:///")
     assert inner["assets"]["comparison:abs"]["href"] == "file:///mnt/shared/cmp.nc"
-    outer = httpx.get(f"{external.url}/collections/{coll}/items/{item_id}").json()
+    outer = http.get(f"{external.url}/collections/{coll}/items/{item_id}").json()
     assert "comparison:local" not in outer["assets"]
     assert "comparison:abs" not in outer["assets"]
     assert outer["assets"]["comparison:web"]["href"] == "https://data.example.org/cmp.nc"
@@ -72,7 +83,7 @@ def test_internal_shows_local_assets_external_does_not(stack) -> None:
     assert {"derived_from", "related", "self", "root"} <= rels
     product = next(lk["href"] for lk in outer["links"] if lk["rel"] == "derived_from")
     assert product.startswith(external.url + "/collections/")
-    assert httpx.get(product).status_code == 200
+    assert http.get(product).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -89,7 +100,7 @@ def test_every_external_shape_is_public(stack, method: str, path: str, body) -> 
     _db, _internal, external, matchup = stack
     coll = json.loads(matchup.read_text())["collection"]
     url = external.url + path.format(coll=coll)
-    r = httpx.request(method, url, json=body)
+    r = http.request(method, url, json=body)
     assert r.status_code == 200
     hrefs = all_hrefs(r.json())
     assert hrefs
@@ -111,7 +122,7 @@ def test_external_has_no_write_routes(stack) -> None:
         ("DELETE", f"/collections/{coll}/items/x"),
         ("POST", f"/collections/{coll}/bulk_items"),
     ]:
-        r = httpx.request(method, external.url + path, json={}, headers=auth)
+        r = http.request(method, external.url + path, json={}, headers=auth)
         assert r.status_code in (404, 405), (method, path, r.status_code)
     PgstacStore(db.role()).revoke_key("ext-writer")
     after = [row for row in db.snapshot() if row[1] != "ext-writer"]
@@ -129,28 +140,28 @@ def test_writes_need_a_live_key_effective_without_restart(stack) -> None:
     db, internal, _external, matchup = stack
     doc = json.loads(matchup.read_text())
     coll = doc["collection"]
-    base = httpx.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
+    base = http.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
     url = f"{internal.url}/collections/{coll}/items"
     before = db.snapshot()
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
-        r = httpx.post(url, json=_new_item(base, "denied"), headers=headers)
+        r = http.post(url, json=_new_item(base, "denied"), headers=headers)
         assert r.status_code == 401
         assert r.json()["code"] == "Unauthorized"
         assert r.headers["www-authenticate"].startswith("Bearer")
     assert db.snapshot() == before
     key = _key(db, "pipeline")  # created while the API runs
     auth = {"Authorization": f"Bearer {key}"}
-    r = httpx.post(url, json=_new_item(base, "allowed-1"), headers=auth)
+    r = http.post(url, json=_new_item(base, "allowed-1"), headers=auth)
     assert r.status_code in (200, 201), r.text
-    assert httpx.get(f"{url}/allowed-1").status_code == 200
+    assert http.get(f"{url}/allowed-1").status_code == 200
     listed = {k.name: k for k in PgstacStore(db.role()).list_keys()}
     assert listed["pipeline"].last_used_at is not None
     # search by POST stays a read: no key needed
-    assert httpx.post(f"{internal.url}/search", json={"ids": ["allowed-1"]}).status_code == 200
+    assert http.post(f"{internal.url}/search", json={"ids": ["allowed-1"]}).status_code == 200
     PgstacStore(db.role()).revoke_key("pipeline")
-    r = httpx.delete(f"{url}/allowed-1", headers=auth)
+    r = http.delete(f"{url}/allowed-1", headers=auth)
     assert r.status_code == 401
-    assert httpx.get(f"{url}/allowed-1").status_code == 200
+    assert http.get(f"{url}/allowed-1").status_code == 200
 
 
 def test_links_follow_the_proxy_prefix(stack) -> None:
@@ -160,8 +171,8 @@ def test_links_follow_the_proxy_prefix(stack) -> None:
         "X-Forwarded-Host": "stac.example.org",
         "X-Forwarded-Port": "443",
     }
-    # uvicorn started without --root-path here; the root path comes from the ASGI scope
-    r = httpx.get(f"{external.url}/search?limit=1", headers=headers)
+    # no --root-path here; the root path comes from the ASGI scope
+    r = http.get(f"{external.url}/search?limit=1", headers=headers)
     links = {lk["rel"]: lk["href"] for lk in r.json()["links"]}
     assert links["root"].startswith("https://stac.example.org/")
     assert links["next"].startswith("https://stac.example.org/search?")
@@ -170,29 +181,11 @@ def test_links_follow_the_proxy_prefix(stack) -> None:
 def test_bad_bboxes_are_400_not_500(stack) -> None:
     _db, internal, external, _matchup = stack
     for api in (internal, external):
-        assert httpx.get(f"{api.url}/search?bbox=1,2,3").status_code == 400
-        r = httpx.get(f"{api.url}/search?bbox=-20,30,0,40,60,1000")
+        assert http.get(f"{api.url}/search?bbox=1,2,3").status_code == 400
+        r = http.get(f"{api.url}/search?bbox=-20,30,0,40,60,1000")
         assert r.status_code == 200
         assert r.json()["features"]
-        assert httpx.post(f"{api.url}/search", json={"bbox": [1, 2, 3]}).status_code == 400
-
-
-@pytest.mark.xdist_group("pg-restart")
-def test_database_down_gives_503_then_recovers(stack) -> None:
-    db, internal, external, _matchup = stack
-    db.cluster.stop()
-    try:
-        for api in (internal, external):
-            r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
-            assert r.status_code == 503, r.text
-            assert r.json()["code"] == "ServiceUnavailable"
-    finally:
-        db.cluster.start()
-    for api in (internal, external):
-        r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
-        if r.status_code == 503:  # the pool's first attempt may still see the old socket
-            r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
-        assert r.status_code == 200
+        assert http.post(f"{api.url}/search", json={"bbox": [1, 2, 3]}).status_code == 400
 
 
 def test_bad_requests_found_by_fuzzing_are_4xx_not_500(stack) -> None:
@@ -232,9 +225,9 @@ def test_bad_requests_found_by_fuzzing_are_4xx_not_500(stack) -> None:
     ]
     before = db.snapshot()
     for api, method, path, kwargs, expected in cases:
-        r = httpx.request(method, api.url + path, timeout=30, **kwargs)
+        r = http.request(method, api.url + path, timeout=30, **kwargs)
         assert r.status_code == expected, (method, path, r.status_code, r.text[:200])
-    assert httpx.get(item_url).status_code == 200
+    assert http.get(item_url).status_code == 200
     assert [row for row in db.snapshot() if row[1] != "fuzz-regressions"] == [
         row for row in before if row[1] != "fuzz-regressions"
     ]
@@ -246,7 +239,7 @@ def test_an_href_urljoin_cannot_parse_is_refused_before_it_is_written(stack) -> 
     doc = json.loads(matchup.read_text())
     coll = doc["collection"]
     key = _key(db, "href-writer")
-    base = httpx.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
+    base = http.get(f"{internal.url}/collections/{coll}/items/{doc['id']}").json()
     item = {**base, "id": "bad-href", "links": [{"rel": "alternate", "href": "http://["}]}
     before = db.item_count()
     r = _post_item(internal.url, coll, item, key)

@@ -234,6 +234,9 @@ def test_database_down_answers_name_nothing_internal(db, plain) -> None:
                 r = httpx.get(api.url + path, timeout=30)
                 assert r.status_code == 503, (path, r.status_code, r.text)
                 assert _reveals(r.text, db) == [], (path, r.text)
+                if path != "/_mgmt/health":
+                    assert r.json()["code"] == "ServiceUnavailable", r.text
+                    assert r.headers["Retry-After"], r.headers
     finally:
         db.cluster.start()
     for api in (internal, external):
@@ -243,6 +246,11 @@ def test_database_down_answers_name_nothing_internal(db, plain) -> None:
                 break
         assert r.status_code == 200, r.text
         assert r.json()["pgstac"]["status"] == "UP"
+        # (moved from test_service_api) searches recover too, without a restart
+        r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
+        if r.status_code == 503:  # the pool's first attempt may still see the old socket
+            r = httpx.get(f"{api.url}/search?limit=1", timeout=30)
+        assert r.status_code == 200, r.text
 
 
 def test_an_internal_error_names_nothing_internal(monkeypatch) -> None:

@@ -264,3 +264,30 @@ def test_an_unreachable_database_is_a_database_error() -> None:
             PgstacStore(info).list_keys()
     assert "\n" not in str(exc.value)
     assert exit_code(exc.value) == 2
+
+
+def test_io_raise_sites_raise_their_branch(tmp_path: Path) -> None:
+    """Callers can catch the branch: configuration, input, a missing thing, the network."""
+    import socket as _socket
+
+    from eomatch.errors import ConfigError, NetworkError
+    from eomatch.io.celestrak import fetch_gp_tles
+    from eomatch.io.config_files import load_config
+    from eomatch.io.http import HttpLimits
+    from eomatch.timeparse import parse_time
+
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml", None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad, None)
+    with pytest.raises(InputError, match="not an ISO 8601"):
+        parse_time("soon", "start_time")
+    with pytest.raises(InputError, match="must start with http"):
+        fetch_gp_tles("ftp://example.org", [25544])
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/gp"
+        with pytest.raises(NetworkError, match="cannot fetch TLEs"):
+            fetch_gp_tles(url, [25544], 2, limits=HttpLimits(max_retries=0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from eomatch.cli.common import load_run_config, progress_bar, stderr
+from eomatch.cli.common import float_arg, load_run_config, progress_bar, stderr
 from eomatch.config.settings import Settings
 from eomatch.core.satellites import Satellite, SatelliteRegistry, UnknownSatelliteError
 from eomatch.core.tle import ElementSet
@@ -26,16 +25,6 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("give one or more comma-separated names, e.g. S2A,LS9")
     return names
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
 def _add_platforms(p: argparse.ArgumentParser) -> None:
@@ -84,7 +73,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     up.add_argument(
         "--timeout",
-        type=_seconds,
+        type=float_arg(0, None, "a positive number of seconds", above=True),
         default=30.0,
         metavar="S",
         help="seconds allowed to connect and for each read (default: %(default)g)",

@@ -38,8 +38,11 @@ def test_the_checks_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     instance_gone = thirdparty.Internal(
         "pypgstac", "pypgstac.load", "Loader._no_such_field", "x", "y", instance=True
     )
-    monkeypatch.setattr(thirdparty, "INTERNALS", (instance_gone,))
-    assert thirdparty.internal_problems()
+    state_gone = thirdparty.Internal(
+        "stac-fastapi-pgstac", "stac_fastapi.pgstac.db", "connect_to_db.nopool", "x", "y", True
+    )
+    monkeypatch.setattr(thirdparty, "INTERNALS", (instance_gone, state_gone))
+    assert len(thirdparty.internal_problems()) == 2
 
 
 def test_every_internal_names_a_pinned_library() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +67,8 @@ class Internal:
     why: str
     """What we rely on, in one line."""
     instance: bool = False
-    """An instance attribute (set in ``__init__`` or an attrs field): checked in the class's
-    annotations, attrs fields or source."""
+    """An attribute set at run time: on a class, an instance attribute (annotations, attrs
+    fields or ``self.<name>`` in its source); on a function, ``.<name>`` it assigns (source)."""
 
 
 INTERNALS: tuple[Internal, ...] = (
@@ -188,6 +189,22 @@ INTERNALS: tuple[Internal, ...] = (
         instance=True,
     ),
     Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.db",
+        "connect_to_db.readpool",
+        "service.app (_check_key reads app.state.readpool)",
+        "where connect_to_db keeps the read pool: the API key check queries it directly",
+        instance=True,
+    ),
+    Internal(
+        "stac-fastapi-pgstac",
+        "stac_fastapi.pgstac.db",
+        "connect_to_db.get_connection",
+        "service.app._health, service.writes (app.state.get_connection)",
+        "the connection factory connect_to_db leaves in app.state",
+        instance=True,
+    ),
+    Internal(
         "stac-fastapi.extensions",
         "stac_fastapi.extensions.transaction.request",
         "BasePartial",
@@ -305,6 +322,8 @@ def internal_problems() -> list[str]:
                 or last in {a.name for a in getattr(k, "__attrs_attrs__", ())}
                 for k in obj.__mro__
             ) or f"self.{last}" in inspect.getsource(obj)
+        elif entry.instance:
+            found = re.search(rf"\.{re.escape(last)}\s*=", inspect.getsource(obj)) is not None
         else:
             found = hasattr(obj, last)
         if not found:

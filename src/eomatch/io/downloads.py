@@ -23,8 +23,8 @@ from urllib.request import url2pathname
 
 import httpx
 
+from eomatch.errors import ConflictError, EomatchError, InputError, RemoteLimitError
 from eomatch.errors import DownloadError as DownloadError
-from eomatch.errors import EomatchError, RemoteLimitError
 from eomatch.io.http import (
     RETRY_STATUSES,
     HttpLimits,
@@ -531,7 +531,7 @@ def download(
             files at one destination; raised before anything is fetched.
     """
     if concurrency < 1:
-        raise EomatchError(f"download concurrency must be at least 1, got {concurrency}")
+        raise InputError(f"download concurrency must be at least 1, got {concurrency}")
     bounds = replace(
         limits or HttpLimits(max_redirects=MAX_REDIRECTS),
         timeout_s=timeout,
@@ -542,14 +542,14 @@ def download(
     dest_href: dict[Path, str] = {}
     for index, job in enumerate(jobs):
         if not job.href or not job.href.strip():
-            raise EomatchError(
+            raise InputError(
                 f"product {job.product_id}: no file to download (no href; predicted products "
                 "have no data to fetch)"
             )
         dest = Path(os.path.abspath(job.dest))
         other = dest_href.setdefault(dest, job.href)
         if other != job.href:
-            raise EomatchError(
+            raise ConflictError(
                 f"product {job.product_id}: {job.dest} is the destination of two different "
                 f"files ({other} and {job.href})"
             )

@@ -42,7 +42,7 @@ import orjson
 import tenacity
 
 from eomatch._version import __version__
-from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.errors import ConfigError, InputError, NetworkError, RemoteLimitError
 from eomatch.errors import Retryable as Retryable
 from eomatch.errors import TransportFailure as TransportFailure
 
@@ -86,12 +86,12 @@ class HttpLimits:
         for name in ("timeout_s", "max_seconds", "max_retry_after_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise EomatchError(f"HTTP limit {name} must be a positive number, got {value!r}")
+                raise ConfigError(f"HTTP limit {name} must be a positive number, got {value!r}")
         for name in ("max_response_bytes", "max_pages", "max_items"):
             if getattr(self, name) < 1:
-                raise EomatchError(f"HTTP limit {name} must be at least 1")
+                raise ConfigError(f"HTTP limit {name} must be at least 1")
         if self.max_retries < 0 or self.max_redirects < 0 or self.backoff_s < 0:
-            raise EomatchError("HTTP limits max_retries, max_redirects, backoff_s must be >= 0")
+            raise ConfigError("HTTP limits max_retries, max_redirects, backoff_s must be >= 0")
 
 
 Origin = tuple[str, str, int]
@@ -224,7 +224,7 @@ class _Decoder:
                     self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
                     self._first = False
                     continue
-                raise EomatchError(f"{self.url}: corrupt {self.coding} body ({exc})") from None
+                raise NetworkError(f"{self.url}: corrupt {self.coding} body ({exc})") from None
             self._first = False
             out.append(self._count(chunk))
             buf = self._obj.unconsumed_tail
@@ -569,7 +569,7 @@ class HttpSession:
                 timed_out=isinstance(exc, httpx.TimeoutException),
             ) from None
         except httpx.InvalidURL as exc:
-            raise EomatchError(f"invalid URL {url!r}: {exc}") from None
+            raise InputError(f"invalid URL {url!r}: {exc}") from None
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 
-from eomatch.errors import EomatchError, RemoteLimitError
+from eomatch.errors import EomatchError, InputError, NetworkError, RemoteLimitError
 from eomatch.io.http import Answer, Deadline, HttpLimits, HttpSession, TransportFailure
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class StacApi:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not re.match(r"^https?://[^/]", url):
-            raise EomatchError(f"--api-url must be an http(s) URL, got {url!r}")
+            raise InputError(f"--api-url must be an http(s) URL, got {url!r}")
         self.root = url.rstrip("/")
         base = limits or HttpLimits()
         self.limits = replace(
@@ -176,7 +176,7 @@ class StacApi:
         pager = _Pager(self.limits, what)
         while True:
             if not isinstance(doc, dict) or not isinstance(doc.get("collections"), list):
-                raise EomatchError(f"{self.url('collections')}: not a STAC collections list")
+                raise NetworkError(f"{self.url('collections')}: not a STAC collections list")
             pager.page(len(doc["collections"]))
             for coll in doc["collections"]:
                 if isinstance(coll, dict) and isinstance(coll.get("id"), str):

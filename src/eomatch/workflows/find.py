@@ -24,7 +24,7 @@ from eomatch.core.predict import predict_products
 from eomatch.core.products import MatchupEvent, Product, SensorKey
 from eomatch.core.propagation import TleOrbit
 from eomatch.core.vocabulary import BBox
-from eomatch.errors import EomatchError
+from eomatch.errors import ConfigError, InputError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.stac_source import ProductSource, StacApiSource
 from eomatch.wiring import build_registry, build_store
@@ -62,7 +62,7 @@ def _sources(sensors: list[ResolvedSensor]) -> dict[SensorKey, ProductSource | N
             out[s.key] = None
             continue
         if s.stac is None or s.stac_source is None:
-            raise EomatchError(f"sensor {s.key.label()}: source 'stac' needs a stac_source")
+            raise ConfigError(f"sensor {s.key.label()}: source 'stac' needs a stac_source")
         if s.stac_source not in cache:
             ours = {x.key.collection for x in sensors if x.stac_source == s.stac_source}
             cache[s.stac_source] = StacApiSource(
@@ -92,17 +92,17 @@ def find_and_catalogue(
     cfg = context.config if isinstance(context, EOMatchContext) else context
     problems = cfg.run_problems(path_given=path is not None)
     if problems:
-        raise EomatchError("the configuration is not ready for find: " + "; ".join(problems))
+        raise ConfigError("the configuration is not ready for find: " + "; ".join(problems))
     root = Path(path) if path is not None else cfg.matchup_catalogue.path
     if root is None:
-        raise EomatchError("no catalogue path: give --path or set matchup_catalogue.path")
+        raise ConfigError("no catalogue path: give --path or set matchup_catalogue.path")
     root = Path(root)
     if root.name == "catalog.json":
         root = root.parent
     registry = build_registry(cfg)
     sensors = cfg.resolve_sensors(registry)
     if len({s.satellite.short_name for s in sensors}) != len(sensors):
-        raise EomatchError("each sensor must be on a different platform (crossovers need two)")
+        raise ConfigError("each sensor must be on a different platform (crossovers need two)")
     start, end = cfg.window()
     check_catalogue_target(root, start, end)
     kwargs = cfg.crossover_kwargs()
@@ -199,14 +199,14 @@ def check_catalogue_target(root: Path, start: datetime, end: datetime) -> None:
             writable, or a file that merging reads is corrupt.
     """
     if root.exists() and not root.is_dir():
-        raise EomatchError(f"catalogue path {root} is a file, not a folder")
+        raise InputError(f"catalogue path {root} is a file, not a folder")
     probe = root
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise EomatchError(f"catalogue path {root}: {probe} is a file, not a folder")
+        raise InputError(f"catalogue path {root}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise EomatchError(f"catalogue path {root}: {probe} is not writable")
+        raise InputError(f"catalogue path {root}: {probe} is not writable")
     if (root / "catalog.json").exists():
         with MatchupCatalogue.open(root) as cat:
             cat.check_for_merge(start - MERGE_MARGIN, end + MERGE_MARGIN)

@@ -22,7 +22,7 @@ import orjson
 
 from eomatch.core.publish import HrefRewriter, content_hash
 from eomatch.core.validation import stac_document_problem
-from eomatch.errors import EomatchError
+from eomatch.errors import InputError, NotFoundError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.pgstac_store import PGSTAC_VERSION, ItemFormatter, PgstacStore
 from eomatch.workflows.ingest_scan import (
@@ -123,15 +123,15 @@ def push_assets(
     by_path = {rel: (coll, iid) for coll, iid, rel in files}
     found = [(coll, rel) for coll, iid, rel in files if iid == item_id]
     if not found:
-        raise EomatchError(f"not in the catalogue: {item_id}")
+        raise NotFoundError(f"not in the catalogue: {item_id}")
     coll, rel = found[0]
     try:
         doc = _read_json(root / rel)
     except (OSError, ValueError) as exc:
-        raise EomatchError(f"{root / rel}: unreadable item: {exc}") from None
+        raise InputError(f"{root / rel}: unreadable item: {exc}") from None
     problem = item_problem(doc, item_id)
     if problem:
-        raise EomatchError(f"{root / rel}: not a valid STAC item: {problem}")
+        raise InputError(f"{root / rel}: not a valid STAC item: {problem}")
     local = HrefRewriter(root, by_path.get, assets_base_url).item(doc, rel)
     central = store.get_item(coll, item_id)
     if central is None:
@@ -194,7 +194,7 @@ def ingest_catalogue(
     ``only`` restricts the run to these item ids (``add-asset --push``); it never prunes.
     """
     if assets_base_url is not None and not _is_base_url(assets_base_url):
-        raise EomatchError(f"--assets-base-url must be a URL, got {assets_base_url!r:.200}")
+        raise InputError(f"--assets-base-url must be a URL, got {assets_base_url!r:.200}")
     cat = MatchupCatalogue.open(catalogue, skip_invalid=skip_invalid)
     try:
         root = cat.root
@@ -208,7 +208,7 @@ def ingest_catalogue(
         files = [f for f in files if f[1] in wanted]
         missing = wanted - {f[1] for f in files}
         if missing:
-            raise EomatchError(f"not in the catalogue: {', '.join(sorted(missing))}")
+            raise NotFoundError(f"not in the catalogue: {', '.join(sorted(missing))}")
         prune = False
     rewriter = HrefRewriter(root, by_path.get, assets_base_url)
     source = source_id(root)
@@ -223,13 +223,13 @@ def ingest_catalogue(
         try:
             raw = _read_json(root / rel)
         except (OSError, ValueError) as exc:
-            raise EomatchError(f"{root / rel}: unreadable collection: {exc}") from None
+            raise InputError(f"{root / rel}: unreadable collection: {exc}") from None
         # the API's rules, on the file and on what is stored: nothing is loaded otherwise
         problem = stac_document_problem(raw, "Collection")
         doc = raw if problem else rewriter.collection(raw, rel)
         problem = problem or stac_document_problem(doc, "Collection")
         if problem:
-            raise EomatchError(f"{root / rel}: not a valid STAC collection: {problem}")
+            raise InputError(f"{root / rel}: not a valid STAC collection: {problem}")
         digest = content_hash(doc)
         known_collection = state.get((coll, COLLECTION_ROW))
         if known_collection is None or known_collection[0] != digest:

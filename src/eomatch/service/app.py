@@ -52,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from eomatch._version import __version__
 from eomatch.config.settings import ApiSettings, read_settings
 from eomatch.core.publish import public_view
+from eomatch.errors import DatabaseError, EomatchError, http_status
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
 from eomatch.io.thirdparty import middleware_index
@@ -431,6 +432,7 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     for bad in BAD_INPUT:
         app.add_exception_handler(bad, _bad_input_handler)
     app.add_exception_handler(asyncpg.exceptions.PostgresError, _postgres_error_handler)
+    app.add_exception_handler(EomatchError, _eomatch_error_handler)
     app.add_exception_handler(Exception, _internal_error_handler)
     _replace_health_route(app)
     inner = middleware_index(app, "BrotliMiddleware")
@@ -476,6 +478,27 @@ async def _postgres_error_handler(request: Request, exc: Exception) -> JSONRespo
     if client:
         return _json(400, "BadRequest", f"the request cannot be run: {message}"[:500])
     return await _internal_error_handler(request, exc)
+
+
+def eomatch_error_response(exc: EomatchError) -> JSONResponse:
+    """The answer for an error of the tree: its branch's status (errors.HTTP_STATUSES).
+
+    A 4xx carries the one-line message (the client's fault, said to the client); a 5xx is
+    logged and answered without it, since such messages may name hosts, ports or paths.
+    """
+    status = http_status(exc)
+    if status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc)
+        if isinstance(exc, DatabaseError):
+            return _unavailable()
+        return _json(status, "ServerError", "the API cannot answer this now; see its log")
+    code = {404: "NotFound", 409: "Conflict"}.get(status, "BadRequest")
+    return _json(status, code, (str(exc).splitlines() or ["invalid request"])[0][:500])
+
+
+async def _eomatch_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EomatchError)
+    return eomatch_error_response(exc)
 
 
 async def _internal_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -14,15 +14,26 @@ from referencing import Registry, Resource
 from shapely.geometry import MultiPolygon, box
 
 from eomatch.core import stac_items as si
+from eomatch.core.matchups import event_matchup_id
 from eomatch.core.products import (
     Matchup,
     MatchupEvent,
     Product,
     SensorKey,
     event_id,
-    matchup_id,
     pair_id,
 )
+
+
+def _schema_file() -> str:
+    """The shipped extension schema's file name (moving to ``core.vocabulary``, issue 11 §6)."""
+    name = getattr(si, "EXTENSION_SCHEMA_FILE", None)
+    if name is None:
+        from eomatch.core import vocabulary  # type: ignore[attr-defined,unused-ignore]
+
+        name = vocabulary.EXTENSION_SCHEMA_FILE
+    return str(name)
+
 
 S2 = SensorKey("S2_MSI_L1C", "Sentinel-2A")
 L9 = SensorKey("LANDSAT_C2L1", "Landsat-9")
@@ -71,7 +82,7 @@ def make_event(
             geom_mu = prods[0].geometry
         matchups.append(
             Matchup(
-                id=matchup_id(pair, prods),
+                id=event_matchup_id(pair, eid, prods),
                 products=tuple(sorted(prods, key=lambda p: p.sensor)),
                 geometry=geom_mu,
                 area_km2=1000.0 + k,
@@ -98,9 +109,7 @@ def _registry() -> Registry[Any]:
     resources_: list[tuple[str, Resource[Any]]] = [
         (uri, Resource.from_contents(schema)) for uri, schema in get_local_schema_cache().items()
     ]
-    ext = json.loads(
-        resources.files("eomatch.schemas").joinpath(si.EXTENSION_SCHEMA_FILE).read_text()
-    )
+    ext = json.loads(resources.files("eomatch.schemas").joinpath(_schema_file()).read_text())
     resources_.append((si.EXTENSION_URI, Resource.from_contents(ext)))
     return Registry().with_resources(resources_)
 
@@ -217,3 +226,53 @@ def pystac_item_ids(root: Path) -> list[str]:
 
     cat = pystac.Catalog.from_file(str(root / "catalog.json"))
     return sorted(item.id for item in cat.get_items(recursive=True))
+
+
+def link_graph(root: Path) -> dict[str, set[tuple[str, str]]]:
+    """The catalogue's item links as read from the files, by direction.
+
+    Keys: ``event->matchup`` (event ``related`` links), ``matchup->event`` (matchup ``related``
+    links, checked against its ``matchup:event_id``), ``matchup->product`` (``derived_from``).
+    Every link must resolve to an item file (asserted here).
+    """
+    files = item_files(root)
+    by_rel = {str(p.relative_to(root)): i for i, p in files.items()}
+    out: dict[str, set[tuple[str, str]]] = {
+        "event->matchup": set(),
+        "matchup->event": set(),
+        "matchup->product": set(),
+    }
+    for item_id, path in files.items():
+        item = json.loads(path.read_text())
+        rel = str(path.relative_to(root))
+        kind = si.collection_kind(item["collection"])
+        for link in item["links"]:
+            if link["rel"] not in ("related", "derived_from"):
+                continue
+            target = by_rel.get(si.resolve_href(rel, link["href"]))
+            assert target is not None, (rel, link)
+            if kind == "event":
+                assert link.get("matchup:role") == "matchup", (rel, link)
+                out["event->matchup"].add((item_id, target))
+            elif link["rel"] == "related":
+                assert item["properties"]["matchup:event_id"] == target, (rel, link)
+                out["matchup->event"].add((item_id, target))
+            else:
+                out["matchup->product"].add((item_id, target))
+        if kind == "matchup":
+            assert [e for m, e in out["matchup->event"] if m == item_id], f"{rel}: no event"
+    return out
+
+
+def check_link_symmetry(root: Path) -> dict[str, set[tuple[str, str]]]:
+    """Every event→matchup link has its matchup→event reverse and vice versa; a matchup
+    links exactly one event; returns the graph (see :func:`link_graph`)."""
+    g = link_graph(root)
+    forward = g["event->matchup"]
+    backward = {(e, m) for m, e in g["matchup->event"]}
+    assert forward == backward, forward ^ backward
+    owners: dict[str, set[str]] = {}
+    for m, e in g["matchup->event"]:
+        owners.setdefault(m, set()).add(e)
+    assert all(len(v) == 1 for v in owners.values()), owners
+    return g

@@ -28,13 +28,17 @@ def test_public_names():
 
 def test_seed_compatible_modules_point_at_the_same_code():
     from eomatch.find_and_catalogue import FindSummary as SeedSummary
-    from eomatch.find_and_catalogue import find_and_catalogue
+    from eomatch.find_and_catalogue import FoundCatalogue, find_and_catalogue
     from eomatch.io.catalogue import MatchupCatalogue
     from eomatch.manage_products import download_catalogue_products, remove_catalogue_products
     from eomatch.mu_stac import MatchupCatalogue as SeedCatalogue
     from eomatch.workflows import find, products
 
-    assert SeedCatalogue is MatchupCatalogue is eomatch.MatchupCatalogue
+    # the seed module's class adds download_products (a use case io must not import)
+    assert MatchupCatalogue is eomatch.MatchupCatalogue
+    assert issubclass(SeedCatalogue, MatchupCatalogue)
+    assert issubclass(FoundCatalogue, SeedCatalogue)  # its result has download_products
+    assert SeedCatalogue.get_events is MatchupCatalogue.get_events
     # the seed entry point runs the use case and returns the catalogue (test_seed_python_api)
     assert find_and_catalogue.__module__ == "eomatch.find_and_catalogue"
     assert SeedSummary is find.FindSummary

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from eomatch.config.models import RunConfig
 from eomatch.context import EOMatchContext
-from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.workflows.catalogue import MatchupCatalogue
 from eomatch.workflows.find import FindSummary, Progress
 from eomatch.workflows.find import find_and_catalogue as _run
 

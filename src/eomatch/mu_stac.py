@@ -1,5 +1,8 @@
-"""Seed-compatible module name for :class:`eomatch.io.catalogue.MatchupCatalogue`."""
+"""Seed-compatible module name for the matchup catalogue (with ``download_products``).
 
-from eomatch.io.catalogue import MatchupCatalogue
+See :mod:`eomatch.workflows.catalogue`.
+"""
+
+from eomatch.workflows.catalogue import MatchupCatalogue
 
 __all__ = ["MatchupCatalogue"]

@@ -8,13 +8,19 @@ collocation region (the intersection of the footprints).
 Everything here is deterministic and independent of input order: products are de-duplicated by
 id and sorted, combinations are enumerated over sensors sorted by (collection, platform), and the
 result is sorted by matchup id.
+
+A matchup belongs to exactly one event (issue 11 §7): two crossovers close in time can share a
+product combination, and each of them gets its own matchup, whose id includes the event id
+(:func:`event_matchup_id`). So every link is one-to-one and symmetric: the event lists the
+matchup (``related``), the matchup names the event (``related`` and ``matchup:event_id``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import shapely
@@ -29,7 +35,6 @@ from eomatch.core.products import (
     Product,
     SensorKey,
     event_id,
-    matchup_id,
     pair_id,
 )
 
@@ -37,6 +42,18 @@ EVENT_STEP_S = 5
 """Track sampling step for event swaths."""
 MIN_EVENT_SWATH_KM = 10.0
 """Width given to nadir-only sensors (swath 0) so the event region is still an area."""
+
+
+def event_matchup_id(pair: str, event: str, products: Sequence[Product]) -> str:
+    """Deterministic id of the matchup of ``products`` within ``event``.
+
+    ``{pair}_{first product start %Y%m%dT%H%M%S}_{sha256(event id|sorted product ids)[:10]}``:
+    the same products matched in two events are two matchups, each linking its one event.
+    """
+    first = min(p.start for p in products)
+    key = "|".join([event, *sorted(p.id for p in products)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"{pair}_{first.astimezone(UTC):%Y%m%dT%H%M%S}_{digest}"
 
 
 def _run_times(t0: datetime, t1: datetime) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
@@ -259,7 +276,7 @@ def find_matchups(
         starts = [p.start.timestamp() for p in prods]
         matchups.append(
             Matchup(
-                id=matchup_id(pair, prods),
+                id=event_matchup_id(pair, event.id, prods),
                 products=prods,
                 geometry=geom,
                 area_km2=area,

@@ -6,7 +6,9 @@ Identity rules (deterministic across runs and versions):
 * events collection: ``matchup-events-{pair id}``; matchup collection: the pair id
 * event id: ``{pair id}_{closest approach time of A %Y%m%dT%H%M%S}_{lat}_{lon}``
   (location included so crossovers at the same second in different places stay distinct)
-* matchup id: ``{pair id}_{first product start %Y%m%dT%H%M%S}_{sha256(sorted ids)[:10]}``
+* matchup id: ``{pair id}_{first product start %Y%m%dT%H%M%S}_{sha256(event id|sorted ids)[:10]}``
+  (:func:`eomatch.core.matchups.event_matchup_id`: a matchup belongs to one event; the
+  event-free :func:`matchup_id` is the previous generation's v0.2 rule)
 """
 
 from __future__ import annotations

@@ -40,12 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
-import mimetypes
 import os
-import re
-import shutil
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,63 +50,37 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
-import cql2
 import orjson
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product
+from eomatch.core.satellites import SatelliteRegistry
 from eomatch.errors import EomatchError
-from eomatch.io.atomic import json_bytes, pretty_json_bytes, write_file_atomic
+from eomatch.io import catalogue_reads as reads
+from eomatch.io.catalogue_assets import CatalogueAssets
+from eomatch.io.catalogue_assets import media_type_for as media_type_for
 from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
+from eomatch.io.catalogue_files import DATA_DIR as DATA_DIR
+from eomatch.io.catalogue_files import LOCK_NAME as LOCK_NAME
+from eomatch.io.catalogue_files import MAX_FILE_BYTES as MAX_FILE_BYTES
+from eomatch.io.catalogue_files import read_file, scandir
+from eomatch.io.catalogue_files import write_json_file as _write_json_file
+from eomatch.io.catalogue_import import ITEM_RELS, foreign_item, merge_foreign
 from eomatch.io.catalogue_index import (
     INDEX_NAME,
     CatalogueIndex,
-    IndexEntry,
     IndexRow,
     index_entry,
 )
-from eomatch.io.safe_files import read_regular_bytes
-from eomatch.io.safe_paths import check_component, within_root
-from eomatch.timeparse import TimeLike, parse_time
+from eomatch.io.catalogue_repair import CatalogueRepair
+from eomatch.io.catalogue_session import WriteSession
+from eomatch.io.safe_paths import within_root
+from eomatch.timeparse import TimeLike
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".eomatch.lock"
-MAX_FILE_BYTES = 64 << 20
-"""Largest JSON file of a catalogue read (an item is kilobytes; a big collection ~1 MB)."""
-DATA_DIR = "data"
 DEFAULT_DESCRIPTION = "Satellite-to-satellite matchups found by eomatch."
-
-_MEDIA_TYPES = {
-    ".nc": "application/x-netcdf",
-    ".tif": "image/tiff; application=geotiff",
-    ".tiff": "image/tiff; application=geotiff",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".json": "application/json",
-    ".geojson": "application/geo+json",
-    ".csv": "text/csv",
-    ".zip": "application/zip",
-    ".tar": "application/x-tar",
-    ".gz": "application/gzip",
-    ".txt": "text/plain",
-    ".html": "text/html",
-    ".pdf": "application/pdf",
-    ".parquet": "application/vnd.apache.parquet",
-    ".zarr": "application/vnd+zarr",
-}
-
-
-def media_type_for(path: str) -> str:
-    """Media type from a file name's extension (``application/octet-stream`` if unknown)."""
-    suffix = Path(urlparse(path).path if "://" in path else path).suffix.lower()
-    if suffix in _MEDIA_TYPES:
-        return _MEDIA_TYPES[suffix]
-    guessed, _ = mimetypes.guess_type(path)
-    return guessed or "application/octet-stream"
 
 
 @dataclass
@@ -134,13 +104,11 @@ ImportStatus = Literal["new", "updated", "unchanged"]
 """What :meth:`MatchupCatalogue.import_items` did with one item."""
 
 
-def _epoch(when: TimeLike) -> float:
-    """Unix seconds; accepts what every command accepts (ISO text, date, datetime; naive = UTC)."""
-    return parse_time(when, "time").timestamp()
-
-
 class MatchupCatalogue:
     """Events → matchups → products stored as a static STAC catalogue, with a side index."""
+
+    registry: SatelliteRegistry | None = None
+    """Satellites whose names ``get_events(platforms=...)`` accepts (None: the built-in ones)."""
 
     def __init__(self, root: Path, skip_invalid: bool = False) -> None:
         self.root = root
@@ -151,22 +119,15 @@ class MatchupCatalogue:
         self._depth = 0
         self._batching = False
         self._failed = False
-        self._collections: dict[str, dict[str, Any]] = {}
-        self._extents: dict[str, tuple[list[float], tuple[datetime, datetime]]] = {}
-        self._changed_collections: set[str] = set()
-        self._catalog_changed = False
-        self._touched_dirs: set[str] = set()
-        self._made_dirs: set[str] = set()
-        # day folder -> {item id: written (True) or removed (False)} in this session
-        self._day_changes: dict[str, dict[str, bool]] = {}
-        self._removed_items: list[str] = []  # item files to delete once nothing links to them
-        self._dropped_collections: set[str] = set()
+        self._s = WriteSession()  # replaced by a fresh one at each session start and rebuild
         # batch writer threads: item path -> its last queued write (see _queue_write)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future[None]] = {}
         self._queue: deque[tuple[str, Future[None]]] = deque()
         self._write_error: BaseException | None = None
         self._bulk: BulkWriter | None = None  # new events of a batch, see _bulk_add
+        self._assets = CatalogueAssets(self)
+        self._repair = CatalogueRepair(self)
 
     @property
     def _index(self) -> CatalogueIndex:
@@ -324,18 +285,18 @@ class MatchupCatalogue:
         self._idx.add_rows(result.rows, result.event_matchups, result.matchup_products)
         for coll, (bbox, lo, hi) in result.extents.items():
             self._extend(coll, bbox, lo, hi)
-        changes = self._day_changes
+        changes = self._s.day_changes
         for row in result.rows:
-            day = si.day_of(row[3])
+            day = si.day_of(row.path)
             if day not in changes:
                 changes[day] = {}
-                self._touched_dirs.add(day)
-            changes[day][row[0]] = True
+                self._s.touched_dirs.add(day)
+            changes[day][row.id] = True
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         with self.lock():
-            outermost = self._depth == 1 and not self._index._in_tx
+            outermost = self._depth == 1 and not self._index.in_transaction
             if outermost:
                 self._start_session()
             try:
@@ -351,11 +312,7 @@ class MatchupCatalogue:
 
     def _start_session(self) -> None:
         self._catalog = self._read_catalog()
-        self._collections.clear()
-        self._extents.clear()
-        self._changed_collections.clear()
-        self._catalog_changed = False
-        self._clear_pending()
+        self._s = WriteSession()
         self._failed = False
         # Full freshness check (day-directory scan) on open only; here the dirty flag suffices
         # since every writer of ours records what it wrote: keeps one add O(1).
@@ -368,19 +325,12 @@ class MatchupCatalogue:
         self._index.mark_dirty()
         self._index.begin()
 
-    def _clear_pending(self) -> None:
-        self._touched_dirs.clear()
-        self._made_dirs.clear()
-        self._day_changes.clear()
-        self._removed_items.clear()
-        self._dropped_collections.clear()
-
     def _finish_session(self) -> None:
         self._drain()
         self._flush()
         dirs: dict[str, int] = {}
         gone: list[str] = []
-        for rel in self._touched_dirs:
+        for rel in self._s.touched_dirs:
             try:
                 dirs[rel] = os.stat(self.root / rel).st_mtime_ns
             except FileNotFoundError:
@@ -391,20 +341,8 @@ class MatchupCatalogue:
 
     # --- index freshness and rebuild --------------------------------------------------------
 
-    def _scan_dirs(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for coll in _subdirs(self.root):
-            if coll.name.startswith(".") or coll.name == DATA_DIR:
-                continue
-            for year in _subdirs(coll):
-                for month in _subdirs(year):
-                    for day in _subdirs(month):
-                        rel = f"{coll.name}/{year.name}/{month.name}/{day.name}"
-                        out[rel] = day.stat().st_mtime_ns
-        return out
-
     def _index_fresh(self) -> bool:
-        return self._index.is_usable() and self._scan_dirs() == self._index.dirs()
+        return self._repair.index_fresh()
 
     def rebuild_index(self) -> None:
         """Rebuild the side index from the item files and repair collections and catalog."""
@@ -412,140 +350,11 @@ class MatchupCatalogue:
             self._drain()  # queued batch writes first: the rebuild reads the files
             self._index.rollback()
             self._catalog = self._read_catalog()
-            self._collections.clear()
-            self._changed_collections.clear()
-            self._clear_pending()
+            self._s = WriteSession()
             self._rebuild()
 
     def _rebuild(self) -> None:
-        """Rebuild the index, then repair the files.
-
-        Every file is read and checked before the first one is written, so a catalogue with a
-        bad file (an error, not ``skip_invalid``) is left byte-identical. Skipped files stay
-        listed by their day catalogs: a reader never unlinks what it could not read.
-        """
-        log.info("rebuilding the catalogue index of %s from its files", self.root)
-        self._index.mark_dirty()
-        self._index.begin()
-        self._index.clear()
-        dirs = self._scan_dirs()
-        days: dict[str, set[str]] = {}
-        entries: list[IndexEntry] = []
-        emptied: list[str] = []
-        stale: list[str] = []  # temp files left by a killed writer
-        relink: list[str] = []  # items written before day catalogs existed
-        day_lists: list[tuple[str, list[str]]] = []  # day catalogs to (re)write
-        for rel in sorted(dirs):
-            day = self.root / rel
-            ids: list[str] = []
-            skipped: list[str] = []
-            for entry in sorted(os.scandir(day), key=lambda e: e.name):
-                if entry.name.startswith("."):
-                    if entry.name.endswith(".tmp"):
-                        stale.append(entry.path)
-                    continue
-                if not entry.name.endswith(".json") or entry.name == si.DAY_CATALOG:
-                    continue
-                item_rel = f"{rel}/{entry.name}"
-                item = self._load_item(item_rel)
-                if item is None:
-                    skipped.append(entry.name.removesuffix(".json"))
-                    continue
-                if si.with_structural_links(item, item_rel)["links"] != item.get("links"):
-                    relink.append(item_rel)
-                entries.append(index_entry(item, item_rel))
-                ids.append(item["id"])
-            old = self._read_day_catalog(rel)
-            if skipped and old is not None:
-                ids += sorted(si.day_catalog_items(old) & set(skipped))
-            if ids:
-                days.setdefault(rel.split("/", 1)[0], set()).add(rel.split("/", 1)[1])
-                if si.day_catalog_dict(rel, ids) != old:
-                    day_lists.append((rel, ids))
-            elif (day / si.DAY_CATALOG).exists():
-                emptied.append(rel)
-            if len(entries) >= 10_000:
-                self._index.add_entries(entries)
-                entries.clear()
-        self._index.add_entries(entries)
-        self._repair_collections(days)  # reads (and checks) every collection
-        # -- everything read: now the repairs
-        for path in stale:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        for item_rel in relink:
-            item = self._read_item(item_rel)
-            fixed = si.with_structural_links(item, item_rel)
-            _write_json_file(self.root / item_rel, fixed, durable=True, compact=True)
-        for rel, ids in day_lists:
-            self._write_day_catalog(rel, ids, None)
-        self._repair_relations()
-        self._flush_collections()
-        for rel in emptied:  # stale day catalogs, deleted once no collection links to them
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.root / si.day_catalog_path(rel))
-        for rel in dirs:
-            dirs[rel] = os.stat(self.root / rel).st_mtime_ns
-        self._index.set_dirs(dirs)
-        self._index.commit(clean=True)
-
-    def _repair_relations(self) -> set[str]:
-        """Drop ``related``/``derived_from`` links to items that are gone; return the day folders.
-
-        Such links are left by a remove killed half-way (or by hand-deleted files); re-running
-        the remove then finishes the work.
-        """
-        db = self._index.db
-        missing = "NOT IN (SELECT id FROM items)"
-        ids = {
-            str(r[0])
-            for sql in (
-                f"SELECT DISTINCT event_id FROM event_matchups WHERE matchup_id {missing}",
-                f"SELECT DISTINCT matchup_id FROM event_matchups WHERE event_id {missing}",
-                f"SELECT DISTINCT matchup_id FROM matchup_products WHERE product_id {missing}",
-            )
-            for r in db.execute(sql)
-        }
-        touched: set[str] = set()
-        for row in self._index.get_many(sorted(ids)).values():
-            item = self._load_item(row.path)
-            if item is None:
-                continue
-            links = [
-                link
-                for link in item.get("links") or []
-                if link.get("rel") not in ("related", "derived_from")
-                or (self.root / si.resolve_href(row.path, str(link["href"]))).is_file()
-            ]
-            if len(links) == len(item.get("links") or []):
-                continue
-            log.warning("%s: dropping links to items that are gone", self.root / row.path)
-            item["links"] = links
-            _write_json_file(self.root / row.path, item, durable=True, compact=True)
-            self._index.delete_item(row.id)
-            self._index_item(item, row.path)
-            touched.add(si.day_of(row.path))
-        return touched
-
-    def _repair_collections(self, days: Mapping[str, set[str]]) -> None:
-        present = self._index.collections()
-        children = {c for c in self._children()}
-        for coll in sorted(present):
-            self._recompute_extent(coll)
-            self._set_days(coll, days.get(coll, set()))
-            if coll not in children:
-                self._catalog_changed = True
-        for coll in children - set(present):
-            if not (self.root / si.collection_path(coll)).is_file():
-                self._catalog_changed = True  # dangling child link: drop it
-            else:
-                self._set_days(coll, set())  # kept for its assets, no items left
-
-    def _set_days(self, coll: str, days: set[str]) -> None:
-        data = self._collection(coll)
-        if data is not None and si.collection_days(data) != days:
-            si.set_collection_days(data, days)
-            self._changed_collections.add(coll)
+        self._repair.rebuild()
 
     def _load_item(self, rel: str) -> dict[str, Any] | None:
         pending = self._pending.get(rel)
@@ -553,7 +362,7 @@ class MatchupCatalogue:
             pending.result()
         path = self.root / rel
         try:
-            item: dict[str, Any] = orjson.loads(_read_file(path))
+            item: dict[str, Any] = orjson.loads(read_file(path))
             problem = si.item_problem(item)  # every reader relies on the shapes it checks
             if problem:
                 raise ValueError(problem)
@@ -582,7 +391,7 @@ class MatchupCatalogue:
     def _read_catalog(self) -> dict[str, Any]:
         path = self.root / "catalog.json"
         try:
-            data = orjson.loads(_read_file(path))
+            data = orjson.loads(read_file(path))
         except FileNotFoundError as exc:
             raise EomatchError(f"{path}: no matchup catalogue here") from exc
         except (OSError, ValueError) as exc:
@@ -608,18 +417,18 @@ class MatchupCatalogue:
         day = si.day_of(rel)
         if rel.endswith(f"/{si.DAY_CATALOG}"):
             raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
-        if day not in self._made_dirs:
+        if day not in self._s.made_dirs:
             within_root(self.root, day)  # a planted symlink must not lead writes out (§3)
             os.makedirs(os.path.join(self.root, day), exist_ok=True)
-            self._made_dirs.add(day)
+            self._s.made_dirs.add(day)
         if self._pool is not None and self._batching:
             self._queue_write(rel, item)
         else:
             _write_json_file(
                 os.path.join(self.root, rel), item, durable=not self._batching, compact=True
             )
-        self._touched_dirs.add(day)
-        self._day_changes.setdefault(day, {})[str(item["id"])] = True
+        self._s.touched_dirs.add(day)
+        self._s.day_changes.setdefault(day, {})[str(item["id"])] = True
 
     _MAX_QUEUED = 512
     """Queued item writes before the caller waits for the oldest (bounds memory)."""
@@ -685,7 +494,7 @@ class MatchupCatalogue:
         """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""
         path = self.root / si.day_catalog_path(day)
         try:
-            data = orjson.loads(_read_file(path))
+            data = orjson.loads(read_file(path))
             if not isinstance(data, dict) or data.get("type") != "Catalog":
                 raise ValueError("not a STAC catalog")
             problem = si.links_problem(data.get("links"))
@@ -702,7 +511,7 @@ class MatchupCatalogue:
         """Ids of the indexed items whose file is in the day folder (for a lost day catalog)."""
         names = [
             e.name.removesuffix(".json")
-            for e in _scandir(self.root / day)
+            for e in scandir(self.root / day)
             if e.name.endswith(".json") and not e.name.startswith(".") and e.name != si.DAY_CATALOG
         ]
         rows = self._index.get_many(names)
@@ -728,8 +537,8 @@ class MatchupCatalogue:
         their collections no longer link to them.
         """
         emptied: list[str] = []
-        for day in sorted(self._day_changes):
-            changes = self._day_changes[day]
+        for day in sorted(self._s.day_changes):
+            changes = self._s.day_changes[day]
             old = self._read_day_catalog(day)
             if old is not None:
                 ids = si.day_catalog_items(old)
@@ -749,8 +558,8 @@ class MatchupCatalogue:
                 days = si.collection_days(data)
                 if bool(ids) != (date_part in days):
                     si.set_collection_days(data, days ^ {date_part})
-                    self._changed_collections.add(coll)
-        self._day_changes.clear()
+                    self._s.changed_collections.add(coll)
+        self._s.day_changes.clear()
         return emptied
 
     def _flush(self) -> None:
@@ -762,19 +571,19 @@ class MatchupCatalogue:
         """
         emptied = self._flush_days()
         self._flush_collections()
-        for coll in sorted(self._dropped_collections):
+        for coll in sorted(self._s.dropped_collections):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / si.collection_path(coll))
-        self._dropped_collections.clear()
+        self._s.dropped_collections.clear()
         for day in emptied:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / si.day_catalog_path(day))
-        for rel in reversed(self._removed_items):  # products, their matchup, ..., the event
+        for rel in reversed(self._s.removed_items):  # products, their matchup, ..., the event
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.root / rel)
-        self._removed_items.clear()
+        self._s.removed_items.clear()
         for day in emptied:  # drop empty YYYY/MM/DD folders (and empty months and years)
-            self._made_dirs.discard(day)
+            self._s.made_dirs.discard(day)
             folder = self.root / day
             for _ in range(3):
                 try:
@@ -790,12 +599,12 @@ class MatchupCatalogue:
         return item
 
     def _collection(self, coll: str) -> dict[str, Any] | None:
-        if coll in self._dropped_collections:
+        if coll in self._s.dropped_collections:
             return None
-        if coll not in self._collections:
+        if coll not in self._s.collections:
             path = self.root / si.collection_path(coll)
             try:
-                data = orjson.loads(_read_file(path))
+                data = orjson.loads(read_file(path))
             except FileNotFoundError:
                 return None
             except (OSError, ValueError) as exc:
@@ -803,68 +612,69 @@ class MatchupCatalogue:
             problem = si.collection_problem(data)
             if problem:
                 raise EomatchError(f"{path}: not a valid STAC collection: {problem}")
-            self._collections[coll] = data
-        return self._collections[coll]
+            self._s.collections[coll] = data
+        return self._s.collections[coll]
 
     def _extend(self, coll: str, bbox: Sequence[float], start: datetime, end: datetime) -> None:
         data = self._collection(coll)
         if data is None:
-            self._dropped_collections.discard(coll)
-            self._collections[coll] = si.collection_dict(coll, bbox, (start, end))
-            self._changed_collections.add(coll)
+            self._s.dropped_collections.discard(coll)
+            self._s.collections[coll] = si.collection_dict(coll, bbox, (start, end))
+            self._s.changed_collections.add(coll)
             return
-        if coll not in self._extents:
-            self._extents[coll] = si.collection_extent(data)
-        old_bbox, (lo, hi) = self._extents[coll]
+        if coll not in self._s.extents:
+            self._s.extents[coll] = si.collection_extent(data)
+        old_bbox, (lo, hi) = self._s.extents[coll]
         new_bbox = si.bbox_union(old_bbox, bbox)
         new_lo, new_hi = min(lo, start), max(hi, end)
         if new_bbox != old_bbox or (new_lo, new_hi) != (lo, hi):
-            self._extents[coll] = (new_bbox, (new_lo, new_hi))
+            self._s.extents[coll] = (new_bbox, (new_lo, new_hi))
             data["extent"]["spatial"]["bbox"][0] = new_bbox
             data["extent"]["temporal"]["interval"][0] = [
                 si.format_bound(new_lo),
                 si.format_bound(new_hi),
             ]
-            self._changed_collections.add(coll)
+            self._s.changed_collections.add(coll)
 
     def _recompute_extent(self, coll: str) -> None:
-        self._extents.pop(coll, None)
+        self._s.extents.pop(coll, None)
         ext = self._index.collection_extent(coll)
         data = self._collection(coll)
         if ext is None:
             if data is not None and not data.get("assets"):
-                self._dropped_collections.add(coll)  # deleted by _flush, after catalog.json
-                self._collections.pop(coll, None)
-                self._changed_collections.discard(coll)
-                self._catalog_changed = True
+                self._s.dropped_collections.add(coll)  # deleted by _flush, after catalog.json
+                self._s.collections.pop(coll, None)
+                self._s.changed_collections.discard(coll)
+                self._s.catalog_changed = True
             return
         (w, s, e, n), lo, hi, crossing = ext
         bbox = [-180.0, s, 180.0, n] if crossing else [w, s, e, n]
         interval = (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC))
         if data is None:
-            self._collections[coll] = si.collection_dict(coll, bbox, interval)
-            self._changed_collections.add(coll)
+            self._s.collections[coll] = si.collection_dict(coll, bbox, interval)
+            self._s.changed_collections.add(coll)
             return
         if si.collection_extent(data) != (bbox, interval):
             data["extent"]["spatial"]["bbox"] = [bbox]
             data["extent"]["temporal"]["interval"] = [
                 [si.format_datetime(interval[0]), si.format_datetime(interval[1])]
             ]
-            self._changed_collections.add(coll)
+            self._s.changed_collections.add(coll)
 
     def _flush_collections(self) -> None:
-        for coll in sorted(self._changed_collections):
+        for coll in sorted(self._s.changed_collections):
             _write_json_file(
-                self.root / si.collection_path(coll), self._collections[coll], not self._batching
+                self.root / si.collection_path(coll), self._s.collections[coll], not self._batching
             )
-        self._changed_collections.clear()
+        self._s.changed_collections.clear()
         existing = set(self._children())
         present = {
             c
-            for c in existing | set(self._collections)
-            if c not in self._dropped_collections and (self.root / si.collection_path(c)).is_file()
+            for c in existing | set(self._s.collections)
+            if c not in self._s.dropped_collections
+            and (self.root / si.collection_path(c)).is_file()
         }
-        if present != existing or self._catalog_changed:
+        if present != existing or self._s.catalog_changed:
             extra = {
                 k: v
                 for k, v in self._catalog.items()
@@ -874,7 +684,7 @@ class MatchupCatalogue:
                 self._catalog["id"], self._catalog.get("description", ""), present, extra
             )
             _write_json_file(self.root / "catalog.json", self._catalog, not self._batching)
-        self._catalog_changed = False
+        self._s.catalog_changed = False
 
     # --- adding -----------------------------------------------------------------------------
 
@@ -882,8 +692,11 @@ class MatchupCatalogue:
         """Add an event with its matchups and their products; items already present are kept.
 
         Re-adding the same event changes nothing; a new matchup of a known event is added and
-        linked from the event item.
+        linked from the event item. A matchup belongs to exactly one event (its
+        ``matchup:event_id`` is set to ``event``): one already in the catalogue under another
+        event is refused, so an event never lists a matchup that links elsewhere (issue 11 §7).
         """
+        event = _own_matchups(event)
         if self._bulk is not None:
             fast = self._bulk_add(event, self._bulk)
             if fast is not None:
@@ -897,6 +710,7 @@ class MatchupCatalogue:
             if row is not None:  # the event file's links are the truth, not the index
                 old = self._read_item(row.path)
             known = {Path(p).stem for p in si.related_paths(old, "matchup", rel)}
+            self._check_matchup_owners(event)
             if row is None and event.matchups:
                 # The event goes first, linking only to itself, so that a kill never leaves a
                 # matchup whose event link dangles; it is rewritten below with its matchups.
@@ -949,11 +763,11 @@ class MatchupCatalogue:
             for p in mu.products:
                 order.setdefault(p.id, p)
             order.setdefault(mu.id, mu)
-        if bulk.pending(event.id):
+        if bulk.pending(event.id) or any(bulk.pending(m.id) for m in event.matchups):
             return None
         known = self._idx.present([event.id, *order])
-        if event.id in known:
-            return None
+        if event.id in known or any(m.id in known for m in event.matchups):
+            return None  # the one-event-per-matchup check is done on the slow path
         res = AddResult(events_new=1)
         plan: list[Product | Matchup] = []
         reserved = si.DAY_CATALOG.removesuffix(".json")
@@ -972,6 +786,16 @@ class MatchupCatalogue:
                 plan.append(x)
         bulk.write_event(event, plan)
         return res
+
+    def _check_matchup_owners(self, event: MatchupEvent) -> None:
+        """Refuse (before any write) a matchup of ``event`` that another event owns."""
+        for mu in event.matchups:
+            owners = [e for e in self._index.events_of_matchup(mu.id) if e != event.id]
+            if owners:
+                raise EomatchError(
+                    f"matchup '{mu.id}' already belongs to event '{owners[0]}', not to "
+                    f"'{event.id}': a matchup belongs to one event (its id includes the event's)"
+                )
 
     def _put(self, item: dict[str, Any], rel: str, start: datetime, end: datetime) -> None:
         self._write_item(rel, item)
@@ -1017,7 +841,7 @@ class MatchupCatalogue:
         collections = collections or {}
         incoming: dict[str, tuple[dict[str, Any], str, tuple[datetime, datetime]]] = {}
         for raw in items:
-            item, rel, times = _foreign_item(raw)
+            item, rel, times = foreign_item(raw)
             incoming[item["id"]] = (item, rel, times)
         if not incoming:
             return {}
@@ -1028,14 +852,14 @@ class MatchupCatalogue:
             targets: list[str] = []
             for item, rel, _ in incoming.values():
                 for link in item["links"]:
-                    if link.get("rel") in _ITEM_RELS and not si.is_url(str(link.get("href", ""))):
+                    if link.get("rel") in ITEM_RELS and not si.is_url(str(link.get("href", ""))):
                         targets.append(si.item_id_of(si.resolve_href(rel, str(link["href"]))))
             present = self.item_paths(t for t in set(targets) if t not in incoming)
             present_rels = set(present.values())
 
             def resolvable(rel: str, link: Mapping[str, Any]) -> bool:
                 href = str(link.get("href", ""))
-                if link.get("rel") not in _ITEM_RELS or si.is_url(href):
+                if link.get("rel") not in ITEM_RELS or si.is_url(href):
                     return True
                 target = si.resolve_href(rel, href)
                 return target in batch_rels or target in present_rels
@@ -1049,7 +873,7 @@ class MatchupCatalogue:
                 if row is not None:
                     old = self._read_raw(row.path)
                 if old is not None and row is not None:
-                    item = _merge_foreign(item, old, row.path == rel, self._index_has)
+                    item = merge_foreign(item, old, row.path == rel, self._index_has)
                 final = si.with_structural_links(item, rel)
                 if old is not None and row is not None and row.path == rel and final == old:
                     statuses[iid] = "unchanged"
@@ -1080,9 +904,7 @@ class MatchupCatalogue:
                 if row is not None and row.path != rel:
                     self._delete(row)  # its time moved it to another day folder
                 elif row is not None and row.kind == "matchup":
-                    self._index.db.execute(
-                        "DELETE FROM matchup_products WHERE matchup_id=?", (iid,)
-                    )
+                    self._index.forget_products_of(iid)
                 self._put(final, rel, *times)
         return statuses
 
@@ -1096,7 +918,7 @@ class MatchupCatalogue:
         if pending is not None:
             pending.result()
         try:
-            data = orjson.loads(_read_file(self.root / rel))
+            data = orjson.loads(read_file(self.root / rel))
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable (%s), replaced by the incoming item", self.root / rel, exc)
             return None
@@ -1132,10 +954,10 @@ class MatchupCatalogue:
         data["stac_extensions"] = list(data["stac_extensions"]) + [
             e for e in ours if e not in data["stac_extensions"]
         ]
-        self._dropped_collections.discard(coll)
-        self._collections[coll] = data
-        self._extents.pop(coll, None)
-        self._changed_collections.add(coll)
+        self._s.dropped_collections.discard(coll)
+        self._s.collections[coll] = data
+        self._s.extents.pop(coll, None)
+        self._s.changed_collections.add(coll)
         (self.root / coll).mkdir(parents=True, exist_ok=True)
         _write_json_file(self.root / si.collection_path(coll), data, not self._batching)
 
@@ -1175,9 +997,9 @@ class MatchupCatalogue:
 
     def _delete(self, row: IndexRow) -> None:
         day = si.day_of(row.path)
-        self._removed_items.append(row.path)  # deleted by _flush, after its day catalog
-        self._touched_dirs.add(day)
-        self._day_changes.setdefault(day, {})[row.id] = False
+        self._s.removed_items.append(row.path)  # deleted by _flush, after its day catalog
+        self._s.touched_dirs.add(day)
+        self._s.day_changes.setdefault(day, {})[row.id] = False
         self._index.delete_item(row.id)
 
     # --- queries ----------------------------------------------------------------------------
@@ -1193,11 +1015,7 @@ class MatchupCatalogue:
         """
         for coll in self._children():
             self._collection(coll)
-        rows = self._index.db.execute(
-            "SELECT path FROM items WHERE kind='event' AND end >= ? AND start <= ?",
-            (start.timestamp(), end.timestamp()),
-        )
-        for (rel,) in rows:
+        for rel in self._index.event_paths_overlapping(start.timestamp(), end.timestamp()):
             self._read_item(rel)
 
     def get_events(
@@ -1213,8 +1031,11 @@ class MatchupCatalogue:
         """Events with their matchups and products, filtered.
 
         Args:
-            collections: keep events involving any of these product collections.
-            platforms: keep events involving any of these platforms.
+            collections: keep events of that combination: every listed product collection is
+                involved (``["S2_MSI_L1C", "S3_EFR"]``: S2-vs-S3 events).
+            platforms: keep events involving any of these platforms, by any name the
+                satellite registry knows (``S2A``, ``Sentinel-2A``); an unknown name raises
+                :class:`~eomatch.errors.UnknownSatelliteError`.
             start_time: drop events ending before this (naive means UTC).
             stop_time: drop events starting after this.
             bbox: ``[west, south, east, north]`` the event's bbox must intersect (west > east
@@ -1224,94 +1045,10 @@ class MatchupCatalogue:
             filter: CQL2 text over **matchup** item properties; an event is kept if any of its
                 matchups matches, and only the matching matchups are returned with it.
         """
-        expr = None
-        if filter is not None:
-            try:
-                expr = cql2.Expr(filter)
-            except Exception as exc:
-                raise EomatchError(f"invalid CQL2 filter {filter!r}: {exc}") from exc
-        event_colls = None
-        if collections is not None or platforms is not None:
-            event_colls = self._event_collections(collections, platforms)
-        lat = None if bbox is None else (float(bbox[1]), float(bbox[3]))
-        rows = [
-            r
-            for r in self._index.select_events(
-                event_colls,
-                None if start_time is None else _epoch(start_time),
-                None if stop_time is None else _epoch(stop_time),
-                lat,
-            )
-            if bbox is None or si.bbox_intersects(r.bbox, bbox)
-        ]
-        mu_ids = self._index.matchups_of([r.id for r in rows])
-        mu_rows = self._index.get_many(m for ids in mu_ids.values() for m in ids)
-        if expr is not None:
-            keep = {
-                mid
-                for mid, mr in mu_rows.items()
-                if expr.matches({"type": "Feature", "id": mid, "properties": mr.props or {}})
-            }
-            mu_ids = {e: [m for m in ids if m in keep] for e, ids in mu_ids.items()}
-            rows = [r for r in rows if mu_ids[r.id]]
-        mu_ids = {e: [m for m in ids if m in mu_rows] for e, ids in mu_ids.items()}
-        prod_ids = self._index.products_of([m for r in rows for m in mu_ids[r.id]])
-        prod_rows = self._index.get_many(p for ids in prod_ids.values() for p in ids)
-        if products_downloaded is not None:
-            kept = []
-            for r in rows:
-                flags = [
-                    prod_rows[p].downloaded
-                    for m in mu_ids[r.id]
-                    for p in prod_ids[m]
-                    if p in prod_rows
-                ]
-                if (all(flags) if products_downloaded else not all(flags)) and (
-                    flags or products_downloaded
-                ):
-                    kept.append(r)
-            rows = kept
-        products: dict[str, Product] = {}
-        events: list[MatchupEvent] = []
-        for r in rows:
-            try:
-                matchups = []
-                for mid in mu_ids[r.id]:
-                    prods = []
-                    for pid in prod_ids[mid]:
-                        if pid not in products and pid in prod_rows:
-                            products[pid] = si.item_to_product(self._read_item(prod_rows[pid].path))
-                        if pid in products:
-                            prods.append(products[pid])
-                    matchups.append(si.item_to_matchup(self._read_item(mu_rows[mid].path), prods))
-                events.append(si.item_to_event(self._read_item(r.path), matchups))
-            except EomatchError:
-                if not self.skip_invalid:
-                    raise
-                log.warning("event %s skipped: one of its items is invalid", r.id)
-        return events
-
-    def _event_collections(
-        self, collections: Sequence[str] | None, platforms: Sequence[str] | None
-    ) -> list[str]:
-        out = []
-        for coll, kind in self._index.collections().items():
-            if kind != "event":
-                continue
-            row = self._index.db.execute(
-                "SELECT props FROM items WHERE collection=? LIMIT 1", (coll,)
-            ).fetchone()
-            props = json.loads(row[0]) if row and row[0] else {}
-            if collections is not None and not set(collections) & set(
-                props.get("matchup:collections") or []
-            ):
-                continue
-            if platforms is not None and not set(platforms) & set(
-                props.get("matchup:platforms") or []
-            ):
-                continue
-            out.append(coll)
-        return out
+        f = reads.EventFilter(
+            collections, platforms, start_time, stop_time, bbox, products_downloaded, filter
+        )
+        return reads.get_events(self._index, self._read_item, f, self.skip_invalid, self.registry)
 
     def product_item(self, product_id: str) -> dict[str, Any]:
         """The product's STAC item dict."""
@@ -1327,8 +1064,7 @@ class MatchupCatalogue:
 
     def item_files(self) -> list[tuple[str, str, str]]:
         """``(collection, item id, path relative to the root)`` of every item, from the index."""
-        rows = self._index.db.execute("SELECT collection, id, path FROM items ORDER BY path")
-        return rows.fetchall()  # TEXT columns: already str
+        return self._index.item_files()
 
     def collection_files(self) -> dict[str, str]:
         """Collection id → ``{id}/collection.json`` for every collection the root lists."""
@@ -1348,103 +1084,21 @@ class MatchupCatalogue:
             raise EomatchError(f"no {kind or 'item'} '{item_id}' in the catalogue {self.root}")
         return row
 
-    # --- assets -----------------------------------------------------------------------------
-
-    def _href(self, from_rel: str, target: str | os.PathLike[str]) -> str:
-        text = os.fspath(target)
-        if si.is_url(text):
-            return text
-        path = Path(text).expanduser().absolute()
-        root = self.root.absolute()
-        if path.is_relative_to(root):
-            return si.relative_href(from_rel, path.relative_to(root).as_posix())
-        return str(path)
-
-    def _local_path(self, from_rel: str, href: str) -> Path | None:
-        parsed = urlparse(href)
-        if parsed.scheme == "file":
-            return Path(parsed.path)
-        if si.is_url(href):
-            return None
-        if os.path.isabs(href):
-            return Path(href)
-        return self.root / si.resolve_href(from_rel, href)
+    # --- assets (one implementation: eomatch.io.catalogue_assets) ---------------------------
 
     def local_file(self, item_id: str, href: str) -> Path | None:
         """The local file an asset href of ``item_id`` points to; None for remote URLs.
 
         Relative hrefs are resolved against the item's own file (from the index, no read).
         """
-        return self._local_path(self._row(item_id, None).path, href)
-
-    def _delete_local(self, from_rel: str, href: str) -> None:
-        path = self._local_path(from_rel, href)
-        if path is None:
-            raise EomatchError(f"asset href {href} is not a local file: nothing to delete")
-        data_root = self.data_root.resolve()
-        resolved = path.resolve()
-        if not resolved.is_relative_to(data_root) or resolved == data_root:
-            raise EomatchError(
-                f"refusing to delete {path}: only files inside {data_root} may be deleted"
-            )
-        if resolved.is_dir():
-            shutil.rmtree(resolved)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                resolved.unlink()
-
-    def _asset(
-        self,
-        from_rel: str,
-        href: str | os.PathLike[str],
-        media_type: str | None,
-        title: str | None,
-        roles: Sequence[str] | None,
-    ) -> dict[str, Any]:
-        asset: dict[str, Any] = {"href": self._href(from_rel, href)}
-        asset["type"] = media_type or media_type_for(os.fspath(href))
-        if title:
-            asset["title"] = title
-        if roles:
-            asset["roles"] = list(roles)
-        return asset
-
-    def _edit_item_assets(
-        self,
-        row: IndexRow,
-        key: str,
-        asset: dict[str, Any] | None,
-        delete_file: bool = False,
-    ) -> dict[str, Any]:
-        with self._writing():
-            item = self._read_item(row.path)
-            old = item.setdefault("assets", {}).get(key)
-            if asset is None:
-                if old is None:
-                    raise EomatchError(f"item '{row.id}' has no asset '{key}'")
-                if delete_file:  # check before touching anything
-                    path = self._local_path(row.path, old["href"])
-                    if path is None or not path.resolve().is_relative_to(self.data_root.resolve()):
-                        raise EomatchError(
-                            f"refusing to delete {path or old['href']}: only files inside "
-                            f"{self.data_root} may be deleted"
-                        )
-                del item["assets"][key]
-            else:
-                item["assets"][key] = asset
-                item["assets"] = dict(sorted(item["assets"].items()))
-            self._write_item(row.path, item)
-            self._index_item(item, row.path)
-            if asset is None and delete_file and old is not None:
-                self._delete_local(row.path, old["href"])
-        return item
+        return self._assets.local_path(self._row(item_id, None).path, href)
 
     def asset_href(self, item_id: str, target: str | os.PathLike[str]) -> str:
         """The href an asset of ``item_id`` gets for ``target``: relative inside the root.
 
         Public so callers can decide on a different form (e.g. ``file://``) for outside files.
         """
-        return self._href(self._row(item_id, None).path, target)
+        return self._assets.href(self._row(item_id, None).path, target)
 
     def update_item_assets(
         self,
@@ -1474,130 +1128,215 @@ class MatchupCatalogue:
             self._index_item(item, row.path)
         return item
 
-    def _item_row(self, obj: Any, kind: str) -> IndexRow:
-        return self._row(obj if isinstance(obj, str) else obj.id, kind)
-
     def add_matchup_asset(
         self,
         matchup: Matchup | str,
-        key: str,
-        href: str | os.PathLike[str],
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
         media_type: str | None = None,
         title: str | None = None,
         roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
     ) -> dict[str, Any]:
-        """Attach a file or URL to a matchup item (relative href inside the catalogue root)."""
-        row = self._item_row(matchup, "matchup")
-        return self._edit_item_assets(
-            row, key, self._asset(row.path, href, media_type, title, roles)
-        )
+        """Attach a file or URL to a matchup item.
 
-    def add_event_asset(
-        self,
-        event: MatchupEvent | str,
-        key: str,
-        href: str | os.PathLike[str],
-        media_type: str | None = None,
-        title: str | None = None,
-        roles: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
-        """Attach a file or URL to an event item."""
-        row = self._item_row(event, "event")
-        return self._edit_item_assets(
-            row, key, self._asset(row.path, href, media_type, title, roles)
-        )
-
-    def add_product_asset(
-        self,
-        product: Product | str,
-        key: str,
-        href: str | os.PathLike[str],
-        media_type: str | None = None,
-        title: str | None = None,
-        roles: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
-        """Attach a file or URL to a product item."""
-        row = self._item_row(product, "product")
-        return self._edit_item_assets(
-            row, key, self._asset(row.path, href, media_type, title, roles)
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "matchup", matchup, key, href, media_type, title, roles, asset_key, asset, False
         )
 
     def remove_matchup_asset(
-        self, matchup: Matchup | str, key: str, delete_file: bool = False
+        self,
+        matchup: Matchup | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
     ) -> dict[str, Any]:
-        """Detach an asset; ``delete_file`` deletes it only if inside ``{root}/data``."""
-        return self._edit_item_assets(self._item_row(matchup, "matchup"), key, None, delete_file)
+        """Detach an asset from a matchup item.
 
-    def remove_event_asset(
-        self, event: MatchupEvent | str, key: str, delete_file: bool = False
-    ) -> dict[str, Any]:
-        """Detach an asset from an event item (see :meth:`remove_matchup_asset`)."""
-        return self._edit_item_assets(self._item_row(event, "event"), key, None, delete_file)
-
-    def remove_product_asset(
-        self, product: Product | str, key: str, delete_file: bool = False
-    ) -> dict[str, Any]:
-        """Detach an asset from a product item (see :meth:`remove_matchup_asset`)."""
-        return self._edit_item_assets(self._item_row(product, "product"), key, None, delete_file)
-
-    def _matchup_collection_of(self, matchup: Matchup | str) -> str:
-        if isinstance(matchup, Matchup):
-            return si.matchup_collection(matchup)
-        row = self._index.get(matchup)
-        if row is not None and row.kind == "matchup":
-            return row.collection
-        if self._collection(matchup) is not None and si.collection_kind(matchup) == "matchup":
-            return matchup
-        raise EomatchError(f"no matchup or matchup collection '{matchup}' in {self.root}")
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("matchup", matchup, key, delete_file, asset_key, False)
 
     def add_matchup_collection_asset(
         self,
         matchup: Matchup | str,
-        key: str,
-        href: str | os.PathLike[str],
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
         media_type: str | None = None,
         title: str | None = None,
         roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
     ) -> dict[str, Any]:
-        """Attach a file or URL to the collection of a matchup (or a matchup collection id)."""
-        with self._writing():
-            coll = self._matchup_collection_of(matchup)
-            data = self._collection(coll)
-            if data is None:
-                raise EomatchError(f"no collection '{coll}' in {self.root}")
-            rel = si.collection_path(coll)
-            assets = data.setdefault("assets", {})
-            assets[key] = self._asset(rel, href, media_type, title, roles)
-            data["assets"] = dict(sorted(assets.items()))
-            self._changed_collections.add(coll)
-            return data
+        """Attach a file or URL to the collection of a matchup (or a collection id).
+
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "matchup", matchup, key, href, media_type, title, roles, asset_key, asset, True
+        )
 
     def remove_matchup_collection_asset(
-        self, matchup: Matchup | str, key: str, delete_file: bool = False
+        self,
+        matchup: Matchup | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
     ) -> dict[str, Any]:
-        """Detach an asset from a matchup collection (files deleted only inside the data root)."""
-        with self._writing():
-            coll = self._matchup_collection_of(matchup)
-            data = self._collection(coll)
-            rel = si.collection_path(coll)
-            if data is None or key not in data.get("assets", {}):
-                raise EomatchError(f"collection '{coll}' has no asset '{key}'")
-            href = data["assets"][key]["href"]
-            if delete_file:
-                path = self._local_path(rel, href)
-                if path is None or not path.resolve().is_relative_to(self.data_root.resolve()):
-                    raise EomatchError(
-                        f"refusing to delete {path or href}: only files inside "
-                        f"{self.data_root} may be deleted"
-                    )
-            del data["assets"][key]
-            if not data["assets"]:
-                del data["assets"]
-            self._changed_collections.add(coll)
-            self._flush_collections()
-            if delete_file:
-                self._delete_local(rel, href)
-            return data
+        """Detach an asset from the collection of a matchup (or a collection id).
+
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("matchup", matchup, key, delete_file, asset_key, True)
+
+    def add_event_asset(
+        self,
+        event: MatchupEvent | str,
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to an event item.
+
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "event", event, key, href, media_type, title, roles, asset_key, asset, False
+        )
+
+    def remove_event_asset(
+        self,
+        event: MatchupEvent | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Detach an asset from an event item.
+
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("event", event, key, delete_file, asset_key, False)
+
+    def add_event_collection_asset(
+        self,
+        event: MatchupEvent | str,
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to the events collection of an event (or a collection id).
+
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "event", event, key, href, media_type, title, roles, asset_key, asset, True
+        )
+
+    def remove_event_collection_asset(
+        self,
+        event: MatchupEvent | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Detach an asset from the events collection of an event (or a collection id).
+
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("event", event, key, delete_file, asset_key, True)
+
+    def add_product_asset(
+        self,
+        product: Product | str,
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to a product item.
+
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "product", product, key, href, media_type, title, roles, asset_key, asset, False
+        )
+
+    def remove_product_asset(
+        self,
+        product: Product | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Detach an asset from a product item.
+
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("product", product, key, delete_file, asset_key, False)
+
+    def add_product_collection_asset(
+        self,
+        product: Product | str,
+        key: str | None = None,
+        href: str | os.PathLike[str] | None = None,
+        media_type: str | None = None,
+        title: str | None = None,
+        roles: Sequence[str] | None = None,
+        *,
+        asset_key: str | None = None,
+        asset: Any = None,
+    ) -> dict[str, Any]:
+        """Attach a file or URL to the collection of a product (or a collection id).
+
+        ``key, href`` or ``asset_key=, asset=pystac.Asset(...)``; a path inside the catalogue
+        root is stored relative. Returns the document as written.
+        """
+        return self._assets.add(
+            "product", product, key, href, media_type, title, roles, asset_key, asset, True
+        )
+
+    def remove_product_collection_asset(
+        self,
+        product: Product | str,
+        key: str | None = None,
+        delete_file: bool = False,
+        *,
+        asset_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Detach an asset from the collection of a product (or a collection id).
+
+        ``delete_file`` also deletes its file, only if inside ``{root}/data``.
+        """
+        return self._assets.remove("product", product, key, delete_file, asset_key, True)
 
     def set_product_data(
         self, product_id: str, local_path: str | os.PathLike[str] | None
@@ -1622,11 +1361,11 @@ class MatchupCatalogue:
                     assert asset is not None
                     asset["href"] = source
                     asset["type"] = media_type_for(source) if "type" not in old else old["type"]
-                    return self._edit_item_assets(row, "data", asset)
+                    return self._assets.edit_item(row, "data", asset)
                 if si.is_url(str(old["href"])):
                     return item
-                return self._edit_item_assets(row, "data", None)
-            asset = self._asset(row.path, local_path, None, "data", ["data"])
+                return self._assets.edit_item(row, "data", None)
+            asset = self._assets.new_asset(row.path, local_path, None, "data", ["data"])
             if old is not None:
                 source = old.get("eomatch:source_href") or (
                     old["href"] if si.is_url(str(old["href"])) else None
@@ -1638,7 +1377,19 @@ class MatchupCatalogue:
                 # the provider's size/checksum describe this file (download verified them) and
                 # must survive an unregister so that a re-download is verified again
                 asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
-            return self._edit_item_assets(row, "data", asset)
+            return self._assets.edit_item(row, "data", asset)
+
+
+def _own_matchups(event: MatchupEvent) -> MatchupEvent:
+    """``event`` with every matchup's ``event_id`` set to it (their items link back to it)."""
+    if all(m.event_id == event.id for m in event.matchups):
+        return event
+    return replace(
+        event,
+        matchups=tuple(
+            m if m.event_id == event.id else replace(m, event_id=event.id) for m in event.matchups
+        ),
+    )
 
 
 def _read_only(root: Path, exc: BaseException) -> EomatchError:
@@ -1647,122 +1398,3 @@ def _read_only(root: Path, exc: BaseException) -> EomatchError:
         f"{root}: cannot open the catalogue for reading and indexing ({exc}); it must be "
         "writable by this user (its side index and lock live in it)"
     )
-
-
-def _read_file(path: Path) -> bytes:
-    """A catalogue file's bytes; FIFOs, devices and files over 64 MiB are refused (OSError)."""
-    return read_regular_bytes(path, "catalogue file", MAX_FILE_BYTES, raw_os_errors=True)
-
-
-def _scandir(path: Path) -> list[os.DirEntry[str]]:
-    try:
-        return list(os.scandir(path))
-    except FileNotFoundError:
-        return []
-
-
-def _subdirs(path: Path) -> list[Path]:
-    try:
-        return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []
-
-
-def _write_json_file(
-    path: str | Path, data: Mapping[str, Any], durable: bool, compact: bool = False
-) -> None:
-    """Atomic replace: write a temp file beside ``path`` then ``os.replace`` it."""
-    write_file_atomic(path, json_bytes(data) if compact else pretty_json_bytes(data), durable)
-
-
-# --- foreign items (import_items) ---------------------------------------------------------------
-
-_ITEM_RELS = ("related", "derived_from")
-_STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection", "child", "item", "items"})
-_BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
-
-
-def _check_name(what: str, value: Any) -> str:
-    text = value if isinstance(value, str) else ""
-    if not text or text.startswith(".") or _BAD_NAME.search(text):
-        raise EomatchError(f"{what} {value!r:.80} cannot be a file name in the catalogue")
-    return check_component(what, text)  # also bounds the length (issue 10 §9)
-
-
-def _foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[datetime, datetime]]:
-    """A validated copy of an incoming item in the catalogue's key order, its path and times."""
-    item_id = raw.get("id") if isinstance(raw, Mapping) else None
-    try:
-        if not isinstance(raw, Mapping) or raw.get("type") != "Feature":
-            raise ValueError("not a STAC item (type is not 'Feature')")
-        _check_name("item id", item_id)
-        coll = _check_name("collection id", raw.get("collection"))
-        if item_id in ("catalog", "collection"):
-            raise ValueError("the id is reserved for catalogue files")
-        if not isinstance(raw.get("properties"), Mapping):
-            raise ValueError("missing 'properties'")
-        problem = si.item_problem(dict(raw))  # the shapes every reader of the catalogue needs
-        if problem:
-            raise ValueError(problem)
-        times = si.item_times(raw)
-        bbox = raw.get("bbox") or si.geometry_bbox(si.item_geometry(raw))
-        if len(bbox) == 6:
-            bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
-    except EomatchError as exc:
-        raise EomatchError(f"incoming item {item_id!r:.80}: {exc}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EomatchError(f"incoming item {item_id!r:.80}: invalid STAC item: {exc}") from None
-    links = [
-        dict(x)
-        for x in raw.get("links") or []
-        if isinstance(x, Mapping) and x.get("rel") not in _STRUCTURAL_RELS and "href" in x
-    ]
-    item: dict[str, Any] = {
-        "type": "Feature",
-        "stac_version": raw.get("stac_version", si.STAC_VERSION),
-        "stac_extensions": list(raw.get("stac_extensions") or []),
-        "id": item_id,
-        "geometry": raw.get("geometry"),
-        "bbox": [float(v) for v in bbox],
-        "properties": dict(raw["properties"]),
-        "links": links,
-        "assets": {k: dict(v) for k, v in sorted((raw.get("assets") or {}).items())},
-        "collection": coll,
-    }
-    for key, value in raw.items():
-        if key not in item:
-            item[key] = value
-    return item, si.item_path(coll, str(item_id), times[0]), times
-
-
-def _merge_foreign(
-    item: dict[str, Any], old: Mapping[str, Any], same_path: bool, has: Callable[[str], bool]
-) -> dict[str, Any]:
-    """The incoming ``item`` merged with the local ``old`` one (see ``import_items``)."""
-    assets = dict(item["assets"])
-    for key, local in (old.get("assets") or {}).items():
-        theirs = assets.get(key)
-        href = str(local.get("href", "")) if isinstance(local, Mapping) else ""
-        if theirs is None or (local != theirs and href and not si.is_url(href)):
-            assets[key] = local
-    extensions = list(item["stac_extensions"])
-    extensions += [e for e in old.get("stac_extensions") or [] if e not in extensions]
-    links = list(item["links"])
-    if same_path and si.collection_kind(str(item["collection"])) == "event":
-        rel = si.item_path(str(item["collection"]), str(item["id"]), si.item_times(item)[0])
-        hrefs = {str(x["href"]) for x in links}
-        for link in old.get("links") or []:
-            if (
-                link.get("rel") == "related"
-                and link.get("matchup:role") == "matchup"
-                and str(link["href"]) not in hrefs
-                and has(si.resolve_href(rel, str(link["href"])))
-            ):
-                links.append(dict(link))
-        links.sort(key=lambda x: (str(x.get("rel")), str(x.get("href"))))
-    return {
-        **item,
-        "stac_extensions": extensions,
-        "links": links,
-        "assets": dict(sorted(assets.items())),
-    }

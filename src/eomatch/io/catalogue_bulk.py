@@ -29,6 +29,7 @@ from eomatch.errors import EomatchError
 from eomatch.io import file_writer
 from eomatch.io.atomic import json_bytes
 from eomatch.io.catalogue_index import ItemRow, index_entry
+from eomatch.io.safe_paths import within_root
 
 Extent = tuple[list[float], datetime, datetime]
 
@@ -132,6 +133,9 @@ class BulkWriter:
         self._out = BulkRecord()
         self._ids: set[str] = set()
         self._made: set[str] = set()
+        self._checked: set[str] = set()
+        """Folders checked by ``within_root`` (once each: a planted symlink must not lead
+        writes out of the root; the helper process, standard library only, cannot check)."""
 
     @property
     def busy(self) -> bool:
@@ -191,11 +195,18 @@ class BulkWriter:
         # back as an event gaining matchups. The other way round, a matchup would be left
         # linking to a missing event, which nothing would restore. One file an event, never
         # replaced: on ext4 every replaced file is also a deleted inode, which slows creation.
-        self._put(si.event_to_item(event), si.event_path(event), (event.start, event.end))
+        writes = [(si.event_to_item(event), si.event_path(event), (event.start, event.end))]
         for x in plan:
             if isinstance(x, Matchup):
-                self._put(si.matchup_to_item(x, event), si.matchup_path(x), (x.start, x.end))
+                writes.append((si.matchup_to_item(x, event), si.matchup_path(x), (x.start, x.end)))
             else:
-                self._put(si.product_to_item(x), si.product_path(x), (x.start, x.end))
+                writes.append((si.product_to_item(x), si.product_path(x), (x.start, x.end)))
+        for _, rel, _ in writes:  # every folder checked before the first file is written
+            folder = rel.rpartition("/")[0]
+            if folder not in self._checked:
+                within_root(self.root, folder)
+                self._checked.add(folder)
+        for item, rel, times in writes:
+            self._put(item, rel, times)
         if len(self._out.rows) >= self._buffer_rows:
             self.flush()

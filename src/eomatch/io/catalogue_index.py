@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -78,8 +78,22 @@ class IndexRow:
     downloaded: bool
 
 
-ItemRow = tuple[str, str, str, str, float, float, float, float, float, float, str | None, int]
-"""One ``items`` row, in column order."""
+class ItemRow(NamedTuple):
+    """One ``items`` row as written, fields in column order (a tuple for ``executemany``)."""
+
+    id: str
+    kind: str
+    collection: str
+    path: str
+    start: float
+    end: float
+    west: float
+    south: float
+    east: float
+    north: float
+    props: str | None
+    """JSON text of the properties kept for filters (events, matchups), or None."""
+    downloaded: int
 
 
 @dataclass(frozen=True)
@@ -127,19 +141,19 @@ def index_entry(
         ]
     else:
         downloaded = asset_is_local((item.get("assets") or {}).get("data"))
-    row: ItemRow = (
-        item["id"],
-        kind,
-        item["collection"],
-        rel,
-        start.timestamp(),
-        end.timestamp(),
-        float(bbox[0]),
-        float(bbox[1]),
-        float(bbox[2]),
-        float(bbox[3]),
-        None if stored is None else orjson.dumps(stored).decode(),
-        int(downloaded),
+    row = ItemRow(
+        id=item["id"],
+        kind=kind,
+        collection=item["collection"],
+        path=rel,
+        start=start.timestamp(),
+        end=end.timestamp(),
+        west=float(bbox[0]),
+        south=float(bbox[1]),
+        east=float(bbox[2]),
+        north=float(bbox[3]),
+        props=None if stored is None else orjson.dumps(stored).decode(),
+        downloaded=int(downloaded),
     )
     return IndexEntry(row, em, mp)
 
@@ -158,6 +172,11 @@ class CatalogueIndex:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a write transaction (:meth:`begin`) is open."""
+        return self._in_tx
 
     # --- meta -------------------------------------------------------------------------------
 
@@ -241,6 +260,10 @@ class CatalogueIndex:
             "DELETE FROM matchup_products WHERE matchup_id=? OR product_id=?", (item_id, item_id)
         )
 
+    def forget_products_of(self, matchup_id: str) -> None:
+        """Drop a matchup's product relations (before it is re-recorded with new ones)."""
+        self.db.execute("DELETE FROM matchup_products WHERE matchup_id=?", (matchup_id,))
+
     def set_dirs(self, dirs: dict[str, int]) -> None:
         """Record the modification times of day directories."""
         self.db.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?)", dirs.items())
@@ -256,17 +279,56 @@ class CatalogueIndex:
         return {str(p): int(m) for p, m in self.db.execute("SELECT path, mtime_ns FROM dirs")}
 
     def _row(self, r: Sequence[Any]) -> IndexRow:
+        raw = ItemRow(*r)
         return IndexRow(
-            id=r[0],
-            kind=r[1],
-            collection=r[2],
-            path=r[3],
-            start=r[4],
-            end=r[5],
-            bbox=(r[6], r[7], r[8], r[9]),
-            props=None if r[10] is None else json.loads(r[10]),
-            downloaded=bool(r[11]),
+            id=raw.id,
+            kind=raw.kind,
+            collection=raw.collection,
+            path=raw.path,
+            start=raw.start,
+            end=raw.end,
+            bbox=(raw.west, raw.south, raw.east, raw.north),
+            props=None if raw.props is None else json.loads(raw.props),
+            downloaded=bool(raw.downloaded),
         )
+
+    def item_files(self) -> list[tuple[str, str, str]]:
+        """``(collection, id, path)`` of every item, by path."""
+        rows = self.db.execute("SELECT collection, id, path FROM items ORDER BY path")
+        return [(str(c), str(i), str(p)) for c, i, p in rows]
+
+    def event_paths_overlapping(self, start: float, end: float) -> list[str]:
+        """Files of the events whose time range overlaps ``[start, end]`` (Unix seconds)."""
+        rows = self.db.execute(
+            "SELECT path FROM items WHERE kind='event' AND end >= ? AND start <= ?", (start, end)
+        )
+        return [str(r[0]) for r in rows]
+
+    def event_collection_props(self) -> dict[str, dict[str, Any]]:
+        """Events collection → the sensor properties of (any) one of its events."""
+        out: dict[str, dict[str, Any]] = {}
+        for coll, kind in self.collections().items():
+            if kind != "event":
+                continue
+            row = self.db.execute(
+                "SELECT props FROM items WHERE collection=? LIMIT 1", (coll,)
+            ).fetchone()
+            out[coll] = json.loads(row[0]) if row and row[0] else {}
+        return out
+
+    def with_dangling_relations(self) -> list[str]:
+        """Items related to an item that is not indexed (left by an interrupted remove)."""
+        missing = "NOT IN (SELECT id FROM items)"
+        ids = {
+            str(r[0])
+            for sql in (
+                f"SELECT DISTINCT event_id FROM event_matchups WHERE matchup_id {missing}",
+                f"SELECT DISTINCT matchup_id FROM event_matchups WHERE event_id {missing}",
+                f"SELECT DISTINCT matchup_id FROM matchup_products WHERE product_id {missing}",
+            )
+            for r in self.db.execute(sql)
+        }
+        return sorted(ids)
 
     def has(self, item_id: str) -> bool:
         """Whether the item is indexed (cheaper than :meth:`get`)."""

@@ -11,6 +11,7 @@ import json
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,9 @@ from eomatch.core.matchups import event_matchup_id, find_matchups, with_matchups
 from eomatch.core.products import MatchupEvent, Product, event_id, pair_id
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.ingest import ingest_catalogue
+from service_fixtures import ServiceDb
 
 PAIR = pair_id([L9, S2])
 
@@ -167,3 +171,29 @@ def test_links_are_symmetric_in_random_catalogues(
             cat.import_items(items)
         _check(copy)
         assert set(item_files(copy)) == chosen | mus | prods
+
+
+def test_links_are_symmetric_in_the_database_after_ingest(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    first, second = _event(0, [(0, 0), (1, 1)]), _event(1, [(0, 0)])
+    with MatchupCatalogue.create(tmp_path) as cat:
+        cat.add_event(first)
+        cat.add_event(second)
+        files = cat.item_files()
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    ingest_catalogue(tmp_path, store)
+    stored = {i: store.get_item(c, i) for c, i, _ in files}
+    forward, backward = set(), set()
+    for item_id, item in stored.items():
+        assert item is not None
+        targets = [
+            unquote(lk["href"].rsplit("/", 1)[-1]) for lk in item["links"] if lk["rel"] == "related"
+        ]
+        if item["collection"].startswith("matchup-events-"):
+            forward |= {(item_id, t) for t in targets}
+        elif targets:
+            assert targets == [item["properties"]["matchup:event_id"]]
+            backward |= {(t, item_id) for t in targets}
+    assert forward == backward
+    assert len(forward) == 3  # two matchups of the first event, one of the second

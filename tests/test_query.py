@@ -17,7 +17,7 @@ from shapely.geometry import box, shape
 from catalogue_helpers import item_files, pystac_item_ids
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
-from eomatch.io import catalogue as catalogue_module
+from eomatch.io import catalogue_files
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import asset_is_local
 from eomatch.io.http import HttpLimits
@@ -420,7 +420,7 @@ def test_crash_while_writing_leaves_a_valid_catalogue_and_resumes(
     source, internal, tmp_path, monkeypatch
 ):
     out = tmp_path / "pulled"
-    real = catalogue_module._write_json_file
+    real = catalogue_files.write_json_file
     calls = {"n": 0}
 
     def crashing(path, data, durable, compact=False):
@@ -429,10 +429,10 @@ def test_crash_while_writing_leaves_a_valid_catalogue_and_resumes(
             raise KeyboardInterrupt  # the process is stopped mid-write
         return real(path, data, durable, compact)
 
-    monkeypatch.setattr(catalogue_module, "_write_json_file", crashing)
+    monkeypatch.setattr(catalogue_files, "write_json_file", crashing)
     with pytest.raises(KeyboardInterrupt):
         query_catalogue(internal.url, out, limit=10, workers=0)
-    monkeypatch.setattr(catalogue_module, "_write_json_file", real)
+    monkeypatch.setattr(catalogue_files, "write_json_file", real)
     with MatchupCatalogue.open(out) as cat:  # rebuilt from the files
         assert cat.get_events() is not None
     assert validate_tree(out) > 0

@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +57,7 @@ from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product
 from eomatch.core.satellites import SatelliteRegistry
 from eomatch.errors import EomatchError
+from eomatch.io import catalogue_files as files
 from eomatch.io import catalogue_reads as reads
 from eomatch.io.catalogue_assets import CatalogueAssets
 from eomatch.io.catalogue_assets import media_type_for as media_type_for
@@ -64,8 +65,7 @@ from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
 from eomatch.io.catalogue_files import DATA_DIR as DATA_DIR
 from eomatch.io.catalogue_files import LOCK_NAME as LOCK_NAME
 from eomatch.io.catalogue_files import MAX_FILE_BYTES as MAX_FILE_BYTES
-from eomatch.io.catalogue_files import read_file, scandir
-from eomatch.io.catalogue_files import write_json_file as _write_json_file
+from eomatch.io.catalogue_files import read_file
 from eomatch.io.catalogue_import import ITEM_RELS, foreign_item, merge_foreign
 from eomatch.io.catalogue_index import (
     INDEX_NAME,
@@ -73,6 +73,7 @@ from eomatch.io.catalogue_index import (
     IndexRow,
     index_entry,
 )
+from eomatch.io.catalogue_layout import CatalogueLayout, read_catalog
 from eomatch.io.catalogue_repair import CatalogueRepair
 from eomatch.io.catalogue_session import WriteSession
 from eomatch.io.safe_paths import within_root
@@ -128,6 +129,7 @@ class MatchupCatalogue:
         self._bulk: BulkWriter | None = None  # new events of a batch, see _bulk_add
         self._assets = CatalogueAssets(self)
         self._repair = CatalogueRepair(self)
+        self._layout = CatalogueLayout(self)
 
     @property
     def _index(self) -> CatalogueIndex:
@@ -155,7 +157,7 @@ class MatchupCatalogue:
             root = root.parent
         if not (root / "catalog.json").exists():
             root.mkdir(parents=True, exist_ok=True)
-            _write_json_file(root / "catalog.json", si.catalog_dict(id, description, []), True)
+            files.write_json_file(root / "catalog.json", si.catalog_dict(id, description, []), True)
         return cls.open(root)
 
     @classmethod
@@ -389,29 +391,10 @@ class MatchupCatalogue:
     # --- files ------------------------------------------------------------------------------
 
     def _read_catalog(self) -> dict[str, Any]:
-        path = self.root / "catalog.json"
-        try:
-            data = orjson.loads(read_file(path))
-        except FileNotFoundError as exc:
-            raise EomatchError(f"{path}: no matchup catalogue here") from exc
-        except (OSError, ValueError) as exc:
-            raise EomatchError(f"{path}: unreadable catalog: {exc}") from exc
-        if not isinstance(data, dict) or data.get("type") != "Catalog" or "id" not in data:
-            raise EomatchError(f"{path}: not a STAC catalog")
-        problem = si.links_problem(data.get("links"))
-        if problem:
-            raise EomatchError(f"{path}: not a valid STAC catalog: {problem}")
-        return data
+        return read_catalog(self.root)
 
     def _children(self) -> list[str]:
-        """Collections ``catalog.json`` links to; a child href that names no folder of the root
-        (absolute, ``..``, hidden) is not one: it is never read, and a rebuild drops it."""
-        names = [
-            str(link["href"]).removeprefix("./").split("/")[0]
-            for link in self._catalog.get("links") or []
-            if link.get("rel") == "child"
-        ]
-        return [n for n in names if n and not n.startswith(".") and "\\" not in n]
+        return self._layout.children()
 
     def _write_item(self, rel: str, item: Mapping[str, Any]) -> None:
         day = si.day_of(rel)
@@ -424,7 +407,7 @@ class MatchupCatalogue:
         if self._pool is not None and self._batching:
             self._queue_write(rel, item)
         else:
-            _write_json_file(
+            files.write_json_file(
                 os.path.join(self.root, rel), item, durable=not self._batching, compact=True
             )
         self._s.touched_dirs.add(day)
@@ -455,7 +438,7 @@ class MatchupCatalogue:
         def write() -> None:
             for dep in deps:
                 dep.result()
-            _write_json_file(path, item, durable=False, compact=True)
+            files.write_json_file(path, item, durable=False, compact=True)
 
         fut = self._pool.submit(write)
         fut.add_done_callback(self._note_error)
@@ -491,106 +474,15 @@ class MatchupCatalogue:
             raise error
 
     def _read_day_catalog(self, day: str) -> dict[str, Any] | None:
-        """The day catalog dict; None if missing, or if unreadable (it is then regenerated)."""
-        path = self.root / si.day_catalog_path(day)
-        try:
-            data = orjson.loads(read_file(path))
-            if not isinstance(data, dict) or data.get("type") != "Catalog":
-                raise ValueError("not a STAC catalog")
-            problem = si.links_problem(data.get("links"))
-            if problem:
-                raise ValueError(problem)
-            return data
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable day catalog (%s), regenerating it", path, exc)
-            return None
-
-    def _listed_items(self, day: str) -> set[str]:
-        """Ids of the indexed items whose file is in the day folder (for a lost day catalog)."""
-        names = [
-            e.name.removesuffix(".json")
-            for e in scandir(self.root / day)
-            if e.name.endswith(".json") and not e.name.startswith(".") and e.name != si.DAY_CATALOG
-        ]
-        rows = self._index.get_many(names)
-        return {i for i, r in rows.items() if si.day_of(r.path) == day}
+        return self._layout.read_day_catalog(day)
 
     def _write_day_catalog(
         self, day: str, ids: Iterable[str], old: Mapping[str, Any] | None
     ) -> None:
-        """Write the catalog of a day folder listing ``ids``, unless it is unchanged.
-
-        Compact JSON like the items: it is rewritten on every add to its day, and the C
-        encoder only handles compact output.
-        """
-        new = si.day_catalog_dict(day, ids)
-        if new != old:
-            path = self.root / si.day_catalog_path(day)
-            _write_json_file(path, new, not self._batching, compact=True)
-
-    def _flush_days(self) -> list[str]:
-        """Rewrite the catalogs of the days changed in this session; update ``child`` links.
-
-        Returns the days left without items, whose catalogs are deleted by :meth:`_flush` once
-        their collections no longer link to them.
-        """
-        emptied: list[str] = []
-        for day in sorted(self._s.day_changes):
-            changes = self._s.day_changes[day]
-            old = self._read_day_catalog(day)
-            if old is not None:
-                ids = si.day_catalog_items(old)
-            elif (self.root / si.day_catalog_path(day)).exists():
-                ids = self._listed_items(day)  # unreadable: list the folder instead
-            else:
-                ids = set()  # new day (a lost catalog means a dirty index, rebuilt on open)
-            ids |= {i for i, added in changes.items() if added}
-            ids -= {i for i, added in changes.items() if not added}
-            if ids:
-                self._write_day_catalog(day, ids, old)
-            elif (self.root / si.day_catalog_path(day)).exists():
-                emptied.append(day)
-            coll, date_part = day.split("/", 1)
-            data = self._collection(coll)
-            if data is not None:
-                days = si.collection_days(data)
-                if bool(ids) != (date_part in days):
-                    si.set_collection_days(data, days ^ {date_part})
-                    self._s.changed_collections.add(coll)
-        self._s.day_changes.clear()
-        return emptied
+        self._layout.write_day_catalog(day, ids, old)
 
     def _flush(self) -> None:
-        """Write day catalogs, collections and ``catalog.json``, then delete what was removed.
-
-        Files are deleted only once nothing links down to them: dropped collections (no longer
-        in ``catalog.json``), then emptied day catalogs (no longer ``child`` of a collection),
-        then removed items (no longer ``item`` of a day catalog).
-        """
-        emptied = self._flush_days()
-        self._flush_collections()
-        for coll in sorted(self._s.dropped_collections):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.root / si.collection_path(coll))
-        self._s.dropped_collections.clear()
-        for day in emptied:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.root / si.day_catalog_path(day))
-        for rel in reversed(self._s.removed_items):  # products, their matchup, ..., the event
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.root / rel)
-        self._s.removed_items.clear()
-        for day in emptied:  # drop empty YYYY/MM/DD folders (and empty months and years)
-            self._s.made_dirs.discard(day)
-            folder = self.root / day
-            for _ in range(3):
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
-                folder = folder.parent
+        self._layout.flush()
 
     def _read_item(self, rel: str) -> dict[str, Any]:
         item = self._load_item(rel)
@@ -599,92 +491,16 @@ class MatchupCatalogue:
         return item
 
     def _collection(self, coll: str) -> dict[str, Any] | None:
-        if coll in self._s.dropped_collections:
-            return None
-        if coll not in self._s.collections:
-            path = self.root / si.collection_path(coll)
-            try:
-                data = orjson.loads(read_file(path))
-            except FileNotFoundError:
-                return None
-            except (OSError, ValueError) as exc:
-                raise EomatchError(f"{path}: unreadable collection: {exc}") from exc
-            problem = si.collection_problem(data)
-            if problem:
-                raise EomatchError(f"{path}: not a valid STAC collection: {problem}")
-            self._s.collections[coll] = data
-        return self._s.collections[coll]
+        return self._layout.collection(coll)
 
     def _extend(self, coll: str, bbox: Sequence[float], start: datetime, end: datetime) -> None:
-        data = self._collection(coll)
-        if data is None:
-            self._s.dropped_collections.discard(coll)
-            self._s.collections[coll] = si.collection_dict(coll, bbox, (start, end))
-            self._s.changed_collections.add(coll)
-            return
-        if coll not in self._s.extents:
-            self._s.extents[coll] = si.collection_extent(data)
-        old_bbox, (lo, hi) = self._s.extents[coll]
-        new_bbox = si.bbox_union(old_bbox, bbox)
-        new_lo, new_hi = min(lo, start), max(hi, end)
-        if new_bbox != old_bbox or (new_lo, new_hi) != (lo, hi):
-            self._s.extents[coll] = (new_bbox, (new_lo, new_hi))
-            data["extent"]["spatial"]["bbox"][0] = new_bbox
-            data["extent"]["temporal"]["interval"][0] = [
-                si.format_bound(new_lo),
-                si.format_bound(new_hi),
-            ]
-            self._s.changed_collections.add(coll)
+        self._layout.extend(coll, bbox, start, end)
 
     def _recompute_extent(self, coll: str) -> None:
-        self._s.extents.pop(coll, None)
-        ext = self._index.collection_extent(coll)
-        data = self._collection(coll)
-        if ext is None:
-            if data is not None and not data.get("assets"):
-                self._s.dropped_collections.add(coll)  # deleted by _flush, after catalog.json
-                self._s.collections.pop(coll, None)
-                self._s.changed_collections.discard(coll)
-                self._s.catalog_changed = True
-            return
-        (w, s, e, n), lo, hi, crossing = ext
-        bbox = [-180.0, s, 180.0, n] if crossing else [w, s, e, n]
-        interval = (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC))
-        if data is None:
-            self._s.collections[coll] = si.collection_dict(coll, bbox, interval)
-            self._s.changed_collections.add(coll)
-            return
-        if si.collection_extent(data) != (bbox, interval):
-            data["extent"]["spatial"]["bbox"] = [bbox]
-            data["extent"]["temporal"]["interval"] = [
-                [si.format_datetime(interval[0]), si.format_datetime(interval[1])]
-            ]
-            self._s.changed_collections.add(coll)
+        self._layout.recompute_extent(coll)
 
     def _flush_collections(self) -> None:
-        for coll in sorted(self._s.changed_collections):
-            _write_json_file(
-                self.root / si.collection_path(coll), self._s.collections[coll], not self._batching
-            )
-        self._s.changed_collections.clear()
-        existing = set(self._children())
-        present = {
-            c
-            for c in existing | set(self._s.collections)
-            if c not in self._s.dropped_collections
-            and (self.root / si.collection_path(c)).is_file()
-        }
-        if present != existing or self._s.catalog_changed:
-            extra = {
-                k: v
-                for k, v in self._catalog.items()
-                if k not in ("type", "stac_version", "id", "description", "links")
-            }
-            self._catalog = si.catalog_dict(
-                self._catalog["id"], self._catalog.get("description", ""), present, extra
-            )
-            _write_json_file(self.root / "catalog.json", self._catalog, not self._batching)
-        self._s.catalog_changed = False
+        self._layout.flush_collections()
 
     # --- adding -----------------------------------------------------------------------------
 
@@ -959,7 +775,7 @@ class MatchupCatalogue:
         self._s.extents.pop(coll, None)
         self._s.changed_collections.add(coll)
         (self.root / coll).mkdir(parents=True, exist_ok=True)
-        _write_json_file(self.root / si.collection_path(coll), data, not self._batching)
+        files.write_json_file(self.root / si.collection_path(coll), data, not self._batching)
 
     def remove_event(self, event_id: str) -> None:
         """Remove an event, its matchups no other event uses and products no matchup uses.

@@ -52,6 +52,10 @@ class CatalogueCore(Protocol):
 
     root: Path
     _s: WriteSession
+    _catalog: dict[str, Any]
+    """``catalog.json`` as last read or written."""
+    _batching: bool
+    """Inside ``batch()``: files are written without fsync, flushed at the end."""
 
     @property
     def data_root(self) -> Path:

@@ -56,6 +56,10 @@ class CatalogueCore(Protocol):
     """``catalog.json`` as last read or written."""
     _batching: bool
     """Inside ``batch()``: files are written without fsync, flushed at the end."""
+    _idx: CatalogueIndex
+    """The index itself, without the bulk-writer flush that ``_index`` does first."""
+    _lock_fd: int | None
+    """The writer lock's file descriptor while held (kept open by the bulk writer's helper)."""
 
     @property
     def data_root(self) -> Path:

@@ -1,0 +1,557 @@
+"""Writes of a matchup catalogue: events with their matchups and products added, imported, removed.
+
+Items are written here in the catalogue's crash-safe order (see ``eomatch.io.catalogue``'s
+module docstring); what links down to them (day catalogs, collections, ``catalog.json``) is
+flushed by :mod:`eomatch.io.catalogue_layout` at the end of the write session. In
+:meth:`CatalogueWrites.batch`, new events go through the bulk writer
+(:mod:`eomatch.io.catalogue_bulk`) and other item writes optionally through writer threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from eomatch.core import stac_items as si
+from eomatch.core.products import Matchup, MatchupEvent, Product
+from eomatch.errors import EomatchError
+from eomatch.io import catalogue_files as files
+from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
+from eomatch.io.catalogue_files import read_file
+from eomatch.io.catalogue_import import ITEM_RELS, foreign_item, merge_foreign
+from eomatch.io.catalogue_index import IndexRow
+from eomatch.io.catalogue_layout import CatalogueLayout
+from eomatch.io.catalogue_session import CatalogueCore
+from eomatch.io.safe_paths import within_root
+
+log = logging.getLogger("eomatch.io.catalogue")
+
+
+@dataclass
+class AddResult:
+    """What an ``add_event`` call changed: new versus already-present items."""
+
+    events_new: int = 0
+    events_existing: int = 0
+    matchups_new: int = 0
+    matchups_existing: int = 0
+    products_new: int = 0
+    products_existing: int = 0
+
+    def __iadd__(self, other: AddResult) -> AddResult:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+
+ImportStatus = Literal["new", "updated", "unchanged"]
+"""What :meth:`MatchupCatalogue.import_items` did with one item."""
+
+
+class CatalogueWrites:
+    """Item writes of the catalogue it belongs to, and the state of its batch writers."""
+
+    def __init__(self, cat: CatalogueCore, layout: CatalogueLayout) -> None:
+        self.cat = cat
+        self.layout = layout
+        # batch writer threads: item path -> its last queued write (see _queue_write)
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: dict[str, Future[None]] = {}
+        self.queue: deque[tuple[str, Future[None]]] = deque()
+        self.write_error: BaseException | None = None
+        self.bulk: BulkWriter | None = None  # new events of a batch, see _bulk_add
+
+    def wait_for(self, rel: str) -> None:
+        """Wait for a queued write of the item file ``rel`` (before reading it)."""
+        pending = self.pending.get(rel)
+        if pending is not None:
+            pending.result()
+
+    def _item_paths(self, ids: Iterable[str]) -> dict[str, str]:
+        return {i: r.path for i, r in self.cat._index.get_many(ids).items()}
+
+    @contextlib.contextmanager
+    def batch(self, workers: int = 0) -> Iterator[None]:
+        """Defer collection, catalog and index writes (and fsyncs) to the end of the block.
+
+        For bulk loads. New events go through the bulk writer (see the module docstring and
+        :mod:`eomatch.io.catalogue_bulk`); other item writes (events gaining matchups, imports)
+        are written here, or by ``workers`` threads (measured slower on local disks: they
+        fight the caller for the GIL; perhaps useful on network drives). A kill inside the
+        block leaves complete item files and a dirty index, which the next ``open`` rebuilds
+        from the files; re-running the batch completes it.
+        """
+        with self.cat._writing():
+            outer = self.cat._batching
+            self.cat._batching = True
+            own_pool = self.pool is None and workers > 0
+            if own_pool:
+                self.pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
+            own_bulk = self.bulk is None
+            if own_bulk:
+                self.bulk = BulkWriter(
+                    str(self.cat.root),
+                    self.record_bulk,
+                    self.drain_threads,
+                    keep_fds=[] if self.cat._lock_fd is None else [self.cat._lock_fd],
+                )
+            try:
+                yield
+            except BaseException:
+                if own_pool:
+                    self.drain(quiet=True)
+                raise
+            else:
+                if own_bulk:
+                    assert self.bulk is not None
+                    self.bulk.flush()
+                if own_pool:
+                    self.drain()
+            finally:
+                if own_bulk:
+                    assert self.bulk is not None
+                    self.bulk.close()
+                    self.bulk = None
+                if own_pool:
+                    assert self.pool is not None
+                    self.pool.shutdown(wait=True)
+                    self.pool = None
+                self.cat._batching = outer
+
+    def drain_threads(self) -> None:
+        """Drain the writer threads if any write is queued (the bulk writer's hook)."""
+        if self.queue:
+            self.drain()
+
+    def record_bulk(self, result: BulkRecord) -> None:
+        """Record what the bulk writer wrote: index rows, extents, day folders."""
+        self.cat._idx.add_rows(result.rows, result.event_matchups, result.matchup_products)
+        for coll, (bbox, lo, hi) in result.extents.items():
+            self.layout.extend(coll, bbox, lo, hi)
+        changes = self.cat._s.day_changes
+        for row in result.rows:
+            day = si.day_of(row.path)
+            if day not in changes:
+                changes[day] = {}
+                self.cat._s.touched_dirs.add(day)
+            changes[day][row.id] = True
+
+    def write_item(self, rel: str, item: Mapping[str, Any]) -> None:
+        """Write an item file (queued to the threads in a batch with workers); note its day."""
+        day = si.day_of(rel)
+        if rel.endswith(f"/{si.DAY_CATALOG}"):
+            raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
+        if day not in self.cat._s.made_dirs:
+            within_root(self.cat.root, day)  # a planted symlink must not lead writes out (§3)
+            os.makedirs(os.path.join(self.cat.root, day), exist_ok=True)
+            self.cat._s.made_dirs.add(day)
+        if self.pool is not None and self.cat._batching:
+            self._queue_write(rel, item)
+        else:
+            files.write_json_file(
+                os.path.join(self.cat.root, rel), item, durable=not self.cat._batching, compact=True
+            )
+        self.cat._s.touched_dirs.add(day)
+        self.cat._s.day_changes.setdefault(day, {})[str(item["id"])] = True
+
+    _MAX_QUEUED = 512
+    """Queued item writes before the caller waits for the oldest (bounds memory)."""
+
+    def _queue_write(self, rel: str, item: Mapping[str, Any]) -> None:
+        """Hand an item file to the writer threads, after the files it depends on.
+
+        Its dependencies are the queued writes of the item files it links to (``derived_from``,
+        ``related``) and of its own path; each is queued before it, so a thread waiting on one
+        never waits on a write no thread has started (FIFO pool): no deadlock. A failed write
+        fails every write depending on it, and the next call raises its error.
+        """
+        assert self.pool is not None
+        if self.write_error is not None:
+            raise self.write_error
+        deps = [self.pending[rel]] if rel in self.pending else []
+        for link in item.get("links", ()):
+            if link.get("rel") in ("derived_from", "related"):
+                dep = self.pending.get(si.resolve_href(rel, str(link["href"])))
+                if dep is not None:
+                    deps.append(dep)
+        path = os.path.join(self.cat.root, rel)
+
+        def write() -> None:
+            for dep in deps:
+                dep.result()
+            files.write_json_file(path, item, durable=False, compact=True)
+
+        fut = self.pool.submit(write)
+        fut.add_done_callback(self._note_error)
+        self.pending[rel] = fut
+        self.queue.append((rel, fut))
+        while len(self.queue) > self._MAX_QUEUED:
+            self._retire(*self.queue.popleft())
+
+    def _note_error(self, fut: Future[None]) -> None:
+        exc = fut.exception()
+        if exc is not None and self.write_error is None:
+            self.write_error = exc
+
+    def _retire(self, rel: str, fut: Future[None]) -> None:
+        try:
+            fut.result()
+        finally:
+            if self.pending.get(rel) is fut:
+                del self.pending[rel]
+
+    def drain(self, quiet: bool = False) -> None:
+        """Wait for every queued item write; raise the first error unless ``quiet``."""
+        error = None
+        while self.queue:
+            try:
+                self._retire(*self.queue.popleft())
+            except BaseException as exc:
+                error = error or exc
+        self.pending.clear()
+        error = error or self.write_error
+        self.write_error = None
+        if error is not None and not quiet:
+            raise error
+
+    # --- adding -----------------------------------------------------------------------------
+
+    def add_event(self, event: MatchupEvent) -> AddResult:
+        """Add an event with its matchups and their products; items already present are kept.
+
+        Re-adding the same event changes nothing; a new matchup of a known event is added and
+        linked from the event item. A matchup belongs to exactly one event (its
+        ``matchup:event_id`` is set to ``event``): one already in the catalogue under another
+        event is refused, so an event never lists a matchup that links elsewhere (issue 11 §7).
+        """
+        event = _own_matchups(event)
+        if self.bulk is not None:
+            fast = self._bulk_add(event, self.bulk)
+            if fast is not None:
+                return fast
+        res = AddResult()
+        with self.cat._writing():
+            seen: set[str] = set()
+            rel = si.event_path(event)
+            row = self.cat._index.get(event.id)
+            old: dict[str, Any] = {}
+            if row is not None:  # the event file's links are the truth, not the index
+                old = self.cat._read_item(row.path)
+            known = {Path(p).stem for p in si.related_paths(old, "matchup", rel)}
+            self._check_matchup_owners(event)
+            if row is None and event.matchups:
+                # The event goes first, linking only to itself, so that a kill never leaves a
+                # matchup whose event link dangles; it is rewritten below with its matchups.
+                self.put(si.event_to_item(replace(event, matchups=())), rel, event.start, event.end)
+                res.events_new += 1
+            elif row is None:
+                res.events_new += 1
+            else:
+                res.events_existing += 1
+            for mu in event.matchups:
+                for product in mu.products:
+                    if product.id in seen:
+                        continue
+                    seen.add(product.id)
+                    if self.cat._index.get(product.id) is not None:
+                        res.products_existing += 1
+                        continue
+                    self.put(
+                        si.product_to_item(product),
+                        si.product_path(product),
+                        product.start,
+                        product.end,
+                    )
+                    res.products_new += 1
+                if mu.id in seen:
+                    continue
+                seen.add(mu.id)
+                if self.cat._index.get(mu.id) is not None:
+                    res.matchups_existing += 1
+                else:
+                    self.put(si.matchup_to_item(mu, event), si.matchup_path(mu), mu.start, mu.end)
+                    res.matchups_new += 1
+            if row is None:
+                self.put(si.event_to_item(event), rel, event.start, event.end)
+            elif any(m.id not in known for m in event.matchups):
+                item = si.event_to_item(
+                    event, si.related_paths(old, "matchup", row.path), old.get("assets")
+                )
+                self.put(item, row.path, event.start, event.end)
+        return res
+
+    def _bulk_add(self, event: MatchupEvent, bulk: BulkWriter) -> AddResult | None:
+        """Write a new event through the bulk writer; None for one already in the catalogue."""
+        if self.write_error is not None:
+            raise self.write_error
+        order: dict[str, Product | Matchup] = {}
+        for mu in event.matchups:
+            for p in mu.products:
+                order.setdefault(p.id, p)
+            order.setdefault(mu.id, mu)
+        if bulk.pending(event.id) or any(bulk.pending(m.id) for m in event.matchups):
+            return None
+        known = self.cat._idx.present([event.id, *order])
+        if event.id in known or any(m.id in known for m in event.matchups):
+            return None  # the one-event-per-matchup check is done on the slow path
+        res = AddResult(events_new=1)
+        plan: list[Product | Matchup] = []
+        reserved = si.DAY_CATALOG.removesuffix(".json")
+        for x in (event, *order.values()):
+            if x.id == reserved:
+                raise EomatchError(f"item id '{x.id}' is reserved for the day catalogs")
+        for item_id, x in order.items():
+            old = item_id in known or bulk.pending(item_id)
+            if isinstance(x, Matchup):
+                res.matchups_existing += old
+                res.matchups_new += not old
+            else:
+                res.products_existing += old
+                res.products_new += not old
+            if not old:
+                plan.append(x)
+        bulk.write_event(event, plan)
+        return res
+
+    def _check_matchup_owners(self, event: MatchupEvent) -> None:
+        """Refuse (before any write) a matchup of ``event`` that another event owns."""
+        for mu in event.matchups:
+            owners = [e for e in self.cat._index.events_of_matchup(mu.id) if e != event.id]
+            if owners:
+                raise EomatchError(
+                    f"matchup '{mu.id}' already belongs to event '{owners[0]}', not to "
+                    f"'{event.id}': a matchup belongs to one event (its id includes the event's)"
+                )
+
+    def put(self, item: dict[str, Any], rel: str, start: datetime, end: datetime) -> None:
+        """Write an item, index it and grow its collection's extent."""
+        self.write_item(rel, item)
+        self.cat._index_item(item, rel, (start, end))
+        self.layout.extend(item["collection"], item["bbox"], start, end)
+
+    # --- importing items from elsewhere (a STAC API) -----------------------------------------
+
+    def import_items(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        collections: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, ImportStatus]:
+        """Merge STAC items from elsewhere (pulled from a STAC API) into the catalogue.
+
+        Each item is written at ``{collection}/YYYY/MM/DD/{id}.json`` (its kind follows from
+        the collection id, as for every item here) with the catalogue's own ``root``/``parent``/
+        ``collection`` links; ``self`` and other structural links are dropped. Its ``related``
+        and ``derived_from`` links to other catalogue items must already be relative hrefs from
+        its own file (``si.relative_href(si.item_path(...), target)``); those whose target is
+        neither in ``items`` nor in the catalogue are dropped, so no link dangles. Links with a
+        URL are kept as they are.
+
+        An item already present is merged: the incoming item wins, except that assets only the
+        local item has are kept, a local file (a downloaded product's ``data``, a registered
+        analysis result; any asset whose href is a path) is kept over the incoming asset of the
+        same key, and an event keeps its links to local matchups. An item whose merged form
+        equals its file is left untouched.
+
+        Collections new to the catalogue take their metadata from ``collections`` (title,
+        description, license, assets, ...); links and extents are always the catalogue's own.
+        Files are written in the catalogue's crash-safe order (new events first without links
+        to new matchups, then products, matchups and the complete events), so a kill leaves a
+        catalogue that opens and validates and a repeated import completes it.
+
+        Returns:
+            Item id → ``new``, ``updated`` or ``unchanged``.
+
+        Raises:
+            EomatchError: an item that is not a valid STAC item or whose id or collection
+                cannot be a file name.
+        """
+        collections = collections or {}
+        incoming: dict[str, tuple[dict[str, Any], str, tuple[datetime, datetime]]] = {}
+        for raw in items:
+            item, rel, times = foreign_item(raw)
+            incoming[item["id"]] = (item, rel, times)
+        if not incoming:
+            return {}
+        batch_rels = {rel for _, rel, _ in incoming.values()}
+        statuses: dict[str, ImportStatus] = {}
+        with self.cat._writing():
+            rows = self.cat._index.get_many(incoming)
+            targets: list[str] = []
+            for item, rel, _ in incoming.values():
+                for link in item["links"]:
+                    if link.get("rel") in ITEM_RELS and not si.is_url(str(link.get("href", ""))):
+                        targets.append(si.item_id_of(si.resolve_href(rel, str(link["href"]))))
+            present = self._item_paths(t for t in set(targets) if t not in incoming)
+            present_rels = set(present.values())
+
+            def resolvable(rel: str, link: Mapping[str, Any]) -> bool:
+                href = str(link.get("href", ""))
+                if link.get("rel") not in ITEM_RELS or si.is_url(href):
+                    return True
+                target = si.resolve_href(rel, href)
+                return target in batch_rels or target in present_rels
+
+            plans: list[tuple[str, dict[str, Any], str, tuple[datetime, datetime], IndexRow | None]]
+            plans = []
+            for iid, (item, rel, times) in incoming.items():
+                item["links"] = [x for x in item["links"] if resolvable(rel, x)]
+                row = rows.get(iid)
+                old: dict[str, Any] | None = None
+                if row is not None:
+                    old = self._read_raw(row.path)
+                if old is not None and row is not None:
+                    item = merge_foreign(item, old, row.path == rel, self._index_has)
+                final = si.with_structural_links(item, rel)
+                if old is not None and row is not None and row.path == rel and final == old:
+                    statuses[iid] = "unchanged"
+                    continue
+                statuses[iid] = "new" if row is None else "updated"
+                plans.append((iid, final, rel, times, row))
+            new_colls = {
+                final["collection"]: (final["bbox"], times) for _, final, _, times, _ in plans
+            }
+            for coll, (bbox, times) in sorted(new_colls.items()):
+                if self.layout.collection(coll) is None:
+                    self._new_foreign_collection(coll, collections.get(coll), bbox, times)
+            order = {"event": 0, "product": 1, "matchup": 2}
+            plans.sort(key=lambda p: (order[si.collection_kind(p[1]["collection"])], p[2]))
+            known = set(self._index_present(batch_rels)) | present_rels
+            for _iid, final, rel, _times, row in plans:
+                if row is None and si.collection_kind(final["collection"]) == "event":
+                    # first without links to matchups not yet written (they link back to it)
+                    early = [
+                        x
+                        for x in final["links"]
+                        if not (x.get("rel") == "related" and x.get("matchup:role") == "matchup")
+                        or si.resolve_href(rel, str(x["href"])) in known
+                    ]
+                    if len(early) != len(final["links"]):
+                        self.write_item(rel, {**final, "links": early})
+            for iid, final, rel, times, row in plans:
+                if row is not None and row.path != rel:
+                    self.delete(row)  # its time moved it to another day folder
+                elif row is not None and row.kind == "matchup":
+                    self.cat._index.forget_products_of(iid)
+                self.put(final, rel, *times)
+        return statuses
+
+    def _index_has(self, rel: str) -> bool:
+        row = self.cat._index.get(si.item_id_of(rel))
+        return row is not None and row.path == rel
+
+    def _read_raw(self, rel: str) -> dict[str, Any] | None:
+        """An item file as JSON, without validation (for comparison); None if unreadable."""
+        self.wait_for(rel)
+        try:
+            data = orjson.loads(read_file(self.cat.root / rel))
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "%s: unreadable (%s), replaced by the incoming item", self.cat.root / rel, exc
+            )
+            return None
+        problem = si.item_problem(data)  # merging reads its assets and links
+        if problem:
+            log.warning(
+                "%s: invalid (%s), replaced by the incoming item", self.cat.root / rel, problem
+            )
+            return None
+        item: dict[str, Any] = data
+        return item
+
+    def _index_present(self, rels: Iterable[str]) -> list[str]:
+        wanted = {si.item_id_of(r): r for r in rels}
+        return [r.path for i, r in self.cat._index.get_many(wanted).items() if r.path == wanted[i]]
+
+    def _new_foreign_collection(
+        self,
+        coll: str,
+        remote: Mapping[str, Any] | None,
+        bbox: Sequence[float],
+        times: tuple[datetime, datetime],
+    ) -> None:
+        """Write a collection new to the catalogue at once, with the remote metadata.
+
+        Written before its items (not yet listed by ``catalog.json``: a rebuild after a kill
+        links it), so the metadata survives an interrupted import.
+        """
+        within_root(self.cat.root, si.collection_path(coll))  # no write through a planted link
+        data = si.collection_dict(coll, bbox, times)
+        ours = list(data["stac_extensions"])
+        for key, value in (remote or {}).items():
+            if key not in ("type", "id", "links", "extent", "stac_version"):
+                data[key] = value
+        data["stac_extensions"] = list(data["stac_extensions"]) + [
+            e for e in ours if e not in data["stac_extensions"]
+        ]
+        self.cat._s.dropped_collections.discard(coll)
+        self.cat._s.collections[coll] = data
+        self.cat._s.extents.pop(coll, None)
+        self.cat._s.changed_collections.add(coll)
+        (self.cat.root / coll).mkdir(parents=True, exist_ok=True)
+        files.write_json_file(
+            self.cat.root / si.collection_path(coll), data, not self.cat._batching
+        )
+
+    def remove_event(self, event_id: str) -> None:
+        """Remove an event, its matchups no other event uses and products no matchup uses.
+
+        Day catalogs, collections and ``catalog.json`` are updated first (emptied days lose their
+        day catalog and ``child`` link, emptied collections go), then the item files are deleted,
+        the event last: a kill half-way leaves the event, whose links to deleted items the next
+        open drops, and removing it again finishes the work. Extents are recomputed from the
+        index; downloaded data files are left on disk.
+        """
+        with self.cat._writing():
+            row = self.cat._index.get(event_id)
+            if row is None:
+                raise EomatchError(f"no event '{event_id}' in {self.cat.root}")
+            mus = self.cat._index.matchups_of([event_id])[event_id]
+            prods = self.cat._index.products_of(mus)
+            self.delete(row)
+            touched = {row.collection}
+            for mid in mus:
+                if self.cat._index.events_of_matchup(mid):
+                    continue
+                mrow = self.cat._index.get(mid)
+                if mrow is not None:
+                    self.delete(mrow)
+                    touched.add(mrow.collection)
+                for pid in prods[mid]:
+                    if self.cat._index.matchups_of_product(pid):
+                        continue
+                    prow = self.cat._index.get(pid)
+                    if prow is not None:
+                        self.delete(prow)
+                        touched.add(prow.collection)
+            for coll in sorted(touched):
+                self.layout.recompute_extent(coll)
+
+    def delete(self, row: IndexRow) -> None:
+        """Unindex an item; its file goes at the flush, after its day catalog stops listing it."""
+        day = si.day_of(row.path)
+        self.cat._s.removed_items.append(row.path)
+        self.cat._s.touched_dirs.add(day)
+        self.cat._s.day_changes.setdefault(day, {})[row.id] = False
+        self.cat._index.delete_item(row.id)
+
+
+def _own_matchups(event: MatchupEvent) -> MatchupEvent:
+    """``event`` with every matchup's ``event_id`` set to it (their items link back to it)."""
+    if all(m.event_id == event.id for m in event.matchups):
+        return event
+    return replace(
+        event,
+        matchups=tuple(
+            m if m.event_id == event.id else replace(m, event_id=event.id) for m in event.matchups
+        ),
+    )

@@ -478,20 +478,7 @@ class MatchupCatalogue:
         ``stac_extensions`` added. So a check-then-write ("is this version registered
         already?") cannot race another writer, and a no-op leaves the file untouched.
         """
-        row = self._row(item_id, None)
-        with self._writing():
-            item = self._read_item(row.path)
-            assets = dict(item.get("assets") or {})
-            if not edit(assets):
-                return item
-            item["assets"] = dict(sorted(assets.items()))
-            extensions = list(item.get("stac_extensions") or [])
-            extensions += [e for e in stac_extensions if e not in extensions]
-            if extensions:
-                item["stac_extensions"] = extensions
-            self._write_item(row.path, item)
-            self._index_item(item, row.path)
-        return item
+        return self._assets.update_item(item_id, edit, stac_extensions)
 
     def add_matchup_asset(
         self,
@@ -711,38 +698,7 @@ class MatchupCatalogue:
         The provider href it replaces is kept in ``eomatch:source_href`` and restored when the
         file is unregistered, so the product can be downloaded again. Files are not deleted.
         """
-        row = self._row(product_id, "product")
-        with self._writing():
-            item = self._read_item(row.path)
-            old = item.get("assets", {}).get("data")
-            if local_path is None:
-                if old is None:
-                    return item
-                source = old.get("eomatch:source_href")
-                if source:
-                    asset: dict[str, Any] | None = {
-                        k: v for k, v in old.items() if k not in ("eomatch:source_href",)
-                    }
-                    assert asset is not None
-                    asset["href"] = source
-                    asset["type"] = media_type_for(source) if "type" not in old else old["type"]
-                    return self._assets.edit_item(row, "data", asset)
-                if si.is_url(str(old["href"])):
-                    return item
-                return self._assets.edit_item(row, "data", None)
-            asset = self._assets.new_asset(row.path, local_path, None, "data", ["data"])
-            if old is not None:
-                source = old.get("eomatch:source_href") or (
-                    old["href"] if si.is_url(str(old["href"])) else None
-                )
-                if source:
-                    asset["eomatch:source_href"] = source
-                if old.get("type"):
-                    asset["type"] = old["type"]
-                # the provider's size/checksum describe this file (download verified them) and
-                # must survive an unregister so that a re-download is verified again
-                asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
-            return self._assets.edit_item(row, "data", asset)
+        return self._assets.set_product_data(product_id, local_path)
 
 
 def _read_only(root: Path, exc: BaseException) -> EomatchError:

@@ -15,7 +15,7 @@ import contextlib
 import mimetypes
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -270,3 +270,72 @@ class CatalogueAssets:
             if delete_file:
                 self.delete_local(rel, href)
             return data
+
+    def update_item(
+        self,
+        item_id: str,
+        edit: Callable[[dict[str, Any]], bool],
+        stac_extensions: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Edit any item's assets under the writer lock: read, check and write as one step.
+
+        ``edit`` gets the item's ``assets`` dict (hrefs as stored) and returns whether it
+        changed it; only then is the item rewritten (atomically, re-indexed) with
+        ``stac_extensions`` added. So a check-then-write ("is this version registered
+        already?") cannot race another writer, and a no-op leaves the file untouched.
+        """
+        row = self.cat._row(item_id, None)
+        with self.cat._writing():
+            item = self.cat._read_item(row.path)
+            assets = dict(item.get("assets") or {})
+            if not edit(assets):
+                return item
+            item["assets"] = dict(sorted(assets.items()))
+            extensions = list(item.get("stac_extensions") or [])
+            extensions += [e for e in stac_extensions if e not in extensions]
+            if extensions:
+                item["stac_extensions"] = extensions
+            self.cat._write_item(row.path, item)
+            self.cat._index_item(item, row.path)
+        return item
+
+    def set_product_data(
+        self, product_id: str, local_path: str | os.PathLike[str] | None
+    ) -> dict[str, Any]:
+        """Register (or with None unregister) a downloaded file as the product's ``data`` asset.
+
+        The provider href it replaces is kept in ``eomatch:source_href`` and restored when the
+        file is unregistered, so the product can be downloaded again. Files are not deleted.
+        """
+        row = self.cat._row(product_id, "product")
+        with self.cat._writing():
+            item = self.cat._read_item(row.path)
+            old = item.get("assets", {}).get("data")
+            if local_path is None:
+                if old is None:
+                    return item
+                source = old.get("eomatch:source_href")
+                if source:
+                    asset: dict[str, Any] | None = {
+                        k: v for k, v in old.items() if k not in ("eomatch:source_href",)
+                    }
+                    assert asset is not None
+                    asset["href"] = source
+                    asset["type"] = media_type_for(source) if "type" not in old else old["type"]
+                    return self.edit_item(row, "data", asset)
+                if si.is_url(str(old["href"])):
+                    return item
+                return self.edit_item(row, "data", None)
+            asset = self.new_asset(row.path, local_path, None, "data", ["data"])
+            if old is not None:
+                source = old.get("eomatch:source_href") or (
+                    old["href"] if si.is_url(str(old["href"])) else None
+                )
+                if source:
+                    asset["eomatch:source_href"] = source
+                if old.get("type"):
+                    asset["type"] = old["type"]
+                # the provider's size/checksum describe this file (download verified them) and
+                # must survive an unregister so that a re-download is verified again
+                asset.update({k: old[k] for k in ("file:checksum", "file:size") if k in old})
+            return self.edit_item(row, "data", asset)

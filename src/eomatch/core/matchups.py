@@ -37,6 +37,13 @@ from eomatch.core.products import (
     event_id,
     pair_id,
 )
+from eomatch.core.vocabulary import (
+    COLLECTIONS_PROP,
+    END_B_PROP,
+    PLATFORMS_PROP,
+    START_B_PROP,
+    crossover_prop,
+)
 
 EVENT_STEP_S = 5
 """Track sampling step for event swaths."""
@@ -122,11 +129,11 @@ def event_from_crossover(
             _run_swath(orbit_b, start_b, end_b, swath_b_km),
         ]
     )
-    properties: dict[str, object] = {f"eomatch:{k}": v for k, v in c.as_record().items()}
-    properties["eomatch:start_b"] = iso(start_b)
-    properties["eomatch:end_b"] = iso(end_b)
-    properties["matchup:collections"] = [s.collection for s in ordered]
-    properties["matchup:platforms"] = [s.platform for s in ordered]
+    properties: dict[str, object] = {crossover_prop(k): v for k, v in c.as_record().items()}
+    properties[START_B_PROP] = iso(start_b)
+    properties[END_B_PROP] = iso(end_b)
+    properties[COLLECTIONS_PROP] = [s.collection for s in ordered]
+    properties[PLATFORMS_PROP] = [s.platform for s in ordered]
     return MatchupEvent(
         id=event_id(pair, c.time_a, c.lat_a, c.lon_a),
         sensors=ordered,

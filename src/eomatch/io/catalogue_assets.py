@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product, events_collection_id
+from eomatch.core.vocabulary import SOURCE_HREF_FIELD
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue_index import IndexRow
 from eomatch.io.catalogue_session import CatalogueCore
@@ -314,10 +315,10 @@ class CatalogueAssets:
             if local_path is None:
                 if old is None:
                     return item
-                source = old.get("eomatch:source_href")
+                source = old.get(SOURCE_HREF_FIELD)
                 if source:
                     asset: dict[str, Any] | None = {
-                        k: v for k, v in old.items() if k not in ("eomatch:source_href",)
+                        k: v for k, v in old.items() if k not in (SOURCE_HREF_FIELD,)
                     }
                     assert asset is not None
                     asset["href"] = source
@@ -328,11 +329,11 @@ class CatalogueAssets:
                 return self.edit_item(row, "data", None)
             asset = self.new_asset(row.path, local_path, None, "data", ["data"])
             if old is not None:
-                source = old.get("eomatch:source_href") or (
+                source = old.get(SOURCE_HREF_FIELD) or (
                     old["href"] if si.is_url(str(old["href"])) else None
                 )
                 if source:
-                    asset["eomatch:source_href"] = source
+                    asset[SOURCE_HREF_FIELD] = source
                 if old.get("type"):
                     asset["type"] = old["type"]
                 # the provider's size/checksum describe this file (download verified them) and

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from eomatch.core import stac_items as si
+from eomatch.core.vocabulary import ROLE_FIELD, ROLE_MATCHUP
 from eomatch.errors import EomatchError
 from eomatch.io.safe_paths import check_component
 
@@ -94,7 +95,7 @@ def merge_foreign(
         for link in old.get("links") or []:
             if (
                 link.get("rel") == "related"
-                and link.get("matchup:role") == "matchup"
+                and link.get(ROLE_FIELD) == ROLE_MATCHUP
                 and str(link["href"]) not in hrefs
                 and has(si.resolve_href(rel, str(link["href"])))
             ):

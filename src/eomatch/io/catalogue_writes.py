@@ -24,6 +24,7 @@ import orjson
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product
+from eomatch.core.vocabulary import ROLE_FIELD, ROLE_MATCHUP
 from eomatch.errors import EomatchError
 from eomatch.io import catalogue_files as files
 from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
@@ -432,7 +433,7 @@ class CatalogueWrites:
                     early = [
                         x
                         for x in final["links"]
-                        if not (x.get("rel") == "related" and x.get("matchup:role") == "matchup")
+                        if not (x.get("rel") == "related" and x.get(ROLE_FIELD) == ROLE_MATCHUP)
                         or si.resolve_href(rel, str(x["href"])) in known
                     ]
                     if len(early) != len(final["links"]):

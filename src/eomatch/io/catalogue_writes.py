@@ -460,7 +460,7 @@ class CatalogueWrites:
                 "%s: unreadable (%s), replaced by the incoming item", self.cat.root / rel, exc
             )
             return None
-        problem = si.item_problem(data)  # merging reads its assets and links
+        problem = merge_source_problem(data)
         if problem:
             log.warning(
                 "%s: invalid (%s), replaced by the incoming item", self.cat.root / rel, problem
@@ -556,3 +556,21 @@ def _own_matchups(event: MatchupEvent) -> MatchupEvent:
             m if m.event_id == event.id else replace(m, event_id=event.id) for m in event.matchups
         ),
     )
+
+
+def merge_source_problem(data: Any) -> str | None:
+    """Why a local item file cannot be merged with an incoming item (None: it can).
+
+    Merging reads only its ``assets``, ``links`` and ``stac_extensions``; the rest of it is
+    either equal to the incoming item (validated on arrival) or replaced by it, so the full
+    :func:`~eomatch.core.stac_items.item_problem` (a third of an unchanged re-pull, most of it
+    building shapely geometries) is not needed here.
+    """
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    extensions = data.get("stac_extensions")
+    if extensions is not None and not (
+        type(extensions) is list and all(type(e) is str for e in extensions)
+    ):
+        return "stac_extensions is not a list of strings"
+    return si.links_problem(data.get("links")) or si.assets_problem(data.get("assets"))

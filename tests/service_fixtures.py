@@ -372,3 +372,23 @@ def api_pair_in_process(db: ServiceDb) -> Iterator[tuple[InProcessApi, InProcess
         finally:
             http.apis.pop(internal.url, None)
             http.apis.pop(external.url, None)
+
+
+@contextlib.contextmanager
+def seeded_api_pair(
+    pg_cluster: Any, key_name: str, collection: dict[str, Any], item: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """A fresh database with one collection and one item written through the internal API,
+    and both APIs in process: yields ``db``, ``internal``, ``external`` and ``auth``."""
+    from eomatch.io.pgstac_store import PgstacStore
+
+    db = _new_db(pg_cluster)
+    key = PgstacStore(db.role()).create_key(key_name)
+    auth = {"Authorization": f"Bearer {key}"}
+    with api_pair_in_process(db) as (internal, external):
+        r = http.post(f"{internal.url}/collections", json=collection, headers=auth)
+        assert r.status_code in (200, 201), r.text
+        coll = collection["id"]
+        r = http.post(f"{internal.url}/collections/{coll}/items", json=item, headers=auth)
+        assert r.status_code in (200, 201), r.text
+        yield {"db": db, "internal": internal, "external": external, "auth": auth}

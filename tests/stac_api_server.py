@@ -564,8 +564,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state: StacApiServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, state: Any, handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler or _Handler)
         self.state = state
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -637,7 +637,7 @@ class ScriptedServer:
 
 
 class _ScriptedHandler(BaseHTTPRequestHandler):
-    server: _ScriptedHttp
+    server: _Server
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
@@ -687,22 +687,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._answer("POST")
 
 
-class _ScriptedHttp(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, state: ScriptedServer) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.state = state
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def serve_scripted(script: Any) -> Iterator[ScriptedServer]:
     """Run a scripted server (``script(seen) -> Reply``); yields its state (``.url``)."""
     state = ScriptedServer(script)
-    server = _ScriptedHttp(state)
+    server = _Server(state, _ScriptedHandler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service_fixtures import http
+from service_fixtures import seeded_api_pair
 
 COLL = "fuzz-inputs"
 ITEM = "fuzz-item"
@@ -214,24 +214,8 @@ def item() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from eomatch.io.pgstac_store import PgstacStore
-    from service_fixtures import _new_db, api_pair_in_process
-
-    db = _new_db(pg_cluster)
-    key = PgstacStore(db.role()).create_key("fuzzer")
-    auth = {"Authorization": f"Bearer {key}"}
-    with api_pair_in_process(db) as (internal, external):
-        r = http.post(f"{internal.url}/collections", json=collection(), headers=auth)
-        assert r.status_code in (200, 201), r.text
-        r = http.post(f"{internal.url}/collections/{COLL}/items", json=item(), headers=auth)
-        assert r.status_code in (200, 201), r.text
-        yield {
-            "db": db,
-            "internal": internal,
-            "external": external,
-            "auth": auth,
-            "clients": (internal, external),
-        }
+    with seeded_api_pair(pg_cluster, "fuzzer", collection(), item()) as stack:
+        yield {**stack, "clients": (stack["internal"], stack["external"])}
 
 
 def _answered(r: httpx.Response, what: Any) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from eomatch.core.validation import stac_document_problem
-from service_fixtures import http
+from service_fixtures import http, seeded_api_pair
 
 COLL = "writes"
 ITEM = "plain-item"
@@ -134,18 +134,8 @@ def test_deep_nesting_is_refused_iteratively() -> None:
 
 @pytest.fixture(scope="module")
 def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from eomatch.io.pgstac_store import PgstacStore
-    from service_fixtures import _new_db, api_pair_in_process
-
-    db = _new_db(pg_cluster)
-    key = PgstacStore(db.role()).create_key("writer")
-    auth = {"Authorization": f"Bearer {key}"}
-    with api_pair_in_process(db) as (internal, external):
-        r = http.post(f"{internal.url}/collections", json=collection(), headers=auth)
-        assert r.status_code in (200, 201), r.text
-        r = http.post(f"{internal.url}/collections/{COLL}/items", json=item(), headers=auth)
-        assert r.status_code in (200, 201), r.text
-        yield {"db": db, "internal": internal, "external": external, "auth": auth}
+    with seeded_api_pair(pg_cluster, "writer", collection(), item()) as stack:
+        yield stack
 
 
 def _reads_ok(stack: dict[str, Any]) -> None:

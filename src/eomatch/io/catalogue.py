@@ -471,13 +471,7 @@ class MatchupCatalogue:
         edit: Callable[[dict[str, Any]], bool],
         stac_extensions: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Edit any item's assets under the writer lock: read, check and write as one step.
-
-        ``edit`` gets the item's ``assets`` dict (hrefs as stored) and returns whether it
-        changed it; only then is the item rewritten (atomically, re-indexed) with
-        ``stac_extensions`` added. So a check-then-write ("is this version registered
-        already?") cannot race another writer, and a no-op leaves the file untouched.
-        """
+        """Edit any item's assets under the writer lock (see ``CatalogueAssets.update_item``)."""
         return self._assets.update_item(item_id, edit, stac_extensions)
 
     def add_matchup_asset(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,3 +99,19 @@ def progress_bar(description: str, total: int, unit: str = "") -> Iterator[Progr
     with Progress(*columns, console=stderr, disable=not progress_enabled(), transient=False) as p:
         p.add_task(description, total=total)
         yield p
+
+
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def user_name(text: str) -> str:
+    """An argparse ``type=`` for a system user name (the portable POSIX form).
+
+    The name reaches ``useradd`` when the user is missing: one starting with ``-`` would be
+    read as an option there, so anything outside the portable form is refused while parsing.
+    """
+    if not _USER_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a system user name (lower-case letters, digits, _ and -): {text[:40]!r}"
+        )
+    return text

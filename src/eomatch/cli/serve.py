@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from eomatch.cli.common import PORT, PORT_OR_ANY, int_arg
+from eomatch.cli.common import PORT, PORT_OR_ANY, int_arg, user_name
 from eomatch.cli.db import db_options, target_from
 from eomatch.config.settings import Settings
 from eomatch.errors import ConflictError, EomatchError
@@ -55,6 +55,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--api-user",
+        type=user_name,
         default=API_USER,
         metavar="USER",
         help="when run as root: the unprivileged system user the APIs run as (created if missing)",

@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating int/ext rounds")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--ingest-only", action="store_true", help="stop after the ingest figures")
     args = parser.parse_args()
     _imports()
     import httpx
@@ -253,10 +254,24 @@ def main() -> None:
             first = ingest_catalogue(root, store)
         t_ingest = t[0]
         n_items = first.items
+        n_changes = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
         with timer() as t:
             again = ingest_catalogue(root, store)
         t_again = t[0]
         n_ref, t_ref = pypgstac_reference(_new_db(cluster), work, root)
+        # what history costs: the same ingest into fresh databases with the history triggers
+        # off and on, alternated (the first ingest above read the files cold), best of each
+        bare_times, history_times = [], [t_ingest]
+        for history in (False, True, False):
+            fresh = _new_db(cluster)
+            if not history:
+                with psycopg.connect(fresh.role().conninfo(), autocommit=True) as conn:
+                    conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_history")
+                    conn.execute("ALTER TABLE pgstac.collections DISABLE TRIGGER z_eomatch_history")
+            with timer() as t:
+                ingest_catalogue(root, PgstacStore(fresh.role("eomatch_ingest")))
+            (history_times if history else bare_times).append(t[0])
+        t_bare, t_history = min(bare_times), min(history_times)
 
         print()
         print(f"== ingest: {n_items} items in {first.collections} collections")
@@ -268,10 +283,26 @@ def main() -> None:
         )
         print(f"{'pypgstac Loader alone':<28}{t_ref:8.2f} s {ref_rate:10,.0f} items/s  (reference)")
         print(f"{'  ingest / pypgstac speed':<28}{rate / ref_rate:8.2f}")
+        print(
+            f"{'ingest, history off':<28}{t_bare:8.2f} s {n_items / t_bare:10,.0f} items/s  "
+            "(best of two: the reference for the history cost)"
+        )
+        print(
+            f"{'ingest, history on':<28}{t_history:8.2f} s {n_items / t_history:10,.0f} items/s  "
+            "(best of two)"
+        )
+        print(
+            f"{'  history cost':<28}{100 * (t_history / t_bare - 1):8.1f} %  (target <= 20 %; "
+            f"{n_changes} changes recorded)"
+        )
         pct = 100 * t_again / t_ingest
         print(
             f"{'re-ingest, unchanged':<28}{t_again:8.2f} s {pct:9.1f} % of first (target <= 10 %)"
         )
+        n_after = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
+        print(f"{'  history rows it added':<28}{n_after - n_changes:8d}    (target 0)")
+        if args.ingest_only:
+            return
 
         logs = work / "logs"
         logs.mkdir()

@@ -33,6 +33,7 @@ from pypgstac.version import __version__ as PGSTAC_VERSION
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import DatabaseError as DatabaseError
 from eomatch.errors import InputError, NotFoundError
+from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import database_error, translated
 from eomatch.io.pg_errors import one_line as one_line
@@ -164,6 +165,8 @@ class PgstacStore:
                 conn.execute("RESET ROLE")
                 conn.execute(SCHEMA_SQL)
                 self._roles(conn, role_passwords or {})
+                conn.execute(HISTORY_SQL)
+                conn.execute(HISTORY_GRANTS_SQL)
             conn.commit()
             return version
 

@@ -1,0 +1,284 @@
+"""Catalogue history captured by the database itself: no write path can bypass it.
+
+Row triggers on ``pgstac.items`` (cloned by PostgreSQL to every partition, present and future)
+and on ``pgstac.collections`` record each change into ``eomatch.changes``, grouped into one
+``eomatch.transactions`` row per database transaction. A caller *describes* its transaction by
+setting ``eomatch.actor``, ``eomatch.kind``, ``eomatch.message`` and ``eomatch.run`` (see
+:func:`describe_sql`); a writer that sets nothing (psql, a script) is still recorded, as
+``db:<role>`` of kind ``sql``.
+
+What is stored is the state *before* each change (the hydrated STAC document; nothing for an
+insert). The state after a change is the state before the next change of the same document, or
+the current row: so an insert costs one small row, and no past state is lost. A deferred
+constraint trigger stamps each transaction with its commit time and a commit sequence number
+just before it commits; "the catalogue at T" is the effect of every transaction committed by T.
+
+The history tables belong to the installing (admin) role. The trigger functions run as that
+role (SECURITY DEFINER); the ingest and API roles can only read the history, so they add to it
+by writing items and never change or delete it. ``purge`` is the admin's, and is itself logged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HISTORY_SQL", "HISTORY_GRANTS_SQL", "describe_sql"]
+
+HISTORY_SQL = r"""
+CREATE TABLE IF NOT EXISTS eomatch.history_meta (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    began_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    purged_before timestamptz
+);
+INSERT INTO eomatch.history_meta (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+
+CREATE SEQUENCE IF NOT EXISTS eomatch.history_commit_seq;
+
+CREATE TABLE IF NOT EXISTS eomatch.transactions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid xid8 NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    committed_at timestamptz,
+    commit_seq bigint UNIQUE,
+    actor text NOT NULL,
+    kind text NOT NULL,
+    message text,
+    run text,
+    db_user text NOT NULL DEFAULT session_user
+);
+CREATE INDEX IF NOT EXISTS transactions_committed ON eomatch.transactions (committed_at);
+CREATE INDEX IF NOT EXISTS transactions_run ON eomatch.transactions (run) WHERE run IS NOT NULL;
+
+-- One row per document changed by a transaction; ``before`` is its hydrated state before the
+-- transaction (NULL for an insert). ``id`` is '' for a collection's own row.
+CREATE TABLE IF NOT EXISTS eomatch.changes (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    tx bigint NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('item', 'collection')),
+    collection text NOT NULL,
+    id text NOT NULL,
+    op text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    before jsonb,
+    PRIMARY KEY (tx, kind, collection, id)
+);
+CREATE INDEX IF NOT EXISTS changes_document ON eomatch.changes (kind, collection, id, seq);
+
+CREATE TABLE IF NOT EXISTS eomatch.history_purges (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    purged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    before timestamptz NOT NULL,
+    transactions bigint NOT NULL,
+    changes bigint NOT NULL,
+    actor text NOT NULL,
+    db_user text NOT NULL DEFAULT session_user
+);
+
+-- The history transaction of the current database transaction, created on its first change.
+-- The cached value carries this transaction's xid, so one set by a client (to append to an old
+-- transaction) is not believed.
+CREATE OR REPLACE FUNCTION eomatch.history_tx() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cached text := current_setting('eomatch.history_tx', true);
+    me text := pg_current_xact_id()::text;
+    tx bigint;
+BEGIN
+    IF cached IS NOT NULL AND split_part(cached, ':', 1) = me THEN
+        RETURN split_part(cached, ':', 2)::bigint;
+    END IF;
+    INSERT INTO eomatch.transactions (xid, actor, kind, message, run)
+    VALUES (
+        me::xid8,
+        left(coalesce(nullif(current_setting('eomatch.actor', true), ''), 'db:' || session_user), 200),
+        left(coalesce(nullif(current_setting('eomatch.kind', true), ''), 'sql'), 40),
+        left(nullif(current_setting('eomatch.message', true), ''), 2000),
+        left(nullif(current_setting('eomatch.run', true), ''), 100)
+    )
+    RETURNING id INTO tx;
+    PERFORM set_config('eomatch.history_tx', me || ':' || tx, true);
+    RETURN tx;
+END $$;
+
+-- Just before commit: the commit time and order, or nothing left (changes that cancelled out).
+CREATE OR REPLACE FUNCTION eomatch.history_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM eomatch.changes WHERE tx = NEW.id) THEN
+        UPDATE eomatch.transactions
+        SET committed_at = clock_timestamp(), commit_seq = nextval('eomatch.history_commit_seq')
+        WHERE id = NEW.id;
+    ELSE
+        DELETE FROM eomatch.transactions WHERE id = NEW.id;
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS history_commit ON eomatch.transactions;
+CREATE CONSTRAINT TRIGGER history_commit AFTER INSERT ON eomatch.transactions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION eomatch.history_commit();
+
+-- Record one document change, merging with an earlier change of the same transaction:
+-- delete + insert is an update (pgSTAC's update_item is exactly that), insert + delete is
+-- nothing, and the first ``before`` is kept.
+CREATE OR REPLACE FUNCTION eomatch.history_record(
+    _kind text, _collection text, _id text, _op text, _before jsonb
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tx bigint := eomatch.history_tx();
+    prev text;
+BEGIN
+    IF _op = 'insert' THEN
+        INSERT INTO eomatch.changes AS c (tx, kind, collection, id, op)
+        VALUES (v_tx, _kind, _collection, _id, 'insert')
+        ON CONFLICT (tx, kind, collection, id) DO UPDATE SET op = 'update' WHERE c.op = 'delete';
+    ELSIF _op = 'update' THEN
+        INSERT INTO eomatch.changes (tx, kind, collection, id, op, before)
+        VALUES (v_tx, _kind, _collection, _id, 'update', _before)
+        ON CONFLICT (tx, kind, collection, id) DO NOTHING;
+    ELSE
+        SELECT c.op INTO prev FROM eomatch.changes c
+        WHERE c.tx = v_tx AND c.kind = _kind AND c.collection = _collection AND c.id = _id;
+        IF NOT FOUND THEN
+            INSERT INTO eomatch.changes (tx, kind, collection, id, op, before)
+            VALUES (v_tx, _kind, _collection, _id, 'delete', _before);
+        ELSIF prev = 'insert' THEN
+            DELETE FROM eomatch.changes c
+            WHERE c.tx = v_tx AND c.kind = _kind AND c.collection = _collection AND c.id = _id;
+        ELSE
+            UPDATE eomatch.changes c SET op = 'delete'
+            WHERE c.tx = v_tx AND c.kind = _kind AND c.collection = _collection AND c.id = _id;
+        END IF;
+    END IF;
+    -- a change that did not come from an ingest makes the ingest state of that item stale:
+    -- the next ingest must compare it again instead of trusting its file's hash
+    IF _kind = 'item' AND current_setting('eomatch.kind', true) IS DISTINCT FROM 'ingest' THEN
+        DELETE FROM eomatch.ingest_state s WHERE s.collection = _collection AND s.id = _id;
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION eomatch.history_item() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+DECLARE
+    cached text;
+    v_tx bigint;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        -- pgSTAC's repartition moves rows by re-inserting them: not a change of the catalogue
+        IF current_setting('eomatch.history_moving', true) IS NOT DISTINCT FROM NEW.collection THEN
+            RETURN NULL;
+        END IF;
+        -- the hot path of every ingest, inlined: one small row, no function calls
+        cached := current_setting('eomatch.history_tx', true);
+        IF cached IS NOT NULL AND split_part(cached, ':', 1) = pg_current_xact_id()::text THEN
+            v_tx := split_part(cached, ':', 2)::bigint;
+        ELSE
+            v_tx := eomatch.history_tx();
+        END IF;
+        INSERT INTO eomatch.changes AS c (tx, kind, collection, id, op)
+        VALUES (v_tx, 'item', NEW.collection, NEW.id, 'insert')
+        ON CONFLICT (tx, kind, collection, id) DO UPDATE SET op = 'update' WHERE c.op = 'delete';
+        IF current_setting('eomatch.kind', true) IS DISTINCT FROM 'ingest' THEN
+            DELETE FROM eomatch.ingest_state s WHERE s.collection = NEW.collection AND s.id = NEW.id;
+        END IF;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF OLD IS DISTINCT FROM NEW THEN
+            IF OLD.id = NEW.id AND OLD.collection = NEW.collection THEN
+                PERFORM eomatch.history_record(
+                    'item', OLD.collection, OLD.id, 'update', content_hydrate(OLD));
+            ELSE
+                PERFORM eomatch.history_record(
+                    'item', OLD.collection, OLD.id, 'delete', content_hydrate(OLD));
+                PERFORM eomatch.history_record('item', NEW.collection, NEW.id, 'insert', NULL);
+            END IF;
+        END IF;
+    ELSE
+        PERFORM eomatch.history_record(
+            'item', OLD.collection, OLD.id, 'delete', content_hydrate(OLD));
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS eomatch_history ON pgstac.items;
+CREATE TRIGGER eomatch_history AFTER INSERT OR UPDATE OR DELETE ON pgstac.items
+    FOR EACH ROW EXECUTE FUNCTION eomatch.history_item();
+
+-- BEFORE DELETE, and named to run before pgSTAC's collection_delete_trigger, which drops the
+-- collection's partitions (no row trigger sees those items go): record them here first.
+CREATE OR REPLACE FUNCTION eomatch.history_collection_before() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+DECLARE
+    it pgstac.items;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        FOR it IN SELECT * FROM pgstac.items WHERE collection = OLD.id LOOP
+            PERFORM eomatch.history_record('item', it.collection, it.id, 'delete',
+                                           content_hydrate(it));
+        END LOOP;
+        PERFORM eomatch.history_record('collection', OLD.id, '', 'delete', OLD.content);
+        RETURN OLD;
+    END IF;
+    IF NEW.partition_trunc IS DISTINCT FROM OLD.partition_trunc THEN
+        PERFORM set_config('eomatch.history_moving', NEW.id, true);
+    END IF;
+    RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS a_eomatch_history ON pgstac.collections;
+CREATE TRIGGER a_eomatch_history BEFORE UPDATE OR DELETE ON pgstac.collections
+    FOR EACH ROW EXECUTE FUNCTION eomatch.history_collection_before();
+
+-- AFTER, named to run after pgSTAC's collections_trigger (the repartition).
+CREATE OR REPLACE FUNCTION eomatch.history_collection_after() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM eomatch.history_record('collection', NEW.id, '', 'insert', NULL);
+    ELSIF OLD.content IS DISTINCT FROM NEW.content THEN
+        PERFORM eomatch.history_record('collection', OLD.id, '', 'update', OLD.content);
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        PERFORM set_config('eomatch.history_moving', '', true);
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS z_eomatch_history ON pgstac.collections;
+CREATE TRIGGER z_eomatch_history AFTER INSERT OR UPDATE ON pgstac.collections
+    FOR EACH ROW EXECUTE FUNCTION eomatch.history_collection_after();
+
+-- TRUNCATE would empty the catalogue behind every row trigger's back.
+CREATE OR REPLACE FUNCTION eomatch.history_no_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'TRUNCATE of %.% is refused: it would bypass the catalogue history; '
+        'delete the rows instead', TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS eomatch_history_truncate ON pgstac.items;
+CREATE TRIGGER eomatch_history_truncate BEFORE TRUNCATE ON pgstac.items
+    FOR EACH STATEMENT EXECUTE FUNCTION eomatch.history_no_truncate();
+DROP TRIGGER IF EXISTS eomatch_history_truncate ON pgstac.collections;
+CREATE TRIGGER eomatch_history_truncate BEFORE TRUNCATE ON pgstac.collections
+    FOR EACH STATEMENT EXECUTE FUNCTION eomatch.history_no_truncate();
+"""
+
+HISTORY_GRANTS_SQL = """
+REVOKE ALL ON eomatch.transactions, eomatch.changes, eomatch.history_meta,
+    eomatch.history_purges FROM PUBLIC;
+REVOKE ALL ON FUNCTION eomatch.history_tx(), eomatch.history_record(text, text, text, text, jsonb)
+    FROM PUBLIC;
+GRANT SELECT ON eomatch.transactions, eomatch.changes, eomatch.history_meta,
+    eomatch.history_purges TO eomatch_ingest, eomatch_api;
+"""
+
+
+def describe_sql() -> str:
+    """SQL that describes the current transaction's history record (four parameters).
+
+    ``set_config(..., true)`` lasts until the transaction ends, so each transaction describes
+    itself; parameters: actor, kind, message, run.
+    """
+    return (
+        "SELECT set_config('eomatch.actor', %s, true), set_config('eomatch.kind', %s, true), "
+        "set_config('eomatch.message', coalesce(%s, ''), true), "
+        "set_config('eomatch.run', coalesce(%s, ''), true)"
+    )

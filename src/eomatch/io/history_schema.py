@@ -87,7 +87,8 @@ BEGIN
     INSERT INTO eomatch.transactions (xid, actor, kind, message, run)
     VALUES (
         me::xid8,
-        left(coalesce(nullif(current_setting('eomatch.actor', true), ''), 'db:' || session_user), 200),
+        left(coalesce(nullif(current_setting('eomatch.actor', true), ''),
+                      'db:' || session_user), 200),
         left(coalesce(nullif(current_setting('eomatch.kind', true), ''), 'sql'), 40),
         left(nullif(current_setting('eomatch.message', true), ''), 2000),
         left(nullif(current_setting('eomatch.run', true), ''), 100)
@@ -177,7 +178,8 @@ BEGIN
         VALUES (v_tx, 'item', NEW.collection, NEW.id, 'insert')
         ON CONFLICT (tx, kind, collection, id) DO UPDATE SET op = 'update' WHERE c.op = 'delete';
         IF current_setting('eomatch.kind', true) IS DISTINCT FROM 'ingest' THEN
-            DELETE FROM eomatch.ingest_state s WHERE s.collection = NEW.collection AND s.id = NEW.id;
+            DELETE FROM eomatch.ingest_state s
+            WHERE s.collection = NEW.collection AND s.id = NEW.id;
         END IF;
     ELSIF TG_OP = 'UPDATE' THEN
         IF OLD IS DISTINCT FROM NEW THEN

@@ -1,0 +1,357 @@
+"""Reading the catalogue history, and writing a set of document states as one new transaction.
+
+The model (see :mod:`eomatch.io.history_schema`): each change row keeps the state of one
+document *before* its transaction; the state after it is the ``before`` of the document's next
+change, or the current row. So the catalogue at a point P (a commit sequence number) is: for
+every document changed after P, the ``before`` of its first change after P (absent for an
+insert); every other document as it is now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg.rows import tuple_row
+
+from eomatch.errors import InputError, NotFoundError
+from eomatch.io.history_schema import describe_sql
+from eomatch.io.pg_errors import translated
+from eomatch.io.pgstac_store import PgstacStore
+from eomatch.timeparse import parse_time
+
+__all__ = [
+    "Change",
+    "DocState",
+    "HistoryFilter",
+    "HistoryStore",
+    "Point",
+    "Transaction",
+    "Writer",
+]
+
+DocKey = tuple[str, str, str]
+"""(kind, collection, id): kind is ``item`` or ``collection``; a collection's id is ''."""
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One recorded transaction."""
+
+    id: int
+    committed_at: datetime
+    commit_seq: int
+    actor: str
+    kind: str
+    message: str | None
+    run: str | None
+    db_user: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One document's change in a transaction, with its state before and after."""
+
+    kind: str
+    collection: str
+    id: str
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    later: int | None
+    """The id of the next transaction that changed this document, if any."""
+
+
+@dataclass(frozen=True)
+class DocState:
+    """A document at some point: ``doc`` None means it did not exist then."""
+
+    kind: str
+    collection: str
+    id: str
+    doc: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point in the history: everything committed up to and including ``commit_seq``."""
+
+    commit_seq: int
+    at: datetime | None
+    tx: int | None
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What ``eomatch history`` lists."""
+
+    collection: str | None = None
+    item: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    kind: str | None = None
+    limit: int = 50
+
+
+_TX_COLUMNS = (
+    "t.id, t.committed_at, t.commit_seq, t.actor, t.kind, t.message, t.run, t.db_user, "
+    "count(*) FILTER (WHERE c.op = 'insert'), count(*) FILTER (WHERE c.op = 'update'), "
+    "count(*) FILTER (WHERE c.op = 'delete')"
+)
+
+
+class HistoryStore:
+    """The history tables of one database, through one role."""
+
+    def __init__(self, store: PgstacStore) -> None:
+        self.store = store
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def transactions(self, f: HistoryFilter) -> list[Transaction]:
+        """Committed transactions, newest first."""
+        where = ["t.commit_seq IS NOT NULL"]
+        params: list[Any] = []
+        if f.collection is not None or f.item is not None:
+            sub = ["c2.tx = t.id"]
+            if f.collection is not None:
+                sub.append("c2.collection = %s")
+                params.append(f.collection)
+            if f.item is not None:
+                sub.append("c2.kind = 'item' AND c2.id = %s")
+                params.append(f.item)
+            where.append(f"EXISTS (SELECT 1 FROM eomatch.changes c2 WHERE {' AND '.join(sub)})")
+        for clause, value in (
+            ("t.committed_at >= %s", f.since),
+            ("t.committed_at <= %s", f.until),
+            ("t.actor = %s", f.actor),
+            ("t.kind = %s", f.kind),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        params.append(max(1, min(f.limit, 10_000)))
+        query = (
+            f"SELECT {_TX_COLUMNS} FROM eomatch.transactions t "
+            "LEFT JOIN eomatch.changes c ON c.tx = t.id "
+            f"WHERE {' AND '.join(where)} GROUP BY t.id ORDER BY t.commit_seq DESC LIMIT %s"
+        )
+        with self.store.connect() as conn, translated("cannot read the history"):
+            rows = conn.execute(query, params).fetchall()
+        return [Transaction(*row) for row in rows]
+
+    def transaction(self, tx: int) -> Transaction:
+        """One committed transaction; :class:`NotFoundError` if there is none."""
+        with self.store.connect() as conn, translated("cannot read the history"):
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM eomatch.transactions t "
+                "LEFT JOIN eomatch.changes c ON c.tx = t.id "
+                "WHERE t.id = %s AND t.commit_seq IS NOT NULL GROUP BY t.id",
+                (tx,),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no transaction {tx} in the history (see `eomatch history`)")
+        return Transaction(*row)
+
+    def changes(self, tx: int, limit: int | None = None) -> list[Change]:
+        """What ``tx`` changed, each document with its state before and after ``tx``."""
+        self.transaction(tx)
+        query = """
+            SELECT c.kind, c.collection, c.id, c.op, c.before,
+                   nxt.before, nxt.tx, nxt.found,
+                   CASE WHEN c.kind = 'item' THEN (
+                       SELECT content_hydrate(i) FROM pgstac.items i
+                       WHERE i.collection = c.collection AND i.id = c.id)
+                   ELSE (SELECT content FROM pgstac.collections WHERE id = c.collection) END
+            FROM eomatch.changes c
+            LEFT JOIN LATERAL (
+                SELECT n.before, n.tx, true AS found FROM eomatch.changes n
+                JOIN eomatch.transactions nt ON nt.id = n.tx AND nt.commit_seq IS NOT NULL
+                WHERE n.kind = c.kind AND n.collection = c.collection AND n.id = c.id
+                  AND n.seq > c.seq
+                ORDER BY n.seq LIMIT 1
+            ) nxt ON true
+            WHERE c.tx = %s
+            ORDER BY c.kind DESC, c.collection, c.id
+        """
+        params: list[Any] = [tx]
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+        with self.store.connect() as conn, translated(f"cannot read transaction {tx}"):
+            rows = conn.execute(query, params).fetchall()
+        out = []
+        for kind, coll, doc_id, op, before, next_before, next_tx, found, current in rows:
+            after = next_before if found else current
+            out.append(Change(kind, coll, doc_id, op, before, after, next_tx))
+        return out
+
+    # -- points --------------------------------------------------------------------------------
+
+    def point_of_tx(self, tx: int) -> Point:
+        """Just after ``tx`` committed."""
+        t = self.transaction(tx)
+        return Point(t.commit_seq, t.committed_at, t.id)
+
+    def point_at(self, when: datetime) -> Point:
+        """Everything committed by ``when``; refused before the history began (or was purged)."""
+        with self.store.connect() as conn, translated("cannot read the history"):
+            began, purged = conn.execute(
+                "SELECT began_at, purged_before FROM eomatch.history_meta"
+            ).fetchone() or (None, None)
+            start = max(x for x in (began, purged) if x is not None) if began else None
+            if start is not None and when < start:
+                raise InputError(
+                    f"{when.isoformat()} is before the history begins "
+                    f"({start.isoformat(timespec='seconds')}): no state to return to"
+                )
+            row = conn.execute(
+                "SELECT coalesce(max(commit_seq), 0) FROM eomatch.transactions "
+                "WHERE committed_at <= %s",
+                (when,),
+            ).fetchone()
+        return Point(int(row[0]) if row else 0, when, None)
+
+    def point(self, text: str) -> Point:
+        """A transaction id (digits) or an ISO time."""
+        if text.strip().isdigit():
+            return self.point_of_tx(int(text))
+        return self.point_at(parse_time(text, "a transaction id or time"))
+
+    # -- states --------------------------------------------------------------------------------
+
+    def changed_since(
+        self, point: Point, collections: Sequence[str] | None = None
+    ) -> Iterator[DocState]:
+        """Every document changed after ``point``, in its state at ``point``."""
+        query = """
+            SELECT DISTINCT ON (c.kind, c.collection, c.id) c.kind, c.collection, c.id, c.before
+            FROM eomatch.changes c JOIN eomatch.transactions t ON t.id = c.tx
+            WHERE t.commit_seq > %s {filter}
+            ORDER BY c.kind, c.collection, c.id, c.seq
+        """
+        params: list[Any] = [point.commit_seq]
+        filt = ""
+        if collections is not None:
+            filt = "AND c.collection = ANY(%s)"
+            params.append(list(collections))
+        with (
+            self.store.connect() as conn,
+            translated("cannot read the history"),
+            conn.cursor(name="changed_since", row_factory=tuple_row) as cur,
+        ):
+            cur.itersize = 2000
+            cur.execute(query.format(filter=filt), params)
+            for kind, coll, doc_id, before in cur:
+                yield DocState(kind, coll, doc_id, before)
+
+    def documents_at(
+        self, point: Point, collections: Sequence[str] | None = None
+    ) -> Iterator[DocState]:
+        """The whole catalogue (or some collections) as it was at ``point``: collections first,
+        then items; documents that did not exist then are left out."""
+        changed: dict[DocKey, DocState] = {
+            (s.kind, s.collection, s.id): s for s in self.changed_since(point, collections)
+        }
+        yield from _states_now(self.store, "collection", changed, collections)
+        yield from _states_now(self.store, "item", changed, collections)
+        for state in changed.values():
+            if state.doc is not None and state.kind == "collection":
+                yield state
+        for state in changed.values():
+            if state.doc is not None and state.kind == "item":
+                yield state
+
+
+def _states_now(
+    store: PgstacStore,
+    kind: str,
+    changed: dict[DocKey, DocState],
+    collections: Sequence[str] | None,
+) -> Iterator[DocState]:
+    """Current documents of one kind that did not change after the point."""
+    if kind == "collection":
+        query = "SELECT id, '', content FROM pgstac.collections"
+        where = " WHERE id = ANY(%s)"
+    else:
+        query = "SELECT i.collection, i.id, content_hydrate(i) FROM pgstac.items i"
+        where = " WHERE i.collection = ANY(%s)"
+    params: list[Any] = []
+    if collections is not None:
+        query += where
+        params.append(list(collections))
+    with (
+        store.connect() as conn,
+        translated("cannot read the catalogue"),
+        conn.cursor(name=f"now_{kind}", row_factory=tuple_row) as cur,
+    ):
+        cur.itersize = 2000
+        cur.execute(query, params)
+        for coll, doc_id, doc in cur:
+            if (kind, coll, doc_id) not in changed:
+                yield DocState(kind, coll, doc_id, doc)
+
+
+class Writer:
+    """Sets documents to given states as ONE recorded transaction, through pgSTAC's functions.
+
+    Used by rollbacks: collections are created before their items and deleted after them.
+    """
+
+    BATCH = 2000
+
+    def __init__(self, store: PgstacStore) -> None:
+        self.store = store
+
+    def apply(
+        self,
+        states: Sequence[DocState],
+        *,
+        actor: str,
+        kind: str,
+        message: str | None = None,
+        run: str | None = None,
+    ) -> int | None:
+        """Write ``states`` (doc None = delete); the new transaction's id, or None if nothing
+        changed."""
+        coll_put = [s for s in states if s.kind == "collection" and s.doc is not None]
+        coll_del = [s for s in states if s.kind == "collection" and s.doc is None]
+        item_put = [s for s in states if s.kind == "item" and s.doc is not None]
+        item_del = [s for s in states if s.kind == "item" and s.doc is None]
+        failed = "the change was rolled back, nothing changed"
+        with self.store.connect() as conn, translated(failed), conn.transaction():
+            conn.execute(describe_sql(), (actor, kind, message, run))
+            for s in coll_put:
+                conn.execute(
+                    "INSERT INTO pgstac.collections (content) VALUES (%s::jsonb) "
+                    "ON CONFLICT (id) DO UPDATE SET content = EXCLUDED.content "
+                    "WHERE collections.content IS DISTINCT FROM EXCLUDED.content",
+                    (orjson.dumps(s.doc).decode(),),
+                )
+            for i in range(0, len(item_del), self.BATCH):
+                chunk = item_del[i : i + self.BATCH]
+                conn.execute(
+                    "DELETE FROM pgstac.items i USING unnest(%s::text[], %s::text[]) "
+                    "AS d(collection, id) WHERE i.collection = d.collection AND i.id = d.id",
+                    ([s.collection for s in chunk], [s.id for s in chunk]),
+                )
+            for i in range(0, len(item_put), self.BATCH):
+                chunk = item_put[i : i + self.BATCH]
+                docs = [dict(s.doc or {}, collection=s.collection) for s in chunk]
+                conn.execute(
+                    "SELECT pgstac.upsert_items(%s::jsonb)", (orjson.dumps(docs).decode(),)
+                )
+            for s in coll_del:
+                conn.execute("DELETE FROM pgstac.collections WHERE id = %s", (s.collection,))
+            row = conn.execute(
+                "SELECT split_part(current_setting('eomatch.history_tx', true), ':', 2)"
+            ).fetchone()
+        tx = row[0] if row else ""
+        return int(tx) if tx else None

@@ -1,7 +1,8 @@
 """The optional parts of eomatch and the one check that names the missing pip extra.
 
 ``pip install eomatch`` gives the finder and the catalogue on disk; the extras add the rest
-(``eomatch[service]``: database, ingest, keys, serve, push; ``eomatch[plot]``: maps). A module
+(``eomatch[service]``: database, ingest, keys, serve, push; ``eomatch[plot]``: maps;
+``eomatch[storage]``: S3-compatible object storage). A module
 behind an extra calls :func:`require_extra` before its third-party imports, so a missing
 dependency becomes one line with the install command (:class:`~eomatch.errors.MissingExtraError`,
 exit code 2 in the CLI), never a traceback.
@@ -17,6 +18,7 @@ from eomatch.errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("psycopg", "pypgstac", "stac_fastapi.pgstac", "fastapi", "asyncpg", "uvicorn"),
     "plot": ("matplotlib", "shapefile"),
+    "storage": ("obstore",),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""
 

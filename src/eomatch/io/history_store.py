@@ -9,12 +9,14 @@ insert); every other document as it is now.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.rows import tuple_row
 
 from eomatch.errors import InputError, NotFoundError
@@ -228,9 +230,13 @@ class HistoryStore:
     # -- states --------------------------------------------------------------------------------
 
     def changed_since(
-        self, point: Point, collections: Sequence[str] | None = None
+        self,
+        point: Point,
+        collections: Sequence[str] | None = None,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> Iterator[DocState]:
-        """Every document changed after ``point``, in its state at ``point``."""
+        """Every document changed after ``point``, in its state at ``point`` (read on ``conn``
+        when given: the caller's snapshot)."""
         query = """
             SELECT DISTINCT ON (c.kind, c.collection, c.id) c.kind, c.collection, c.id, c.before
             FROM eomatch.changes c JOIN eomatch.transactions t ON t.id = c.tx
@@ -242,11 +248,11 @@ class HistoryStore:
         if collections is not None:
             filt = "AND c.collection = ANY(%s)"
             params.append(list(collections))
-        with (
-            self.store.connect() as conn,
-            translated("cannot read the history"),
-            conn.cursor(name="changed_since", row_factory=tuple_row) as cur,
-        ):
+        with contextlib.ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.store.connect())
+            stack.enter_context(translated("cannot read the history"))
+            cur = stack.enter_context(conn.cursor(name="changed_since", row_factory=tuple_row))
             cur.itersize = 2000
             cur.execute(query.format(filter=filt), params)
             for kind, coll, doc_id, before in cur:
@@ -256,12 +262,20 @@ class HistoryStore:
         self, point: Point, collections: Sequence[str] | None = None
     ) -> Iterator[DocState]:
         """The whole catalogue (or some collections) as it was at ``point``: collections first,
-        then items; documents that did not exist then are left out."""
-        changed: dict[DocKey, DocState] = {
-            (s.kind, s.collection, s.id): s for s in self.changed_since(point, collections)
-        }
-        yield from _states_now(self.store, "collection", changed, collections)
-        yield from _states_now(self.store, "item", changed, collections)
+        then items; documents that did not exist then are left out.
+
+        All reads share one snapshot (a read-only repeatable-read transaction): a transaction
+        committing meanwhile is seen in full or not at all, never by one read and not another.
+        """
+        with self.store.connect() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            changed: dict[DocKey, DocState] = {
+                (s.kind, s.collection, s.id): s
+                for s in self.changed_since(point, collections, conn)
+            }
+            yield from _states_now(conn, "collection", changed, collections)
+            yield from _states_now(conn, "item", changed, collections)
         for state in changed.values():
             if state.doc is not None and state.kind == "collection":
                 yield state
@@ -271,7 +285,7 @@ class HistoryStore:
 
 
 def _states_now(
-    store: PgstacStore,
+    conn: psycopg.Connection[Any],
     kind: str,
     changed: dict[DocKey, DocState],
     collections: Sequence[str] | None,
@@ -288,7 +302,6 @@ def _states_now(
         query += where
         params.append(list(collections))
     with (
-        store.connect() as conn,
         translated("cannot read the catalogue"),
         conn.cursor(name=f"now_{kind}", row_factory=tuple_row) as cur,
     ):

@@ -2,7 +2,7 @@
 
 ``pip install eomatch`` gives the finder and the catalogue on disk; the extras add the rest
 (``eomatch[service]``: database, ingest, keys, serve, push; ``eomatch[plot]``: maps;
-``eomatch[storage]``: S3-compatible object storage). A module
+``eomatch[storage]``: S3-compatible object storage; ``eomatch[data]``: matchup datasets). A module
 behind an extra calls :func:`require_extra` before its third-party imports, so a missing
 dependency becomes one line with the install command (:class:`~eomatch.errors.MissingExtraError`,
 exit code 2 in the CLI), never a traceback.
@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("psycopg", "pypgstac", "stac_fastapi.pgstac", "fastapi", "asyncpg", "uvicorn"),
     "plot": ("matplotlib", "shapefile"),
     "storage": ("obstore",),
+    "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr"),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""
 

@@ -81,6 +81,19 @@ PORT_OR_ANY = int_arg(0, 65535, "a TCP port or 0 for any")
 """``type=`` of a listening port where 0 lets the system choose."""
 
 
+MESSAGE_MAX = 2000
+"""Characters of a history message (``--message``); the database keeps no more."""
+
+
+def message_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--message``: one line of printable text, bounded."""
+    if len(text) > MESSAGE_MAX:
+        raise argparse.ArgumentTypeError(f"at most {MESSAGE_MAX} characters")
+    if any(not ch.isprintable() for ch in text):
+        raise argparse.ArgumentTypeError("one line of printable text (no control characters)")
+    return text
+
+
 def progress_enabled() -> bool:
     """Bars only on an interactive terminal (logs and CI stay clean)."""
     return sys.stderr.isatty()

@@ -8,9 +8,10 @@ from typing import Any
 
 from rich.console import Console
 
-from eomatch.cli.common import int_arg, load_run_config, progress_bar
+from eomatch.cli.common import int_arg, load_run_config, message_arg, progress_bar
 from eomatch.cli.db import db_options, target_from
 from eomatch.errors import EomatchError
+from eomatch.io.history_schema import WriteNote
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.ingest import DEFAULT_BATCH, ingest_catalogue
 
@@ -54,6 +55,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-invalid", action="store_true", help="skip unreadable item files instead of stopping"
     )
+    p.add_argument(
+        "--message",
+        type=message_arg,
+        default=None,
+        metavar="TEXT",
+        help="why: recorded with this ingest's transactions in the history",
+    )
     db_options(p)
     p.set_defaults(handler=run_ingest)
 
@@ -72,7 +80,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         raise EomatchError(
             f"the local database in {target.cluster.root} is stopped: run `eomatch db start`"
         )
-    store = PgstacStore(target.role(INGEST_ROLE))
+    store = PgstacStore(target.role(INGEST_ROLE), WriteNote.cli("ingest", args.message))
     base = args.assets_base_url or config.ingest.assets_base_url
     with progress_bar("ingest", total=1, unit="items") as bar:
         task = bar.task_ids[0]

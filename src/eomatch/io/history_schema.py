@@ -20,7 +20,41 @@ by writing items and never change or delete it. ``purge`` is the admin's, and is
 
 from __future__ import annotations
 
-__all__ = ["HISTORY_SQL", "HISTORY_GRANTS_SQL", "describe_sql"]
+import getpass
+from dataclasses import dataclass, replace
+
+__all__ = ["HISTORY_GRANTS_SQL", "HISTORY_SQL", "KINDS", "WriteNote", "describe_sql"]
+
+KINDS = ("ingest", "prune", "push", "api", "rollback", "purge", "job", "harvest", "sql")
+"""Kinds of transaction: ``sql`` is a writer that did not describe itself."""
+
+
+@dataclass(frozen=True)
+class WriteNote:
+    """Who writes, why: what the history records for the transactions of one command."""
+
+    actor: str
+    kind: str
+    message: str | None = None
+    run: str | None = None
+
+    @classmethod
+    def cli(cls, kind: str, message: str | None = None, run: str | None = None) -> WriteNote:
+        """A command run by the OS user (``user:<name>``)."""
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry (some containers)
+            user = "unknown"
+        return cls(f"user:{user}", kind, message, run)
+
+    def as_kind(self, kind: str) -> WriteNote:
+        """The same writer, another kind of change (an ingest's prune)."""
+        return replace(self, kind=kind)
+
+    def params(self) -> tuple[str, str, str | None, str | None]:
+        """The parameters of :func:`describe_sql`."""
+        return (self.actor, self.kind, self.message, self.run)
+
 
 HISTORY_SQL = r"""
 CREATE TABLE IF NOT EXISTS eomatch.history_meta (
@@ -72,8 +106,8 @@ CREATE TABLE IF NOT EXISTS eomatch.history_purges (
 );
 
 -- The history transaction of the current database transaction, created on its first change.
--- The cached value carries this transaction's xid, so one set by a client (to append to an old
--- transaction) is not believed.
+-- The id is cached in a transaction-local setting; a client can set that too (to append to an
+-- old transaction), so it is believed only when that row was made by this very transaction.
 CREATE OR REPLACE FUNCTION eomatch.history_tx() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -82,7 +116,11 @@ DECLARE
     tx bigint;
 BEGIN
     IF cached IS NOT NULL AND split_part(cached, ':', 1) = me THEN
-        RETURN split_part(cached, ':', 2)::bigint;
+        tx := nullif(split_part(cached, ':', 2), '')::bigint;
+        -- a client can set this value too: believe it only for this transaction's own row
+        IF EXISTS (SELECT 1 FROM eomatch.transactions t WHERE t.id = tx AND t.xid = me::xid8) THEN
+            RETURN tx;
+        END IF;
     END IF;
     INSERT INTO eomatch.transactions (xid, actor, kind, message, run)
     VALUES (
@@ -149,9 +187,10 @@ BEGIN
             WHERE c.tx = v_tx AND c.kind = _kind AND c.collection = _collection AND c.id = _id;
         END IF;
     END IF;
-    -- a change that did not come from an ingest makes the ingest state of that item stale:
-    -- the next ingest must compare it again instead of trusting its file's hash
-    IF _kind = 'item' AND current_setting('eomatch.kind', true) IS DISTINCT FROM 'ingest' THEN
+    -- a rollback makes the ingest state of what it touched stale: the next ingest must compare
+    -- those items again instead of trusting their files' hashes (API edits and pushes keep the
+    -- state: re-ingesting an unchanged file must not undo them)
+    IF _kind = 'item' AND current_setting('eomatch.kind', true) = 'rollback' THEN
         DELETE FROM eomatch.ingest_state s WHERE s.collection = _collection AND s.id = _id;
     END IF;
 END $$;
@@ -159,7 +198,6 @@ END $$;
 CREATE OR REPLACE FUNCTION eomatch.history_item() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
 DECLARE
-    cached text;
     v_tx bigint;
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -167,17 +205,12 @@ BEGIN
         IF current_setting('eomatch.history_moving', true) IS NOT DISTINCT FROM NEW.collection THEN
             RETURN NULL;
         END IF;
-        -- the hot path of every ingest, inlined: one small row, no function calls
-        cached := current_setting('eomatch.history_tx', true);
-        IF cached IS NOT NULL AND split_part(cached, ':', 1) = pg_current_xact_id()::text THEN
-            v_tx := split_part(cached, ':', 2)::bigint;
-        ELSE
-            v_tx := eomatch.history_tx();
-        END IF;
+        -- the hot path of every ingest, inlined: one small row
+        v_tx := eomatch.history_tx();
         INSERT INTO eomatch.changes AS c (tx, kind, collection, id, op)
         VALUES (v_tx, 'item', NEW.collection, NEW.id, 'insert')
         ON CONFLICT (tx, kind, collection, id) DO UPDATE SET op = 'update' WHERE c.op = 'delete';
-        IF current_setting('eomatch.kind', true) IS DISTINCT FROM 'ingest' THEN
+        IF current_setting('eomatch.kind', true) = 'rollback' THEN
             DELETE FROM eomatch.ingest_state s
             WHERE s.collection = NEW.collection AND s.id = NEW.id;
         END IF;

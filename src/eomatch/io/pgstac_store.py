@@ -33,7 +33,7 @@ from pypgstac.version import __version__ as PGSTAC_VERSION
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import DatabaseError as DatabaseError
 from eomatch.errors import InputError, NotFoundError
-from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL
+from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL, WriteNote, describe_sql
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import database_error, translated
 from eomatch.io.pg_errors import one_line as one_line
@@ -96,8 +96,20 @@ def hash_key(token: str) -> bytes:
 class PgstacStore:
     """pgSTAC plus the eomatch schema, reached as one role."""
 
-    def __init__(self, info: ConnectionInfo) -> None:
+    def __init__(self, info: ConnectionInfo, note: WriteNote | None = None) -> None:
         self.info = info
+        self.note = note
+        """What the history records for this store's writes (None: ``db:<role>``, ``sql``)."""
+
+    def noted(self, note: WriteNote) -> PgstacStore:
+        """The same database, its writes described by ``note`` in the history."""
+        return PgstacStore(self.info, note)
+
+    def describe(self, conn: psycopg.Connection[Any], kind: str | None = None) -> None:
+        """Describe the open transaction of ``conn`` for the history (see history_schema)."""
+        if self.note is not None:
+            note = self.note if kind is None else self.note.as_kind(kind)
+            conn.execute(describe_sql(), note.params())
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -275,7 +287,7 @@ class PgstacStore:
     def loading(self) -> Iterator[BatchLoader]:
         """One connection for a whole ingest; each ``load`` call is its own transaction."""
         with self.connect() as conn:
-            batch = BatchLoader(conn)
+            batch = BatchLoader(conn, self)
             try:
                 batch.loader.check_version()
             except Exception as exc:  # pypgstac raises bare Exception on a version mismatch
@@ -308,6 +320,7 @@ class PgstacStore:
         with self.connect() as conn:
             loader = Loader(db=PgstacDB(connection=conn))
             with translated("upsert failed, nothing changed"), conn.transaction():
+                self.describe(conn)
                 loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
 
     def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
@@ -356,8 +369,9 @@ class BatchLoader:
                 (source,),
             )
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], store: PgstacStore) -> None:
         self.conn = conn
+        self.store = store
         self.loader = Loader(db=PgstacDB(connection=conn))
 
     def load(
@@ -368,8 +382,12 @@ class BatchLoader:
         items: Sequence[dict[str, Any]],
         states: Sequence[tuple[str, str, str, int | None, int | None]],
         deletes: Iterable[tuple[str, str]] = (),
+        kind: str | None = None,
     ) -> None:
         """Upsert collections and items, delete pruned rows, record state: all or nothing.
+
+        One database transaction, so one transaction in the history, described by the store's
+        note (``kind`` overrides its kind: an ingest's prune).
 
         ``items`` are rows already formatted by :class:`ItemFormatter` (the reading side does
         that work, possibly in another process); this side groups them by partition and hands
@@ -382,6 +400,7 @@ class BatchLoader:
                 raise InputError(f"collection {doc.get('id')!r:.200}: {problem}; nothing stored")
         try:
             with conn.transaction():
+                self.store.describe(conn, kind)
                 if collections:
                     self.loader.load_collections(iter(list(collections)), Methods.upsert)
                 if items:

@@ -58,7 +58,7 @@ from eomatch.io.pgstac_store import hash_key
 from eomatch.io.thirdparty import middleware_index
 from eomatch.service import fast_links, limits
 from eomatch.service.guards import BodyGuard, route_path
-from eomatch.service.writes import EomatchExtensions
+from eomatch.service.writes import MESSAGE_HEADER, EomatchExtensions, described_connection
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,9 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
         cors_methods=(
             ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] if internal else ["GET", "POST"]
         ),
-        cors_headers=["Content-Type", "Authorization"] if internal else ["Content-Type"],
+        cors_headers=(
+            ["Content-Type", "Authorization", MESSAGE_HEADER] if internal else ["Content-Type"]
+        ),
     )
     postgres = _postgres_settings(settings, db)
     writes = _postgres_settings(settings, db, reads=False) if internal else None
@@ -557,6 +559,7 @@ async def _connect_with_retry(
         try:
             await connect_to_db(
                 app,
+                get_conn=described_connection,
                 postgres_settings=postgres,
                 add_write_connection_pool=writes is not None,
                 write_postgres_settings=writes,

@@ -14,14 +14,17 @@ were read in, in :mod:`eomatch.io.thirdparty` (a test fails when that version ch
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import jsonpatch
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 from stac_fastapi.extensions.transaction.request import BasePartial
-from stac_fastapi.pgstac.db import dbfunc
+from stac_fastapi.pgstac.db import dbfunc, get_connection
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.models.links import CollectionLinks, ItemLinks
 from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
@@ -29,6 +32,43 @@ from stac_fastapi.types.errors import NotFoundError
 from stac_fastapi.types.extension import ApiExtension
 
 from eomatch.core.validation import stac_document_problem
+
+MESSAGE_HEADER = "X-Eomatch-Message"
+"""A write's reason, recorded with its transaction in the catalogue history."""
+MESSAGE_MAX = 2000
+
+_DESCRIBE = (
+    "SELECT set_config('eomatch.actor', $1, false), set_config('eomatch.kind', 'api', false), "
+    "set_config('eomatch.message', $2, false), set_config('eomatch.run', '', false)"
+)
+
+
+@asynccontextmanager
+async def described_connection(
+    request: Request, readwrite: Literal["r", "w"] = "r"
+) -> AsyncIterator[Any]:
+    """stac-fastapi-pgstac's connection getter; a write connection also tells the history who
+    writes (the API key's name) and why (the ``X-Eomatch-Message`` header).
+
+    Session settings, not transaction ones: pgSTAC's functions run as single autocommitted
+    statements. asyncpg's pool runs ``RESET ALL`` when the connection goes back, and the
+    settings are cleared here too, so they never outlive the request.
+    """
+    async with get_connection(request, readwrite) as conn:
+        if readwrite != "w":
+            yield conn
+            return
+        key = getattr(request.state, "api_key", None)
+        message = "".join(ch for ch in request.headers.get(MESSAGE_HEADER, "") if ch.isprintable())[
+            :MESSAGE_MAX
+        ]
+        await conn.execute(_DESCRIBE, f"key:{key}" if key else "api", message)
+        try:
+            yield conn
+        finally:
+            # the pool resets a connection it takes back anyway; a broken one is dropped
+            with contextlib.suppress(Exception):
+                await conn.execute("RESET eomatch.actor; RESET eomatch.kind; RESET eomatch.message")
 
 
 def _refuse(problem: str | None) -> None:

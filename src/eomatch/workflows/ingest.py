@@ -5,15 +5,20 @@ last ingest recorded (under the same settings fingerprint) is not even read. Fil
 change are read, rewritten for the service (:mod:`eomatch.core.publish`) and hashed; only a
 different hash is loaded. Batches are loaded by pypgstac's Loader (upsert) in one transaction
 each, together with the ingest state, while the next batch is read from disk on another thread.
+
+History: each batch is one transaction of kind ``ingest`` (``push`` for ``add-asset --push``),
+the deletions of ``--prune`` one more of kind ``prune``; all transactions of one command share
+a run id. An unchanged re-ingest writes nothing, so it records nothing.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -24,6 +29,7 @@ from eomatch.core.publish import HrefRewriter, content_hash
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import InputError, NotFoundError
 from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.history_schema import WriteNote
 from eomatch.io.pgstac_store import PGSTAC_VERSION, ItemFormatter, PgstacStore
 from eomatch.workflows.ingest_scan import (
     ScanContext,
@@ -114,6 +120,10 @@ def push_assets(
     ``file://`` assets) are kept. An item the database does not have yet is ingested whole.
     The ingest state is left alone: the catalogue that owns the item still sees it unchanged.
     """
+    store = _noted(store, "push")
+    if store.note is not None and store.note.message is None:
+        message = f"assets {', '.join(sorted(keys))} of {item_id}"
+        store = store.noted(replace(store.note, message=message[:2000]))
     cat = MatchupCatalogue.open(catalogue)
     try:
         root = cat.root
@@ -179,6 +189,12 @@ class _HasResult(Protocol):
     def result(self) -> ScanResult: ...
 
 
+def _noted(store: PgstacStore, kind: str) -> PgstacStore:
+    """The store with its writes described as ``kind``, one run id for the whole command."""
+    note = store.note.as_kind(kind) if store.note else WriteNote.cli(kind)
+    return store.noted(note if note.run else replace(note, run=uuid.uuid4().hex[:12]))
+
+
 def ingest_catalogue(
     catalogue: str | os.PathLike[str],
     store: PgstacStore,
@@ -195,6 +211,7 @@ def ingest_catalogue(
     """
     if assets_base_url is not None and not _is_base_url(assets_base_url):
         raise InputError(f"--assets-base-url must be a URL, got {assets_base_url!r:.200}")
+    store = _noted(store, "push" if only is not None else "ingest")
     cat = MatchupCatalogue.open(catalogue, skip_invalid=skip_invalid)
     try:
         root = cat.root
@@ -264,9 +281,8 @@ def ingest_catalogue(
                 work = pending.result()
                 if index + 1 < len(chunks):
                     pending = scan(chunks[index + 1])
-                batch_deletes = deletes if index == len(chunks) - 1 else []
-                if work.items or work.states or batch_deletes:
-                    loader.load(source, fingerprint, [], work.items, work.states, batch_deletes)
+                if work.items or work.states:
+                    loader.load(source, fingerprint, [], work.items, work.states)
                 report.inserted += work.inserted
                 report.updated += work.updated
                 report.unchanged += work.unchanged
@@ -274,5 +290,7 @@ def ingest_catalogue(
                 done += work.scanned
                 if progress is not None:
                     progress(done, len(files))
+        if deletes:  # a transaction of its own: a wrong --prune is one rollback away
+            loader.load(source, fingerprint, [], [], [], deletes, kind="prune")
     report.pruned = len(deletes)
     return report

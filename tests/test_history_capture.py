@@ -70,7 +70,8 @@ def test_ingest_batches_prune_and_unchanged_reingest(tmp_path: Path, pgpass: Ser
     assert len(first) == 1 + -(-n_items // 5)
     assert {t[2] for t in first} == {"ingest"}
     assert {t[3] for t in first} == {"first load"}
-    assert len({t[4] for t in first}) == 1 and first[0][4]  # one run id
+    assert len({t[4] for t in first}) == 1
+    assert first[0][4]
     assert first[0][1].startswith("user:")
     assert sum(t[5] for t in first) == n_items + 4  # and the collections
 
@@ -83,7 +84,8 @@ def test_ingest_batches_prune_and_unchanged_reingest(tmp_path: Path, pgpass: Ser
     (root / rel).unlink()
     assert main([*args, "--prune"]) == 0
     last = _txs(db)[-1]
-    assert last[2] == "prune" and (last[5], last[6], last[7]) == (0, 0, 1)
+    assert last[2] == "prune"
+    assert (last[5], last[6], last[7]) == (0, 0, 1)
     before = db.query(
         "SELECT before->>'id', before->'properties' IS NOT NULL FROM eomatch.changes "
         "WHERE tx = %s",
@@ -167,8 +169,10 @@ def test_push_is_recorded_as_push(tmp_path: Path, service_db: ServiceDb) -> None
     result.write_bytes(b"netcdf")
     register_analysis(root, coll, item_id, result, date="2026-11-01", push=store)
     last = _txs(service_db)[-1]
-    assert last[2] == "push" and last[5:] == (0, 1, 0)
-    assert "comparison" in last[3] and item_id in last[3]
+    assert last[2] == "push"
+    assert last[5:] == (0, 1, 0)
+    assert "comparison" in last[3]
+    assert item_id in last[3]
 
 
 def test_changes_that_cancel_out_leave_no_transaction(service_db: ServiceDb) -> None:
@@ -227,7 +231,8 @@ def test_a_forged_transaction_id_is_not_believed(service_db: ServiceDb) -> None:
         conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item("b", "f")),))
         conn.commit()
     rows = service_db.query("SELECT tx FROM eomatch.changes WHERE id = 'b'")
-    assert rows and rows[0][0] != old
+    assert rows
+    assert rows[0][0] != old
 
 
 def test_install_is_idempotent_and_keeps_history(service_db: ServiceDb) -> None:

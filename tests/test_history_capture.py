@@ -87,8 +87,7 @@ def test_ingest_batches_prune_and_unchanged_reingest(tmp_path: Path, pgpass: Ser
     assert last[2] == "prune"
     assert (last[5], last[6], last[7]) == (0, 0, 1)
     before = db.query(
-        "SELECT before->>'id', before->'properties' IS NOT NULL FROM eomatch.changes "
-        "WHERE tx = %s",
+        "SELECT before->>'id', before->'properties' IS NOT NULL FROM eomatch.changes WHERE tx = %s",
         last[0],
     )
     assert before == [(victim_id, True)]
@@ -210,9 +209,11 @@ def test_roles_cannot_change_or_bypass_the_history(service_db: ServiceDb, role: 
         "SET session_replication_role = replica",
     ]
     for statement in attempts:
-        with psycopg.connect(service_db.role(role).conninfo()) as conn:
-            with pytest.raises(psycopg.Error):
-                conn.execute(statement)
+        with (
+            psycopg.connect(service_db.role(role).conninfo()) as conn,
+            pytest.raises(psycopg.Error),
+        ):
+            conn.execute(statement)
     assert service_db.query("SELECT * FROM eomatch.changes ORDER BY seq") == before
 
 

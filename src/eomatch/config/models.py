@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from eomatch.config.credentials import Credentials, DownloadsConfig
 from eomatch.core.collections import CollectionInfo, builtin_collections
 from eomatch.core.crossovers import MAX_DISTANCE_KM, MAX_EVENT_DURATION_S, MAX_TIME_DIFF_S
 from eomatch.core.products import SensorKey
@@ -165,7 +166,8 @@ RETIRED_KEYS = {
     "api": "scrappi's provider choice; products come from sensors[].source / stac_source",
     "eodag": "scrappi/eodag provider settings; use stac_sources",
     "RadCalNet": "scrappi's RadCalNet settings",
-    "fs": "scrappi's file-system settings; downloads go to {catalogue}/data",
+    "fs": "scrappi's file-system settings; downloads go to {catalogue}/data or "
+    "downloads.products_root",
 }
 """Previous-generation top-level keys that mean nothing now: ignored with one warning each.
 
@@ -584,6 +586,13 @@ class RunConfig(EomatchConfig):
     )
     query: QueryConfig = Field(
         default_factory=lambda: QueryConfig(), description="Matchup service to pull from."
+    )
+    credentials: Credentials = Field(
+        default_factory=dict,
+        description="Provider logins by host or s3://bucket (environment variable names only).",
+    )
+    downloads: DownloadsConfig = Field(
+        default_factory=lambda: DownloadsConfig(), description="Where downloads go."
     )
 
     @model_validator(mode="before")

@@ -188,6 +188,9 @@ def _absolute_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
     cat = out.get("matchup_catalogue")
     if isinstance(cat, dict) and isinstance(cat.get("path"), str):
         out["matchup_catalogue"] = {**cat, "path": fix(cat["path"])}
+    dl = out.get("downloads")
+    if isinstance(dl, dict) and isinstance(dl.get("products_root"), str):
+        out["downloads"] = {**dl, "products_root": fix(dl["products_root"])}
     if isinstance(out.get("tle_dirs"), list):
         out["tle_dirs"] = [fix(d) for d in out["tle_dirs"]]
     if isinstance(out.get("satellites"), list):

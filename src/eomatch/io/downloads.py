@@ -5,6 +5,12 @@ its size/checksum are verified, so ``dest`` is never half-written: a killed run 
 ``.part`` file, which the next run continues with an HTTP Range request when the server allows.
 The engine knows nothing of catalogues: the caller turns products into :class:`DownloadJob`
 objects and registers each finished file in ``on_done``.
+
+Credentials come per host from a :class:`~eomatch.io.credentials.CredentialStore` (the
+configuration, the environment, ``~/.netrc``): each host's go to that host only, a token is
+renewed on expiry or on a 401 (the retry resumes the ``.part`` file), and a 401/403 fails the
+job with one line naming the host and how to give credentials. ``s3://`` hrefs are read through
+the object-store client (:mod:`eomatch.io.object_store`), ranged from the ``.part`` size.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import httpx
 
 from eomatch.errors import ConflictError, EomatchError, InputError, RemoteLimitError
 from eomatch.errors import DownloadError as DownloadError
+from eomatch.io.credentials import CredentialStore
 from eomatch.io.http import (
     RETRY_STATUSES,
     HttpLimits,
@@ -294,6 +301,7 @@ class _Engine:
     """Shared by the worker threads; credentials only to the origin of each job's href."""
     progress: ProgressCallback | None
     link_local: bool = False
+    credentials: CredentialStore | None = None
 
     def _report(self, job: DownloadJob, done: int, total: int | None) -> None:
         if self.progress is not None:
@@ -385,6 +393,8 @@ class _Engine:
                 raise Retryable(
                     f"HTTP {status} {resp.reason_phrase}", resp.headers.get("Retry-After")
                 )
+            if status in (401, 403) and self.credentials is not None:
+                raise DownloadError(self.credentials.explain(str(resp.url), status, job.href))
             if status >= 400:
                 raise DownloadError(f"HTTP {status} {resp.reason_phrase} for {job.href}")
             if status == 206 and offset and _content_range_start(resp.headers) == offset:
@@ -499,6 +509,7 @@ def download(
     link_local: bool = False,
     transport: httpx.BaseTransport | None = None,
     limits: HttpLimits | None = None,
+    credentials: CredentialStore | None = None,
 ) -> DownloadReport:
     """Fetch every job's file; one job failing never stops the others.
 
@@ -525,6 +536,9 @@ def download(
         limits: further HTTP bounds (:class:`~eomatch.io.http.HttpLimits`: redirects,
             ``Retry-After`` cap); ``retries``, ``timeout`` and ``backoff`` override its fields.
             Default: 10 redirects (download servers redirect to signed storage URLs).
+        credentials: per-host credentials (and S3 bucket options); default: the environment
+            and ``~/.netrc`` (:class:`~eomatch.io.credentials.CredentialStore`). Each host's go
+            to that host only; a token is renewed on expiry or on a 401.
 
     Raises:
         EomatchError: a job has no href (e.g. a predicted product), or two jobs want different
@@ -556,17 +570,20 @@ def download(
         groups.setdefault(job.href, []).append((index, job))
 
     results: list[DownloadResult | None] = [None] * len(jobs)
+    store = credentials or CredentialStore(limits=bounds, transport=transport)
     with (
+        contextlib.closing(store) if credentials is None else contextlib.nullcontext(),
         HttpSession(
             None,  # credentials go to each job's own origin, never to a redirect elsewhere
             credentials=headers,
+            auth=store,
             limits=bounds,
             transport=transport,
             max_connections=max(concurrency, 4),
         ) as session,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eomatch-dl") as pool,
     ):
-        engine = _Engine(session, progress, link_local)
+        engine = _Engine(session, progress, link_local, store)
         futures: dict[Future[list[DownloadResult]], list[int]] = {
             pool.submit(_fetch_group, engine, [job for _, job in members]): [i for i, _ in members]
             for members in groups.values()

@@ -6,6 +6,8 @@ second, send a compression bomb or ask to be retried in an hour. Everything here
 
 * credentials (``Authorization``, ``headers_env`` of a source) go only to the configured
   origin (scheme, host, port): never on a redirect or ``next`` link to another origin;
+  per-host credentials (:class:`HostCredentials`, downloads) go only to their own host, chosen
+  again at every redirect hop, and a 401 may renew them once (an expired token);
 * redirects are followed by hand, at most :attr:`HttpLimits.max_redirects`, loops refused;
 * bodies are read while streaming, decompressed by us (gzip/deflate only) with a cap on the
   *decompressed* bytes, so a bomb is stopped after ``max_response_bytes``;
@@ -34,7 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -176,6 +178,28 @@ class Answer:
         return orjson.loads(self.content)
 
 
+class HostCredentials(Protocol):
+    """Secret headers chosen per request URL (:class:`eomatch.io.credentials.CredentialStore`)."""
+
+    def headers_for(self, url: str, start: str) -> dict[str, str]:
+        """Headers for a hop to ``url`` of a request that started at ``start``."""
+        ...
+
+    def refused(self, url: str, sent: Mapping[str, str]) -> bool:
+        """``url`` answered 401 to ``sent``: True when renewed headers deserve one more try."""
+        ...
+
+
+def redact(url: str) -> str:
+    """``url`` without user info, query and fragment (signed URLs carry secrets there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{parts.path}{query}"
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text.splitlines()[0]}"[:300]
@@ -246,10 +270,12 @@ def open_following(
     url: str,
     *,
     json: Any = None,
+    data: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     credentials: Mapping[str, str] | None = None,
     credential_origin: Origin | None = None,
+    auth: HostCredentials | None = None,
     max_redirects: int = 5,
     timeout: Callable[[], httpx.Timeout] | None = None,
     deadline: Deadline | None = None,
@@ -259,6 +285,9 @@ def open_following(
 
     ``credentials`` are added only to hops whose origin is ``credential_origin`` (default: the
     origin of ``url``), so a redirect to another host, port or scheme never carries them.
+    ``auth`` adds each hop's own per-host headers; a 401 to them is asked about once
+    (:meth:`HostCredentials.refused`) and the hop repeated with renewed ones. Cookies the
+    servers set stay in the client's jar and go back to their own hosts on later hops.
     303 (and 301/302 after a POST) continue as GET without a body, as browsers do.
 
     Raises:
@@ -266,30 +295,50 @@ def open_following(
             redirect to a scheme other than http(s).
     """
     home = credential_origin or origin(url)
-    seen: set[tuple[str, str]] = set()
-    body = json
+    seen: set[tuple[str, str, str]] = set()
+    body, form = json, data
     first = url
     for hop in range(max_redirects + 1):
-        if deadline is not None:
-            deadline.check()
-        hop_headers = dict(headers or {})
-        if credentials and origin(url) == home:
-            hop_headers.update(credentials)
-        request = client.build_request(
-            method,
-            url,
-            json=body,
-            params=params if hop == 0 else None,
-            headers=hop_headers,
-            timeout=timeout() if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
-        key = (method, str(request.url))
-        if key in seen:
-            raise RemoteLimitError(f"{first}: redirect loop at {request.url}")
-        seen.add(key)
-        if on_send is not None:
-            on_send()
-        response = client.send(request, stream=True)
+        renewed = False
+        while True:
+            if deadline is not None:
+                deadline.check()
+            hop_headers = dict(headers or {})
+            if credentials and origin(url) == home:
+                hop_headers.update(credentials)
+            secret = auth.headers_for(url, first) if auth is not None else {}
+            hop_headers.update(secret)
+            request = client.build_request(
+                method,
+                url,
+                json=body,
+                data=form,
+                params=params if hop == 0 else None,
+                headers=hop_headers,
+                timeout=timeout() if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            # a return to a URL with new cookies is a login dance (EarthData), not a loop
+            key = (method, str(request.url), request.headers.get("Cookie", ""))
+            if key in seen and not renewed:
+                raise RemoteLimitError(f"{redact(first)}: redirect loop at {redact(url)}")
+            seen.add(key)
+            if on_send is not None:
+                on_send()
+            response = client.send(request, stream=True)
+            if (
+                response.status_code == 401
+                and secret
+                and not renewed
+                and auth is not None
+                and auth.refused(url, secret)
+            ):
+                response.close()
+                renewed = True
+                log.info(
+                    "%s refused the credentials; trying once more with renewed ones", redact(url)
+                )
+                continue
+            break
         location = response.headers.get("Location")
         if response.status_code not in REDIRECT_STATUSES or not location:
             try:
@@ -302,8 +351,8 @@ def open_following(
         if urlsplit(nxt).scheme.lower() not in ("http", "https"):
             raise RemoteLimitError(f"{first}: redirect to a non-http(s) URL refused")
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-            method, body = "GET", None
-        log.debug("%s redirects to %s", request.url, nxt)
+            method, body, form = "GET", None, None
+        log.debug("%s redirects to %s", redact(str(request.url)), redact(nxt))
         url = nxt
     raise RemoteLimitError(f"{first}: more than {max_redirects} redirects (limit max_redirects)")
 
@@ -402,6 +451,7 @@ class HttpSession:
             ``None`` (downloads, one session for many servers): the origin of each request's
             own URL, never that of a redirect target.
         credentials: secret headers (``Authorization``, API keys) for that origin only.
+        auth: per-host credentials (downloads), chosen again at every redirect hop.
         headers: other headers, sent everywhere (``Accept``).
         limits: the bounds; see :class:`HttpLimits`.
         transport: an ``httpx`` transport (tests); the network by default.
@@ -413,6 +463,7 @@ class HttpSession:
         base_url: str | None,
         *,
         credentials: Mapping[str, str] | None = None,
+        auth: HostCredentials | None = None,
         headers: Mapping[str, str] | None = None,
         limits: HttpLimits | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -421,6 +472,7 @@ class HttpSession:
         self.base_url = base_url
         self.origin = origin(base_url) if base_url is not None else None
         self.credentials = dict(credentials or {})
+        self.auth = auth
         self.limits = limits or HttpLimits()
         self.requests = 0
         """Requests sent (every attempt and redirect hop)."""
@@ -462,6 +514,7 @@ class HttpSession:
         url: str,
         *,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: Deadline | None = None,
@@ -485,10 +538,12 @@ class HttpSession:
             method,
             url,
             json=json,
+            data=data,
             params=params,
             headers=headers,
             credentials=self.credentials,
             credential_origin=self.origin,
+            auth=self.auth,
             max_redirects=self.limits.max_redirects,
             timeout=lambda: self._timeout(deadline),
             deadline=deadline,
@@ -527,6 +582,7 @@ class HttpSession:
         url: str,
         *,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: Deadline | None = None,
@@ -543,7 +599,13 @@ class HttpSession:
 
         def attempt(last: bool) -> Answer:
             with self.open(
-                method, url, json=json, params=params, headers=headers, deadline=deadline
+                method,
+                url,
+                json=json,
+                data=data,
+                params=params,
+                headers=headers,
+                deadline=deadline,
             ) as resp:
                 if resp.status_code in RETRY_STATUSES and not last:  # body not read
                     raise Retryable(
@@ -578,6 +640,7 @@ __all__ = [
     "Answer",
     "Deadline",
     "HttpLimits",
+    "HostCredentials",
     "HttpSession",
     "Retryable",
     "TransportFailure",
@@ -585,5 +648,6 @@ __all__ = [
     "call_with_retries",
     "open_following",
     "origin",
+    "redact",
     "retry_after_seconds",
 ]

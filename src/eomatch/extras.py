@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("psycopg", "pypgstac", "stac_fastapi.pgstac", "fastapi", "asyncpg", "uvicorn"),
     "plot": ("matplotlib", "shapefile"),
     "storage": ("obstore",),
+    "geoparquet": ("stac_geoparquet", "pyarrow"),
     "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr"),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""

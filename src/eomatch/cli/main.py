@@ -39,6 +39,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "ingest",
         "push a local catalogue's collections and items into the central database",
     ),
+    (
+        "export",
+        "export",
+        "write the central catalogue, now or as it was at a point of its history, to a folder",
+    ),
     ("download", "products", "download the source products of matching events into the catalogue"),
     (
         "remove",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = _handle
     do_POST = _handle
+    do_HEAD = _handle
 
     def answer(
         self, seen: Seen, status: int, body: bytes = b"", headers: dict[str, str] | None = None
@@ -211,3 +213,46 @@ class TokenIssuer:
     def bearer_ok(self, seen: Seen) -> bool:
         value = seen.headers.get("authorization", "")
         return value.startswith("Bearer ") and value[7:] in self.valid
+
+
+def s3_gate(endpoint: str, requester_pays: set[str]) -> Site:
+    """A gateway in front of an S3 server (moto) that enforces requester-pays like AWS: a
+    request to one of those buckets without ``x-amz-request-payer: requester`` is refused
+    with 403 AccessDenied. Every other request is passed through; all are recorded."""
+    target = urlsplit(endpoint)
+
+    class Gate(dict[str, Route]):
+        def get(self, key: str, default: Any = None) -> Route:  # every path is routed
+            return forward
+
+    def forward(h: Handler, seen: Seen) -> None:
+        bucket = seen.path.lstrip("/").split("/", 1)[0]
+        if bucket in requester_pays and seen.headers.get("x-amz-request-payer") != "requester":
+            body = (
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+                b"<Message>Access Denied</Message></Error>"
+            )
+            h.answer(seen, 403, body, {"Content-Type": "application/xml"})
+            return
+        conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+        try:
+            headers = {k: v for k, v in h.headers.items() if k.lower() != "host"}
+            conn.request(seen.method, h.path, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            seen.status = resp.status
+            h.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    h.send_header(k, v)
+            head = seen.method == "HEAD"  # a HEAD answer's length is the object's
+            h.send_header(
+                "Content-Length", resp.getheader("Content-Length", "0") if head else str(len(data))
+            )
+            h.end_headers()
+            if not head:
+                h.wfile.write(data)
+        finally:
+            conn.close()
+
+    return Site(routes=Gate())

@@ -300,13 +300,13 @@ def test_retry_after_503_and_persistent_failures(files: FileServer, tmp_path: Pa
 def test_one_failure_does_not_stop_the_others(files: FileServer, tmp_path: Path) -> None:
     jobs = [job(files, f"f{i}.bin", tmp_path / f"f{i}.bin") for i in range(4)]
     jobs.insert(2, job(files, "missing.bin", tmp_path / "missing.bin"))
-    jobs.append(DownloadJob("s3", "s3://bucket/key.tif", tmp_path / "s3.tif"))
+    jobs.append(DownloadJob("gs", "gs://bucket/key.tif", tmp_path / "gs.tif"))
     report = run(jobs, concurrency=3)
     assert [r.status for r in report.results] == ["downloaded"] * 2 + ["failed"] + [
         "downloaded"
     ] * 2 + ["failed"]
     assert report.results[2].reason.startswith("HTTP 404 Not Found for http://")
-    assert "s3:// hrefs are not supported" in report.results[5].reason
+    assert report.results[5].reason == "unsupported URL scheme in 'gs://bucket/key.tif'"
     assert files.count("/missing.bin") == 1  # a 404 is not retried
     again = run([job(files, "missing.bin", tmp_path / d / "m.bin") for d in ("a", "b")])
     assert [r.status for r in again.results] == ["failed", "failed"]

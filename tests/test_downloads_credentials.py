@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from auth_servers import Handler, Seen, Site, TokenIssuer, basic_of, serve
+import s3_server as s3_server_module
+from auth_servers import Handler, Seen, Site, TokenIssuer, basic_of, s3_gate, serve
 from eomatch.config.credentials import (
     BearerCredential,
     CookieCredential,
@@ -27,6 +28,9 @@ from eomatch.errors import ConfigError
 from eomatch.io.config_files import load_config
 from eomatch.io.credentials import CredentialStore, Secret, env_suffix
 from eomatch.io.downloads import DownloadJob, DownloadReport, download, part_path
+from s3_server import S3Bucket, s3_bucket, s3_server
+
+__all__ = ["s3_bucket", "s3_server"]  # the fixtures
 
 SIZE = 200_000
 DATA = (hashlib.sha256(b"product").digest() * (SIZE // 32 + 1))[:SIZE]
@@ -194,9 +198,7 @@ def test_redirect_to_another_host_does_not_leak_the_authorization(tmp_path: Path
     storage.seen.clear()
     with serve(storage), serve(Site(routes={"/f.bin": route})) as site:
         (tmp_path / "out" / "f.bin").unlink()
-        creds = store(
-            tmp_path, EOMATCH_TOKEN_127_0_0_1="t0k3n", EOMATCH_TOKEN_LOCALHOST="other"
-        )
+        creds = store(tmp_path, EOMATCH_TOKEN_127_0_0_1="t0k3n", EOMATCH_TOKEN_LOCALHOST="other")
         assert fetch(site, tmp_path, creds).ok
     assert storage.requests("/signed/f.bin")[0].headers["authorization"] == "Bearer other"
 
@@ -438,3 +440,84 @@ def test_credential_keys_and_models() -> None:
     for model in (BearerCredential, CookieCredential, TokenEndpointCredential):
         assert all(f.description for f in model.model_fields.values())
     assert base64  # (imported for readers of basic headers in failures)
+
+
+# -- s3:// hrefs: moto's S3 server, behind a gate that enforces requester-pays ---------------
+
+
+def s3_store(tmp_path: Path, gate: Site, bucket: str, **entry: Any) -> CredentialStore:
+    cfg = {f"s3://{bucket}": {"type": "s3", "endpoint": gate.url, "region": "us-east-1", **entry}}
+    env = {"S3_KEY": s3_server_module.ACCESS_KEY, "S3_SECRET": s3_server_module.SECRET_KEY}
+    return store(tmp_path, cfg, **env)
+
+
+def test_s3_download_with_requester_pays_and_resume(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # only the configured keys
+        monkeypatch.delenv(var)
+    bucket.server.client().put_object(Bucket=bucket.name, Key="scenes/a b.tif", Body=DATA)
+    href = f"s3://{bucket.name}/scenes/a%20b.tif"
+    dest = tmp_path / "out" / "a.tif"
+    keys = {"access_key_id_env": "S3_KEY", "secret_access_key_env": "S3_SECRET"}
+    with serve(s3_gate(bucket.server.endpoint, {bucket.name})) as gate:
+        # without requester_pays the bucket refuses: one line naming the bucket
+        report = download(
+            [DownloadJob("P1", href, dest, checksum=CHECKSUM)],
+            credentials=s3_store(tmp_path, gate, bucket.name, **keys),
+        )
+        reason = report.failed[0].reason
+        assert bucket.name in reason
+        assert "403 Forbidden" in reason
+        assert reason.endswith(
+            f"if the bucket is requester-pays, set requester_pays: true under "
+            f"credentials: s3://{bucket.name}"
+        )
+        assert "\n" not in reason
+        assert not dest.exists()
+        gate.seen.clear()
+        # with it: a partial file is resumed with a ranged GET
+        part_path(dest).parent.mkdir(parents=True, exist_ok=True)
+        part_path(dest).write_bytes(DATA[:50_000])
+        progress: list[tuple[int, int | None]] = []
+        report = download(
+            [DownloadJob("P1", href, dest, checksum=CHECKSUM, size=SIZE)],
+            credentials=s3_store(tmp_path, gate, bucket.name, requester_pays=True, **keys),
+            progress=lambda j, done, total: progress.append((done, total)),
+        )
+    assert report.ok, report.failed
+    assert dest.read_bytes() == DATA
+    assert report.bytes_transferred == SIZE - 50_000
+    assert progress[-1] == (SIZE, SIZE)
+    gets = [s for s in gate.seen if s.method == "GET"]
+    assert [s.headers.get("range") for s in gets] == ["bytes=50000-"]
+    assert all(s.headers.get("x-amz-request-payer") == "requester" for s in gate.seen)
+    assert all(
+        s3_server_module.ACCESS_KEY in s.headers["authorization"] for s in gate.seen
+    )  # signed with the configured keys
+
+
+def test_s3_missing_object_and_unconfigured_bucket(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    with serve(s3_gate(bucket.server.endpoint, {bucket.name})) as gate:
+        report = download(
+            [DownloadJob("P1", f"s3://{bucket.name}/nope.tif", tmp_path / "x.tif")],
+            credentials=s3_store(tmp_path, gate, bucket.name, requester_pays=True),
+        )
+        assert report.failed[0].reason.startswith("no object 'nope.tif' in s3://")
+        # a bucket without an entry: the client's own defaults (AWS_* variables; here the
+        # endpoint is the gate, over http, which only an entry may allow), and the hint says
+        # how to add an entry
+        monkeypatch.setenv("AWS_ENDPOINT", gate.url)
+        monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+        job = DownloadJob("P1", f"s3://{bucket.name}/x.tif", tmp_path / "x.tif")
+        with CredentialStore(environ={}) as creds:
+            reason = download([job], credentials=creds, timeout=2).failed[0].reason
+    assert gate.url in reason  # the environment's endpoint, never AWS itself
+    assert reason.endswith(
+        f"a private or requester-pays bucket needs credentials: s3://{bucket.name} "
+        "(type: s3) in the configuration, or the AWS_* variables"
+    )

@@ -19,11 +19,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -40,6 +41,9 @@ from eomatch.io.http import (
     call_with_retries,
 )
 from eomatch.io.safe_paths import within_root
+
+if TYPE_CHECKING:
+    from eomatch.io.object_store import S3ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +305,9 @@ class _Engine:
     """Shared by the worker threads; credentials only to the origin of each job's href."""
     progress: ProgressCallback | None
     link_local: bool = False
-    credentials: CredentialStore | None = None
+    credentials: CredentialStore = field(default_factory=CredentialStore)
+    _buckets: dict[str, S3ObjectStore] = field(default_factory=dict)
+    _buckets_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _report(self, job: DownloadJob, done: int, total: int | None) -> None:
         if self.progress is not None:
@@ -393,7 +399,7 @@ class _Engine:
                 raise Retryable(
                     f"HTTP {status} {resp.reason_phrase}", resp.headers.get("Retry-After")
                 )
-            if status in (401, 403) and self.credentials is not None:
+            if status in (401, 403):
                 raise DownloadError(self.credentials.explain(str(resp.url), status, job.href))
             if status >= 400:
                 raise DownloadError(f"HTTP {status} {resp.reason_phrase} for {job.href}")
@@ -428,6 +434,81 @@ class _Engine:
                     counter[0] += len(chunk)
                     done += len(chunk)
                     self._report(job, done, total)
+
+    def _bucket(self, bucket: str) -> S3ObjectStore:
+        """One client per bucket (its ``credentials: s3://bucket`` entry, else AWS_*)."""
+        from eomatch.io.object_store import S3Config, S3ObjectStore
+
+        with self._buckets_lock:
+            if bucket not in self._buckets:
+                access = self.credentials.s3(bucket)
+                keys = {
+                    name: secret.reveal()
+                    for name, secret in (
+                        ("access_key_id", access.access_key_id),
+                        ("secret_access_key", access.secret_access_key),
+                        ("token", access.session_token),
+                    )
+                    if secret is not None
+                }
+                config = S3Config(
+                    bucket,
+                    endpoint=access.endpoint,
+                    region=access.region,
+                    allow_http=bool(access.endpoint and access.endpoint.startswith("http://")),
+                    requester_pays=access.requester_pays,
+                    anonymous=access.anonymous,
+                    timeout_s=self.session.limits.timeout_s,
+                )
+                self._buckets[bucket] = S3ObjectStore(config, keys)
+            return self._buckets[bucket]
+
+    def fetch_s3(self, job: DownloadJob, checksum: Checksum | None) -> int:
+        """Stream ``s3://bucket/key`` into place, resuming a ``.part`` file with a ranged GET;
+        returns bytes read. The client retries requests itself; a failed run leaves the
+        ``.part`` file for the next one."""
+        parsed = urlparse(job.href)
+        bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
+        if not bucket or not key:
+            raise DownloadError(f"{job.href!r} names no bucket and key")
+        store = self._bucket(bucket)
+        part = part_path(job.dest)
+        offset = part.stat().st_size if part.exists() else 0
+        if job.size is not None and offset > job.size:
+            offset = 0
+        try:
+            size, chunks = store.stream(key, offset)
+            if offset > size:  # not a prefix of this object
+                offset = 0
+                size, chunks = store.stream(key, 0)
+            if job.size is not None and size > job.size:
+                raise DownloadError(
+                    f"the object has {size} bytes, more than the expected file:size {job.size}"
+                )
+            done = 0
+            with _open_part(part, "ab" if offset else "wb") as fh:
+                done = offset
+                for chunk in chunks:
+                    fh.write(chunk)
+                    done += len(chunk)
+                    self._report(job, done, size)
+        except EomatchError as exc:
+            if isinstance(exc, DownloadError):
+                raise
+            hint = ""
+            if f"s3://{bucket.lower()}" not in self.credentials.config:
+                hint = (
+                    f"; a private or requester-pays bucket needs credentials: s3://{bucket} "
+                    "(type: s3) in the configuration, or the AWS_* variables"
+                )
+            elif "403" in str(exc) and not self.credentials.s3(bucket).requester_pays:
+                hint = (
+                    f"; if the bucket is requester-pays, set requester_pays: true under "
+                    f"credentials: s3://{bucket}"
+                )
+            raise DownloadError(f"{exc}{hint}") from None
+        _verified_publish(part, job, checksum)
+        return done - offset
 
 
 def _content_range_start(headers: httpx.Headers) -> int | None:
@@ -485,7 +566,7 @@ def _fetch_group(engine: _Engine, jobs: list[DownloadJob]) -> list[DownloadResul
                     fetch_failed[expected] = str(exc)
                     raise
             elif urlparse(job.href).scheme == "s3":
-                raise DownloadError("s3:// hrefs are not supported; use the asset's https URL")
+                n = engine.fetch_s3(job, checksum)
             else:
                 raise DownloadError(f"unsupported URL scheme in {job.href!r}")
             results.append(DownloadResult(job, "downloaded", job.dest, bytes_transferred=n))

@@ -23,7 +23,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,6 +272,8 @@ class S3Config:
     """Allow a plain-http endpoint (local servers); https otherwise."""
     requester_pays: bool = False
     """Send ``x-amz-request-payer`` (buckets whose reader pays for transfer)."""
+    anonymous: bool = False
+    """Unsigned requests (public buckets; no credentials looked up)."""
     timeout_s: float = 30.0
     """Connect timeout, and the total time spent retrying one request."""
 
@@ -284,7 +286,10 @@ class S3Config:
 class S3ObjectStore:
     """Objects in an S3-compatible bucket, through ``obstore``."""
 
-    def __init__(self, config: S3Config) -> None:
+    def __init__(self, config: S3Config, credentials: Mapping[str, str] | None = None) -> None:
+        """``credentials``: obstore's ``access_key_id``/``secret_access_key``/``token`` when
+        given by the caller (downloads: variables named in the configuration); otherwise
+        the environment's."""
         require_extra("storage", "S3 object storage")
         from obstore.store import S3Store
 
@@ -306,6 +311,9 @@ class S3ObjectStore:
             kwargs["region"] = "us-east-1"
         if config.requester_pays:
             kwargs["request_payer"] = True
+        if config.anonymous:
+            kwargs["skip_signature"] = True
+        kwargs.update(credentials or {})
         try:
             self._store: S3Store = S3Store(
                 config.bucket,
@@ -381,6 +389,27 @@ class S3ObjectStore:
                 for chunk in result.stream(min_chunk_size=MULTIPART_CHUNK):
                     fh.write(chunk)
             os.replace(tmp, path)
+
+    def stream(self, key: str, offset: int = 0) -> tuple[int, Iterator[bytes]]:
+        """The object's size and its bytes from ``offset`` on, as they arrive (a ranged GET
+        when ``offset`` > 0: downloads resume a partial file). Nothing when ``offset`` is at
+        or past the end."""
+        import obstore
+
+        check_key(key)
+        with self._errors("downloading", key):
+            size = int(obstore.head(self._store, key)["size"])
+
+        def chunks() -> Iterator[bytes]:
+            if offset >= size:
+                return
+            with self._errors("downloading", key):
+                options: Any = {"range": {"offset": offset}} if offset else {}
+                result = obstore.get(self._store, key, options=options)
+                for chunk in result.stream(min_chunk_size=1 << 20):
+                    yield bytes(chunk)
+
+        return size, chunks()
 
     def get_bytes(self, key: str) -> bytes:
         """Download a small object."""

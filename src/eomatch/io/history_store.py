@@ -181,7 +181,7 @@ class HistoryStore:
                 ORDER BY n.seq LIMIT 1
             ) nxt ON true
             WHERE c.tx = %s
-            ORDER BY c.kind DESC, c.collection, c.id
+            ORDER BY c.kind, c.collection, c.id
         """
         params: list[Any] = [tx]
         if limit is not None:
@@ -282,6 +282,63 @@ class HistoryStore:
         for state in changed.values():
             if state.doc is not None and state.kind == "item":
                 yield state
+
+    def current(self, keys: Sequence[DocKey]) -> dict[DocKey, dict[str, Any] | None]:
+        """The current state of each document of ``keys`` (None: absent)."""
+        out: dict[DocKey, dict[str, Any] | None] = dict.fromkeys(keys)
+        colls = sorted({c for k, c, _ in keys if k == "collection"})
+        items = [(c, i) for k, c, i in keys if k == "item"]
+        with self.store.connect() as conn, translated("cannot read the catalogue"):
+            for coll, doc in conn.execute(
+                "SELECT id, content FROM pgstac.collections WHERE id = ANY(%s)", (colls,)
+            ):
+                out[("collection", coll, "")] = doc
+            for i in range(0, len(items), 5000):
+                chunk = items[i : i + 5000]
+                for coll, doc_id, doc in conn.execute(
+                    "SELECT i.collection, i.id, content_hydrate(i) FROM pgstac.items i "
+                    "JOIN unnest(%s::text[], %s::text[]) AS d(collection, id) "
+                    "ON i.collection = d.collection AND i.id = d.id",
+                    ([c for c, _ in chunk], [d for _, d in chunk]),
+                ):
+                    out[("item", coll, doc_id)] = doc
+        return out
+
+    def purge(self, before: datetime, actor: str) -> tuple[int, int]:
+        """Delete the transactions committed before ``before`` and their changes, log the purge
+        in ``eomatch.history_purges`` and move ``history_meta.purged_before``: one database
+        transaction. Needs the admin role. Returns (transactions, changes) deleted."""
+        with (
+            self.store.connect() as conn,
+            translated("cannot purge the history, nothing removed"),
+            conn.transaction(),
+        ):
+            row = conn.execute("SELECT now() FROM eomatch.history_meta FOR UPDATE").fetchone()
+            if row is not None and before > row[0]:
+                raise InputError(
+                    f"--before {before.isoformat(timespec='seconds')} is in the future: "
+                    "history can only be purged up to now"
+                )
+            old = conn.execute(
+                "CREATE TEMP TABLE purged ON COMMIT DROP AS SELECT id FROM eomatch.transactions "
+                "WHERE commit_seq IS NOT NULL AND committed_at < %s",
+                (before,),
+            ).rowcount
+            changes = conn.execute(
+                "DELETE FROM eomatch.changes c USING purged p WHERE c.tx = p.id"
+            ).rowcount
+            conn.execute("DELETE FROM eomatch.transactions t USING purged p WHERE t.id = p.id")
+            conn.execute(
+                "INSERT INTO eomatch.history_purges (before, transactions, changes, actor) "
+                "VALUES (%s, %s, %s, %s)",
+                (before, old, changes, actor),
+            )
+            conn.execute(
+                "UPDATE eomatch.history_meta "
+                "SET purged_before = greatest(purged_before, %s::timestamptz)",
+                (before,),
+            )
+        return old, changes
 
 
 def _states_now(

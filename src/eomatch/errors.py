@@ -13,7 +13,8 @@ branch it can act on (``except NotFoundError``) instead of parsing texts::
     │   │   ├── TleError              a malformed two-line element set
     │   │   └── CoverageError         a window too far outside the element sets
     │   ├── UnsafePathError           an identifier that would become a path outside its root
-    │   └── UnreadableFileError       + OSError: not a regular file, or too large
+    │   ├── UnreadableFileError       + OSError: not a regular file, or too large
+    │   └── UnreadableProductError    a product's data no reader can read (or not there)
     ├── NotFoundError                 + LookupError: no such thing (2, 404)
     │   ├── UnknownSatelliteError     a name no registered satellite answers to
     │   └── UnknownCollectionError    a collection id in no table or configuration
@@ -203,6 +204,11 @@ class UnreadableFileError(InputError, OSError):
     Also an :class:`OSError`, so readers that already turn unreadable files into their own
     one-line error (or skip them) treat it the same way.
     """
+
+
+class UnreadableProductError(InputError):
+    """A product whose data cannot be read for a matchup dataset: no reader for its assets,
+    a file that is missing or broken, or pixels that miss the collocation region."""
 
 
 class MissingExtraError(ConfigError, ImportError):

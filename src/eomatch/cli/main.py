@@ -51,6 +51,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "remove downloaded products (files and 'data' assets) of matching events",
     ),
     (
+        "dataset",
+        "dataset",
+        "write a matchup's collocated product pixels to a NetCDF or Zarr file",
+    ),
+    (
         "query",
         "query",
         "pull matchups with their events and products from a STAC API into a catalogue",

@@ -18,11 +18,15 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shapely.geometry.base import BaseGeometry
 
 from eomatch.core.vocabulary import ROLE_EVENT, ROLE_FIELD
+from eomatch.errors import InputError
+
+if TYPE_CHECKING:
+    from eomatch.core.collocation import DatasetOptions
 
 EVENTS_PREFIX = "matchup-events-"
 
@@ -111,6 +115,18 @@ class Product:
         )
 
 
+class MatchupDataSource(Protocol):
+    """Where a matchup's product data is read from: set on the matchups a catalogue returns.
+
+    The pure core cannot read files; the catalogue that built a :class:`Matchup` knows where its
+    products' assets are and hands this to the matchup (``Matchup.source``).
+    """
+
+    def matchup_dataset(self, matchup: Matchup, options: DatasetOptions) -> Any:
+        """The matchup's collocated data as an ``xarray.DataTree``."""
+        ...
+
+
 @dataclass(frozen=True)
 class Matchup:
     """Products of different sensors that overlap in space and in time."""
@@ -128,11 +144,61 @@ class Matchup:
     """Item properties read back from a catalogue (``matchup:*``, enrichments); empty when new."""
     assets: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
     """STAC asset dicts of the matchup item (analysis results...); empty when new."""
+    source: MatchupDataSource | None = field(default=None, compare=False, hash=False, repr=False)
+    """Where the products' data is (set by the catalogue that read the matchup); None when new."""
 
     @property
     def start(self) -> datetime:
         """Earliest product start."""
         return min(p.start for p in self.products)
+
+    def return_matchup_dataset(
+        self,
+        margin_m: float = 0.0,
+        grid: str = "native",
+        target: str | None = None,
+        resampling: str = "auto",
+        assets: Sequence[str] | None = None,
+    ) -> Any:
+        """The products' pixels in the collocation region, as an ``xarray.DataTree``.
+
+        One node per sensor (``/{collection}-{platform}``), read where the products are
+        (catalogue ``data/``, a shared drive, remote COGs by range requests), never copied.
+        Needs ``pip install 'eomatch[data]'``; see docs/matchup-datasets.md.
+
+        Args:
+            margin_m: metres added around the collocation region.
+            grid: ``"native"`` (each product's own pixels) or ``"common"`` (all resampled
+                onto one grid, pixel by pixel comparable).
+            target: the sensor whose grid is common (label, collection or platform);
+                default the coarser one.
+            resampling: ``"auto"`` (average when downsampling, nearest at the same pixel size,
+                bilinear when upsampling), ``"nearest"``, ``"bilinear"``, ``"cubic"``,
+                ``"average"``.
+            assets: asset keys to read (default: every data asset the reader knows).
+
+        Raises:
+            InputError: the matchup was not read from a catalogue, a product cannot be read
+                (one line naming it), or an option is out of range.
+        """
+        from eomatch.core.collocation import DatasetOptions, GridMode, Resampling
+
+        try:
+            options = DatasetOptions(
+                margin_m=float(margin_m),
+                grid=GridMode(grid),
+                target=target,
+                resampling=Resampling(resampling),
+                assets=None if assets is None else tuple(assets),
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if self.source is None:
+            raise InputError(
+                f"matchup {self.id} was not read from a catalogue: open one "
+                "(MatchupCatalogue.open) and take the matchup from get_events() or get_matchup()"
+            )
+        return self.source.matchup_dataset(self, options)
 
     @property
     def end(self) -> datetime:

@@ -413,7 +413,17 @@ class MatchupCatalogue:
         f = reads.EventFilter(
             collections, platforms, start_time, stop_time, bbox, products_downloaded, filter
         )
-        return reads.get_events(self._index, self._read_item, f, self.skip_invalid, self.registry)
+        return reads.get_events(
+            self._index, self._read_item, f, self.skip_invalid, self.registry, self.root
+        )
+
+    def get_matchup(self, matchup_id: str) -> Matchup:
+        """One matchup by id, with its products; ``.return_matchup_dataset()`` reads its data.
+
+        Raises:
+            NotFoundError: no matchup of that id.
+        """
+        return reads.get_matchup(self._index, self._read_item, matchup_id, self.root)
 
     def product_item(self, product_id: str) -> dict[str, Any]:
         """The product's STAC item dict."""

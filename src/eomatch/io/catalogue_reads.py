@@ -12,19 +12,22 @@ for the events kept, each product once. Filters, as the previous generation defi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cql2
 
 from eomatch.core import stac_items as si
 from eomatch.core import vocabulary as v
-from eomatch.core.products import MatchupEvent, Product
+from eomatch.core.products import Matchup, MatchupEvent, Product
 from eomatch.core.satellites import SatelliteRegistry
-from eomatch.errors import EomatchError, UnknownSatelliteError
+from eomatch.errors import EomatchError, NotFoundError, UnknownSatelliteError
 from eomatch.io.catalogue_index import CatalogueIndex, IndexRow
+from eomatch.io.matchup_source import CatalogueMatchupSource
 from eomatch.timeparse import TimeLike, parse_time
 
 log = logging.getLogger(__name__)
@@ -118,8 +121,12 @@ def get_events(
     f: EventFilter,
     skip_invalid: bool = False,
     registry: SatelliteRegistry | None = None,
+    root: Path | None = None,
 ) -> list[MatchupEvent]:
-    """Events with their matchups and products that pass ``f``, ordered by start and id."""
+    """Events with their matchups and products that pass ``f``, ordered by start and id.
+
+    With ``root`` (the catalogue's), each matchup gets its data source (where its product
+    files are: ``Matchup.return_matchup_dataset``)."""
     expr = _cql2(f.filter)
     lat = None if f.bbox is None else (float(f.bbox[1]), float(f.bbox[3]))
     rows = [
@@ -154,7 +161,35 @@ def get_events(
             )
             == f.products_downloaded
         ]
-    return _assemble(rows, mu_ids, mu_rows, prod_ids, prod_rows, read_item, skip_invalid)
+    return _assemble(rows, mu_ids, mu_rows, prod_ids, prod_rows, read_item, skip_invalid, root)
+
+
+def get_matchup(
+    index: CatalogueIndex, read_item: ReadItem, matchup_id: str, root: Path | None = None
+) -> Matchup:
+    """One matchup by id, with its products (and its data source with ``root``).
+
+    Raises:
+        NotFoundError: no matchup of that id in the catalogue.
+    """
+    row = index.get(matchup_id)
+    if row is None or row.kind != "matchup":
+        raise NotFoundError(f"no matchup {matchup_id!r} in the catalogue")
+    prod_ids = index.products_of([matchup_id])
+    prod_rows = index.get_many(p for ids in prod_ids.values() for p in ids)
+    products = [
+        si.item_to_product(read_item(prod_rows[p].path))
+        for p in prod_ids.get(matchup_id, [])
+        if p in prod_rows
+    ]
+    mu = si.item_to_matchup(read_item(row.path), products)
+    if root is None:
+        return mu
+    event = index.get(mu.event_id)
+    paths = {p: r.path for p, r in prod_rows.items()}
+    if event is not None:
+        paths[event.id] = event.path
+    return dataclasses.replace(mu, source=CatalogueMatchupSource(root, paths, mu.event_id))
 
 
 def _assemble(
@@ -165,6 +200,7 @@ def _assemble(
     prod_rows: Mapping[str, IndexRow],
     read_item: ReadItem,
     skip_invalid: bool,
+    root: Path | None = None,
 ) -> list[MatchupEvent]:
     """Events built from their item files (each product read once)."""
     products: dict[str, Product] = {}
@@ -179,7 +215,12 @@ def _assemble(
                         products[pid] = si.item_to_product(read_item(prod_rows[pid].path))
                     if pid in products:
                         prods.append(products[pid])
-                matchups.append(si.item_to_matchup(read_item(mu_rows[mid].path), prods))
+                mu = si.item_to_matchup(read_item(mu_rows[mid].path), prods)
+                if root is not None:
+                    paths = {p.id: prod_rows[p.id].path for p in prods}
+                    paths[r.id] = r.path
+                    mu = dataclasses.replace(mu, source=CatalogueMatchupSource(root, paths, r.id))
+                matchups.append(mu)
             events.append(si.item_to_event(read_item(r.path), matchups))
         except EomatchError:
             if not skip_invalid:

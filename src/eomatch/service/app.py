@@ -56,7 +56,7 @@ from eomatch.errors import DatabaseError, EomatchError, http_status
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
 from eomatch.io.thirdparty import middleware_index
-from eomatch.service import fast_links, limits
+from eomatch.service import fast_links, history_routes, limits
 from eomatch.service.guards import BodyGuard, route_path
 from eomatch.service.writes import MESSAGE_HEADER, EomatchExtensions, described_connection
 
@@ -437,6 +437,8 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     app.add_exception_handler(EomatchError, _eomatch_error_handler)
     app.add_exception_handler(Exception, _internal_error_handler)
     _replace_health_route(app)
+    if internal:  # the history holds every past state, withdrawn ones too: never public
+        history_routes.register(app)
     inner = middleware_index(app, "BrotliMiddleware")
     # after the key check (a keyless write is a 401 whatever its body), before stac-fastapi
     app.user_middleware.insert(inner, Middleware(BodyGuard))

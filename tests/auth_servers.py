@@ -172,6 +172,8 @@ class TokenIssuer:
     password: str = "pa55-w0rd-secret"
     client_id: str = "cdse-public"
     expires_in: float = 600
+    prefix: str = ""
+    """Put in front of every token (tests search for them in files and logs)."""
     valid: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
     grants: list[str] = field(default_factory=list)
@@ -196,15 +198,16 @@ class TokenIssuer:
             return
         n = next(self._counter)
         self.grants.append(grant)
-        self.valid.add(f"access-{n}")
-        self.refresh_tokens.add(f"refresh-{n}")
+        access, refresh = f"{self.prefix}access-{n}", f"{self.prefix}refresh-{n}"
+        self.valid.add(access)
+        self.refresh_tokens.add(refresh)
         h.json(
             seen,
             200,
             {
-                "access_token": f"access-{n}",
+                "access_token": access,
                 "expires_in": self.expires_in,
-                "refresh_token": f"refresh-{n}",
+                "refresh_token": refresh,
                 "refresh_expires_in": 3600,
                 "token_type": "Bearer",
             },

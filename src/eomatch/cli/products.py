@@ -14,7 +14,12 @@ from eomatch.core.satellites import UnknownSatelliteError
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.downloads import DownloadJob
-from eomatch.workflows.products import Selection, download_products, remove_products
+from eomatch.workflows.products import (
+    Selection,
+    credential_store,
+    download_products,
+    remove_products,
+)
 
 
 def _names(text: str) -> list[str]:
@@ -91,11 +96,22 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="download the source products of matching events into the catalogue",
         description=(
             "Download every distinct product of the matching events once (concurrently, "
-            "resumably, checksum-verified) into {catalogue}/data/ and register it as the item's "
-            "'data' asset. Files already on disk are registered without downloading."
+            "resumably, checksum-verified) into {catalogue}/data/ (or --products-root) and "
+            "register it as the item's 'data' asset. Files already on disk are registered "
+            "in place without downloading. http(s):// and s3:// hrefs; credentials per host "
+            "from credentials: in --config, EOMATCH_TOKEN_<HOST> / EOMATCH_USERNAME_<HOST> + "
+            "EOMATCH_PASSWORD_<HOST>, or ~/.netrc (docs/catalogue.md#credentials)."
         ),
     )
     _filters(d)
+    d.add_argument(
+        "--products-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="put files here in the {platform}/{collection}/YYYY/MM/DD/ layout, e.g. a shared "
+        "drive (default: downloads.products_root, else {catalogue}/data)",
+    )
     d.add_argument(
         "--concurrency",
         type=int_arg(1, 64, "a number of downloads"),
@@ -144,10 +160,12 @@ def _platforms(names: list[str] | None, ctx: EOMatchContext) -> list[str] | None
     return out
 
 
-def _open(args: argparse.Namespace) -> tuple[MatchupCatalogue, Selection]:
+def _open(
+    args: argparse.Namespace, need_config: bool = False
+) -> tuple[MatchupCatalogue, Selection, EOMatchContext | None]:
     path = args.path
     ctx: EOMatchContext | None = None
-    if path is None or args.platforms is not None:
+    if path is None or args.platforms is not None or need_config:
         ctx = EOMatchContext(getattr(args, "config", None))
     if path is None:
         assert ctx is not None
@@ -162,14 +180,16 @@ def _open(args: argparse.Namespace) -> tuple[MatchupCatalogue, Selection]:
         bbox=_bbox(args.bbox) if args.bbox else None,
         filter=args.filter,
     )
-    return MatchupCatalogue.open(path, skip_invalid=args.skip_invalid), sel
+    return MatchupCatalogue.open(path, skip_invalid=args.skip_invalid), sel, ctx
 
 
 def run_download(args: argparse.Namespace) -> int:
     """Download and summarise; exit 1 if any product failed."""
     if args.concurrency < 1:
         raise EomatchError("--concurrency must be >= 1")
-    cat, sel = _open(args)
+    cat, sel, ctx = _open(args, need_config=True)
+    assert ctx is not None
+    root = args.products_root or ctx.config.downloads.products_root
     try:
         with progress_bar("download", total=1) as bar:
             task = bar.task_ids[0]
@@ -183,7 +203,15 @@ def run_download(args: argparse.Namespace) -> int:
                     total=max(sum(t for _, t in sizes.values()), 1),
                 )
 
-            report = download_products(cat, sel, concurrency=args.concurrency, progress=progress)
+            with credential_store(ctx.config) as creds:
+                report = download_products(
+                    cat,
+                    sel,
+                    concurrency=args.concurrency,
+                    progress=progress,
+                    products_root=root,
+                    credentials=creds,
+                )
     finally:
         cat.close()
     Console().print(report.summary())
@@ -194,7 +222,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Remove and summarise."""
-    cat, sel = _open(args)
+    cat, sel, _ = _open(args)
     try:
         report = remove_products(cat, sel, delete_files=not args.keep_files)
     finally:

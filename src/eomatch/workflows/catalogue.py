@@ -8,14 +8,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from eomatch.context import EOMatchContext
 from eomatch.core.products import MatchupEvent, Product
 from eomatch.io import catalogue as _catalogue
+from eomatch.io.credentials import CredentialStore
 from eomatch.io.downloads import DownloadJob, DownloadReport
 from eomatch.timeparse import TimeLike
-from eomatch.workflows.products import Selection, download_products
+from eomatch.workflows.products import Selection, credential_store, download_products
 
 
 @dataclass
@@ -46,6 +50,9 @@ class MatchupCatalogue(_catalogue.MatchupCatalogue):
         filter: str | None = None,
         concurrency: int = 4,
         progress: Callable[[DownloadJob, int, int | None], None] | None = None,
+        context: EOMatchContext | None = None,
+        products_root: str | os.PathLike[str] | None = None,
+        credentials: CredentialStore | None = None,
     ) -> DownloadReport:
         """Download every product of ``event_set`` once and register it as its ``data`` asset.
 
@@ -53,10 +60,26 @@ class MatchupCatalogue(_catalogue.MatchupCatalogue):
         Products already on disk are registered without downloading; each product item is
         saved as soon as its file is in place. Returns the report (``failed`` lists what
         could not be fetched).
+
+        Credentials come from ``context``'s ``credentials:`` section (else ``credentials``,
+        else the environment and ``~/.netrc``); files go under ``products_root`` (else the
+        context's ``downloads.products_root``, else the catalogue's ``data/``).
         """
         selection: Selection
         if event_set is not None:
             selection = _EventSet(events=list(event_set))
         else:
             selection = Selection(collections, platforms, start_time, stop_time, bbox, filter)
-        return download_products(self, selection, concurrency=concurrency, progress=progress)
+        config = context.config if context is not None else None
+        if products_root is None and config is not None:
+            products_root = config.downloads.products_root
+        owned = credential_store(config) if credentials is None else None
+        with contextlib.nullcontext() if owned is None else owned:
+            return download_products(
+                self,
+                selection,
+                concurrency=concurrency,
+                progress=progress,
+                products_root=products_root,
+                credentials=credentials or owned,
+            )

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from eomatch.config.models import RunConfig
 from eomatch.context import EOMatchContext
 from eomatch.core.products import Product
 from eomatch.errors import EomatchError
 from eomatch.io.catalogue import MatchupCatalogue
+from eomatch.io.credentials import CredentialStore
 from eomatch.io.downloads import DownloadJob, DownloadReport, DownloadResult, download
 from eomatch.io.safe_paths import MAX_COMPONENT_BYTES, sanitise_component, within_root
 from eomatch.timeparse import TimeLike, parse_time
@@ -74,15 +76,18 @@ def local_data_path(cat: MatchupCatalogue, product: Product) -> Path | None:
     return cat.local_file(product.id, href) if href else None
 
 
-def product_destination(cat: MatchupCatalogue, product: Product, href: str) -> Path:
-    """``{root}/data/{platform}/{collection}/YYYY/MM/DD/{id}{suffix}`` (zero-padded).
+def product_destination(
+    cat: MatchupCatalogue, product: Product, href: str, products_root: Path | None = None
+) -> Path:
+    """``{data}/{platform}/{collection}/YYYY/MM/DD/{id}{suffix}`` (zero-padded), where
+    ``{data}`` is ``products_root`` (a shared drive) or the catalogue's ``data/``.
 
     Every component comes from item fields (a pulled catalogue holds whatever an API sent), so
     each is sanitised into a plain file name and the result is checked to stay in the data
     folder (symlinks followed).
 
     Raises:
-        UnsafePathError: the destination would leave the catalogue's data folder.
+        UnsafePathError: the destination would leave the data folder.
     """
     name = Path(urlparse(href).path).name
     suffix = next((s for s in KNOWN_SUFFIXES if name.endswith(s)), Path(name).suffix)
@@ -92,8 +97,9 @@ def product_destination(cat: MatchupCatalogue, product: Product, href: str) -> P
     platform = sanitise_component(product.sensor.platform.replace(" ", "_"))
     collection = sanitise_component(product.sensor.collection)
     stem = sanitise_component(product.id, max_bytes=MAX_COMPONENT_BYTES - len(suffix))
-    dest = cat.data_root / platform / collection / f"{day:%Y/%m/%d}" / f"{stem}{suffix}"
-    within_root(cat.data_root, dest)
+    root = products_root if products_root is not None else cat.data_root
+    dest = root / platform / collection / f"{day:%Y/%m/%d}" / f"{stem}{suffix}"
+    within_root(root, dest)
     return dest
 
 
@@ -106,21 +112,38 @@ def _expected_size(product: Product, value: Any) -> int | None:
     return value
 
 
+def credential_store(config: RunConfig | None = None) -> CredentialStore:
+    """The credentials of a run: the ``credentials:`` section, the environment, ``~/.netrc``."""
+    return CredentialStore(config.credentials if config is not None else None)
+
+
 def download_products(
     cat: MatchupCatalogue,
     selection: Selection | None = None,
     *,
     concurrency: int = 4,
     progress: Callable[[DownloadJob, int, int | None], None] | None = None,
+    products_root: str | os.PathLike[str] | None = None,
+    credentials: CredentialStore | None = None,
 ) -> DownloadReport:
     """Download every selected product once and register it as the item's ``data`` asset.
 
-    Products already on disk (registered, or present at their destination) are registered
-    without downloading. Each product item is saved as soon as its file is in place.
+    Products already on disk are registered in place, without a transfer: a local ``data``
+    href (a shared drive's ``file://`` URL or path) stays as it is and is reported
+    ``present``; a file already at its destination is registered there. Each product item is
+    saved as soon as its file is in place.
+
+    Args:
+        products_root: where files go, in the ``{platform}/{collection}/YYYY/MM/DD/`` layout
+            (a shared drive); default the catalogue's ``data/``. Files there are registered
+            with absolute paths and never deleted by ``remove``.
+        credentials: per-host credentials; default the environment and ``~/.netrc``
+            (:func:`credential_store` adds a configuration's ``credentials:``).
 
     Raises:
         EomatchError: when every selected product is predicted (nothing can be downloaded).
     """
+    root = Path(os.path.abspath(Path(products_root).expanduser())) if products_root else None
     products = (selection or Selection()).products(cat)
     predicted = [p for p in products if p.predicted]
     if predicted:
@@ -134,11 +157,21 @@ def download_products(
         log.warning(msg)
     jobs: list[DownloadJob] = []
     refused: list[DownloadResult] = []
+    in_place: list[DownloadResult] = []
     for p in products:
-        if p.predicted or local_data_path(cat, p) is not None:
+        if p.predicted:
             continue
         asset = p.assets.get("data")
         href = str(asset.get("href", "")) if asset else ""
+        local = local_data_path(cat, p)
+        if local is not None:  # registered already (downloaded, or on a shared drive)
+            job = _refused_job(p, href)
+            if local.exists():
+                in_place.append(DownloadResult(job, "present", local))
+            else:
+                reason = f"its registered file {local} is missing (eomatch remove, then download)"
+                in_place.append(DownloadResult(job, "failed", reason=reason))
+            continue
         if not href:
             log.warning("product %s has no data asset to download", p.id)
             continue
@@ -149,10 +182,10 @@ def download_products(
             job = DownloadJob(
                 product_id=p.id,
                 href=href,
-                dest=product_destination(cat, p, href),
+                dest=product_destination(cat, p, href, root),
                 checksum=checksum,
                 size=_expected_size(p, asset.get("file:size") if asset else None),
-                root=cat.data_root,
+                root=root or cat.data_root,
             )
         except EomatchError as exc:
             refused.append(DownloadResult(_refused_job(p, href), "failed", reason=str(exc)))
@@ -162,8 +195,10 @@ def download_products(
     def register(job: DownloadJob, path: Path) -> None:
         cat.set_product_data(job.product_id, path)
 
-    report = download(jobs, concurrency=concurrency, progress=progress, on_done=register)
-    report.results[:0] = refused
+    report = download(
+        jobs, concurrency=concurrency, progress=progress, on_done=register, credentials=credentials
+    )
+    report.results[:0] = refused + in_place
     return report
 
 
@@ -224,9 +259,16 @@ def download_catalogue_products(
 ) -> list[Path]:
     """Download the products of the matching events; returns the local paths handled."""
     cat = _open(context, path)
+    config = context.config if context is not None else None
     try:
         sel = Selection(collections, platforms, start_time, stop_time, bbox, filter)
-        report = download_products(cat, sel)
+        with credential_store(config) as creds:
+            report = download_products(
+                cat,
+                sel,
+                products_root=config.downloads.products_root if config is not None else None,
+                credentials=creds,
+            )
     finally:
         cat.close()
     if report.failed:

@@ -30,6 +30,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("keys", "db", "API keys for writes to the internal API"),
     (
+        "backup",
+        "backup",
+        "back up, verify and restore the central database (pg_dump; local folder or S3)",
+    ),
+    (
         "find",
         "find",
         "find matchups for a run configuration and add them to a STAC catalogue",

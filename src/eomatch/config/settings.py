@@ -21,6 +21,7 @@ from eomatch.errors import ConfigError
 __all__ = [
     "DEFAULT_GP_URL",
     "ApiSettings",
+    "BackupSettings",
     "BrowserSettings",
     "Settings",
     "public_origin",
@@ -122,6 +123,45 @@ class BrowserSettings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+
+class BackupSettings(BaseSettings):
+    """Where ``eomatch backup`` keeps backups and for how long (``EOMATCH_BACKUP_*``).
+
+    A local folder by default; with a bucket set, an S3-compatible bucket instead (credentials
+    from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` only)."""
+
+    model_config = SettingsConfigDict(env_prefix="EOMATCH_BACKUP_", extra="ignore")
+
+    dir: Path | None = None
+    """The local backup folder (default ``<data_dir>/backups``)."""
+    keep_days: int = Field(default=30, ge=1, le=36500)
+    """``eomatch backup prune`` removes backups older than this (never the newest good one)."""
+    max_age_hours: float = Field(default=36.0, gt=0, le=876000)
+    """``eomatch serve`` warns when the newest good backup is older than this."""
+    staging_dir: Path | None = None
+    """Scratch space for dumps on their way to or from a bucket (default: the system temp)."""
+    s3_bucket: str | None = None
+    """Keep backups in this S3-compatible bucket instead of the local folder."""
+    s3_prefix: str = "eomatch/backups"
+    """Key prefix inside the bucket."""
+    s3_endpoint: str | None = None
+    """``http(s)://host[:port]`` of a non-AWS server (MinIO, Ceph...); unset: AWS."""
+    s3_region: str | None = None
+    """The bucket's region (unset: ``AWS_REGION``, else us-east-1)."""
+    s3_allow_http: bool = False
+    """Allow a plain-http endpoint (a server on the same host or network)."""
+    s3_requester_pays: bool = False
+    """The bucket is requester-pays."""
+
+    @field_validator("dir", "staging_dir", "s3_bucket", "s3_endpoint", "s3_region", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def local_dir(self, data_dir: Path) -> Path:
+        """The local folder: :attr:`dir`, else ``<data_dir>/backups``."""
+        return (self.dir or data_dir / "backups").expanduser()
 
 
 def public_origin(value: str) -> tuple[str, str]:

@@ -25,7 +25,8 @@ branch it can act on (``except NotFoundError``) instead of parsing texts::
     │   ├── TransportFailure          no answer after every attempt
     │   ├── Retryable                 an outcome worth another attempt (inside the retry loop)
     │   ├── RemoteLimitError          an answer exceeded a bound (bytes, pages, time...)
-    │   └── DownloadError             one download cannot be completed
+    │   ├── DownloadError             one download cannot be completed
+    │   └── TokenError                a token endpoint refused a provider login
     └── ServiceError                  running the service: supervision, gateway, browser (2, 503)
         ├── GatewayError              nginx missing, misconfigured, or not starting
         └── BrowserBuildError         STAC Browser not built and not buildable here
@@ -180,6 +181,10 @@ class Retryable(NetworkError):
 
 class DownloadError(NetworkError):
     """One job cannot be completed; the message is the one-line reason."""
+
+
+class TokenError(NetworkError):
+    """A token endpoint refused to issue a token for a provider login, or answered nonsense."""
 
 
 class GatewayError(ServiceError):

@@ -40,7 +40,8 @@ from eomatch.config.credentials import (
     S3Credential,
     TokenEndpointCredential,
 )
-from eomatch.errors import ConfigError, NetworkError
+from eomatch.errors import ConfigError
+from eomatch.errors import TokenError as TokenError
 from eomatch.io.http import HttpLimits, HttpSession, redact
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,6 @@ class CookieLogin(Credential):
         if host != self.login_host:
             return {}
         return {"Authorization": _basic(self.username, self.password)}
-
-
-class TokenError(NetworkError):
-    """A token endpoint refused to issue a token, or answered nonsense."""
 
 
 @dataclass

@@ -275,7 +275,11 @@ def test_serve_status_line(tmp_path: Path, db: ServiceDb, monkeypatch, capsys) -
     status = backup_status(repo)
     assert status.stale
     assert status.line().startswith("WARNING: no backup")
+    capsys.readouterr()
+    assert main(["backup", "status", "--repo", str(tmp_path / "b")]) == 1  # for health checks
+    assert "WARNING: no backup" in capsys.readouterr().out
     assert main(["backup", "create", "--repo", str(tmp_path / "b")]) == 0
+    assert run_json(capsys, "backup", "status", "--repo", str(tmp_path / "b"))["stale"] is False
     fresh = backup_status(repo)
     assert not fresh.stale
     assert fresh.line().startswith("last good backup")

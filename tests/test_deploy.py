@@ -27,7 +27,7 @@ CONTAINER_GATEWAY_ARGS = [
     "--run-dir",
     "/tmp",
 ]
-SERVICES = {"db", "migrate", "api-internal", "api-external", "browser", "proxy"}
+SERVICES = {"db", "migrate", "api-internal", "api-external", "browser", "proxy", "backup"}
 
 
 def _compose_cmd() -> list[str] | None:
@@ -134,15 +134,71 @@ def test_there_are_units_for_both_apis_and_the_gateway() -> None:
         "eomatch-api-internal.service",
         "eomatch-api-external.service",
         "eomatch-gateway.service",
+        "eomatch-backup.service",
     }
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_daily_backup_timer_and_service() -> None:
+    timer = _unit(DEPLOY / "systemd" / "eomatch-backup.timer")
+    assert timer["Timer"]["Unit"] == "eomatch-backup.service"
+    assert timer["Timer"]["OnCalendar"].startswith("*-*-* ")  # daily
+    assert timer["Timer"]["Persistent"] == "true"  # a missed run happens at the next boot
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    text = (DEPLOY / "systemd" / "eomatch-backup.service").read_text()
+    service = _unit(DEPLOY / "systemd" / "eomatch-backup.service")
+    assert service["Service"]["Type"] == "oneshot"
+    steps = [ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    assert [s.split()[1:] for s in steps] == [
+        ["backup", "create"],
+        ["backup", "prune"],
+        ["backup", "verify"],
+    ]
+    assert "PASSWORD" not in text  # the password is in the PGPASSFILE of the EnvironmentFile
+    if shutil.which("systemd-analyze"):
+        result = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(DEPLOY / "systemd/eomatch-backup.timer")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        problems = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.strip() and "/opt/eomatch/venv/bin/" not in line
+        ]
+        assert problems == [], problems
+
+
+def test_compose_backup_service() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    backup = doc["services"]["backup"]
+    assert backup["build"]["target"] == "backup"
+    assert "FROM app AS backup" in (DEPLOY / "Dockerfile").read_text()
+    loop = backup["command"][-1]
+    assert "eomatch backup create && eomatch backup prune && eomatch backup verify" in loop
+    assert backup["healthcheck"]["test"] == ["CMD", "eomatch", "backup", "status"]
+    assert backup["environment"]["PGHOST"] == "db"
+    assert backup["volumes"] == ["backups:/var/lib/eomatch"]
+    assert backup["environment"]["EOMATCH_BACKUP_DIR"].startswith("/var/lib/eomatch/")
+    assert "backups" in doc["volumes"]
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
 def test_systemd_unit_is_valid_and_hardened(unit: Path) -> None:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(unit.read_text())
-    assert set(parser.sections()) == {"Unit", "Service", "Install"}
+    parser = _unit(unit)
+    timer_driven = (unit.parent / unit.name.replace(".service", ".timer")).exists()
+    # a unit a timer starts has no [Install]: enabling it would run it at every boot
+    expected = {"Unit", "Service"} if timer_driven else {"Unit", "Service", "Install"}
+    assert set(parser.sections()) == expected
     service = parser["Service"]
     assert service["User"] == "eomatch"
     for key, value in {

@@ -55,6 +55,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
     action("create", "take a backup now (a consistent snapshot of the database)", run_create, True)
     action("list", "the backups, oldest first (incomplete ones marked)", run_list)
+    action(
+        "status",
+        "when the newest good backup was taken; exit 1 when there is none or it is older "
+        "than EOMATCH_BACKUP_MAX_AGE_HOURS (for monitoring)",
+        run_status,
+    )
     v = action(
         "verify",
         "restore a backup into a throwaway cluster and check it against its manifest (exit 0/1)",
@@ -153,6 +159,23 @@ def run_list(args: argparse.Namespace) -> int:
         )
     Console().print(table if entries else f"no backups in {escape(repo.describe())}")
     return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """The newest good backup's age; exit 1 when stale (a health check)."""
+    status = wf.backup_status(_repo(args))
+    if args.format == "json":
+        _print_json(
+            {
+                "newest": status.newest.id if status.newest else None,
+                "age_hours": round(status.age.total_seconds() / 3600, 2) if status.age else None,
+                "stale": status.stale,
+                "repository": status.where,
+            }
+        )
+    else:
+        Console(highlight=False, soft_wrap=True).print(escape(status.line()))
+    return 1 if status.stale else 0
 
 
 def _facts_rows(report: wf.CheckReport) -> list[tuple[str, str, str]]:

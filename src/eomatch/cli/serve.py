@@ -21,6 +21,7 @@ from eomatch.service.gateway import (
     parse_public_url,
 )
 from eomatch.service.stack import API_USER, Stack, read_status
+from eomatch.workflows.backups import backup_status_line
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -145,6 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
         console.print(f"  /api/ answers clients from {', '.join(api_allow)} only")
         if stack.identity is not None:
             console.print(f"  the APIs run as user {stack.identity.user!r}")
+        console.print(f"  {backup_status_line()}", markup=False, highlight=False)
         reason = stack.wait()
     finally:
         # a second Ctrl-C must not leave half the stack running

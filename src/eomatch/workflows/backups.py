@@ -330,3 +330,12 @@ def backup_status(
     age = (now or datetime.now(UTC)) - newest.started_at
     stale = age > timedelta(hours=settings.max_age_hours)
     return BackupStatus(newest, age, stale, repo.describe())
+
+
+def backup_status_line() -> str:
+    """:meth:`BackupStatus.line` for the configured repository; never raises (``eomatch serve``
+    must start even when the bucket is unreachable: the line then says so)."""
+    try:
+        return backup_status().line()
+    except EomatchError as exc:
+        return f"WARNING: cannot check the backups: {exc}"

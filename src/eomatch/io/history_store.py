@@ -18,6 +18,9 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.rows import tuple_row
+from pypgstac.db import PgstacDB
+from pypgstac.hydration import hydrate
+from pypgstac.load import Loader, Methods
 
 from eomatch.errors import InputError, NotFoundError
 from eomatch.io.history_schema import describe_sql
@@ -347,13 +350,22 @@ def _states_now(
     changed: dict[DocKey, DocState],
     collections: Sequence[str] | None,
 ) -> Iterator[DocState]:
-    """Current documents of one kind that did not change after the point."""
+    """Current documents of one kind that did not change after the point.
+
+    Items are hydrated here, as the API does (``use_api_hydrate``): pgSTAC's plpgsql
+    ``content_hydrate`` took ~0.6 ms an item, 5x the non-hydrated read plus pypgstac's hydrate,
+    which gives the same documents.
+    """
+    bases: dict[str, dict[str, Any]] = {}
     if kind == "collection":
         query = "SELECT id, '', content FROM pgstac.collections"
         where = " WHERE id = ANY(%s)"
     else:
-        query = "SELECT i.collection, i.id, content_hydrate(i) FROM pgstac.items i"
+        query = "SELECT i.collection, i.id, content_nonhydrated(i) FROM pgstac.items i"
         where = " WHERE i.collection = ANY(%s)"
+        with translated("cannot read the catalogue"):
+            rows = conn.execute("SELECT id, base_item FROM pgstac.collections").fetchall()
+        bases = {coll: base or {} for coll, base in rows}
     params: list[Any] = []
     if collections is not None:
         query += where
@@ -366,7 +378,17 @@ def _states_now(
         cur.execute(query, params)
         for coll, doc_id, doc in cur:
             if (kind, coll, doc_id) not in changed:
+                if kind == "item":
+                    doc = _hydrated(doc, bases.get(coll, {}))
                 yield DocState(kind, coll, doc_id, doc)
+
+
+def _hydrated(doc: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A non-hydrated item merged with its collection's base item (pgSTAC's own rules)."""
+    own = doc.pop("pgstac:base_item", None)  # pgSTAC >= 0.10 returns each item's own
+    merged = {k: v for k, v in (own if isinstance(own, dict) else base).items() if v is not None}
+    out: dict[str, Any] = hydrate(merged, doc, strip_unmatched_markers=True)
+    return out
 
 
 class Writer:
@@ -412,12 +434,9 @@ class Writer:
                     "AS d(collection, id) WHERE i.collection = d.collection AND i.id = d.id",
                     ([s.collection for s in chunk], [s.id for s in chunk]),
                 )
-            for i in range(0, len(item_put), self.BATCH):
-                chunk = item_put[i : i + self.BATCH]
-                docs = [dict(s.doc or {}, collection=s.collection) for s in chunk]
-                conn.execute(
-                    "SELECT pgstac.upsert_items(%s::jsonb)", (orjson.dumps(docs).decode(),)
-                )
+            if item_put:  # pypgstac's loader (COPY per partition); pgstac.upsert_items: 10x slower
+                docs = (dict(s.doc or {}, collection=s.collection) for s in item_put)
+                Loader(db=PgstacDB(connection=conn)).load_items(docs, Methods.upsert)
             for s in coll_del:
                 conn.execute("DELETE FROM pgstac.collections WHERE id = %s", (s.collection,))
             row = conn.execute(

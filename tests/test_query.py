@@ -338,7 +338,15 @@ def test_internal_file_assets_are_used_in_place(source, internal, tmp_path):
     assert analysis == (source.root / "analysis" / "cmp.nc").resolve().as_uri()
     with MatchupCatalogue.open(out) as cat:
         report = download_products(cat)
-        assert {r.job.product_id for r in report.results} & set(source.downloaded) == set()
+        # reported present where they are (file:// on the source's drive), never fetched
+        in_place = {
+            r.job.product_id: r for r in report.results if r.job.product_id in source.downloaded
+        }
+        assert set(in_place) == set(source.downloaded)
+        for r in in_place.values():
+            assert r.status == "present"
+            assert r.path is not None
+            assert r.path.is_relative_to(source.root)
     copied = {f.stem for f in (out / "data").rglob("*") if f.is_file()}
     assert copied.isdisjoint(source.downloaded)
 

@@ -20,7 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "plot": ("matplotlib", "shapefile"),
     "storage": ("obstore",),
     "geoparquet": ("stac_geoparquet", "pyarrow"),
-    "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr"),
+    "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr", "rio_cogeo", "rio_stac"),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""
 

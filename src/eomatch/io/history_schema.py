@@ -190,7 +190,7 @@ BEGIN
     -- a rollback makes the ingest state of what it touched stale: the next ingest must compare
     -- those items again instead of trusting their files' hashes (API edits and pushes keep the
     -- state: re-ingesting an unchanged file must not undo them)
-    IF _kind = 'item' AND current_setting('eomatch.kind', true) = 'rollback' THEN
+    IF current_setting('eomatch.kind', true) = 'rollback' THEN  -- a collection's row: id ''
         DELETE FROM eomatch.ingest_state s WHERE s.collection = _collection AND s.id = _id;
     END IF;
 END $$;

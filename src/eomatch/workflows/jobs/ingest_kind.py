@@ -1,0 +1,80 @@
+"""The ``ingest`` kind: ``eomatch ingest`` of a catalogue folder as a job (what schedules run).
+
+Idempotent by construction: the ingest upserts and records its state, so a re-run after a
+worker died mid-job loads only what the first run had not committed, and an unchanged
+catalogue writes nothing. History: actor ``job:<id>``, kinds ``ingest``/``prune`` as for the
+command, one run id per attempt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, field_validator
+
+from eomatch.errors import InputError
+from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
+
+if TYPE_CHECKING:
+    from eomatch.io.pgstac_store import PgstacStore
+
+
+class IngestParams(JobParams):
+    """Params of an ``ingest`` job (as the ``eomatch ingest`` options)."""
+
+    catalogue: str = Field(description="the catalogue folder, as the worker sees it")
+    assets_base_url: str | None = None
+    prune: bool = False
+    skip_invalid: bool = False
+
+    @field_validator("catalogue")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def _precheck(params: IngestParams, store: PgstacStore) -> None:
+    """Refuse a folder that is not there now (the worker may run elsewhere: a hint, not a lock)."""
+    del store
+    if not Path(params.catalogue).is_dir():
+        raise InputError(f"catalogue {params.catalogue!r:.200} is not a folder")
+
+
+def run_ingest(params: IngestParams, ctx: JobContext) -> JobResult:
+    """Ingest the folder through the job's noted store."""
+    from eomatch.workflows.ingest import ingest_catalogue
+
+    ctx.stage("ingest")
+    report = ingest_catalogue(
+        params.catalogue,
+        ctx.store,
+        assets_base_url=params.assets_base_url,
+        prune=params.prune,
+        skip_invalid=params.skip_invalid,
+    )
+    return JobResult(
+        info={
+            "summary": report.summary(),
+            "inserted": report.inserted,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "pruned": report.pruned,
+            "items": report.items,
+            "collections": report.collections,
+            "skipped": report.skipped[:50],
+        }
+    )
+
+
+INGEST = register(
+    JobKind(
+        name="ingest",
+        params_model=IngestParams,
+        run=run_ingest,
+        description="ingest a matchup catalogue folder into the database (eomatch ingest)",
+        precheck=_precheck,
+    )
+)

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "storage": ("obstore",),
     "geoparquet": ("stac_geoparquet", "pyarrow"),
     "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr", "rio_cogeo", "rio_stac"),
+    "records": ("pycsw", "sqlalchemy", "psycopg2", "pygeofilter", "jinja2", "owslib"),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""
 

@@ -203,6 +203,20 @@ def test_redirect_to_another_host_does_not_leak_the_authorization(tmp_path: Path
     assert storage.requests("/signed/f.bin")[0].headers["authorization"] == "Bearer other"
 
 
+def test_a_redirect_from_https_to_http_gets_no_credentials(tmp_path: Path) -> None:
+    creds = store(tmp_path, EOMATCH_TOKEN_LOCALHOST="t0k3n")
+    assert creds.headers_for("http://localhost/f", "http://localhost/f") == {
+        "Authorization": "Bearer t0k3n"
+    }
+    assert creds.headers_for("http://localhost/f", "http://data.example.org/f") == {
+        "Authorization": "Bearer t0k3n"
+    }
+    assert creds.headers_for("http://localhost/f", "https://data.example.org/f") == {}
+    assert creds.headers_for("https://localhost/f", "https://data.example.org/f") == {
+        "Authorization": "Bearer t0k3n"
+    }
+
+
 # -- OAuth2 token endpoint: exchange, refresh on expiry, refresh on 401 and resume -----------
 
 

@@ -441,9 +441,16 @@ class CredentialStore:
     # -- HostCredentials (eomatch.io.http) ------------------------------------------------
 
     def headers_for(self, url: str, start: str) -> dict[str, str]:
-        """The hop's own host's headers; on a redirect also a login host's (EarthData)."""
+        """The hop's own host's headers; on a redirect also a login host's (EarthData).
+
+        None on a redirect from https to plain http: a secret never travels unencrypted
+        because a server said so.
+        """
         host, _ = _host_of(url)
         out: dict[str, str] = {}
+        if urlsplit(start).scheme == "https" and urlsplit(url).scheme != "https":
+            log.info("no credentials sent to %s: redirected from https to http", redact(url))
+            return out
         if url != start:
             origin_cred = self.for_url(start)
             if origin_cred is not None:

@@ -195,3 +195,24 @@ def test_products_on_the_shared_drive_are_registered_in_place(tmp_path: Path) ->
     assert failed[ids[1]] == (
         f"its registered file {missing} is missing (eomatch remove, then download)"
     )
+
+
+def test_cli_products_root_flag_registers_files_in_place(tmp_path: Path, capsys: Any) -> None:
+    from eomatch.cli.main import main
+
+    root, shared = tmp_path / "cat", tmp_path / "drive"
+    ids = catalogue(root, "http://127.0.0.1:9")  # nothing listens: any fetch would fail
+    with MatchupCatalogue.open(root) as cat:
+        for p in cat.products(ids):
+            dest = product_destination(cat, p, p.assets["data"]["href"], shared)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(content(p.id))
+    args = ["download", "--path", str(root), "--products-root", str(shared)]
+    assert main(args) == 0
+    assert f"0 downloaded, {len(ids)} already present, 0 failed" in capsys.readouterr().out
+    with MatchupCatalogue.open(root) as cat:
+        for p in cat.products(ids):
+            path = cat.local_file(p.id, p.assets["data"]["href"])
+            assert path is not None
+            assert path.is_relative_to(shared)
+    assert not (root / "data").exists()

@@ -242,9 +242,9 @@ class TokenEndpoint(Credential):
         if answer.status >= 400 or not isinstance(body, dict):
             detail = ""
             if isinstance(body, dict) and isinstance(body.get("error"), str):
-                detail = f": {body['error'][:60]}"
+                detail = f": {_flat(body['error'], 60)}"  # the server's words, on one line
                 if isinstance(body.get("error_description"), str):
-                    detail += f" ({body['error_description'][:100]})"
+                    detail += f" ({_flat(body['error_description'], 100)})"
             raise TokenError(
                 f"the token endpoint {host} refused the {grant} grant for the credentials from "
                 f"{self.source} (HTTP {answer.status}{detail})"
@@ -268,6 +268,10 @@ class TokenEndpoint(Credential):
         """Close the token session."""
         if self.session is not None:
             self.session.close()
+
+
+def _flat(text: str, limit: int) -> str:
+    return " ".join(text.split())[:limit]
 
 
 def _seconds(value: object, default: float) -> float:

@@ -438,3 +438,11 @@ def test_kill_9_during_backup_and_restore(db: ServiceDb, repo_dir: Path, capsys)
     assert main(["backup", "restore", "--yes", "--backup", good]) == 0, why  # the next run
     assert state(db) == before
     assert databases(db, db.dbname + "_restore_") == [], why  # leftovers removed
+
+
+def test_every_backup_setting_is_documented() -> None:
+    from eomatch.config.settings import BackupSettings
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    for name in BackupSettings.model_fields:
+        assert f"`EOMATCH_BACKUP_{name.upper()}`" in docs, name

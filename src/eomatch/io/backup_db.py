@@ -302,16 +302,20 @@ def switch_databases(
     """Rename ``current`` -> ``replaced`` and ``restored`` -> ``current`` in one transaction,
     after ending the other sessions on ``current`` (clients reconnect to the new one)."""
     last = ""
+    others = "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()"
     with _connect(admin.with_db("postgres")) as c:
         exists = _scalar(c, "SELECT 1 FROM pg_database WHERE datname = %s", current)
         for attempt in range(attempts):
             try:
+                c.execute(
+                    f"SELECT pg_terminate_backend(pid) FROM ({others}) AS s",
+                    ([current, restored],),
+                )
+                for _ in range(50):  # terminated backends take a moment to go
+                    if not c.execute(others, ([current, restored],)).fetchone():
+                        break
+                    time.sleep(0.05)
                 with c.transaction():
-                    c.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
-                        ([current, restored],),
-                    )
                     if exists:
                         c.execute(
                             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

@@ -338,6 +338,7 @@ class BackupRepository:
         if root is not None and dump.parent == root / manifest.id:
             import os
 
+            os.chmod(dump, 0o600)  # the whole catalogue and the key hashes: owner only
             fd = os.open(dump, os.O_RDONLY)
             try:
                 os.fsync(fd)

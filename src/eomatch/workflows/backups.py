@@ -30,6 +30,7 @@ from eomatch.io.backup_repo import (
 )
 from eomatch.io.db_target import DbTarget
 from eomatch.io.object_store import LocalFolderStore, ObjectStore, S3Config, S3ObjectStore
+from eomatch.io.pg_conn import ConnectionInfo
 
 __all__ = [
     "BackupStatus",
@@ -89,7 +90,6 @@ def _s3_config(cfg: BackupSettings, bucket: str, prefix: str) -> S3Config:
 
 def create_backup(target: DbTarget, repo: BackupRepository, report: Report = _quiet) -> Manifest:
     """Dump the target database into a new backup; it appears in ``repo`` only once complete."""
-    from eomatch.io.backup_db import dump_snapshot
     from eomatch.io.pg_dump import tool_version
 
     if target.cluster is not None:
@@ -97,11 +97,17 @@ def create_backup(target: DbTarget, repo: BackupRepository, report: Report = _qu
     admin = target.admin()
     ident = repo.new_id(datetime.now(UTC))
     report(f"backing up {target.describe()} to {repo.describe()} as {ident}")
+    try:
+        return _create(admin, repo, ident, tool_version("pg_dump"))
+    except OSError as exc:  # the repository or the staging folder: permissions, disk full
+        raise EomatchError(f"backup {ident} failed: {exc}") from None
+
+
+def _create(admin: ConnectionInfo, repo: BackupRepository, ident: str, pg_dump: str) -> Manifest:
+    from eomatch.io.backup_db import dump_snapshot
+
     with repo.writing(ident) as path:
-        try:
-            info = dump_snapshot(admin, path)
-        except OSError as exc:  # writing the dump: disk full, permissions
-            raise DatabaseError(f"backup {ident} failed: {exc}") from None
+        info = dump_snapshot(admin, path)
         manifest = Manifest(
             id=ident,
             started_at=info.started_at,
@@ -109,7 +115,7 @@ def create_backup(target: DbTarget, repo: BackupRepository, report: Report = _qu
             source=f"{admin.host}:{admin.port}/{admin.dbname}",
             database=admin.dbname,
             server_version=info.server_version,
-            pg_dump_version=tool_version("pg_dump"),
+            pg_dump_version=pg_dump,
             eomatch_version=__version__,
             facts=info.facts,
             roles=info.roles,
@@ -117,10 +123,7 @@ def create_backup(target: DbTarget, repo: BackupRepository, report: Report = _qu
             role_settings=info.role_settings,
             dump=DumpInfo(size=path.stat().st_size, sha256=file_sha256(path)),
         )
-        try:
-            repo.commit(manifest, path)
-        except OSError as exc:
-            raise DatabaseError(f"backup {ident} could not be stored: {exc}") from None
+        repo.commit(manifest, path)
     return manifest
 
 

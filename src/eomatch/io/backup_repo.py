@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -146,8 +148,6 @@ def backup_id(when: datetime) -> str:
 
 def id_time(backup: str) -> datetime | None:
     """The time in an id (None if it is not one of ours)."""
-    from datetime import UTC
-
     with contextlib.suppress(ValueError):
         return datetime.strptime(backup[:16], ID_FORMAT).replace(tzinfo=UTC)
     return None
@@ -214,8 +214,6 @@ class BackupRepository:
 
     def _local_leftovers(self, known: set[str]) -> list[BackupEntry]:
         """Folders holding only a partial file (a backup killed while dumping), local only."""
-        from datetime import UTC
-
         root = self.local_root
         if root is None or not root.is_dir():
             return []
@@ -288,8 +286,6 @@ class BackupRepository:
     @contextlib.contextmanager
     def scratch_dir(self) -> Iterator[Path]:
         """A temporary folder in the staging area, removed afterwards."""
-        import tempfile
-
         if self.staging is not None:
             self.staging.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="eomatch-backup-", dir=self.staging))
@@ -336,8 +332,6 @@ class BackupRepository:
         key = f"{manifest.id}/{manifest.dump.file}"
         root = self.local_root
         if root is not None and dump.parent == root / manifest.id:
-            import os
-
             os.chmod(dump, 0o600)  # the whole catalogue and the key hashes: owner only
             fd = os.open(dump, os.O_RDONLY)
             try:

@@ -48,6 +48,7 @@ __all__ = [
     "S3ObjectStore",
     "check_key",
     "open_store",
+    "temp_beside",
 ]
 
 MULTIPART_CHUNK = 8 * 1024 * 1024
@@ -151,7 +152,7 @@ class LocalFolderStore:
         """Copy ``path`` in (to a hidden temporary name, renamed when complete)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._beside(target) as tmp:
+        with temp_beside(target) as tmp:
             try:
                 shutil.copyfile(path, tmp)
             except FileNotFoundError:
@@ -163,7 +164,7 @@ class LocalFolderStore:
         """Write ``data`` (temporary name, then renamed)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._beside(target) as tmp:
+        with temp_beside(target) as tmp:
             tmp.write_bytes(data)
             _fsync(tmp)
             os.replace(tmp, target)
@@ -172,7 +173,7 @@ class LocalFolderStore:
         """Copy ``key`` out to ``path``."""
         source = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._beside(path) as tmp:
+        with temp_beside(path) as tmp:
             try:
                 shutil.copyfile(source, tmp)
             except (FileNotFoundError, IsADirectoryError):
@@ -232,17 +233,19 @@ class LocalFolderStore:
         """Whether the file exists."""
         return self.path(key).is_file()
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _beside(target: Path) -> Iterator[Path]:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            yield tmp
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+
+@contextlib.contextmanager
+def temp_beside(target: Path) -> Iterator[Path]:
+    """A hidden temporary file next to ``target`` (``.<name>.<random>.part``, which listings
+    skip), removed after the block unless it was renamed into place."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _fsync(path: Path) -> None:
@@ -383,7 +386,7 @@ class S3ObjectStore:
 
         check_key(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with LocalFolderStore._beside(path) as tmp, self._errors("downloading", key):
+        with temp_beside(path) as tmp, self._errors("downloading", key):
             result = obstore.get(self._store, key)
             with tmp.open("wb") as fh:
                 for chunk in result.stream(min_chunk_size=MULTIPART_CHUNK):

@@ -172,7 +172,7 @@ class HistoryStore:
             SELECT c.kind, c.collection, c.id, c.op, c.before,
                    nxt.before, nxt.tx, nxt.found,
                    CASE WHEN c.kind = 'item' THEN (
-                       SELECT content_hydrate(i) FROM pgstac.items i
+                       SELECT content_nonhydrated(i) FROM pgstac.items i
                        WHERE i.collection = c.collection AND i.id = c.id)
                    ELSE (SELECT content FROM pgstac.collections WHERE id = c.collection) END
             FROM eomatch.changes c
@@ -192,8 +192,11 @@ class HistoryStore:
             params.append(limit)
         with self.store.connect() as conn, translated(f"cannot read transaction {tx}"):
             rows = conn.execute(query, params).fetchall()
+            bases = _bases(conn)
         out = []
         for kind, coll, doc_id, op, before, next_before, next_tx, found, current in rows:
+            if kind == "item" and current is not None and not found:
+                current = _hydrated(current, bases.get(coll, {}))
             after = next_before if found else current
             out.append(Change(kind, coll, doc_id, op, before, after, next_tx))
         return out
@@ -292,6 +295,7 @@ class HistoryStore:
         colls = sorted({c for k, c, _ in keys if k == "collection"})
         items = [(c, i) for k, c, i in keys if k == "item"]
         with self.store.connect() as conn, translated("cannot read the catalogue"):
+            bases = _bases(conn) if items else {}
             for coll, doc in conn.execute(
                 "SELECT id, content FROM pgstac.collections WHERE id = ANY(%s)", (colls,)
             ):
@@ -299,12 +303,12 @@ class HistoryStore:
             for i in range(0, len(items), 5000):
                 chunk = items[i : i + 5000]
                 for coll, doc_id, doc in conn.execute(
-                    "SELECT i.collection, i.id, content_hydrate(i) FROM pgstac.items i "
+                    "SELECT i.collection, i.id, content_nonhydrated(i) FROM pgstac.items i "
                     "JOIN unnest(%s::text[], %s::text[]) AS d(collection, id) "
                     "ON i.collection = d.collection AND i.id = d.id",
                     ([c for c, _ in chunk], [d for _, d in chunk]),
                 ):
-                    out[("item", coll, doc_id)] = doc
+                    out[("item", coll, doc_id)] = _hydrated(doc, bases.get(coll, {}))
         return out
 
     def purge(self, before: datetime, actor: str) -> tuple[int, int]:
@@ -381,6 +385,12 @@ def _states_now(
                 if kind == "item":
                     doc = _hydrated(doc, bases.get(coll, {}))
                 yield DocState(kind, coll, doc_id, doc)
+
+
+def _bases(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    """Each collection's base item, for :func:`_hydrated`."""
+    rows = conn.execute("SELECT id, base_item FROM pgstac.collections").fetchall()
+    return {coll: base or {} for coll, base in rows}
 
 
 def _hydrated(doc: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,16 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "push a local catalogue's collections and items into the central database",
     ),
     (
+        "history",
+        "history",
+        "the catalogue's recorded transactions: list, show, purge",
+    ),
+    (
+        "rollback",
+        "history",
+        "undo a transaction, or return to an earlier state, as a new transaction",
+    ),
+    (
         "export",
         "export",
         "write the central catalogue, now or as it was at a point of its history, to a folder",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 
 from eomatch.cli.main import main
-from eomatch.core.history import diff_documents, format_diff
+from eomatch.core.history import diff_documents, format_diff, plan_rollback
 from eomatch.errors import ConflictError, InputError, NotFoundError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.history_schema import describe_sql
@@ -196,6 +197,38 @@ def test_diff_is_compact_and_names_what_changed() -> None:
     assert 'assets.data.href: "https://example.org/x.nc" → "https://example.org/oth' in text
     assert "v" * 60 not in text  # long values are cut
     assert format_diff(diff_documents(a, a)) == "(no difference in content)"
+
+
+def test_rollback_plan_skips_documents_already_back_and_flags_later_changes() -> None:
+    @dataclass
+    class Ch:
+        kind: str
+        collection: str
+        id: str
+        before: dict[str, Any] | None
+        after: dict[str, Any] | None
+        later: int | None = None
+
+    a, b, c = item_doc("C", "a"), item_doc("C", "b"), item_doc("C", "c", 5)
+    changes = [
+        Ch("item", "C", "a", None, a),  # insert, untouched since: delete it
+        Ch("item", "C", "b", b, None),  # delete, untouched since: put it back
+        Ch("item", "C", "c", c, item_doc("C", "c", 6), later=9),  # changed again by tx 9
+        Ch("item", "C", "d", None, item_doc("C", "d"), later=8),  # deleted since by tx 8
+    ]
+    plan = plan_rollback(changes, {("item", "C", "c"): item_doc("C", "c", 7)})
+    assert [(r.id, r.op) for r in plan.reverts] == [
+        ("a", "delete"),
+        ("b", "insert"),
+        ("c", "update"),
+    ]
+    assert plan.unchanged == 1  # d: already absent, as before the transaction
+    assert [(x.key, x.later) for x in plan.conflicts] == [(("item", "C", "c"), 9)]
+    assert plan.conflict_summary() == "1 document(s) changed by later transactions: item C/c (tx 9)"
+    assert (
+        format_diff(plan.reverts[2].diff()) == "bbox changed; geometry changed; properties.n: 7 → 5"
+    )
+    assert plan.counts() == {"insert": 1, "update": 1, "delete": 1}
 
 
 # -- listing and show ----------------------------------------------------------------------------

@@ -180,44 +180,44 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
-    def _file(self) -> bytes | None:
+    def _file(self) -> Path | None:
         path = (self.server.state.root / self.path.lstrip("/").split("?", 1)[0]).resolve()
         if not path.is_relative_to(self.server.state.root.resolve()) or not path.is_file():
             return None
-        return path.read_bytes()
+        return path
 
     def do_HEAD(self) -> None:
-        data = self._file()
-        if data is None:
+        path = self._file()
+        if path is None:
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(path.stat().st_size))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
 
     def do_GET(self) -> None:
-        data = self._file()
+        path = self._file()
         state = self.server.state
         rng = self.headers.get("Range")
         with state.lock:
             state.requests.append(rng)
-        if data is None:
+        if path is None:
             self.send_error(404)
             return
-        body, status = data, 200
-        start, end = 0, len(data) - 1
+        size = path.stat().st_size
+        start, end, status = 0, size - 1, 200
         if rng and rng.startswith("bytes="):
-            first = rng[6:].split(",")[0]
-            a, _, b = first.partition("-")
-            start = int(a)
-            end = min(int(b) if b else len(data) - 1, len(data) - 1)
-            body, status = data[start : end + 1], 206
+            a, _, b = rng[6:].split(",")[0].partition("-")
+            start, end, status = int(a), min(int(b) if b else size - 1, size - 1), 206
+        with path.open("rb") as fh:  # only the bytes asked for are read and sent
+            fh.seek(start)
+            body = fh.read(end - start + 1)
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
         self.wfile.write(body)
         with state.lock:

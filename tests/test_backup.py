@@ -256,9 +256,19 @@ def test_s3_repository(db: ServiceDb, s3_bucket: S3Bucket, monkeypatch, capsys) 
     report = run_json(capsys, "backup", "verify")
     assert report["ok"] is True
     assert report["backup"] == made["id"]
+    # an upload killed before its manifest: listed as incomplete, never used
+    s3_bucket.server.client().put_object(
+        Bucket=s3_bucket.name, Key="site/backups/20990101T000000Z/eomatch.dump", Body=b"half"
+    )
+    listed = run_json(capsys, "backup", "list")
+    assert [(b["id"], b["complete"]) for b in listed] == [
+        (made["id"], True),
+        ("20990101T000000Z", False),
+    ]
+    assert run_json(capsys, "backup", "status")["newest"] == made["id"]
     # --repo s3://... says the same (endpoint and credentials still from the environment)
     url = f"s3://{s3_bucket.name}/site/backups"
-    assert [b["id"] for b in run_json(capsys, "backup", "list", "--repo", url)] == [made["id"]]
+    assert len(run_json(capsys, "backup", "list", "--repo", url)) == 2
 
 
 def test_restore_asks_and_refuses_without_a_terminal(db: ServiceDb, repo_dir: Path, capsys) -> None:
@@ -418,6 +428,8 @@ def test_kill_9_during_backup_and_restore(db: ServiceDb, repo_dir: Path, capsys)
     assert state(db) == before, why
     assert main(["backup", "create"]) == 0  # the next run completes
     assert repo.newest().id != good
+    samples = [e.manifest.facts.sample for e in repo.entries() if e.manifest is not None]
+    assert all(sample == samples[0] for sample in samples)  # the sample is deterministic
 
     execute(db, DELETE_TWO)
     t0 = time.monotonic()

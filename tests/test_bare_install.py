@@ -28,7 +28,10 @@ from eomatch.extras import EXTRAS, require_extra
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "s2a-landsat9-europe.yaml"
 WINDOW = ["--start", "2022-05-01", "--end", "2022-05-02"]
-OPTIONAL = ("psycopg", "pypgstac", "stac_fastapi", "fastapi", "uvicorn", "asyncpg", "matplotlib")
+OPTIONAL = (
+    *("psycopg", "pypgstac", "stac_fastapi", "fastapi", "uvicorn", "asyncpg", "matplotlib"),
+    *("rasterio", "rioxarray", "zarr"),
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 PLOT_DISTS = ("matplotlib", "pyshp")
@@ -175,8 +178,9 @@ def test_bare_find_runs_the_example(bare_venv: BareVenv, tmp_path: Path) -> None
         (["ingest", "CATALOGUE"], "service"),
         (["find", "--config", EXAMPLE, "--path", "CATALOGUE", "--plot", "map.png"], "plot"),
         (["crossovers", "--platforms", "S2A,LS9", *WINDOW, "--plot", "m.png"], "plot"),
+        (["dataset", "MU", "--catalogue", "CATALOGUE", "--output", "mu.nc"], "data"),
     ],
-    ids=["serve", "db-status", "keys-list", "ingest", "find-plot", "crossovers-plot"],
+    ids=["serve", "db-status", "keys-list", "ingest", "find-plot", "crossovers-plot", "dataset"],
 )
 def test_missing_extra_is_one_line_with_exit_2(
     bare_venv: BareVenv, tmp_path: Path, argv: list[str | Path], extra: str

@@ -264,3 +264,43 @@ def test_a_failed_ingest_batch_records_nothing(tmp_path: Path, pgpass: ServiceDb
     shutil.copytree(root, copy)
     assert main(["ingest", "--catalogue", str(root), *_db_args(pgpass)]) != 0
     assert len(_txs(pgpass)) == n
+
+
+def test_old_rows_survive_their_collection(service_db: ServiceDb) -> None:
+    """An item's old row is kept as pgSTAC stored it (cheap) and hydrated on read; when its
+    collection (and with it the base items it was dehydrated against) is deleted, the kept
+    rows are hydrated first, so they read the same afterwards."""
+    doc = collection("keep")
+    doc["item_assets"] = {"data": {"type": "application/x-netcdf", "roles": ["data"]}}
+    first = item("k", "keep")
+    first["assets"]["data"]["type"] = "application/x-netcdf"
+    first["assets"]["data"]["roles"] = ["data"]
+    with psycopg.connect(service_db.role("eomatch_api").conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(doc),))
+        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(first),))
+        conn.commit()
+        stored = conn.execute("SELECT get_item('k', 'keep')").fetchone()
+        assert stored is not None
+        second = {**first, "properties": {**first["properties"], "v": 2}}
+        conn.execute("SELECT update_item(%s::jsonb)", (json.dumps(second),))
+        conn.commit()
+        raw = service_db.query(
+            "SELECT b_content IS NOT NULL, before IS NULL FROM eomatch.change_log "
+            "WHERE id = 'k' AND op = 'update'"
+        )
+        assert raw == [(True, True)]  # the row as stored, not hydrated in the trigger
+
+        def kept() -> object:
+            row = conn.execute(
+                "SELECT before FROM eomatch.changes WHERE id = 'k' AND op = 'update'"
+            ).fetchone()
+            return row[0] if row else None
+
+        assert kept() == stored[0]
+        conn.execute("SELECT delete_collection('keep')")
+        conn.commit()
+        assert kept() == stored[0]
+    assert service_db.query(
+        "SELECT count(*) FROM eomatch.change_log WHERE b_content IS NOT NULL AND collection = 'keep'"
+    ) == [(0,)]

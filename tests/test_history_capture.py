@@ -302,5 +302,6 @@ def test_old_rows_survive_their_collection(service_db: ServiceDb) -> None:
         conn.commit()
         assert kept() == stored[0]
     assert service_db.query(
-        "SELECT count(*) FROM eomatch.change_log WHERE b_content IS NOT NULL AND collection = 'keep'"
+        "SELECT count(*) FROM eomatch.change_log "
+        "WHERE b_content IS NOT NULL AND collection = 'keep'"
     ) == [(0,)]

@@ -378,26 +378,32 @@ def test_sentinel2_safe_folder_and_zip_keep_each_resolution(tmp_path, files):
     shutil.rmtree(safe)
 
 
-def test_sentinel2_bands_of_two_resolutions_are_two_child_nodes(tmp_path, files):
+def test_sentinel2_bands_of_several_resolutions_are_child_nodes(tmp_path, files):
     b20 = write_raster(
         tmp_path / "B05.tif", index_band(150, 150), UTM, Affine(20, 0, X0, 0, -20, Y0)
     )
+    b60 = write_raster(tmp_path / "B01.tif", index_band(50, 50), UTM, Affine(60, 0, X0, 0, -60, Y0))
     cat, mid = _cat(
         tmp_path,
         [
-            Spec(S2, {"B04": asset(files["s2_index"]), "B05": asset(b20)}),
+            Spec(S2, {"B04": asset(files["s2_index"]), "B05": asset(b20), "B01": asset(b60)}),
             Spec(L9, {"r": asset(files["l9_ramp"])}),
         ],
     )
     with cat:
         mu = cat.get_matchup(mid)
     native = mu.return_matchup_dataset()
-    assert sorted(native[S2N].children) == ["10m", "20m"]
+    assert sorted(native[S2N].children) == ["10m", "20m", "60m"]
     assert native[f"{S2N}/10m"].to_dataset()["B04"].shape == (131, 141)
+    assert native[S2N].attrs["product_id"] == mu.products[1].id
+    # common: Sentinel-2 counts as 10 m (its finest grid), so Landsat's 30 m is the coarser
     common = mu.return_matchup_dataset(grid="common")
-    node = common[S2N].to_dataset()
-    assert {"B04", "B05", "in_collocation_region"} <= set(node.data_vars)
-    assert node["B04"].shape == common[L9N].to_dataset()["r"].shape
+    node, l9 = common[S2N].to_dataset(), common[L9N].to_dataset()
+    assert {"B04", "B05", "B01", "in_collocation_region"} <= set(node.data_vars)
+    np.testing.assert_array_equal(node["x"].values, l9["x"].values)
+    assert np.diff(node["x"].values)[0] == 30.0
+    assert node.attrs["resampling"] == "mixed"  # average from 10 and 20 m, bilinear from 60 m
+    assert node.attrs["native_pixel_size_m"] == [10.0, 20.0, 60.0]
 
 
 def test_netcdf_regular_and_curvilinear(tmp_path, files):

@@ -53,7 +53,7 @@ from eomatch.core.collocation import (  # noqa: E402
     resampling_for,
 )
 from eomatch.core.products import Matchup, Product  # noqa: E402
-from eomatch.errors import InputError, UnreadableProductError  # noqa: E402
+from eomatch.errors import EomatchError, InputError, UnreadableProductError  # noqa: E402
 from eomatch.io.readers import reader_for  # noqa: E402
 from eomatch.io.readers.base import MASK_VAR, AssetRef, Piece, attr_value  # noqa: E402
 
@@ -86,6 +86,7 @@ def build_matchup_dataset(
             assets = [a for a in assets if a.key in options.assets]
         chosen_reader, chosen = reader_for(product, assets)
         pieces = chosen_reader.read(product, chosen, region, options.margin_m)
+        pieces.sort(key=lambda p: 0.0 if p.grid is None else pixel_size_m(p.grid, lat))
         read.append((product, chosen_reader.name, pieces))
     nodes: dict[str, xr.Dataset] = {}
     if options.grid is GridMode.COMMON:
@@ -126,33 +127,29 @@ def build_matchup_dataset(
 def _target_grid(
     read: Sequence[tuple[Product, str, list[Piece]]], target: str | None, lat: float
 ) -> Grid:
+    """The common grid: each sensor counts with its finest grid (its nominal resolution: 10 m
+    for Sentinel-2, not its 60 m atmospheric bands); of those, ``target``'s or the coarsest."""
     grids: dict[str, Grid] = {}
     for product, _, pieces in read:
-        for i, piece in enumerate(pieces):
+        for piece in pieces:
             if piece.grid is None:
                 raise InputError(
                     f"product {product.id} is on a curvilinear (2-D lon/lat) grid: it cannot be "
                     "resampled onto a common grid; use the native grids"
                 )
-            grids[f"{product.sensor.label()}#{i}"] = piece.grid
+        own = [p.grid for p in pieces if p.grid is not None]
+        grids[product.sensor.label()] = min(own, key=lambda g: pixel_size_m(g, lat))
     if target is not None:
         wanted = target.casefold()
-        keep = {
-            k: g
-            for k, g in grids.items()
-            for product, _, _ in read
-            if k.startswith(product.sensor.label() + "#")
-            and wanted
-            in (
-                product.sensor.label().casefold(),
-                product.collection.casefold(),
-                product.platform.casefold(),
-            )
+        grids = {
+            p.sensor.label(): grids[p.sensor.label()]
+            for p, _, _ in read
+            if wanted
+            in (p.sensor.label().casefold(), p.collection.casefold(), p.platform.casefold())
         }
-        if not keep:
+        if not grids:
             labels = ", ".join(p.sensor.label() for p, _, _ in read)
             raise InputError(f"target grid {target!r} is no sensor of this matchup ({labels})")
-        grids = keep
     return grids[coarsest(grids, lat)]
 
 
@@ -287,20 +284,24 @@ def write_tree(tree: xr.DataTree, path: Path, overwrite: bool = False) -> Path:
         raise InputError(f"{path}: the output must end in .nc or .zarr")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists (overwrite it with --overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    if fmt == "zarr":
+        require_extra("data", "writing Zarr", ("zarr",))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise EomatchError(f"{path}: cannot write it: {exc}") from None
+    out = tmp / path.name
     try:
         if fmt == "netcdf":
-            out = tmp / path.name
             tree.to_netcdf(out, engine="netcdf4")
-            os.replace(out, path)
         else:
-            require_extra("data", "writing Zarr", ("zarr",))
-            out = tmp / path.name
             tree.to_zarr(out, zarr_format=2, consolidated=True)  # readable by GDAL and zarr 2
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-            os.rename(out, path)
+        if path.exists():  # only with overwrite
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.rename(out, path)
+    except OSError as exc:
+        raise EomatchError(f"{path}: cannot write it: {exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

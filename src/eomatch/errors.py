@@ -191,6 +191,11 @@ class GatewayError(ServiceError):
     """nginx is missing, rejects its configuration, or does not start or stop in time."""
 
 
+class StorageError(ServiceError):
+    """The object store refused to keep a file for good (disk or bucket full, no permission):
+    not worth retrying until someone makes room."""
+
+
 class BrowserBuildError(ServiceError):
     """The STAC Browser is not built and cannot be built here (no npm, build failure)."""
 

@@ -24,6 +24,7 @@ __all__ = [
     "BackupSettings",
     "BrowserSettings",
     "Settings",
+    "StorageSettings",
     "public_origin",
     "read_settings",
     "settings_error",
@@ -162,6 +163,51 @@ class BackupSettings(BaseSettings):
     def local_dir(self, data_dir: Path) -> Path:
         """The local folder: :attr:`dir`, else ``<data_dir>/backups``."""
         return (self.dir or data_dir / "backups").expanduser()
+
+
+class StorageSettings(BaseSettings):
+    """Where jobs keep the files they make (COGs), and how people reach them
+    (``EOMATCH_STORAGE_*``; docs/jobs.md "Object storage").
+
+    A local folder by default, served read-only by the gateway under ``/data/``; with a bucket
+    set, an S3-compatible bucket instead (credentials from ``AWS_*`` variables only)."""
+
+    model_config = SettingsConfigDict(env_prefix="EOMATCH_STORAGE_", extra="ignore")
+
+    dir: Path | None = None
+    """The local folder (default ``<data_dir>/objects``); the gateway serves it as ``/data/``."""
+    public_url: str | None = None
+    """The http(s) URL objects are reached under (``https://host/data/``; a bucket's public
+    endpoint). Unset: ``EOMATCH_PUBLIC_URL`` + ``/data/`` for the local folder, none for S3."""
+    s3_bucket: str | None = None
+    """Keep objects in this S3-compatible bucket instead of the local folder."""
+    s3_prefix: str = "eomatch/data"
+    """Key prefix inside the bucket."""
+    s3_endpoint: str | None = None
+    """``http(s)://host[:port]`` of a non-AWS server (MinIO, Ceph...); unset: AWS."""
+    s3_region: str | None = None
+    """The bucket's region (unset: ``AWS_REGION``, else us-east-1)."""
+    s3_allow_http: bool = False
+    """Allow a plain-http endpoint (a server on the same host or network)."""
+
+    @field_validator("dir", "public_url", "s3_bucket", "s3_endpoint", "s3_region", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise ValueError("must be an http(s) URL with no query (https://host/data/)")
+            value = value.rstrip("/") + "/"
+        return value
+
+    def local_dir(self, data_dir: Path) -> Path:
+        """The local folder: :attr:`dir`, else ``<data_dir>/objects``."""
+        return (self.dir or data_dir / "objects").expanduser()
 
 
 def public_origin(value: str) -> tuple[str, str]:

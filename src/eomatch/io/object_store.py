@@ -47,6 +47,7 @@ __all__ = [
     "S3Config",
     "S3ObjectStore",
     "check_key",
+    "object_hrefs",
     "open_store",
     "temp_beside",
 ]
@@ -132,10 +133,19 @@ def _prefix_ok(prefix: str) -> str:
 
 
 class LocalFolderStore:
-    """Objects as files under a root folder (created on first write)."""
+    """Objects as files under a root folder (created on first write).
 
-    def __init__(self, root: Path) -> None:
+    ``public_url``: where the folder is served over http(s) (the gateway's ``/data/``), for
+    :func:`object_hrefs`. ``file_mode``: permissions of stored files (``0o644`` for a folder
+    the gateway's unprivileged nginx reads; default: a temporary file's private ``0o600``).
+    """
+
+    def __init__(
+        self, root: Path, *, public_url: str | None = None, file_mode: int | None = None
+    ) -> None:
         self.root = Path(root).expanduser().absolute()
+        self.public_url = public_url
+        self.file_mode = file_mode
 
     def __repr__(self) -> str:
         return f"LocalFolderStore({self.root})"
@@ -158,6 +168,8 @@ class LocalFolderStore:
             except FileNotFoundError:
                 raise NotFoundError(f"no such file to store: {path}") from None
             _fsync(tmp)
+            if self.file_mode is not None:
+                tmp.chmod(self.file_mode)
             os.replace(tmp, target)
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -167,6 +179,8 @@ class LocalFolderStore:
         with temp_beside(target) as tmp:
             tmp.write_bytes(data)
             _fsync(tmp)
+            if self.file_mode is not None:
+                tmp.chmod(self.file_mode)
             os.replace(tmp, target)
 
     def get_file(self, key: str, path: Path) -> None:
@@ -279,6 +293,9 @@ class S3Config:
     """Unsigned requests (public buckets; no credentials looked up)."""
     timeout_s: float = 30.0
     """Connect timeout, and the total time spent retrying one request."""
+    public_url: str | None = None
+    """The bucket's public http(s) endpoint for the prefix (``https://bucket.host/prefix/``),
+    for :func:`object_hrefs`; None: objects are not public."""
 
     def describe(self) -> str:
         """``s3://bucket/prefix`` (at endpoint)."""
@@ -462,6 +479,25 @@ class S3ObjectStore:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+def object_hrefs(store: ObjectStore, key: str) -> tuple[str, str | None]:
+    """Where ``key`` is: its storage URL (``file://`` or ``s3://bucket/prefix/key``) and its
+    public http(s) URL when the store has one (None otherwise)."""
+    from urllib.parse import quote
+
+    check_key(key)
+    public = getattr(store, "public_url", None)
+    if isinstance(store, S3ObjectStore):
+        public = store.config.public_url
+        prefix = store.config.prefix.strip("/")
+        storage = f"s3://{store.config.bucket}/{prefix + '/' if prefix else ''}{key}"
+    elif isinstance(store, LocalFolderStore):
+        storage = store.path(key).as_uri()
+    else:
+        raise ConfigError(f"no URL for objects of {store.describe()}")
+    web = f"{public.rstrip('/')}/{quote(key)}" if public else None
+    return storage, web
 
 
 def open_store(where: Path | S3Config) -> ObjectStore:

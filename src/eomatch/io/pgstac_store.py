@@ -37,6 +37,7 @@ from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL, WriteNote
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import database_error, translated
 from eomatch.io.pg_errors import one_line as one_line
+from eomatch.io.records_schema import RECORDS_GRANTS_SQL, RECORDS_SQL
 from eomatch.io.thirdparty import BBOX_2D_SQL, load_by_partition
 
 __all__ = ["PGSTAC_VERSION", "ApiKey", "DatabaseError", "IngestRow", "PgstacStore"]
@@ -179,6 +180,8 @@ class PgstacStore:
                 self._roles(conn, role_passwords or {})
                 conn.execute(HISTORY_SQL)
                 conn.execute(HISTORY_GRANTS_SQL)
+                conn.execute(RECORDS_SQL)
+                conn.execute(RECORDS_GRANTS_SQL)
             conn.commit()
             return version
 
@@ -307,12 +310,21 @@ class PgstacStore:
                 ).fetchone()
         return int(row[0]) if row else 0
 
-    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert whole items in one transaction (their collections must exist).
+    def upsert_items(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        collections: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Upsert whole items in one transaction (their collections must exist, or be among
+        ``collections``, upserted first in the same transaction).
 
         Each is checked with the API's rules first: one that could not be served back stops
         the whole call before anything is written (issue 10 §2).
         """
+        for doc in collections:
+            problem = stac_document_problem(dict(doc), "Collection")
+            if problem:
+                raise InputError(f"collection {doc.get('id')!r:.200}: {problem}; nothing stored")
         for item in items:
             problem = stac_document_problem(dict(item), "Feature")
             if problem:
@@ -321,7 +333,18 @@ class PgstacStore:
             loader = Loader(db=PgstacDB(connection=conn))
             with translated("upsert failed, nothing changed"), conn.transaction():
                 self.describe(conn)
-                loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
+                if collections:
+                    loader.load_collections(iter([dict(c) for c in collections]), Methods.upsert)
+                if items:
+                    loader.load_items(iter([dict(i) for i in items]), Methods.upsert)
+
+    def collection_exists(self, collection: str) -> bool:
+        """Whether pgSTAC has a collection called ``collection``."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pgstac.collections WHERE id = %s", (collection,)
+            ).fetchone()
+        return row is not None
 
     def get_item(self, collection: str, item_id: str) -> dict[str, Any] | None:
         """One hydrated item as pgSTAC returns it."""

@@ -1,0 +1,279 @@
+"""Rasters in, Cloud-Optimised GeoTIFFs and STAC items out (the ``raster`` job kind's I/O).
+
+* :func:`fetch_source` brings a source (a local path, an http(s) URL through
+  :class:`~eomatch.io.http.HttpSession`, or ``s3://bucket/key`` through the object store
+  client) into a scratch folder;
+* :func:`write_cog` translates any raster GDAL reads (GeoTIFF, NetCDF, JPEG2000...) to a COG
+  with rio-cogeo: tiled 256x256, DEFLATE, internal overviews, validated afterwards;
+* :func:`raster_item` builds the STAC item from the COG with rio-stac (projection and raster
+  extensions, footprint from the data's valid extent) and adds the file extension's size and
+  multihash checksum.
+
+Needs the ``data`` extra (rasterio, rio-cogeo, rio-stac).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from eomatch.errors import (
+    InputError,
+    NetworkError,
+    NotFoundError,
+    Retryable,
+    UnreadableFileError,
+)
+from eomatch.extras import require_extra
+from eomatch.io.http import RETRY_STATUSES, HttpLimits, HttpSession, call_with_retries, redact
+from eomatch.io.object_store import S3Config, S3ObjectStore
+
+__all__ = [
+    "FILE_EXTENSION",
+    "fetch_source",
+    "file_checksum",
+    "raster_item",
+    "source_name",
+    "write_cog",
+]
+
+FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+FETCH_LIMITS = HttpLimits(timeout_s=30.0, max_retries=1, backoff_s=0.5)
+"""One retry here; the queue retries a failed job again with its own backoff."""
+_CHUNK = 1 << 20
+
+
+def source_name(source: str) -> str:
+    """The file name of a path or URL (``/a/b/x.nc`` → ``x.nc``)."""
+    path = unquote(urlsplit(source).path) if "://" in source else source
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise InputError(f"{source!r:.200} names no file")
+    return name
+
+
+def fetch_source(
+    source: str,
+    scratch: Path,
+    *,
+    s3: S3Config | None = None,
+    session: HttpSession | None = None,
+) -> Path:
+    """A local file holding ``source``: the path itself, or a download into ``scratch``.
+
+    ``s3``: the endpoint/region to reach ``s3://`` sources at (the storage settings'; the
+    bucket is the URL's). A missing file or object is :class:`NotFoundError`; an answer that
+    is not 200 or a server that does not answer is :class:`NetworkError` (retried by the
+    queue), one line naming the source.
+    """
+    scheme = urlsplit(source).scheme.lower() if "://" in source else ""
+    if scheme in ("", "file"):
+        path = Path(unquote(urlsplit(source).path) if scheme else source).expanduser()
+        if not path.is_file():
+            raise NotFoundError(f"no such file: {path}")
+        return path
+    dest = scratch / source_name(source)
+    if scheme in ("http", "https"):
+        _download_http(source, dest, session)
+    elif scheme == "s3":
+        parts = urlsplit(source)
+        key = unquote(parts.path.lstrip("/"))
+        if not parts.netloc or not key:
+            raise InputError(f"{source!r:.200} names no bucket and key")
+        base = s3 or S3Config(bucket=parts.netloc)
+        config = S3Config(
+            bucket=parts.netloc,
+            endpoint=base.endpoint,
+            region=base.region,
+            allow_http=base.allow_http,
+        )
+        S3ObjectStore(config).get_file(key, dest)
+    else:
+        raise InputError(f"{source!r:.200}: give a path, an http(s):// or an s3:// URL")
+    return dest
+
+
+def _download_http(url: str, dest: Path, session: HttpSession | None) -> None:
+    own = session is None
+    http = session or HttpSession(None, limits=FETCH_LIMITS)
+    part = dest.with_name(dest.name + ".part")
+
+    def attempt(last: bool) -> None:
+        with http.open("GET", url) as resp:
+            if resp.status_code == 404:
+                raise NotFoundError(f"{redact(url)}: not found (HTTP 404)")
+            if resp.status_code in RETRY_STATUSES and not last:
+                raise Retryable(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+            if resp.status_code != 200:
+                raise NetworkError(
+                    f"{redact(url)}: HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
+                )
+            with part.open("wb") as fh:
+                for chunk in resp.iter_bytes(_CHUNK):
+                    fh.write(chunk)
+        os.replace(part, dest)
+
+    try:
+        call_with_retries(attempt, http.limits, what=redact(url))
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        raise NetworkError(f"{redact(url)}: cannot download ({_first_line(exc)})") from None
+    except Retryable as exc:
+        raise NetworkError(f"{redact(url)}: {exc.reason}") from None
+    except httpx.InvalidURL as exc:
+        raise InputError(f"invalid URL {redact(url)!r}: {exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        if own:
+            http.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """GDAL's and rio-cogeo's warnings (no georeferencing, nodata guesses) are not failures."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _open_name(path: Path, variable: str | None) -> str:
+    """What rasterio opens: the file, or one variable of a NetCDF file."""
+    if variable is None:
+        return str(path)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}", variable):
+        raise InputError(f"{variable!r:.100} is not a NetCDF variable name")
+    return f'NETCDF:"{path}":{variable}'
+
+
+def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
+    """Translate ``source`` (any raster GDAL reads) into a valid COG at ``dest``.
+
+    Raises:
+        UnreadableFileError: ``source`` is not a raster GDAL can read (corrupt, truncated,
+            a NetCDF with several variables and no ``variable``), or the result is not a COG.
+    """
+    require_extra("data", "raster jobs", ("rasterio", "rio_cogeo"))
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rio_cogeo.cogeo import cog_translate, cog_validate
+    from rio_cogeo.profiles import cog_profiles
+
+    profile = dict(cog_profiles["deflate"])
+    profile.update(blockxsize=256, blockysize=256)
+    try:
+        with _quiet(), rasterio.open(_open_name(source, variable)) as src:
+            if src.count == 0:
+                names = ", ".join(s.rsplit(":", 1)[-1] for s in src.subdatasets[:20])
+                raise UnreadableFileError(
+                    f"{source.name} holds several variables ({names}): choose one with "
+                    "params.variable"
+                )
+            cog_translate(
+                src,
+                str(dest),
+                profile,
+                overview_resampling="average",
+                in_memory=False,
+                quiet=True,
+                config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": "256"},
+            )
+        with _quiet():
+            valid, errors, _warnings = cog_validate(str(dest), quiet=True)
+    except RasterioError as exc:
+        raise UnreadableFileError(
+            f"{source.name} is not a readable raster: {_first_line(exc)}"
+        ) from None
+    if not valid:
+        raise UnreadableFileError(f"{source.name}: the COG is not valid: {'; '.join(errors)}")
+
+
+def file_checksum(path: Path) -> str:
+    """The file extension's ``file:checksum``: a SHA2-256 multihash (``1220`` + hex digest)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def file_datetime(path: Path) -> datetime | None:
+    """The raster's ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``, taken as UTC), if any."""
+    require_extra("data", "raster jobs", ("rasterio",))
+    import rasterio
+
+    with _quiet(), rasterio.open(path) as src:
+        text = src.tags().get("TIFFTAG_DATETIME", "")
+    try:
+        return datetime.strptime(text.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def raster_item(
+    cog: Path,
+    *,
+    item_id: str,
+    collection: str,
+    asset: str,
+    href: str,
+    when: datetime,
+    properties: Mapping[str, Any] | None = None,
+    alternate: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The STAC item of ``cog``: rio-stac's (proj, raster; geometry and bbox in WGS84 from
+    the data's footprint) plus ``file:size`` and ``file:checksum`` on the asset.
+
+    ``alternate``: other URLs of the same file by name (alternate-assets: the ``s3://`` or
+    ``file://`` behind a public http(s) ``href``).
+    """
+    require_extra("data", "raster jobs", ("rasterio", "rio_stac"))
+    from rasterio.errors import RasterioError
+    from rio_stac import create_stac_item
+
+    try:
+        with _quiet():
+            item = create_stac_item(
+                str(cog),
+                input_datetime=when,
+                collection=collection,
+                properties=dict(properties or {}),
+                id=item_id,
+                asset_name=asset,
+                asset_roles=["data"],
+                asset_media_type=COG_MEDIA_TYPE,
+                asset_href=href,
+                with_proj=True,
+                with_raster=True,
+                geom_densify_pts=21,
+                geom_precision=7,
+            )
+    except RasterioError as exc:
+        raise UnreadableFileError(f"{cog.name}: {_first_line(exc)}") from None
+    doc: dict[str, Any] = item.to_dict(include_self_link=False, transform_hrefs=False)
+    doc["links"] = []  # rio-stac's collection link is relative to nothing; pgSTAC adds its own
+    extensions = list(doc.get("stac_extensions", []))
+    extensions.append(FILE_EXTENSION)
+    the_asset = doc["assets"][asset]
+    the_asset["file:size"] = cog.stat().st_size
+    the_asset["file:checksum"] = file_checksum(cog)
+    if alternate:
+        extensions.append("https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json")
+        the_asset["alternate"] = {name: {"href": url} for name, url in alternate.items()}
+    doc["stac_extensions"] = sorted(set(extensions))
+    return doc

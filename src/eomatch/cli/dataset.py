@@ -30,7 +30,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "dataset",
         parents=[parent],
         help="write a matchup's collocated product pixels to a NetCDF or Zarr file",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "Read each product of the matchup where it is (catalogue data/, a shared drive, "
             "remote COGs by range requests), keep the pixels of the collocation region (plus "
@@ -39,7 +38,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
             "See docs/matchup-datasets.md."
         ),
     )
-    p.add_argument("matchup_id", nargs="?", default=None, metavar="MATCHUP_ID")
+    p.add_argument(
+        "matchup_id",
+        nargs="?",
+        default=None,
+        metavar="MATCHUP_ID",
+        help="the matchup (omit with --filter/--collections)",
+    )
     p.add_argument(
         "--catalogue",
         "--path",
@@ -72,13 +77,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         type=float_arg(0.0, MAX_MARGIN_M, "metres"),
         default=0.0,
         metavar="M",
-        help="metres added around the collocation region",
+        help="metres added around the collocation region (default 0)",
     )
     p.add_argument(
         "--grid",
         choices=[g.value for g in GridMode],
         default=GridMode.NATIVE.value,
-        help="native: each product's own pixels; common: all resampled onto one grid",
+        help="native (default): each product's own pixels; common: all resampled onto one grid",
     )
     p.add_argument(
         "--target",
@@ -91,7 +96,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--resampling",
         choices=[r.value for r in Resampling],
         default=Resampling.AUTO.value,
-        help="auto: average when downsampling, nearest at equal size, bilinear when upsampling",
+        help="auto (default): average when downsampling, nearest at equal size, bilinear when "
+        "upsampling",
     )
     p.add_argument(
         "--assets", type=_names, default=None, metavar="K1,K2", help="only these asset keys"
@@ -100,7 +106,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--file-format",
         choices=["nc", "zarr"],
         default="nc",
-        help="with --filter/--collections: the format of each file",
+        help="with --filter/--collections: the format of each file (default nc)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument(

@@ -21,6 +21,7 @@ import rasterio
 import rasterio.windows
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from affine import Affine
 from rasterio.errors import RasterioError
 from shapely.geometry.base import BaseGeometry
 
@@ -131,7 +132,12 @@ class RasterReader:
         except InvalidValueError as exc:
             raise UnreadableProductError(f"{where}: {exc}") from None
         except (RasterioError, OSError) as exc:
-            raise UnreadableProductError(f"{where}: cannot read it: {one_line(exc)}") from None
+            hint = ""
+            if asset.suffix == ".jp2" and "JP2OpenJPEG" not in rasterio.Env().drivers():
+                hint = " (this GDAL has no JP2 driver: install a rasterio wheel with JP2OpenJPEG)"
+            raise UnreadableProductError(
+                f"{where}: cannot read it: {one_line(exc)}{hint}"
+            ) from None
         arrays: dict[str, xr.DataArray] = {}
         for i, band in enumerate(data):
             name = asset.key if len(data) == 1 else f"{asset.key}_{i + 1}"
@@ -140,9 +146,7 @@ class RasterReader:
         return full.subgrid(win), arrays, region_in_crs(region, full.crs)
 
 
-def _affine(grid: Grid) -> Any:
-    from affine import Affine
-
+def _affine(grid: Grid) -> Affine:
     return Affine(*grid.transform)
 
 

@@ -313,7 +313,7 @@ def test_a_new_matchup_says_it_needs_a_catalogue(tmp_path, files):
 
 def test_landsat_stac_band_assets_get_cf_scaling(tmp_path, files):
     data = np.full((100, 100), 20000, dtype=np.uint16)
-    data[0, :] = 0  # nodata row
+    data[20, :] = 0  # a nodata row inside the window
     red = write_raster(tmp_path / "LC09_SR_B4.TIF", data, UTM, T30, nodata=0)
     rb = [{"nodata": 0, "scale": 2.75e-05, "offset": -0.2, "data_type": "uint16"}]
     eo = [{"name": "B4", "common_name": "red", "center_wavelength": 0.65}]
@@ -335,6 +335,15 @@ def test_landsat_stac_band_assets_get_cf_scaling(tmp_path, files):
     assert red_var.attrs["band_common_name"] == "red"
     assert red_var.attrs["units"] == "1"
     assert tree[L9N].attrs["reader"] == "landsat"
+    # a CF reader decodes the stored numbers into reflectance and masks nodata, on both grids
+    for grid in ("native", "common"):
+        out = write_tree(
+            mu.return_matchup_dataset(grid=grid, assets=["red"]), tmp_path / f"{grid}.nc"
+        )
+        with xr.open_datatree(out) as back:
+            refl = back[L9N].to_dataset()["red"].values
+        assert np.nanmax(refl) == pytest.approx(20000 * 2.75e-05 - 0.2)
+        assert np.isnan(refl).sum() == refl.shape[1]  # the nodata row (window rows 6..50)
 
 
 def test_sentinel2_safe_folder_and_zip_keep_each_resolution(tmp_path, files):

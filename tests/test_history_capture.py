@@ -305,3 +305,26 @@ def test_old_rows_survive_their_collection(service_db: ServiceDb) -> None:
         "SELECT count(*) FROM eomatch.change_log "
         "WHERE b_content IS NOT NULL AND collection = 'keep'"
     ) == [(0,)]
+
+
+def test_a_past_state_that_breaks_the_rules_is_not_restored(service_db: ServiceDb) -> None:
+    """A row stored by SQL before the write checks (links without ``rel``) is in the history;
+    rolling back to it is refused whole, like any other write of such a document."""
+    from eomatch.errors import InputError
+    from eomatch.workflows.history import rollback
+
+    bad = item("legacy", "old")
+    bad["links"] = [{"href": "https://example.org/x"}]
+    with psycopg.connect(service_db.role("eomatch_api").conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(collection("old")),))
+        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(bad),))
+        conn.commit()
+        conn.execute("SELECT update_item(%s::jsonb)", (json.dumps(item("legacy", "old")),))
+        conn.commit()
+    fix = service_db.query("SELECT max(id) FROM eomatch.transactions")[0][0]
+    before = service_db.snapshot()
+    store = PgstacStore(service_db.role("eomatch_ingest"))
+    with pytest.raises(InputError, match="cannot be restored"):
+        rollback(store, int(fix))  # type: ignore[call-overload]
+    assert service_db.snapshot() == before

@@ -22,6 +22,7 @@ from pypgstac.db import PgstacDB
 from pypgstac.hydration import hydrate
 from pypgstac.load import Loader, Methods
 
+from eomatch.core.validation import stac_document_problem
 from eomatch.errors import InputError, NotFoundError
 from eomatch.io.history_schema import describe_sql
 from eomatch.io.pg_errors import translated
@@ -422,7 +423,23 @@ class Writer:
         run: str | None = None,
     ) -> int | None:
         """Write ``states`` (doc None = delete); the new transaction's id, or None if nothing
-        changed."""
+        changed.
+
+        Every document is checked with the rules of every other write first (a past state
+        stored before those rules existed could break reads): one that fails stops the whole
+        write before anything changes.
+        """
+        for state in states:
+            if state.doc is not None:
+                problem = stac_document_problem(
+                    state.doc, "Collection" if state.kind == "collection" else "Feature"
+                )
+                if problem:
+                    where = state.collection + (f"/{state.id}" if state.id else "")
+                    raise InputError(
+                        f"{state.kind} {where!r:.200} cannot be restored: {problem}; "
+                        "nothing changed"
+                    )
         coll_put = [s for s in states if s.kind == "collection" and s.doc is not None]
         coll_del = [s for s in states if s.kind == "collection" and s.doc is None]
         item_put = [s for s in states if s.kind == "item" and s.doc is not None]

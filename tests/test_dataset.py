@@ -494,3 +494,19 @@ def test_written_file_reopens_with_values_and_cf_metadata(tmp_path, files, suffi
     finally:
         back.close()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mu")] == []  # no leftovers
+
+
+def test_a_region_too_large_to_read_at_once_is_refused(tmp_path, files, monkeypatch):
+    import eomatch.core.collocation as collocation
+
+    monkeypatch.setattr(collocation, "MAX_WINDOW_PIXELS", 131 * 141 - 1)
+    cat, mid = _cat(
+        tmp_path,
+        [Spec(S2, {"B04": asset(files["s2_index"])}), Spec(L9, {"r": asset(files["l9_ramp"])})],
+    )
+    with cat:
+        mu = cat.get_matchup(mid)
+    with pytest.raises(UnreadableProductError, match=r"asset B04 .* needs 18,471 pixels"):
+        mu.return_matchup_dataset()
+    monkeypatch.setattr(collocation, "MAX_WINDOW_PIXELS", 131 * 141)
+    assert mu.return_matchup_dataset()[S2N].to_dataset()["B04"].size == 131 * 141

@@ -34,6 +34,9 @@ from eomatch.errors import InvalidValueError
 
 MAX_MARGIN_M = 100_000.0
 """Largest margin around the collocation region (bounds what one request reads)."""
+MAX_WINDOW_PIXELS = 250_000_000
+"""Most pixels read from one asset (all its bands): about 500 MB of uint16, a whole
+Sentinel-2 10 m band is 120 M. A region that needs more is refused before reading."""
 DENSIFY_DEG = 0.01
 """Longest lon/lat edge of the region before projecting it (~1 km: curved edges stay exact)."""
 _EPS = 1e-6
@@ -162,6 +165,17 @@ class Grid:
         x = c + (np.arange(self.width, dtype=np.float64) + 0.5) * a
         y = f + (np.arange(self.height, dtype=np.float64) + 0.5) * e
         return x, y
+
+
+def check_window_size(win: PixelWindow, bands: int) -> None:
+    """Refuse a read of more than :data:`MAX_WINDOW_PIXELS` (the caller names the asset)."""
+    pixels = win.width * win.height * max(bands, 1)
+    if pixels > MAX_WINDOW_PIXELS:
+        raise InvalidValueError(
+            f"the region needs {pixels:,} pixels ({win.height} x {win.width} x {bands} "
+            f"band(s)), more than the {MAX_WINDOW_PIXELS:,} read at once; use a smaller margin "
+            "or fewer assets"
+        )
 
 
 def is_geographic(crs: str) -> bool:

@@ -18,7 +18,7 @@ import shapely
 import xarray as xr
 from shapely.geometry.base import BaseGeometry
 
-from eomatch.core.collocation import Grid, region_in_crs, region_mask
+from eomatch.core.collocation import Grid, check_window_size, region_in_crs, region_mask
 from eomatch.core.products import Product
 from eomatch.errors import InvalidValueError, UnreadableProductError
 from eomatch.io.readers.base import AssetRef, Piece, one_line
@@ -130,6 +130,7 @@ def _regular(
     if win is None:
         raise UnreadableProductError(f"{where}: no pixel of the grid meets the collocation region")
     xdim, ydim = str(ds[xn].dims[0]), str(ds[yn].dims[0])
+    check_window_size(win, len(_spatial(ds, (xdim, ydim)).data_vars))
     sub = _spatial(ds, (xdim, ydim)).isel(
         {
             xdim: slice(win.col_off, win.col_off + win.width),

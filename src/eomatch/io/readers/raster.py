@@ -25,7 +25,13 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from shapely.geometry.base import BaseGeometry
 
-from eomatch.core.collocation import Grid, PixelWindow, region_in_crs, region_mask
+from eomatch.core.collocation import (
+    Grid,
+    PixelWindow,
+    check_window_size,
+    region_in_crs,
+    region_mask,
+)
 from eomatch.core.products import Product
 from eomatch.errors import InvalidValueError, UnreadableProductError
 from eomatch.io.readers.base import AssetRef, Piece, one_line
@@ -127,6 +133,7 @@ class RasterReader:
                     raise UnreadableProductError(
                         f"{where}: no pixel of the raster meets the collocation region"
                     )
+                check_window_size(win, src.count)
                 data = src.read(window=_rio_window(win))
                 meta = _band_meta(src, asset)
         except InvalidValueError as exc:

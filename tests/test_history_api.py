@@ -155,6 +155,13 @@ def test_show_transaction_before_after_and_paging(stack: dict[str, Any]) -> None
     assert change["before"]["properties"]["note"] == ""
     assert change["after"]["properties"]["note"] == "edited"
     assert change["later"] is None
+    assert {"path": "properties.note", "change": "changed", "old": '""', "new": '"edited"'} in (
+        change["diff"]
+    )
+    compact = _get(stack, f"/history/{edit['id']}", documents="false")["changes"][0]
+    assert "before" not in compact
+    assert "after" not in compact
+    assert compact["diff"] == change["diff"]
     bulk = next(
         t for t in _get(stack, "/history", collection=COLL)["transactions"] if t["inserted"] == 3
     )
@@ -162,6 +169,7 @@ def test_show_transaction_before_after_and_paging(stack: dict[str, Any]) -> None
     by_id = {c["id"]: c for c in body["changes"]}
     assert set(by_id) == {"b0", "b1", "b2"}
     assert by_id["b1"]["before"] is None
+    assert by_id["b1"]["diff"] is None  # an insert: its document is the diff
     assert by_id["b1"]["after"]["id"] == "b1"  # as inserted; then deleted by ``later``
     assert by_id["b0"]["later"] is None
     deleted = _get(stack, f"/history/{by_id['b1']['later']}")
@@ -205,6 +213,7 @@ def test_show_transaction_before_after_and_paging(stack: dict[str, Any]) -> None
         ("/history/1?limit=5000", "limit"),
         ("/history/1?offset=x", "offset"),
         ("/history/1?since=2022-01-01", "unknown parameter"),
+        ("/history/1?documents=maybe", "documents"),
     ],
 )
 def test_bad_parameters_are_400_with_one_line(stack: dict[str, Any], path: str, words: str) -> None:

@@ -3,10 +3,12 @@
 The same filters as ``eomatch history`` (collection, item, since, until, actor, kind, limit;
 newest first), plus ``offset`` for paging; ``/history/{tx}`` lists what one transaction changed,
 each document with its state before and after it (``after`` is the state before the next change
-of that document, or its current row) and ``later``, the next transaction that changed it, paged
-by ``limit``/``offset``. Both read through the API's read pool (asyncpg). Every parameter is
-checked before the database is asked: an unknown or repeated one, a number out of range, a
-text too long or a time that is not ISO 8601 is a 400 with a one-line reason. The external API
+of that document, or its current row; ``documents=false`` leaves both out), a compact ``diff``
+of an update (:func:`eomatch.core.history.diff_documents`, as ``eomatch history show``) and
+``later``, the next transaction that changed it, paged by ``limit``/``offset``. Both read
+through the API's read pool (asyncpg). Every parameter is checked before the database is asked:
+an unknown or repeated one, a number out of range, a text too long or a time that is not
+ISO 8601 is a 400 with a one-line reason. The external API
 does not mount these routes (404 there): the history holds every past state, withdrawn ones too.
 """
 
@@ -22,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
+from eomatch.core.history import diff_documents
 from eomatch.errors import InputError, NotFoundError
 from eomatch.timeparse import parse_time
 
@@ -38,7 +41,7 @@ MAX_TX = 2**63 - 1
 _LIST_PARAMS = frozenset(
     {"collection", "item", "since", "until", "actor", "kind", "limit", "offset"}
 )
-_SHOW_PARAMS = frozenset({"limit", "offset"})
+_SHOW_PARAMS = frozenset({"limit", "offset", "documents"})
 
 _COUNTS = """
     CROSS JOIN LATERAL (
@@ -227,6 +230,9 @@ async def show_transaction(request: Request, tx: str) -> Response:
     """``GET /history/{tx}``: the transaction and its changes (before/after), paged."""
     params = _single(request.query_params, _SHOW_PARAMS)
     tx_id = _tx_id(tx)
+    documents = params.get("documents", "true")
+    if documents not in ("true", "false"):
+        raise InputError(f"documents must be true or false, not {documents[:40]!r}")
     limit = _int(params, "limit", DEFAULT_CHANGES, 1, MAX_LIMIT)
     offset = _int(params, "offset", 0, 0, MAX_OFFSET)
     async with request.app.state.get_connection(request, "r") as conn:
@@ -240,18 +246,25 @@ async def show_transaction(request: Request, tx: str) -> Response:
         rows = await conn.fetch(_CHANGES, tx_id, limit, offset)
     transaction = _transaction(head)
     total = transaction["inserted"] + transaction["updated"] + transaction["deleted"]
-    changes = [
-        {
+    changes = []
+    for r in rows:
+        after = r["next_before"] if r["found"] else r["current"]
+        change: dict[str, Any] = {
             "kind": r["kind"],
             "collection": r["collection"],
             "id": r["id"] if r["kind"] == "item" else None,
             "op": r["op"],
-            "before": r["before"],
-            "after": r["next_before"] if r["found"] else r["current"],
             "later": r["later"],
+            "diff": [
+                {"path": d.path, "change": d.change, "old": d.old, "new": d.new}
+                for d in diff_documents(r["before"], after)
+            ]
+            if r["op"] == "update"
+            else None,
         }
-        for r in rows
-    ]
+        if documents == "true":
+            change["before"], change["after"] = r["before"], after
+        changes.append(change)
     links = [_next_link(request, params, offset + limit)] if offset + limit < total else []
     return _json(
         {

@@ -75,6 +75,16 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "query",
         "pull matchups with their events and products from a STAC API into a catalogue",
     ),
+    (
+        "processors",
+        "processors",
+        "list the processor plug-ins that turn non-STAC files into STAC items",
+    ),
+    (
+        "process",
+        "processors",
+        "describe a non-STAC file with a processor and add its items to the database",
+    ),
     ("satellites", "satellites", "list known satellites, their aliases, sensors and TLE coverage"),
     (
         "serve",

@@ -229,7 +229,7 @@ def raster_item(
     cog: Path,
     *,
     item_id: str,
-    collection: str,
+    collection: str | None,
     asset: str,
     href: str,
     when: datetime,

@@ -3,7 +3,8 @@
 Routes: ``/api/`` → internal API (only from the networks in ``api_allow``, else a JSON 403),
 ``/external/`` → external API (rate limited, JSON 429), ``/config.js`` → the browser's runtime
 configuration, anything else → the browser's static files with a fallback to ``index.html``
-(history-mode deep links). Nothing else on disk is reachable.
+(history-mode deep links), ``/data/`` → the object store's local folder when one is given
+(read only, no listing, no symlink out of it). Nothing else on disk is reachable.
 
 The upstreams get a fixed ``Host`` and ``X-Forwarded-*`` (from the configured public URL),
 never the client's, and every error nginx itself answers is a short JSON text naming no host,
@@ -210,6 +211,7 @@ def render_nginx_conf(
     worker_processes: int | None = None,
     public_url: str | None = None,
     api_allow: Sequence[str] = DEFAULT_API_ALLOW,
+    data_dir: PathLike | None = None,
 ) -> str:
     """The gateway's complete ``nginx.conf`` (self-contained: no ``include``, no ``user``).
 
@@ -233,6 +235,8 @@ def render_nginx_conf(
             upstream's name as ``Host`` and no ``X-Forwarded-Host/-Port``: the APIs must then
             have ``EOMATCH_PUBLIC_URL`` (containers).
         api_allow: Client networks (CIDR) allowed on ``/api/``; others get a JSON 403.
+        data_dir: The object store's local folder, served read-only under ``/data/`` (COGs
+            and files of jobs); None serves no ``/data/``.
 
     Returns:
         The configuration text. The same arguments always give the same text.
@@ -287,6 +291,26 @@ def render_nginx_conf(
         logs = PurePosixPath(nginx_value("log_dir", log_dir))
         error_log, access_log = str(logs / "error.log"), str(logs / "access.log")
     workers = "auto" if worker_processes is None else str(int(worker_processes))
+    data_location = ""
+    if data_dir is not None:
+        data = str(PurePosixPath(nginx_value("data_dir", data_dir))).rstrip("/") + "/"
+        # alias + ^~: the URI is normalised (no ..) before matching; disable_symlinks refuses
+        # any link below the folder; no listing; read only; files never run as pages here
+        data_location = f"""
+        location ^~ /data/ {{
+            alias {data};
+            autoindex off;
+            disable_symlinks on from=$document_root;
+            limit_except GET HEAD {{
+                deny all;
+            }}
+            add_header X-Content-Type-Options nosniff always;
+            add_header Referrer-Policy same-origin always;
+            add_header X-Frame-Options SAMEORIGIN always;
+            add_header Content-Security-Policy "default-src 'none'; sandbox" always;
+            add_header Access-Control-Allow-Origin * always;
+            expires 1h;
+        }}"""
     mime = "\n".join(f"        {t} {ext};" for t, ext in _MIME_TYPES.items())
     temp = "\n".join(f"    {name}_temp_path {run / (name + '_temp')};" for name in _TEMP_DIRS)
     return f"""\
@@ -414,7 +438,7 @@ http {{
         location ^~ /external/ {{
             limit_req zone=eomatch_external burst={limit.burst} nodelay;
             proxy_pass http://eomatch_external/;
-        }}
+        }}{data_location}
 
         location = /config.js {{
             alias {runtime / "config.js"};
@@ -484,8 +508,14 @@ class Gateway:
         worker_processes: int | None = 1,
         public_url: str | None = None,
         api_allow: Sequence[str] = DEFAULT_API_ALLOW,
+        data_dir: PathLike | None = None,
     ) -> Path:
-        """Render the configuration into the run directory (logs and temp files inside it)."""
+        """Render the configuration into the run directory (logs and temp files inside it).
+
+        ``data_dir`` (the object store's local folder, served as ``/data/``) is created if
+        missing."""
+        if data_dir is not None:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
         for d in (self.run_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
         browser = Path(browser_dir).absolute()
@@ -508,6 +538,7 @@ class Gateway:
             worker_processes=worker_processes,
             public_url=public_url,
             api_allow=api_allow,
+            data_dir=None if data_dir is None else Path(data_dir).resolve(),
         )
         tmp = self.config_path.with_suffix(".conf.tmp")
         tmp.write_text(text)
@@ -757,6 +788,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_API_ALLOW),
         help="client networks (CIDR[,CIDR...]) allowed on /api/; others get 403",
     )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="the object store's local folder, served read-only under /data/ (default: none)",
+    )
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     print(
@@ -772,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             rate_limit=RateLimit(args.rate, args.burst),
             public_url=args.public_url,
             api_allow=parse_api_allow(args.api_allow),
+            data_dir=args.data_dir,
         ),
         end="",
     )

@@ -35,6 +35,7 @@ import httpx
 
 from eomatch.errors import EomatchError
 from eomatch.io.atomic import atomic_write_text
+from eomatch.io.data_store import data_root
 from eomatch.io.db_target import DbTarget
 from eomatch.io.pg_conn import pgpass_line
 from eomatch.io.processes import pid_alive
@@ -477,6 +478,7 @@ class Stack:
             runtime_config_dir=www,
             public_url=self.public_url,
             api_allow=self.api_allow,
+            data_dir=data_root(),  # the object store's local folder, as /data/ (None: S3)
         )
         self.gateway = gateway
         gateway.start()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.util
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -447,6 +448,15 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     else:
         # innermost: it must see the JSON before compression does
         app.user_middleware.append(Middleware(PublicViewMiddleware))
+    if importlib.util.find_spec("pycsw") is not None:  # the records extra: /csw, /records
+        from eomatch.service.records import RecordsDispatch
+
+        reader = ConnectionInfo(
+            postgres.pghost, postgres.pgport, postgres.pgdatabase, postgres.pguser,
+            postgres.pgpassword or None,
+        )  # fmt: skip
+        wrap = None if internal else PublicViewMiddleware
+        app.user_middleware.insert(0, Middleware(RecordsDispatch, reader, not internal, wrap))
     if origin is not None:
         # outermost: no other part may see the client's Host or Forwarded headers
         app.user_middleware.insert(0, Middleware(PublicOriginMiddleware, *origin))

@@ -435,6 +435,19 @@ http {{
             proxy_intercept_errors on;
             proxy_pass http://eomatch_external/_mgmt/health;
         }}
+        # OGC CSW and OGC API - Records (pycsw in the external API, read only: the public view)
+        location = /csw {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_pass http://eomatch_external/csw;
+        }}
+        location = /records {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_pass http://eomatch_external/records;
+        }}
+        location ^~ /records/ {{
+            limit_req zone=eomatch_external burst={limit.burst} nodelay;
+            proxy_pass http://eomatch_external/records/;
+        }}
         location ^~ /external/ {{
             limit_req zone=eomatch_external burst={limit.burst} nodelay;
             proxy_pass http://eomatch_external/;

@@ -333,7 +333,7 @@ class HistoryStore:
                 (before,),
             ).rowcount
             changes = conn.execute(
-                "DELETE FROM eomatch.changes c USING purged p WHERE c.tx = p.id"
+                "DELETE FROM eomatch.change_log c USING purged p WHERE c.tx = p.id"
             ).rowcount
             conn.execute("DELETE FROM eomatch.transactions t USING purged p WHERE t.id = p.id")
             conn.execute(

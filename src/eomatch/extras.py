@@ -17,6 +17,7 @@ from eomatch.errors import MissingExtraError
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "service": ("psycopg", "pypgstac", "stac_fastapi.pgstac", "fastapi", "asyncpg", "uvicorn"),
+    "jobs": ("procrastinate", "psycopg"),
     "plot": ("matplotlib", "shapefile"),
     "storage": ("obstore",),
     "geoparquet": ("stac_geoparquet", "pyarrow"),

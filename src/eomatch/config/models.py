@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from eomatch.config.credentials import Credentials, DownloadsConfig
+from eomatch.config.schedules import ScheduleConfig, check_schedules
 from eomatch.core.collections import CollectionInfo, builtin_collections
 from eomatch.core.crossovers import MAX_DISTANCE_KM, MAX_EVENT_DURATION_S, MAX_TIME_DIFF_S
 from eomatch.core.products import SensorKey
@@ -122,8 +123,17 @@ class EomatchConfig(BaseModel):
     ingest: IngestConfig = Field(
         default_factory=lambda: IngestConfig(), description="Central database for ingest/serve."
     )
+    schedules: list[ScheduleConfig] = Field(
+        default_factory=list, description="Jobs the worker submits on a cron schedule."
+    )
     base_dir: Path | None = Field(None, exclude=True)
     """Directory of the file this came from (resolves relative paths); not a YAML key."""
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, value: list[ScheduleConfig]) -> list[ScheduleConfig]:
+        check_schedules(value)
+        return value
 
     def resolved_tle_dirs(self) -> list[Path]:
         """``tle_dirs`` with relative entries taken from the config file's directory."""

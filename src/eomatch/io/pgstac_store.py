@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eomatch.extras import require_extra
+from eomatch.extras import _installed, require_extra
 
 # Before the third-party imports: without the service extra, one line instead of a traceback.
 require_extra("service", "the central database", ("psycopg", "pypgstac"))
@@ -178,6 +178,10 @@ class PgstacStore:
                 conn.execute("RESET ROLE")
                 conn.execute(SCHEMA_SQL)
                 self._roles(conn, role_passwords or {})
+                if _installed("procrastinate"):  # the job queue (issue 13): the jobs extra
+                    from eomatch.io.job_queue import install_queue
+
+                    install_queue(conn, ("eomatch_ingest", "eomatch_api"))
                 conn.execute(HISTORY_SQL)
                 conn.execute(HISTORY_GRANTS_SQL)
                 conn.execute(RECORDS_SQL)

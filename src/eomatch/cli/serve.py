@@ -81,6 +81,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         default=1,
         help="API worker processes each (about one per core)",
     )
+    p.add_argument(
+        "--instances",
+        type=int_arg(1, 16, "a number of instances"),
+        default=1,
+        help="supervised API processes each, on their own ports behind the gateway (a dead "
+        "one is left out by nginx and restarted); with --internal-port/--external-port P "
+        "they take P, P+1, ...",
+    )
     p.add_argument("--status", action="store_true", help="report a running serve and exit")
     db_options(p)
     p.set_defaults(handler=run_serve)
@@ -131,6 +139,7 @@ def run_serve(args: argparse.Namespace) -> int:
         external_port=args.external_port,
         build_browser=not args.no_browser_build,
         workers=args.workers,
+        instances=args.instances,
         api_allow=api_allow,
         api_user=args.api_user,
         report=lambda msg: console.print(msg, markup=False, highlight=False),

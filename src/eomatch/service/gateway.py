@@ -42,6 +42,7 @@ from eomatch.io.processes import pid_alive
 
 __all__ = [
     "DEFAULT_API_ALLOW",
+    "UPSTREAM_FAIL_TIMEOUT_S",
     "UPSTREAM_KEEPALIVE_S",
     "Gateway",
     "GatewayError",
@@ -98,6 +99,32 @@ UPSTREAM_KEEPALIVE_S = 30
 """How long nginx keeps an idle connection to an API. uvicorn must keep them open longer
 (``--timeout-keep-alive``), so that nginx, not the API, always closes an idle connection: a
 request sent on a connection the API closed at the same moment fails."""
+
+UPSTREAM_FAIL_TIMEOUT_S = 5
+"""With several instances of an API: how long nginx leaves out an instance that failed once
+(a refused connection, a reset, a timeout, a 502/503) before it tries it again. Open-source
+nginx has no active health checks; this passive check plus the supervisor's restarts are how
+a dead instance leaves and rejoins the group."""
+
+Upstreams = str | Sequence[str]
+"""One ``host:port`` or several (instances of the same API, balanced round-robin)."""
+
+
+def _upstream_block(name: str, what: str, servers: Upstreams) -> str:
+    """An ``upstream`` block; each server is left out for :data:`UPSTREAM_FAIL_TIMEOUT_S` after
+    one failure (passive health check). nginx ignores this for a group of one address, and
+    applies it to each address of a name that resolves to several (compose replicas)."""
+    listed = [servers] if isinstance(servers, str) else list(servers)
+    if not listed:
+        raise InvalidValueError(f"{what}: no upstream server")
+    options = f" max_fails=1 fail_timeout={UPSTREAM_FAIL_TIMEOUT_S}s"
+    lines = "\n".join(f"        server {nginx_value(what, s)}{options};" for s in listed)
+    return f"""    upstream {name} {{
+{lines}
+        keepalive 16;
+        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
+    }}"""
+
 
 # The bodies of the errors nginx answers itself (the APIs' own errors pass through untouched).
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -199,8 +226,8 @@ def render_nginx_conf(
     *,
     listen_host: str,
     listen_port: int,
-    internal_upstream: str,
-    external_upstream: str,
+    internal_upstream: Upstreams,
+    external_upstream: Upstreams,
     browser_dir: PathLike,
     runtime_config_dir: PathLike,
     run_dir: PathLike,
@@ -218,8 +245,10 @@ def render_nginx_conf(
     Args:
         listen_host: Address to listen on (``127.0.0.1``, ``0.0.0.0``, ``::1``).
         listen_port: Port to listen on.
-        internal_upstream: ``host:port`` of the internal API (uvicorn ``--root-path /api``).
-        external_upstream: ``host:port`` of the external API (``--root-path /external``).
+        internal_upstream: ``host:port`` of the internal API (uvicorn ``--root-path /api``),
+            or a sequence of them (instances; a failed one is left out for a while and
+            idempotent requests are retried on the next, see :data:`UPSTREAM_FAIL_TIMEOUT_S`).
+        external_upstream: The same for the external API (``--root-path /external``).
         browser_dir: The STAC Browser dist directory (the only static files served).
         runtime_config_dir: Directory holding the browser's runtime ``config.js``.
         run_dir: Directory for the pid file and temp files (must exist, writable by nginx's
@@ -248,8 +277,12 @@ def render_nginx_conf(
     run = PurePosixPath(nginx_value("run_dir", run_dir))
     browser = nginx_value("browser_dir", browser_dir)
     runtime = PurePosixPath(nginx_value("runtime_config_dir", runtime_config_dir))
-    internal = nginx_value("internal_upstream", internal_upstream)
-    external = nginx_value("external_upstream", external_upstream)
+    upstreams = "\n".join(
+        (
+            _upstream_block("eomatch_internal", "internal_upstream", internal_upstream),
+            _upstream_block("eomatch_external", "external_upstream", external_upstream),
+        )
+    )
     body_size = nginx_value("client_max_body_size", client_max_body_size)
     if limit.per_second < 1 or limit.burst < 0:
         raise InvalidValueError(f"invalid rate limit {limit}")
@@ -356,16 +389,7 @@ http {{
 
     # nginx closes idle upstream connections before uvicorn does (--timeout-keep-alive is
     # longer), so it never sends a request on a connection the API is closing.
-    upstream eomatch_internal {{
-        server {internal};
-        keepalive 16;
-        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
-    }}
-    upstream eomatch_external {{
-        server {external};
-        keepalive 16;
-        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
-    }}
+{upstreams}
 
     server {{
         listen {_listen(listen_host, listen_port)};
@@ -388,6 +412,12 @@ http {{
         # The APIs prefer a Forwarded header over X-Forwarded-*: never pass a client's on.
         proxy_set_header Forwarded "";
         proxy_connect_timeout 5s;
+        # Passive failover between instances: a request that could not be sent, or an
+        # idempotent one whose instance failed, goes to the next instance. nginx never passes
+        # a POST/PATCH it has already sent on (only /search, a read, says non_idempotent).
+        proxy_next_upstream error timeout http_502 http_503;
+        proxy_next_upstream_tries 3;
+        proxy_next_upstream_timeout 10s;
         proxy_send_timeout {int(proxy_timeout_s)}s;
         proxy_read_timeout {int(proxy_timeout_s)}s;
 
@@ -513,8 +543,8 @@ class Gateway:
         *,
         listen_host: str,
         listen_port: int,
-        internal_upstream: str,
-        external_upstream: str,
+        internal_upstream: Upstreams,
+        external_upstream: Upstreams,
         browser_dir: PathLike,
         runtime_config_dir: PathLike,
         rate_limit: RateLimit | None = None,
@@ -782,8 +812,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on")
-    p.add_argument("--internal", default="127.0.0.1:8081", help="internal API HOST:PORT")
-    p.add_argument("--external", default="127.0.0.1:8082", help="external API HOST:PORT")
+    p.add_argument(
+        "--internal", default="127.0.0.1:8081", help="internal API HOST:PORT[,HOST:PORT...]"
+    )
+    p.add_argument(
+        "--external", default="127.0.0.1:8082", help="external API HOST:PORT[,HOST:PORT...]"
+    )
     p.add_argument("--browser-dir", default="/srv/eomatch/browser/dist")
     p.add_argument("--runtime-config-dir", default="/srv/eomatch/browser/runtime")
     p.add_argument("--run-dir", default="/run/eomatch-gateway", help="pid and temp files")
@@ -812,8 +846,8 @@ def main(argv: list[str] | None = None) -> int:
         render_nginx_conf(
             listen_host=host.strip("[]"),
             listen_port=int(port),
-            internal_upstream=args.internal,
-            external_upstream=args.external,
+            internal_upstream=args.internal.split(","),
+            external_upstream=args.external.split(","),
             browser_dir=args.browser_dir,
             runtime_config_dir=args.runtime_config_dir,
             run_dir=args.run_dir,

@@ -368,6 +368,9 @@ class Stack:
     build_browser: bool = True
     workers: int = 1
     """uvicorn worker processes per API (stac-fastapi's per-item work is CPU-bound)."""
+    instances: int = 1
+    """Supervised uvicorn processes per API, each on its own port, behind one nginx upstream
+    (a dead one is left out by nginx and restarted here, see :mod:`eomatch.service.gateway`)."""
     api_allow: Sequence[str] = DEFAULT_API_ALLOW
     """Client networks allowed on ``/api/``."""
     api_user: str | None = API_USER
@@ -418,7 +421,7 @@ class Stack:
         host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
         out = {"browser": f"http://{host}:{self.port}/"}
         for api in self.apis:
-            out[f"{api.mode} API"] = f"http://127.0.0.1:{api.port}/"
+            out[api.sup.name] = f"http://127.0.0.1:{api.port}/"
         return out
 
     # -- start -----------------------------------------------------------------------------
@@ -444,16 +447,19 @@ class Stack:
             self.started_db = cluster.start()
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
-        for mode, role, prefix, port in (
+        for mode, role, prefix, first in (
             ("internal", "eomatch_api", "/api", self.internal_port),
             ("external", "eomatch_reader", "/external", self.external_port),
         ):
             self._write_pgpass(mode, role)
-            log = logs / f"api-{mode}.log"
-            port = port or free_port()
-            child = ApiChild(mode, port, self._spawn(mode, port, prefix, log), log, prefix)
-            child.sup = Supervision(f"{mode} API")
-            self.apis.append(child)
+            for n in range(self.instances):
+                # one instance keeps the names it always had; several are numbered from 1
+                tag = f"-{n + 1}" if self.instances > 1 else ""
+                log = logs / f"api-{mode}{tag}.log"
+                port = first + n if first else free_port()
+                child = ApiChild(mode, port, self._spawn(mode, port, prefix, log), log, prefix)
+                child.sup = Supervision(f"{mode} API{tag.replace('-', ' ')}")
+                self.apis.append(child)
         for api in self.apis:
             self._wait(api)
         www = self.run_dir / "www"
@@ -472,8 +478,8 @@ class Stack:
         gateway.write_config(
             listen_host=self.host,
             listen_port=self.port,
-            internal_upstream=f"127.0.0.1:{self.apis[0].port}",
-            external_upstream=f"127.0.0.1:{self.apis[1].port}",
+            internal_upstream=[f"127.0.0.1:{a.port}" for a in self.apis if a.mode == "internal"],
+            external_upstream=[f"127.0.0.1:{a.port}" for a in self.apis if a.mode == "external"],
             browser_dir=dist,
             runtime_config_dir=www,
             public_url=self.public_url,
@@ -602,7 +608,9 @@ class Stack:
         state = {
             "pid": os.getpid(),
             "urls": self.urls(),
-            "apis": {a.mode: {"pid": a.proc.pid, "port": a.port} for a in self.apis},
+            # the first instance of each API (what one instance always recorded)
+            "apis": {a.mode: {"pid": a.proc.pid, "port": a.port} for a in reversed(self.apis)},
+            "instances": self.instances,
             "gateway": {"port": self.port, "run_dir": str(self.gateway.run_dir)}
             if self.gateway
             else None,

@@ -318,6 +318,8 @@ class StacApiServer:
     fail_count: int = 0
     """The next ``fail_count`` matching requests answer ``fail_status``."""
     fail_status: int = 503
+    fail_retry_after: str | None = None
+    """``Retry-After`` sent with injected faults (a 429 asking to wait)."""
     fault_path: str = ""
     """Only paths starting with this are affected by faults ("" = every path)."""
     invalid_json: bool = False
@@ -326,10 +328,14 @@ class StacApiServer:
     """Methods ``/search`` accepts (and the landing page lists); others answer 405."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, count: int, status: int = 503, path: str = "") -> None:
-        """Answer the next ``count`` requests (under ``path``) with HTTP ``status``."""
+    def fail_next(
+        self, count: int, status: int = 503, path: str = "", retry_after: str | None = None
+    ) -> None:
+        """Answer the next ``count`` requests (under ``path``) with HTTP ``status`` (and
+        ``Retry-After: retry_after`` if given)."""
         with self.lock:
             self.fail_count, self.fail_status, self.fault_path = count, status, path
+            self.fail_retry_after = retry_after
 
     def search_requests(self) -> int:
         """How many /search requests arrived (pages fetched, retries included)."""
@@ -539,6 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 status,
                 json.dumps({"code": "Unavailable", "description": "injected fault"}).encode(),
+                {"Retry-After": state.fail_retry_after} if state.fail_retry_after else None,
             )
             return
         status, doc = state.route(method, path, params)
@@ -547,10 +554,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, json.dumps(doc).encode())
 
-    def _send(self, status: int, body: bytes) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
 

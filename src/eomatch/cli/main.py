@@ -45,6 +45,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "push a local catalogue's collections and items into the central database",
     ),
     (
+        "harvest",
+        "harvest",
+        "copy provider catalogues (STAC API, static STAC, OpenSearch) into the database",
+    ),
+    (
         "history",
         "history",
         "the catalogue's recorded transactions: list, show, purge",

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from eomatch.config.credentials import Credentials, DownloadsConfig
+from eomatch.config.harvest import HarvesterConfig, check_harvesters
 from eomatch.config.schedules import ScheduleConfig, check_schedules
 from eomatch.core.collections import CollectionInfo, builtin_collections
 from eomatch.core.crossovers import MAX_DISTANCE_KM, MAX_EVENT_DURATION_S, MAX_TIME_DIFF_S
@@ -604,6 +605,9 @@ class RunConfig(EomatchConfig):
     downloads: DownloadsConfig = Field(
         default_factory=lambda: DownloadsConfig(), description="Where downloads go."
     )
+    harvesters: list[HarvesterConfig] = Field(
+        default_factory=list, description="Catalogues harvested on demand or on a schedule."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -661,6 +665,7 @@ class RunConfig(EomatchConfig):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ValueError(f"sites.{i}.name: duplicate site name {name!r}")
+        check_harvesters(self.harvesters)
         ids = [c.id for c in self.collections]
         for i, cid in enumerate(ids):
             if cid in ids[:i]:

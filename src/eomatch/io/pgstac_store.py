@@ -33,6 +33,7 @@ from pypgstac.version import __version__ as PGSTAC_VERSION
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import DatabaseError as DatabaseError
 from eomatch.errors import InputError, NotFoundError
+from eomatch.io.harvest_state import HARVEST_GRANTS_SQL, HARVEST_SQL
 from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL, WriteNote, describe_sql
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import database_error, translated
@@ -186,6 +187,8 @@ class PgstacStore:
                 conn.execute(HISTORY_GRANTS_SQL)
                 conn.execute(RECORDS_SQL)
                 conn.execute(RECORDS_GRANTS_SQL)
+                conn.execute(HARVEST_SQL)
+                conn.execute(HARVEST_GRANTS_SQL)
             conn.commit()
             return version
 

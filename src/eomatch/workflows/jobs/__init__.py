@@ -40,6 +40,7 @@ BUILTIN_MODULES = (
     "eomatch.workflows.jobs.raster_kind",
     "eomatch.workflows.jobs.catalogue_kind",
     "eomatch.workflows.jobs.process_kind",
+    "eomatch.workflows.jobs.harvest_kind",
 )
 """Modules of the built-in kinds (each calls :func:`register` on import)."""
 

@@ -108,7 +108,13 @@ def install_queue(conn: psycopg.Connection[Any], roles: tuple[str, ...]) -> None
     from procrastinate.schema import SchemaManager
 
     if not queue_installed(conn):
-        conn.execute(SchemaManager.get_schema())
+        # procrastinate's DDL is unqualified: it goes to the first schema of the search path
+        (path,) = conn.execute("SHOW search_path").fetchone() or ("public",)
+        conn.execute("SET search_path TO public")
+        try:
+            conn.execute(SchemaManager.get_schema())
+        finally:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.SQL(path)))
     conn.execute(JOBS_SQL)
     conn.execute(
         "INSERT INTO eomatch.job_queue_meta (procrastinate_version) VALUES (%s) "

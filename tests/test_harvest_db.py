@@ -22,6 +22,7 @@ from eomatch.core.harvest import HarvestCounts
 from eomatch.errors import EomatchError
 from eomatch.io.harvest_state import HarvestStateStore
 from eomatch.io.pgstac_store import PgstacStore
+from eomatch.io.registrar import Registrar
 from eomatch.workflows.harvest import run_harvest
 from eomatch.workflows.jobs import JobContext, get_kind
 from opensearch_server import OpenSearchServer, default_products
@@ -115,11 +116,14 @@ def test_cli_run_all_status_list_history(
     ls = store(db).get_item("landsat-c2l2-sr", landsat_l2(1, T0 + timedelta(days=1, hours=2))["id"])
     assert ls is not None
     assert ls["properties"]["landsat:wrs_path"] == "192"
-    # the history: one transaction per page with items, described as the harvester's
+    # the history: every transaction described as the harvester's
     txs = db.query(
         "SELECT actor, kind, count(*) FROM eomatch.transactions GROUP BY 1, 2 ORDER BY 1"
     )
-    assert txs == [("harvest:landsat", "harvest", 1), ("harvest:s2", "harvest", 3)]
+    # (the target collection's creation, then each page with items)
+    assert txs == [("harvest:landsat", "harvest", 2), ("harvest:s2", "harvest", 4)]
+    keys = {(str(c), str(i)) for c, i in db.query("SELECT collection, id FROM pgstac.items")}
+    assert Registrar(store(db)).records(keys) == keys  # registered: in the records views too
     status = cli(capsys, "harvest", "status", "s2", "--config", str(cfg))
     assert status["status"] == "ok"
     assert status["mark"].startswith("2022-05-20T10:00:00")

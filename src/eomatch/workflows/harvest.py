@@ -3,9 +3,11 @@
 One run of one harvester: ask the source for what is newer than the harvester's high-water
 mark (sorted by time where the source can), and for each page: keep the items the CQL2
 ``filter`` matches, pass them through the ``postprocess`` classes, register them in the
-``target`` collection (one transaction per page, recorded in the history as
-``harvest:<name>``), then advance the mark. A run that fails or is killed resumes from the
-last completed page; pages are upserts by id, so nothing is ever duplicated.
+``target`` collection through the registrar (mode ``replace``: one transaction per page,
+recorded in the history as ``harvest:<name>``), then advance the mark. A missing target
+collection is created first (a minimal document; an existing one is never overwritten).
+A run that fails or is killed resumes from the last completed page; pages are upserts by
+id, so nothing is ever duplicated.
 """
 
 from __future__ import annotations
@@ -342,10 +344,10 @@ def run_harvest(
     start, end = _window(h, mark)
     source = Source(h, start, end, _limits(h, limits), transport)
     target = h.target.collection
-    writer = None
-    need_collection = False
+    registrar = None
     if not dry_run and store is not None:
         from eomatch.io.history_schema import WriteNote
+        from eomatch.io.registrar import Registrar
 
         writer = store.noted(
             WriteNote(
@@ -355,7 +357,12 @@ def run_harvest(
                 run=run,
             )
         )
-        need_collection = not store.collection_exists(target)
+        registrar = Registrar(writer)
+        if not store.collection_exists(target):  # before the first page: an empty run too
+            writer.upsert_items(
+                [], collections=[minimal_collection(target, h.resource.url, h.name)]
+            )
+            report.created_collection = True
         assert state is not None
         state.start(h.name, run)
     tracker = MarkTracker(mark)
@@ -397,15 +404,9 @@ def run_harvest(
                     continue
                 out[str(doc["id"])] = doc
             c.written = len(out)
-            if writer is not None and state is not None:
-                cols = (
-                    [minimal_collection(target, h.resource.url, h.name)] if need_collection else []
-                )
-                if out or cols:
-                    writer.upsert_items(list(out.values()), collections=cols)
-                    if cols:
-                        report.created_collection = True
-                    need_collection = False
+            if registrar is not None and state is not None:
+                if out:  # one transaction: in pgSTAC and (same rows) in the records views
+                    registrar.replace(list(out.values()))
                 counts.add(c)
                 state.page_done(h.name, tracker.page(times), counts.to_json(), c.written)
             else:

@@ -50,6 +50,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "copy provider catalogues (STAC API, static STAC, OpenSearch) into the database",
     ),
     (
+        "jobs",
+        "jobs",
+        "submit and follow ingestion jobs (the durable queue in the central database)",
+    ),
+    ("worker", "jobs", "run queued jobs (and the configured schedules) until stopped"),
+    (
         "history",
         "history",
         "the catalogue's recorded transactions: list, show, purge",

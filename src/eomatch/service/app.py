@@ -440,6 +440,14 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     _replace_health_route(app)
     if internal:  # the history holds every past state, withdrawn ones too: never public
         history_routes.register(app)
+    if internal and writes is not None and importlib.util.find_spec("procrastinate"):
+        from eomatch.service import job_routes  # the jobs extra: /jobs, /newitem, /status
+
+        queue_role = ConnectionInfo(
+            writes.pghost, writes.pgport, writes.pgdatabase, writes.pguser,
+            writes.pgpassword or None,
+        )  # fmt: skip
+        job_routes.register(app, queue_role)
     inner = middleware_index(app, "BrotliMiddleware")
     # after the key check (a keyless write is a 401 whatever its body), before stac-fastapi
     app.user_middleware.insert(inner, Middleware(BodyGuard))

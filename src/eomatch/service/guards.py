@@ -120,6 +120,8 @@ def _problem(method: str, path: str, body: bytes) -> str | None:
     if not body.strip():
         if path == "/search":
             return None  # an empty search is a search for everything
+        if path.startswith("/jobs/") and path.endswith(("/cancel", "/retry")):
+            return None  # actions on a job (issue 13) take no body
         return "this request needs a JSON body"
     try:
         doc: Any = orjson.loads(body)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +102,50 @@ def test_reader_cannot_write_records(ingested: ServiceDb) -> None:
         pytest.raises(psycopg.Error),
     ):
         conn.execute(f"DELETE FROM {PUBLIC_VIEW}")
+
+
+def test_kill_9_mid_ingest_leaves_items_and_records_equal(
+    tmp_path: Path, service_db: ServiceDb
+) -> None:
+    db = service_db
+    root = make_catalogue(tmp_path / "cat", n_events=30)
+    env = {**os.environ, **db.env(), "PGUSER": "eomatch_ingest"}
+    env.pop("PGPASSWORD", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "eomatch",
+        "ingest",
+        "--catalogue",
+        str(root),
+        "--batch-size",
+        "10",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + 60
+    try:
+        # while it writes, every snapshot has as many records as items (one statement each)
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen.append(_counts(db))
+            if seen[-1][0] > 20:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for _ in range(100):  # the killed client's session ends, its open batch rolled back
+        if not db.query("SELECT count(*) FROM pg_stat_activity WHERE usename = 'eomatch_ingest'")[
+            0
+        ][0]:
+            break
+        time.sleep(0.05)
+    seen.append(_counts(db))
+    assert all(n == records == public for n, records, public in seen), seen
+    assert any(n > 0 for n, _r, _p in seen), seen
+    proc2 = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert proc2.returncode == 0, proc2.stderr
+    n, records, public = _counts(db)
+    assert n == records == public == 30 * 7, (n, records, public)

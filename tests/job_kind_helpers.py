@@ -21,6 +21,7 @@ __all__ = [
     "collection_doc",
     "job_store",
     "make_geotiff",
+    "make_jp2",
     "make_netcdf",
     "make_static_catalogue",
     "serve_folder",
@@ -80,6 +81,27 @@ def make_geotiff(
     ) as dst:
         dst.write(data)
         dst.update_tags(**tags)
+    return path
+
+
+def make_jp2(path: Path, size: int = 128) -> Path:
+    """A georeferenced single-band JPEG2000 (UTM 31N), as Sentinel-2 bands come."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    data = np.arange(size * size, dtype=np.uint16).reshape(1, size, size)
+    with rasterio.open(
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32631",
+        transform=from_origin(500_000, 5_000_000, 10, 10),
+    ) as dst:
+        dst.write(data)
     return path
 
 

@@ -23,7 +23,7 @@ from eomatch.errors import (
 from eomatch.io.object_store import LocalFolderStore, S3ObjectStore
 from eomatch.workflows.jobs import JobContext, get_kind
 from eomatch.workflows.jobs.raster_kind import RasterParams, ingest_raster
-from job_kind_helpers import job_store, make_geotiff, make_netcdf, serve_folder
+from job_kind_helpers import job_store, make_geotiff, make_jp2, make_netcdf, serve_folder
 from s3_server import S3Bucket, s3_bucket, s3_server
 from service_fixtures import ServiceDb, pg_cluster, service_db
 
@@ -101,12 +101,22 @@ def test_raster_job_from_http_to_s3_and_netcdf(
     served = tmp_path / "www"
     served.mkdir()
     make_geotiff(served / "remote.tif", size=256, bands=1)
+    make_jp2(served / "T31TDJ_B04.jp2")
     with serve_folder(served) as base:
         result = ingest_raster(
             RasterParams(collection="rasters", source=f"{base}/remote.tif"), store, objects
         )
+        jp2 = RasterParams(
+            collection="rasters",
+            source=f"{base}/T31TDJ_B04.jp2",
+            datetime="2024-05-03T10:00:00Z",  # type: ignore[arg-type]
+        )
+        assert ingest_raster(jp2, store, objects).created == [("rasters", "T31TDJ_B04")]
     assert result.created == [("rasters", "remote")]
-    assert s3_bucket.keys() == ["data/rasters/remote/data.tif"]
+    assert s3_bucket.keys() == [
+        "data/rasters/T31TDJ_B04/data.tif",
+        "data/rasters/remote/data.tif",
+    ]
     item = store.get_item("rasters", "remote")
     assert item is not None
     assert item["assets"]["data"]["href"] == f"s3://{s3_bucket.name}/data/rasters/remote/data.tif"

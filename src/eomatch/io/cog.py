@@ -170,20 +170,30 @@ def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
     """
     require_extra("data", "raster jobs", ("rasterio", "rio_cogeo"))
     import rasterio
+    import rasterio.shutil
+    from rasterio._err import CPLE_BaseError
     from rasterio.errors import RasterioError
     from rio_cogeo.cogeo import cog_translate, cog_validate
     from rio_cogeo.profiles import cog_profiles
 
     profile = dict(cog_profiles["deflate"])
     profile.update(blockxsize=256, blockysize=256)
+    name = _open_name(source, variable)
     try:
-        with _quiet(), rasterio.open(_open_name(source, variable)) as src:
+        with _quiet(), rasterio.open(name) as src:
             if src.count == 0:
                 names = ", ".join(s.rsplit(":", 1)[-1] for s in src.subdatasets[:20])
                 raise UnreadableFileError(
                     f"{source.name} holds several variables ({names}): choose one with "
                     "params.variable"
                 )
+            if not src.gcps[0] and src.gcps[1] is not None:
+                # JPEG2000 reports a GCP CRS without GCPs; rio-cogeo would then warp with an
+                # empty GCP transform: go through a plain GeoTIFF copy instead
+                plain = dest.with_name(dest.stem + ".plain.tif")
+                rasterio.shutil.copy(src, str(plain), driver="GTiff")
+                name = str(plain)
+        with _quiet(), rasterio.open(name) as src:
             cog_translate(
                 src,
                 str(dest),
@@ -195,10 +205,13 @@ def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
             )
         with _quiet():
             valid, errors, _warnings = cog_validate(str(dest), quiet=True)
-    except RasterioError as exc:
+    except (RasterioError, CPLE_BaseError) as exc:
         raise UnreadableFileError(
             f"{source.name} is not a readable raster: {_first_line(exc)}"
         ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            dest.with_name(dest.stem + ".plain.tif").unlink()
     if not valid:
         raise UnreadableFileError(f"{source.name}: the COG is not valid: {'; '.join(errors)}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from eomatch.cli.common import PORT, load_run_config
 from eomatch.errors import EomatchError
 from eomatch.io.db_target import DbOverrides, DbTarget, local_cluster, resolve_target
 from eomatch.io.pg_cluster import DEFAULT_PORT, LocalCluster
+from eomatch.io.pg_replica import LocalReplica
 
 if TYPE_CHECKING:  # imported where used: pypgstac and psycopg are in the service extra
     from eomatch.io.pgstac_store import PgstacStore
@@ -80,6 +83,26 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         q = dsub.add_parser(name, parents=[parent], help=text)
         q.add_argument("--dir", type=Path, default=None, metavar="DIR")
         q.set_defaults(handler=handler)
+    rep = dsub.add_parser(
+        "replica",
+        parents=[parent],
+        help="a streaming read replica of the local cluster",
+        description=(
+            "A hot standby of the local cluster (pg_basebackup -R, PostgreSQL streaming "
+            "replication) in <dir>/replica on its own port; `db start|stop` start and stop it "
+            "with the primary, and `eomatch serve` sends the APIs' reads to it. On servers, "
+            "see docs/deployment.md."
+        ),
+    )
+    rsub = rep.add_subparsers(dest="replica_command", required=True, metavar="ACTION")
+    rinit = rsub.add_parser("init", parents=[parent], help="make and start the replica")
+    rinit.add_argument("--dir", type=Path, default=None, metavar="DIR")
+    rinit.add_argument("--port", type=PORT, default=None, help="its port (default: primary + 1)")
+    rinit.set_defaults(handler=run_replica_init)
+    rstat = rsub.add_parser("status", parents=[parent], help="whether it streams, and its lag")
+    rstat.add_argument("--dir", type=Path, default=None, metavar="DIR")
+    rstat.add_argument("--format", choices=("text", "json"), default="text")
+    rstat.set_defaults(handler=run_replica_status)
     mig = dsub.add_parser(
         "migrate", parents=[parent], help=f"install/upgrade pgSTAC {PGSTAC_VERSION} + our schema"
     )
@@ -136,12 +159,21 @@ def run_start(args: argparse.Namespace) -> int:
     Console().print(
         f"{'started' if started else 'already running'}: 127.0.0.1:{cluster.port} ({cluster.root})"
     )
+    replica = LocalReplica(cluster)
+    if replica.initialised:
+        up = replica.start()
+        Console().print(
+            f"replica {'started' if up else 'already running'}: 127.0.0.1:{replica.port}"
+        )
     return 0
 
 
 def run_stop(args: argparse.Namespace) -> int:
     """Stop the local cluster."""
     cluster = _cluster(args)
+    replica = LocalReplica(cluster)
+    if replica.stop():
+        Console().print(f"replica stopped: 127.0.0.1:{replica.port}")
     stopped = cluster.stop()
     Console().print(f"{'stopped' if stopped else 'not running'}: {cluster.root}")
     return 0
@@ -185,6 +217,45 @@ def run_migrate(args: argparse.Namespace) -> int:
         f"{target.describe()}: pgSTAC {before or 'none'} -> {after}; eomatch schema and roles ok"
     )
     return 0
+
+
+def run_replica_init(args: argparse.Namespace) -> int:
+    """Make the replica (idempotent) and start it."""
+    cluster = _cluster(args)
+    replica = LocalReplica(cluster)
+    created = replica.init(port=args.port)
+    if not created:
+        replica.start()
+    verb = "created" if created else "already initialised"
+    Console().print(
+        f"read replica {verb} in {replica.root}: 127.0.0.1:{replica.port}, streaming from "
+        f"127.0.0.1:{cluster.port}"
+    )
+    return 0
+
+
+def run_replica_status(args: argparse.Namespace) -> int:
+    """Exit 0 when it streams, 1 when it runs but does not stream, 3 stopped, 4 absent."""
+    replica = LocalReplica(_cluster(args))
+    st = replica.status()
+    code = 4 if not st.initialised else 3 if not st.running else 0 if st.streaming else 1
+    if args.format == "json":
+        print(json.dumps({**dataclasses.asdict(st), "exit": code}))
+        return code
+    console = Console()
+    if not st.initialised:
+        console.print(f"no replica in {replica.root}")
+    elif not st.running:
+        console.print(f"stopped: {replica.root} (port {st.port})")
+    else:
+        lag = "?" if st.lag_bytes is None else f"{st.lag_bytes} bytes"
+        secs = "" if st.replay_lag_s is None else f", replay lag {st.replay_lag_s:.3f} s"
+        console.print(
+            f"{'streaming' if st.streaming else 'NOT streaming'}: 127.0.0.1:{st.port} pid "
+            f"{st.pid}, standby={st.in_recovery}, replayed up to {st.replay_lsn}, "
+            f"behind the primary by {lag}{secs}"
+        )
+    return code
 
 
 ROLE_PASSWORD_ENV = {

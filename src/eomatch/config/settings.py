@@ -95,6 +95,25 @@ class ApiSettings(BaseSettings):
     """``http(s)://host[:port]`` every link and redirect uses (empty: the request's own)."""
     db_wait: float = Field(default=30.0, ge=0, le=86400)
     """Seconds the API waits for the database at start-up before giving up."""
+    db_read_hosts: str = ""
+    """``HOST:PORT[,HOST:PORT...]`` where reads go (streaming replicas, or a pooler in front of
+    them), tried in order preferring a standby, with the primary (``PG*``) as the last resort;
+    writes always go to the primary. Empty: reads go to the primary too."""
+
+    @field_validator("db_read_hosts")
+    @classmethod
+    def _read_hosts(cls, value: str) -> str:
+        for entry in filter(None, (v.strip() for v in value.split(","))):
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not HOST:PORT")
+        return value.strip()
+
+    @property
+    def read_hosts(self) -> list[tuple[str, int]]:
+        """:attr:`db_read_hosts` as ``(host, port)`` pairs."""
+        pairs = (v.strip().rpartition(":") for v in self.db_read_hosts.split(",") if v.strip())
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
     @field_validator("public_url")
     @classmethod

@@ -32,7 +32,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import asyncpg
 import jsonpatch
@@ -196,7 +196,9 @@ def _bearer(scope: Scope) -> str | None:
 
 
 async def _check_key(app: Any, token: str) -> str | None:
-    pool = getattr(app.state, "readpool", None)
+    # the primary: a key created or revoked a moment ago counts at once (a replica may lag),
+    # and last_used_at is written
+    pool = getattr(app.state, "writepool", None) or getattr(app.state, "readpool", None)
     if pool is None:
         raise ConnectionError("no database pool")
     digest = hash_key(token)
@@ -339,6 +341,28 @@ class ItemsClient(CoreCrudClient):  # type: ignore[misc]
         return _geojson(await super().get_item(*args, **kwargs))
 
 
+class ReadPostgresSettings(PostgresSettings):  # type: ignore[misc]
+    """The read pool on streaming replicas (``EOMATCH_DB_READ_HOSTS``), the primary last.
+
+    asyncpg tries the hosts in order and keeps the first standby (``prefer-standby``): a
+    replica that is down is skipped when a connection is opened, so reads fall back to the
+    primary; connections already open to it fail (503) and are replaced. The replicas have the
+    primary's roles and passwords (physical replication).
+    """
+
+    read_hosts: list[tuple[str, int]]
+
+    @property
+    def connection_string(self) -> str:
+        """A multi-host DSN: the replicas, then the primary."""
+        hosts = [*self.read_hosts, (self.pghost, self.pgport)]
+        listed = ",".join(f"{f'[{h}]' if ':' in h else h}:{p}" for h, p in hosts)
+        return (
+            f"postgresql://{quote(self.pguser)}:{quote(self.pgpassword)}@{listed}/"
+            f"{quote(self.pgdatabase)}?target_session_attrs=prefer-standby"
+        )
+
+
 def _postgres_settings(
     settings: ApiSettings, env: DbSettings, reads: bool = True
 ) -> PostgresSettings:
@@ -361,6 +385,18 @@ def _postgres_settings(
         server["pgstac.readonly"] = "true"
     if mode == "external":
         server["default_transaction_read_only"] = "on"
+    if reads and settings.read_hosts:
+        return ReadPostgresSettings(
+            pguser=info.user,
+            pgpassword=password,
+            pghost=info.host,
+            pgport=info.port,
+            pgdatabase=info.dbname,
+            db_min_conn_size=1,
+            db_max_conn_size=pool_max,
+            server_settings=ServerSettings(**server),
+            read_hosts=settings.read_hosts,
+        )
     return PostgresSettings(
         pguser=info.user,
         pgpassword=password,

@@ -38,6 +38,7 @@ from eomatch.io.atomic import atomic_write_text
 from eomatch.io.data_store import data_root
 from eomatch.io.db_target import DbTarget
 from eomatch.io.pg_conn import pgpass_line
+from eomatch.io.pg_replica import LocalReplica
 from eomatch.io.processes import pid_alive
 from eomatch.service.browser import browser_dist, write_runtime_config
 from eomatch.service.gateway import DEFAULT_API_ALLOW, Gateway, GatewayError, parse_public_url
@@ -387,6 +388,9 @@ class Stack:
     gateway: Gateway | None = None
     gateway_sup: Supervision = field(default_factory=lambda: Supervision("gateway"))
     started_db: bool = False
+    read_hosts: str = ""
+    """``EOMATCH_DB_READ_HOSTS`` for the APIs; a local cluster's replica when it has one."""
+    started_replica: bool = False
     identity: Identity | None = None
     identity_note: str = ""
 
@@ -445,6 +449,10 @@ class Stack:
         cluster = self.target.cluster
         if cluster is not None:
             self.started_db = cluster.start()
+            replica = LocalReplica(cluster)
+            if replica.initialised:  # reads to the replica, writes to the primary
+                self.started_replica = replica.start()
+                self.read_hosts = self.read_hosts or f"127.0.0.1:{replica.port}"
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
         for mode, role, prefix, first in (
@@ -542,6 +550,8 @@ class Stack:
                 "PGUSER": info.user,
             }
         )
+        if self.read_hosts:
+            env["EOMATCH_DB_READ_HOSTS"] = self.read_hosts
         if self._pgpass(mode).exists():
             env["PGPASSFILE"] = str(self._pgpass(mode))
         identity = self.identity
@@ -619,6 +629,7 @@ class Stack:
             "api_user": self.identity.user if self.identity else _whoami(),
             "api_allow": list(self.api_allow),
             "database": self.target.describe(),
+            "read_hosts": self.read_hosts or None,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write_text(self.run_dir / STATE, json.dumps(state, indent=2) + "\n")
@@ -730,6 +741,10 @@ class Stack:
                 api.proc.kill()
                 api.proc.wait(5)
         self.apis = []
+        if self.started_replica and self.target.cluster is not None:
+            with contextlib.suppress(Exception):
+                LocalReplica(self.target.cluster).stop()
+            self.started_replica = False
         if self.started_db and self.target.cluster is not None:
             with contextlib.suppress(Exception):
                 self.target.cluster.stop()

@@ -77,7 +77,8 @@ def _refuse(problem: str | None) -> None:
 
 
 async def _collection_exists(request: Request, collection_id: str) -> bool:
-    async with request.app.state.get_connection(request, "r") as conn:
+    # reads that decide a write go to the primary: the read pool may be a lagging replica
+    async with request.app.state.get_connection(request, "w") as conn:
         found = await conn.fetchval("SELECT 1 FROM pgstac.collections WHERE id = $1", collection_id)
     return found is not None
 
@@ -159,7 +160,8 @@ class ValidatingTransactionsClient(CheckedWrites, TransactionsClient):  # type: 
 
 
 async def _fetch(request: Request, query: str, *params: str) -> dict[str, Any] | None:
-    async with request.app.state.get_connection(request, "r") as conn:
+    """The current document a patch applies to, from the primary (not a lagging replica)."""
+    async with request.app.state.get_connection(request, "w") as conn:
         found: dict[str, Any] | None = await conn.fetchval(query, *params)
     return found
 

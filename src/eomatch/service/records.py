@@ -19,6 +19,7 @@ import copy
 import inspect
 import io
 import math
+import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -87,11 +88,6 @@ MAX_CSW_BODY = 1 << 20
 
 MAX_RECORDS = 1000
 """Largest page a client may ask for (``limit``, ``maxRecords``); pycsw caps to it."""
-
-_RECORDS_ARGS = frozenset(
-    {"f", "limit", "offset", "bbox", "datetime", "q", "sortby", "ids", "type", "filter",
-     "filter-lang", "lang", "facets", "externalid", "collections", "keywords", "title"}
-)  # fmt: skip
 
 
 def pycsw_config(database_url: str, table: str, url: str, title: str) -> dict[str, Any]:
@@ -220,17 +216,48 @@ def _time_filter(text: str) -> str | None:
     return " AND ".join(terms) or None
 
 
+_PYCSW_ARGS = frozenset(
+    {"distributed", "f", "facets", "filter", "filter-lang", "limit", "sortby", "offset",
+     "anytext", "bbox", "keywords", "q"}
+)  # fmt: skip
+"""Parameters pycsw handles itself; the rest it writes into CQL in a form pygeofilter >= 0.3
+reads as property names (``k = "v"``), so they are translated here."""
+
+_PROPERTY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _records_args(args: dict[str, str]) -> dict[str, str]:
-    """The arguments pycsw gets: ``datetime`` moved into the CQL2 text ``filter``."""
-    if "datetime" not in args:
-        return args
-    out = dict(args)
-    when = _time_filter(out.pop("datetime"))
-    if when is None:
-        return out
-    if out.get("filter-lang", "cql2-text") != "cql2-text":
-        raise _Bad("datetime can be combined with a cql2-text filter only")
-    out["filter"] = f"({out['filter']}) AND {when}" if out.get("filter") else when
+    """The arguments pycsw gets: ``datetime``, ``ids``, ``collections`` and property
+    parameters (OGC API - Features part 3) moved into the CQL2 text ``filter``."""
+    out: dict[str, str] = {}
+    terms: list[str] = []
+    for name, value in args.items():
+        if name in _PYCSW_ARGS:
+            out[name] = value
+        elif name == "lang":
+            continue  # one language
+        elif name == "datetime":
+            when = _time_filter(value)
+            if when:
+                terms.append(when)
+        elif name in ("ids", "collections"):
+            column = "identifier" if name == "ids" else "parentidentifier"
+            values = ", ".join(_literal(v) for v in value.split(",") if v)
+            if values:
+                terms.append(f"{column} IN ({values})")
+        elif _PROPERTY.fullmatch(name):
+            terms.append(f"{name} = {_literal(value)}")
+        else:
+            raise _Bad(f"unknown parameter {name[:64]!r}")
+    if terms:
+        if out.get("filter-lang", "cql2-text") != "cql2-text":
+            raise _Bad("query parameters combine with a cql2-text filter only")
+        joined = " AND ".join(terms)
+        out["filter"] = f"({out['filter']}) AND {joined}" if out.get("filter") else joined
     return out
 
 
@@ -335,6 +362,8 @@ class RecordsService:
             return result  # type: ignore[no-any-return]
 
         out_headers, status, content = await run_in_threadpool(call)
+        if method == "conformance" and int(status) == 200:
+            content = _without_transactions(content)
         body = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
         kept = {
             str(k): str(v)
@@ -386,6 +415,18 @@ class RecordsService:
 
         status, ctype, data = await run_in_threadpool(call)
         return Response(data, status_code=int(status.split()[0]), media_type=ctype)
+
+
+def _without_transactions(content: Any) -> Any:
+    """The conformance document without the transaction class: transactions are off here."""
+    import orjson
+
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content  # the HTML rendering
+    doc["conformsTo"] = [c for c in doc.get("conformsTo", []) if "create-replace-delete" not in c]
+    return orjson.dumps(doc).decode()
 
 
 class RecordsDispatch:

@@ -30,7 +30,7 @@ from urllib.parse import quote, urljoin
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
-from shapely.geometry import mapping, shape
+from shapely.geometry import shape
 
 from eomatch.core.harvest import dotted_get
 from eomatch.errors import EomatchError, NetworkError, RemoteLimitError
@@ -330,10 +330,31 @@ def _atom_geometry(entry: ET.Element) -> dict[str, Any] | None:
     return None
 
 
+def _positions(coords: Any) -> Iterator[tuple[float, float]]:
+    if isinstance(coords, list | tuple) and coords and isinstance(coords[0], int | float):
+        yield float(coords[0]), float(coords[1])
+    elif isinstance(coords, list | tuple):
+        for c in coords:
+            yield from _positions(c)
+
+
 def _bbox(geometry: dict[str, Any] | None) -> list[float] | None:
+    """The box of a geometry's positions (the geometry itself is checked later, with the
+    item: ``stac_document_problem``); None without positions."""
     if geometry is None:
         return None
-    return [float(v) for v in shape(geometry).bounds]
+    if geometry.get("type") == "GeometryCollection":
+        return [float(v) for v in shape(geometry).bounds]
+    pts = list(_positions(geometry.get("coordinates")))
+    if not pts:
+        return None
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _join(base: str, href: str) -> str:
+    """``href`` against ``base``; absolute URLs as they are (the common case, and cheap)."""
+    return href if href.startswith(("https://", "http://")) else urljoin(base, href)
 
 
 def _finish(
@@ -349,7 +370,6 @@ def _finish(
         if props["datetime"] is None:
             props["datetime"] = props.get("end_datetime")
     if geometry is not None:
-        geometry = mapping(shape(geometry))  # tuples -> lists through shapely, normalised
         geometry = _lists(geometry)
     item: dict[str, Any] = {
         "type": "Feature",
@@ -418,7 +438,7 @@ def atom_entry_to_item(
         href, rel = link.get("href"), link.get("rel", "alternate")
         if not href:
             continue
-        href = urljoin(url, href)
+        href = _join(url, href)
         kind = link.get("type")
         asset: dict[str, Any] = {"href": href}
         if kind:
@@ -467,14 +487,14 @@ def geojson_feature_to_item(
     download = dotted_get(src, "services.download")
     if isinstance(download, dict) and isinstance(download.get("url"), str):
         assets["data"] = {
-            "href": urljoin(url, download["url"]),
+            "href": _join(url, download["url"]),
             "roles": ["data"],
             **({"type": download["mimeType"]} if download.get("mimeType") else {}),
             **({"file:size": download["size"]} if isinstance(download.get("size"), int) else {}),
         }
     for key in ("thumbnail", "quicklook"):
         if isinstance(src.get(key), str) and src[key]:
-            assets.setdefault("thumbnail", {"href": urljoin(url, src[key]), "roles": ["thumbnail"]})
+            assets.setdefault("thumbnail", {"href": _join(url, src[key]), "roles": ["thumbnail"]})
     if isinstance(feature.get("assets"), dict):
         assets.update(feature["assets"])
     links = []
@@ -485,7 +505,7 @@ def geojson_feature_to_item(
                 rel = "via"
             if rel in ("root", "parent", "collection", "next", "search"):
                 continue
-            links.append({**link, "rel": rel, "href": urljoin(url, link["href"])})
+            links.append({**link, "rel": rel, "href": _join(url, link["href"])})
     geometry = feature.get("geometry") if isinstance(feature.get("geometry"), dict) else None
     return _finish(item_id, geometry, props, assets, links, collection)
 
@@ -586,6 +606,7 @@ class OpenSearchClient:
         url: str | None = fill_template(template, values)
         seen: set[str] = set()
         fetched = 0
+        linked = False
         while url is not None:
             if url in seen:
                 raise RemoteLimitError(
@@ -600,9 +621,7 @@ class OpenSearchClient:
                 )
             answer = self._get(url, deadline)
             if raw:
-                page = OpenSearchPage([], None, None, 0)
-                page.next_url = _raw_next(answer, is_atom, url)
-                page.raw_entries = _raw_count(answer, is_atom)
+                page = _raw_page(answer, is_atom, url)
             elif is_atom:
                 page = parse_atom(answer.content, url, mapping_, collection)
             else:
@@ -617,7 +636,12 @@ class OpenSearchClient:
                 return
             if page.next_url:
                 url = page.next_url
-            elif page.raw_entries < page_size or (page.total is not None and fetched >= page.total):
+                linked = True
+            elif (
+                linked
+                or page.raw_entries < page_size
+                or (page.total is not None and fetched >= page.total)
+            ):  # a server that links its pages ends where the links end
                 return
             elif by_index:
                 values[(NS["os"], "startIndex")] = template.index_offset + fetched
@@ -629,22 +653,24 @@ class OpenSearchClient:
                 return
 
 
-def _raw_count(answer: Answer, is_atom: bool) -> int:
+def _raw_page(answer: Answer, is_atom: bool, url: str) -> OpenSearchPage:
+    """A page read only as far as paging needs: entries counted, next link, total."""
     if is_atom:
-        return len(_parse_xml(answer.content, answer.url).findall("atom:entry", NS))
-    doc = answer.json()
-    return len(doc.get("features") or []) if isinstance(doc, dict) else 0
-
-
-def _raw_next(answer: Answer, is_atom: bool, url: str) -> str | None:
-    if is_atom:
-        for link in _parse_xml(answer.content, url).findall("atom:link", NS):
+        root = _parse_xml(answer.content, url)
+        nxt = None
+        for link in root.findall("atom:link", NS):
             if link.get("rel") == "next" and link.get("href"):
-                return urljoin(url, str(link.get("href")))
-        return None
-    doc = _dict(answer.json())
+                nxt = urljoin(url, str(link.get("href")))
+        total = _int(root.findtext("os:totalResults", None, NS))
+        return OpenSearchPage([], nxt, total, len(root.findall("atom:entry", NS)))
+    try:
+        doc = _dict(answer.json())
+    except ValueError:
+        raise NetworkError(f"{url}: the answer is not JSON") from None
     props = _dict(doc.get("properties"))
+    nxt = None
     for link in [*(doc.get("links") or []), *(props.get("links") or [])]:
         if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
-            return urljoin(url, str(link["href"]))
-    return None
+            nxt = urljoin(url, str(link["href"]))
+    total = _int(props.get("totalResults") if props else doc.get("totalResults"))
+    return OpenSearchPage([], nxt, total, len(doc.get("features") or []))

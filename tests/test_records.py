@@ -109,6 +109,12 @@ def test_csw_through_owslib(served: dict[str, Any], version: str) -> None:
     # full text and time (dc:date is the item's datetime)
     search(constraints=[f.PropertyIsLike("csw:AnyText", "%Landsat%")], maxrecords=100)
     landsat = set(csw.records)
+    if version == "2.0.2":  # docs/records.md's example: a nested list is an AND
+        both = [
+            [f.BBox([box[1], box[0], box[3], box[2]]), f.PropertyIsLike("csw:AnyText", "%Landsat%")]
+        ]
+        search(constraints=both, maxrecords=100)
+        assert set(csw.records) == in_box & landsat
     assert landsat
     assert all(i.startswith("LANDSAT") or "Landsat" in i for i in landsat)
     search(
@@ -195,6 +201,8 @@ def test_records_through_owslib_and_conformance(served: dict[str, Any]) -> None:
     if "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text" in declared:
         f = api.collection_items("metadata:main", filter="title LIKE '%Landsat%'", limit=1000)
         assert 0 < f["numberMatched"] < len(every)
+        doc = "title LIKE '%Landsat-9%' AND platform = 'Landsat-9'"  # docs/records.md
+        assert api.collection_items("metadata:main", filter=doc, limit=1000)["numberMatched"] > 0
     if "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/html" in declared:
         html = httpx.get(f"{base}/records/{ITEMS}", params={"f": "html"})
         assert html.status_code == 200

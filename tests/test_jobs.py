@@ -61,6 +61,28 @@ def eomatch(db: ServiceDb, *args: str, **extra: str) -> subprocess.CompletedProc
     )
 
 
+@pytest.fixture
+def cli(
+    service_db: ServiceDb, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """The CLI in this process (``main(argv)``) on the test database: (code, stdout, stderr)."""
+    for name, value in service_db.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PGUSER", raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        from eomatch.cli.main import main
+
+        capsys.readouterr()
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
 @contextlib.contextmanager
 def worker(db: ServiceDb, log: Path, *args: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """An ``eomatch worker`` process, stopped (SIGTERM, then kill) at the end."""
@@ -216,8 +238,17 @@ def test_ingest_jobs_through_cli_and_http(service_db: ServiceDb, tmp_path: Path)
             ("/jobs", {"kind": "ingest", "params": []}, 400, "object"),
             ("/jobs", {"kind": "sleep", "params": {}}, 400, "unknown job kind"),
             ("/jobs", [1], 400, "object"),
-            ("/newitem", {"collection_id": "nope", "file_source_host": "https://x/a.tif",
-                          "date": "2018-01-01", "name": "a"}, 404, "nope"),  # fmt: skip
+            (
+                "/newitem",
+                {
+                    "collection_id": "nope",
+                    "file_source_host": "https://x/a.tif",
+                    "date": "2018-01-01",
+                    "name": "a",
+                },
+                404,
+                "nope",
+            ),
             ("/newitem", {"collection_id": "c"}, 400, "file_source_host"),
             ("/newitem", {"collection_id": "c", "file_source_host": "h", "bogus": 1}, 400, "bogus"),
         ]
@@ -267,16 +298,8 @@ def _seed(db: ServiceDb, coll: str) -> None:
 
 
 def _submit_sleep(db: ServiceDb, **params: Any) -> int:
-    r = eomatch(db, "jobs", "submit", "sleep", "--params-json", _params_file(db, params),
-                "--format", "json")  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    return int(json.loads(r.stdout)["id"])
-
-
-def _params_file(db: ServiceDb, params: dict[str, Any]) -> str:
-    path = Path(db.cluster.root).parent / f"params-{time.monotonic_ns()}.json"
-    path.write_text(json.dumps(params))
-    return str(path)
+    """Queue a diagnostic ``sleep`` job (registered in the workers only: straight to the queue)."""
+    return queue(db).submit("sleep", params, "user:test")
 
 
 def test_worker_killed_mid_job_is_rerun_once(service_db: ServiceDb, tmp_path: Path) -> None:
@@ -296,16 +319,10 @@ def test_worker_killed_mid_job_is_rerun_once(service_db: ServiceDb, tmp_path: Pa
     assert job.attempts == 2
     assert [s["name"] for s in job.stages].count("start") == 2
     # the effect happened once: one insert of the item, by the job
-    assert changes_of(db, "k1") == [(f"job:{job_id} (user:{_user()})", "job", "insert")]
+    assert changes_of(db, "k1") == [(f"job:{job_id} (user:test)", "job", "insert")]
 
 
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
-
-
-def test_failures_cancel_retry(service_db: ServiceDb, tmp_path: Path) -> None:
+def test_failures_cancel_retry(service_db: ServiceDb, tmp_path: Path, cli: Any) -> None:
     db = service_db
     log = tmp_path / "worker.log"
     with worker(db, log, "--concurrency", "3"):
@@ -318,10 +335,10 @@ def test_failures_cancel_retry(service_db: ServiceDb, tmp_path: Path) -> None:
         assert job.error == {"stage": "fail", "reason": "diagnostic permanent failure",
                              "final": True}  # fmt: skip
         # retry through the CLI: the second attempt succeeds
-        r = eomatch(db, "jobs", "retry", str(permanent))
-        assert r.returncode == 0, r.stderr
-        r = eomatch(db, "jobs", "wait", str(permanent), "--timeout", "30")
-        assert r.returncode == 0, r.stderr + r.stdout
+        code, out, err = cli("jobs", "retry", str(permanent))
+        assert code == 0, err
+        code, out, err = cli("jobs", "wait", str(permanent), "--timeout", "30")
+        assert code == 0, err + out
         assert queue(db).get(permanent).error is None
 
         # transient: retried with backoff (1, 1 s) up to 3 attempts, then failed with the reason
@@ -331,29 +348,30 @@ def test_failures_cancel_retry(service_db: ServiceDb, tmp_path: Path) -> None:
         assert job.error is not None
         assert job.error["stage"] == "fail"
         assert "diagnostic transient failure (attempt 3)" in job.error["reason"]
-        r = eomatch(db, "jobs", "wait", str(transient), "--timeout", "5")
-        assert r.returncode == 1
-        assert "error at stage fail" in r.stdout
+        code, out, err = cli("jobs", "wait", str(transient), "--timeout", "5")
+        assert code == 1
+        assert "error at stage fail" in out
 
         # cancel a running job: it stops at its next check
         wait_for(db, long, lambda j: j.status == "running", log=log)
-        r = eomatch(db, "jobs", "cancel", str(long), "--format", "json")
-        assert r.returncode == 0, r.stderr
+        code, out, err = cli("jobs", "cancel", str(long), "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["cancel_requested"] is True
         job = wait_for(db, long, ended, timeout=15, log=log)
         assert job.status == "cancelled"
         assert job.error is not None
         assert job.error["reason"] == "cancelled"
-        r = eomatch(db, "jobs", "cancel", str(long))
-        assert r.returncode == 2
-        assert "only a queued or running job" in r.stderr
+        code, out, err = cli("jobs", "cancel", str(long))
+        assert code == 2
+        assert "only a queued or running job" in err
     # cancel a queued job (no worker running)
     queued = _submit_sleep(db, seconds=1)
     assert queue(db).cancel(queued).status == "cancelled"
-    r = eomatch(db, "jobs", "list", "--status", "cancelled", "--format", "json")
-    assert {j["id"] for j in json.loads(r.stdout)["jobs"]} == {long, queued}
+    code, out, err = cli("jobs", "list", "--status", "cancelled", "--format", "json")
+    assert {j["id"] for j in json.loads(out)["jobs"]} == {long, queued}
 
 
-def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path) -> None:
+def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path, cli: Any) -> None:
     db = service_db
     cat = make_catalogue(tmp_path / "cat", n_events=1)
     config = tmp_path / "config.yaml"
@@ -363,16 +381,16 @@ def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path) -> None
         "    cron: '* * * * * */2'\n"
         "    kind: ingest\n"
         f"    params: {{catalogue: '{cat}'}}\n"
-        "  - name: off\n"
+        "  - name: weekly\n"
         "    cron: '@daily'\n"
         "    kind: ingest\n"
         f"    params: {{catalogue: '{cat}'}}\n"
         "    enabled: false\n"
     )
-    r = eomatch(db, "--config", str(config), "jobs", "schedules", "--format", "json")
-    assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
-    assert [s["name"] for s in rows] == ["nightly-ingest", "off"]
+    code, out, err = cli("--config", str(config), "jobs", "schedules", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [s["name"] for s in rows] == ["nightly-ingest", "weekly"]
     assert rows[0]["next"] is not None
     assert rows[1]["next"] is None
     log = tmp_path / "worker.log"
@@ -388,8 +406,9 @@ def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path) -> None
     assert jobs[0].schedule == "nightly-ingest"
     assert jobs[0].kind == "ingest"
     assert db.query("SELECT count(*) FROM pgstac.items")[0][0] > 0
-    r = eomatch(db, "jobs", "list", "--kind", "ingest")
-    assert "schedule:nightly-ingest" in r.stdout
+    code, out, err = cli("jobs", "list", "--kind", "ingest", "--format", "json")
+    assert code == 0, err
+    assert {j["submitter"] for j in json.loads(out)["jobs"]} == {"schedule:nightly-ingest"}
 
     # bad schedules: one line each, the worker does not start
     for text, word in (
@@ -398,7 +417,44 @@ def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path) -> None
         ("schedules: [{name: a, cron: '@daily', kind: ingest, params: {x: 1}}]", "catalogue"),
     ):
         config.write_text(text + "\n")
-        r = eomatch(db, "--config", str(config), "worker")
-        assert r.returncode != 0
-        assert word in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr
+        code, out, err = cli("--config", str(config), "worker")
+        assert code != 0
+        assert word in err, err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_database_restart_mid_job(tmp_path: Path) -> None:
+    """A cluster of this test's own, stopped while a job runs and started again: the job's
+    failed attempt is retried once the database is back and the job ends succeeded."""
+    import shutil
+    import tempfile
+
+    from eomatch.io.pg_cluster import LocalCluster
+    from service_fixtures import free_port
+
+    parent = Path(tempfile.mkdtemp(prefix="eomatch-jobs-pg-", dir="/tmp"))
+    parent.chmod(0o711)  # as service_fixtures: the postgres user must reach it
+    cluster = LocalCluster(parent / "db")
+    cluster.init(port=free_port())
+    try:
+        db = ServiceDb(cluster, cluster.dbname)
+        _seed(db, "R")
+        log = tmp_path / "worker.log"
+        job_id = _submit_sleep(db, seconds=1.0, item=item("R", "r1"))
+        with worker(db, log) as proc:
+            wait_for(db, job_id, lambda j: j.stage == "sleep", log=log)
+            cluster.stop()
+            time.sleep(3)  # the job's upsert and its bookkeeping fail meanwhile
+            cluster.start()
+            job = wait_for(db, job_id, ended, timeout=45, log=log)
+            assert proc.poll() is None  # the worker lived through it
+            assert job.status == "succeeded", (job.to_json(), log.read_text()[-3000:])
+            assert job.attempts >= 2
+            # the queue keeps working after the restart
+            after = _submit_sleep(db, seconds=0)
+            assert wait_for(db, after, ended, timeout=20, log=log).status == "succeeded"
+        assert [op for (_, _, op) in changes_of(db, "r1")] == ["insert"]
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        shutil.rmtree(parent, ignore_errors=True)

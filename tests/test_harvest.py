@@ -459,3 +459,25 @@ harvesters:
     ]
     with pytest.raises(ValidationError, match="duplicate harvester name"):
         RunConfig.model_validate({"harvesters": [ref["harvesters"][0]] * 2})
+
+
+def test_headers_env_sends_the_secret_to_the_source_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    with serve_stac(StacApiServer(items=mixed_items(3))) as api:
+        h = harvester(
+            resource={
+                "url": api.url,
+                "type": "stac-api",
+                "headers_env": {"Authorization": "R3_HARVEST_TOKEN"},
+            }
+        )
+        monkeypatch.delenv("R3_HARVEST_TOKEN", raising=False)
+        with pytest.raises(ConfigError, match=r"R3_HARVEST_TOKEN \(header Authorization\) is not"):
+            run_harvest(h, None, dry_run=True, limits=FAST)
+        assert api.requests == []
+        monkeypatch.setenv("R3_HARVEST_TOKEN", "Bearer s3cret")
+        assert run_harvest(h, None, dry_run=True, limits=FAST).counts.seen == 7
+        assert set(api.authorization) == {"Bearer s3cret"}
+    with pytest.raises(ValidationError, match="give the name of an environment variable"):
+        harvester(
+            resource={"url": "http://x", "type": "stac-api", "headers_env": {"A": "Bearer x"}}
+        )

@@ -8,7 +8,9 @@ them itself, so the only ``queue`` accepted is ``register``).
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,7 +18,7 @@ import cql2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eomatch.core.vocabulary import BBox
-from eomatch.errors import EomatchError
+from eomatch.errors import ConfigError, EomatchError
 from eomatch.timeparse import parse_time
 
 __all__ = [
@@ -41,6 +43,7 @@ _TYPE_ALIASES = {
 }
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _ID = r"^[A-Za-z0-9_.-]+$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class FormatConfig(BaseModel):
@@ -77,6 +80,39 @@ class HarvestResource(BaseModel):
     format_config: FormatConfig = Field(default_factory=lambda: FormatConfig())
     page_size: int = Field(default=100, ge=1, le=10_000, description="Items asked per page.")
     max_retries: int = Field(default=3, ge=0, le=20, description="Retries per request.")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP header -> environment variable holding its value (sent to the "
+        "resource's origin only; never the secret itself).",
+    )
+
+    @field_validator("headers_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, var in value.items():
+            if not _ENV_NAME.match(var):
+                raise ValueError(
+                    f"{header}: give the name of an environment variable holding the value "
+                    "(credentials never go in the file)"
+                )
+        return value
+
+    def headers(self, name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The secret headers, read from the environment now.
+
+        Raises:
+            ConfigError: a named variable is not set.
+        """
+        env = os.environ if environ is None else environ
+        out = {}
+        for header, var in self.headers_env.items():
+            if var not in env:
+                raise ConfigError(
+                    f"harvesters.{name}.resource.headers_env: environment variable {var} "
+                    f"(header {header}) is not set"
+                )
+            out[header] = env[var]
+        return out
 
     @field_validator("type", mode="before")
     @classmethod

@@ -518,6 +518,8 @@ class OpenSearchClient:
 
     Args:
         description_url: the OSDD (``describe.xml``).
+        credentials: secret headers, sent to the description's origin only (never to a
+            template or ``next`` link on another origin).
         limits: bounds and retry policy (:class:`~eomatch.io.http.HttpLimits`).
         transport: an httpx transport (tests).
     """
@@ -526,6 +528,7 @@ class OpenSearchClient:
         self,
         description_url: str,
         *,
+        credentials: Mapping[str, str] | None = None,
         limits: HttpLimits | None = None,
         transport: Any = None,
     ) -> None:
@@ -533,6 +536,7 @@ class OpenSearchClient:
         self.limits = limits or HttpLimits()
         self.session = HttpSession(
             description_url,
+            credentials=credentials,
             headers={
                 "Accept": "application/opensearchdescription+xml, application/xml, "
                 "application/atom+xml, application/geo+json, application/json"

@@ -180,6 +180,7 @@ class Source:
         h = self.harvester
         with StacApi(
             h.resource.url,
+            credentials=h.resource.headers(h.name),
             max_retries=h.resource.max_retries,
             timeout=self.limits.timeout_s,
             backoff=self.limits.backoff_s,
@@ -251,7 +252,10 @@ class Source:
         if h.query.collection:
             values[(NS["eo"], "parentIdentifier")] = h.query.collection
         with OpenSearchClient(
-            h.resource.url, limits=self.limits, transport=self.transport
+            h.resource.url,
+            credentials=h.resource.headers(h.name),
+            limits=self.limits,
+            transport=self.transport,
         ) as client:
             template = client.description().template(h.resource.format_config.type)
             for uri, name in template.parameters():  # ask for time order where offered

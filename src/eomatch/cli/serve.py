@@ -89,9 +89,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "one is left out by nginx and restarted); with --internal-port/--external-port P "
         "they take P, P+1, ...",
     )
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not start the job worker (run `eomatch worker` elsewhere, or no jobs at all)",
+    )
     p.add_argument("--status", action="store_true", help="report a running serve and exit")
     db_options(p)
     p.set_defaults(handler=run_serve)
+
+
+def _jobs_installed() -> bool:
+    """Whether the jobs extra is here (without it, serve runs without a worker)."""
+    import importlib.util
+
+    return importlib.util.find_spec("procrastinate") is not None
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -142,6 +154,7 @@ def run_serve(args: argparse.Namespace) -> int:
         instances=args.instances,
         api_allow=api_allow,
         api_user=args.api_user,
+        job_worker=not args.no_worker and _jobs_installed(),
         report=lambda msg: console.print(msg, markup=False, highlight=False),
     )
     console.print("starting the database, the APIs and the gateway…")
@@ -153,6 +166,8 @@ def run_serve(args: argparse.Namespace) -> int:
             "writes to the internal API need a key: `eomatch keys create NAME`. Ctrl-C stops."
         )
         console.print(f"  /api/ answers clients from {', '.join(api_allow)} only")
+        if stack.job_worker:
+            console.print("  one job worker runs queued jobs (`eomatch jobs list`)")
         if stack.identity is not None:
             console.print(f"  the APIs run as user {stack.identity.user!r}")
         console.print(f"  {backup_status_line()}", markup=False, highlight=False)

@@ -377,6 +377,8 @@ class Stack:
     api_user: str | None = API_USER
     """Run the APIs as this user when started by root (``None``: as root)."""
     force_api_mounts: bool = False
+    job_worker: bool = False
+    """Also run one supervised ``eomatch worker`` (the job queue, issue 13) as eomatch_ingest."""
     """Serve the environment to the APIs' user through bind mounts even if it could read it."""
     backoff: Backoff = field(default_factory=Backoff)
     poll_s: float = 0.2
@@ -425,7 +427,8 @@ class Stack:
         host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
         out = {"browser": f"http://{host}:{self.port}/"}
         for api in self.apis:
-            out[api.sup.name] = f"http://127.0.0.1:{api.port}/"
+            if api.mode != "worker":
+                out[api.sup.name] = f"http://127.0.0.1:{api.port}/"
         return out
 
     # -- start -----------------------------------------------------------------------------
@@ -468,6 +471,12 @@ class Stack:
                 child = ApiChild(mode, port, self._spawn(mode, port, prefix, log), log, prefix)
                 child.sup = Supervision(f"{mode} API{tag.replace('-', ' ')}")
                 self.apis.append(child)
+        if self.job_worker:  # supervised like the APIs; no port, nothing to wait for
+            self._write_pgpass("worker", _role("worker"))
+            log = logs / "worker.log"
+            child = ApiChild("worker", 0, self._spawn("worker", 0, "", log), log, "")
+            child.sup = Supervision("job worker")
+            self.apis.append(child)
         for api in self.apis:
             self._wait(api)
         www = self.run_dir / "www"
@@ -537,8 +546,7 @@ class Stack:
             )
 
     def _spawn(self, mode: str, port: int, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-        role = "eomatch_api" if mode == "internal" else "eomatch_reader"
-        info = self.target.role(role)
+        info = self.target.role(_role(mode))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(
             {
@@ -556,7 +564,16 @@ class Stack:
             env["PGPASSFILE"] = str(self._pgpass(mode))
         identity = self.identity
         extra: dict[str, Any] = {}
-        if identity is None:
+        if mode == "worker":
+            then = "sys.argv[0] = 'eomatch'\nfrom eomatch.cli.main import run\nrun()"
+            if identity is None:
+                cmd = [sys.executable, "-m", "eomatch", "worker"]
+            else:
+                env["HOME"] = "/nonexistent"
+                boot = _boot_code(identity.site_dirs or _site_dirs(), identity.paths, then)
+                cmd, extra = identity.command([identity.python, "-I", "-c", boot, "worker"])
+                extra.update(umask=0o077, cwd="/")
+        elif identity is None:
             cmd = api_command(port, prefix, self.workers)
         else:
             env["HOME"] = "/nonexistent"
@@ -583,6 +600,8 @@ class Stack:
 
     @staticmethod
     def _wait(api: ApiChild, timeout_s: float = 60.0) -> None:
+        if api.mode == "worker":
+            return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not api.alive():
@@ -619,7 +638,11 @@ class Stack:
             "pid": os.getpid(),
             "urls": self.urls(),
             # the first instance of each API (what one instance always recorded)
-            "apis": {a.mode: {"pid": a.proc.pid, "port": a.port} for a in reversed(self.apis)},
+            "apis": {
+                a.mode: {"pid": a.proc.pid, "port": a.port}
+                for a in reversed(self.apis)
+                if a.mode != "worker"
+            },
             "instances": self.instances,
             "gateway": {"port": self.port, "run_dir": str(self.gateway.run_dir)}
             if self.gateway
@@ -754,7 +777,7 @@ class Stack:
 
 
 def _role(mode: str) -> str:
-    return "eomatch_api" if mode == "internal" else "eomatch_reader"
+    return {"internal": "eomatch_api", "worker": "eomatch_ingest"}.get(mode, "eomatch_reader")
 
 
 def _whoami() -> str:

@@ -192,3 +192,16 @@ def test_geotiff_processor_dry_run_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert feature["assets"]["data"]["href"] == tif.resolve().as_uri()
     assert feature["assets"]["data"]["file:size"] == tif.stat().st_size
     assert "collection" not in feature
+
+
+def test_missing_data_extra_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tif = make_geotiff(tmp_path / "x.tif", size=32, bands=1)
+    monkeypatch.setitem(sys.modules, "rio_stac", None)  # as if the data extra were absent
+    capsys.readouterr()
+    assert main(["process", "geotiff", str(tif), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "pip install 'eomatch[data]'" in err
+    assert "failed on" not in err  # the hint itself, not a processor failure

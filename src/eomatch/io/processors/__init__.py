@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pystac
 
-from eomatch.errors import ConfigError, InputError, NotFoundError
+from eomatch.errors import ConfigError, InputError, MissingExtraError, NotFoundError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -127,6 +127,8 @@ def check_items(proc: Processor, path: Path) -> list[dict[str, Any]]:
     """``proc.items(path)`` as dicts; whatever it raises becomes one InputError line."""
     try:
         produced = list(proc.items(path))
+    except MissingExtraError:  # the install hint, as it is
+        raise
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"processor {proc.name} failed on {path.name}: {text}") from None

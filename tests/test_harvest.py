@@ -481,3 +481,29 @@ def test_headers_env_sends_the_secret_to_the_source_only(monkeypatch: pytest.Mon
         harvester(
             resource={"url": "http://x", "type": "stac-api", "headers_env": {"A": "Bearer x"}}
         )
+
+
+def test_cli_dry_run_without_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run needs no database: it says so and covers the configured window."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for var in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER"):
+        monkeypatch.delenv(var, raising=False)
+    with serve_stac(StacApiServer(items=mixed_items(5))) as api:
+        doc = {
+            "name": "s2",
+            "resource": {"url": api.url, "type": "stac-api"},
+            "query": {"collection": "sentinel-2-l2a"},
+            "target": {"collection": "c"},
+        }
+        cfg = tmp_path / "h.yaml"
+        cfg.write_text(yaml.safe_dump({"harvesters": [doc]}))
+        argv = ["harvest", "run", "s2", "--dry-run", "--config", str(cfg), "--format", "json"]
+        code = main([*argv, "--dir", str(tmp_path / "no-db")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "note: no high-water marks" in out.err
+    run = json.loads(out.out)["runs"][0]
+    assert run["dry_run"] is True
+    assert run["counts"]["written"] == 5

@@ -100,6 +100,23 @@ def _store(args: argparse.Namespace) -> Any:
     return PgstacStore(target.role(INGEST_ROLE))
 
 
+def _dry_run_store(args: argparse.Namespace) -> Any:
+    """The database for a dry run's marks, or None (said on stderr) when it cannot be read:
+    a dry run then covers the configured window, as a first run would."""
+    from eomatch.io.harvest_state import HarvestStateStore
+
+    try:
+        store = _store(args)
+        HarvestStateStore(store).all()
+    except EomatchError as exc:
+        Console(stderr=True).print(
+            f"note: no high-water marks ({escape(str(exc))}); the dry run covers the configured "
+            "window"
+        )
+        return None
+    return store
+
+
 def run_run(args: argparse.Namespace) -> int:
     """Run one harvester or all; a failure of one does not stop the others (exit 1 then)."""
     harvesters = _harvesters(args)
@@ -109,7 +126,7 @@ def run_run(args: argparse.Namespace) -> int:
             raise InputError("no harvesters configured (harvesters: in the configuration)")
     else:
         chosen = [find_harvester(harvesters, args.name)]
-    store = _store(args)
+    store = _dry_run_store(args) if args.dry_run else _store(args)
     reports: list[HarvestReport] = []
     failures: list[str] = []
     for h in chosen:

@@ -33,8 +33,8 @@ from eomatch.core.harvest import (
     minimal_collection,
 )
 from eomatch.core.validation import stac_document_problem
-from eomatch.errors import ConfigError, EomatchError, InputError, NotFoundError
-from eomatch.io.http import HttpLimits, HttpSession
+from eomatch.errors import ConfigError, EomatchError, InputError, NetworkError, NotFoundError
+from eomatch.io.http import Answer, HttpLimits, HttpSession, TransportFailure
 from eomatch.io.opensearch import NS, OpenSearchClient
 from eomatch.io.stac_api_client import StacApi
 from eomatch.io.static_catalogue import STRUCTURAL_RELS, read_static_catalogue
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from eomatch.io.pgstac_store import PgstacStore
 
 __all__ = [
+    "HARVEST_LIMITS",
     "HarvestReport",
     "Source",
     "fetch_raw",
@@ -152,6 +153,20 @@ def _filter(h: HarvesterConfig) -> Callable[[dict[str, Any]], bool]:
 # -- sources ------------------------------------------------------------------------------------
 
 
+class _SourceApi(StacApi):
+    """The STAC client, its failures worded as the source's: unreachable or answering 5xx/429
+    after the retries is a :class:`NetworkError` (a job retries it later); a 4xx stays final."""
+
+    def _transport_error(self, exc: TransportFailure, what: str) -> EomatchError:
+        return NetworkError(f"cannot reach the harvest source {self.root}: {exc.reason}")
+
+    def _status_error(self, answer: Answer, url: str, what: str) -> EomatchError:
+        error = super()._status_error(answer, url, what)
+        if answer.status >= 500 or answer.status in (408, 425, 429):
+            return NetworkError(str(error))
+        return error
+
+
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -178,7 +193,7 @@ class Source:
 
     def _stac_api(self, raw: bool) -> Iterator[list[dict[str, Any]]]:
         h = self.harvester
-        with StacApi(
+        with _SourceApi(
             h.resource.url,
             credentials=h.resource.headers(h.name),
             max_retries=h.resource.max_retries,
@@ -294,8 +309,13 @@ def _prepare(item: dict[str, Any], target: str) -> dict[str, Any]:
     return item
 
 
+HARVEST_LIMITS = HttpLimits(max_seconds=6 * 3600.0, max_pages=100_000, max_items=10_000_000)
+"""A run's bounds: longer than one search's (a harvest is a long paged read by nature); a
+bigger backlog stops with one line and the next run continues from the mark."""
+
+
 def _limits(h: HarvesterConfig, limits: HttpLimits | None) -> HttpLimits:
-    return replace(limits or HttpLimits(), max_retries=h.resource.max_retries)
+    return replace(limits or HARVEST_LIMITS, max_retries=h.resource.max_retries)
 
 
 def _window(h: HarvesterConfig, mark: datetime | None) -> tuple[datetime | None, datetime | None]:

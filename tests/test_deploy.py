@@ -27,7 +27,7 @@ CONTAINER_GATEWAY_ARGS = [
     "--run-dir",
     "/tmp",
 ]
-SERVICES = {"db", "migrate", "api-internal", "api-external", "browser", "proxy", "backup"}
+SERVICES = {"db", "migrate", "api-internal", "api-external", "browser", "proxy", "backup", "worker"}
 
 
 def _compose_cmd() -> list[str] | None:
@@ -135,6 +135,7 @@ def test_there_are_units_for_both_apis_and_the_gateway() -> None:
         "eomatch-api-external.service",
         "eomatch-gateway.service",
         "eomatch-backup.service",
+        "eomatch-worker.service",
     }
 
 
@@ -231,3 +232,28 @@ def test_systemd_unit_is_valid_and_hardened(unit: Path) -> None:
             if line.strip() and "/opt/eomatch/venv/bin/" not in line
         ]
         assert problems == [], problems
+
+
+def test_job_worker_in_compose_and_systemd() -> None:
+    """The job worker (issue 13): the ingest role, the jobs extra in the image, no port."""
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    worker = doc["services"]["worker"]
+    assert worker["command"][:2] == ["eomatch", "worker"]
+    assert worker["environment"]["PGUSER"] == "eomatch_ingest"
+    assert worker["environment"]["PGHOST"] == "db"
+    assert "ports" not in worker
+    assert worker["networks"] == ["backend"]
+    assert worker["restart"] == "unless-stopped"
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["read_only"] is True  # the hardening anchor
+    assert "objects" in doc["volumes"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    syncs = [ln for ln in dockerfile.splitlines() if "uv sync" in ln]
+    assert syncs
+    assert all("--extra jobs" in ln for ln in syncs), syncs  # migrate installs the queue too
+    unit = _unit(DEPLOY / "systemd" / "eomatch-worker.service")
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1] == "worker"
+    assert service["ReadWritePaths"] == "/var/lib/eomatch"
+    assert "PASSWORD" not in (DEPLOY / "systemd" / "eomatch-worker.service").read_text()

@@ -1,6 +1,7 @@
 # Sourced by main-job.sh and test.sh after bootstrap.sh: installs the system packages the
 # service needs, only those missing (dpkg is asked first, so a ready machine costs nothing).
-#   server:  PostgreSQL + PostGIS (matching the installed/default PostgreSQL major), nginx
+#   server:  PostgreSQL + PostGIS (matching the installed/default PostgreSQL major), nginx,
+#            pgbouncer (the read replica's pooler)
 #   browser: node + npm (to build STAC Browser)
 #   tests:   chromium + fonts (headless browser test), docker-compose (checks deploy/)
 set -euo pipefail
@@ -24,7 +25,7 @@ system_packages() {  # system_packages server|browser|tests ...
     case "$group" in
       server)
         major=$(pg_major)
-        want+=("postgresql-$major" "postgresql-$major-postgis-3" nginx) ;;
+        want+=("postgresql-$major" "postgresql-$major-postgis-3" nginx pgbouncer) ;;
       browser)
         command -v npm >/dev/null 2>&1 || want+=(nodejs npm) ;;
       tests)

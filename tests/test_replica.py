@@ -44,7 +44,7 @@ class Pair:
 
 
 def _start_api(
-    cluster: LocalCluster, replica: LocalReplica, mode: str, log: Path
+    cluster: LocalCluster, read_hosts: str, pooling: str, mode: str, log: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -56,7 +56,8 @@ def _start_api(
         EOMATCH_API_MODE=mode,
         EOMATCH_DB_WAIT="20",
         EOMATCH_API_POOL_SIZE="2",
-        EOMATCH_DB_READ_HOSTS=f"127.0.0.1:{replica.port}",
+        EOMATCH_DB_READ_HOSTS=read_hosts,
+        EOMATCH_DB_READ_POOLING=pooling,
     )
     with log.open("wb") as fh:
         proc = subprocess.Popen(api_command(port), env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -82,17 +83,23 @@ def pair() -> Iterator[Pair]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         cluster.init(port=free_port())
-        rport = free_port()
-        assert (
-            main(["db", "replica", "init", "--dir", str(cluster.root), "--port", str(rport)]) == 0
-        )
+        rport, bport = free_port(), free_port()
+        args = ["--dir", str(cluster.root), "--port", str(rport), "--pooler-port", str(bport)]
+        assert main(["db", "replica", "init", *args]) == 0
         replica = LocalReplica(cluster)
         assert replica.port == rport
+        assert replica.read_endpoint() == ("127.0.0.1", bport, True)
         key = PgstacStore(cluster.connection()).create_key("replica-test")
         apis = {}
+        # the internal API reads from the replica directly, the external one through pgbouncer
+        # (transaction pooling), as `eomatch serve` would with and without a pooler
+        reads = {
+            "internal": (f"127.0.0.1:{rport}", "session"),
+            "external": (f"127.0.0.1:{bport}", "transaction"),
+        }
         for mode in ("internal", "external"):
             log = parent / f"api-{mode}.log"
-            proc, url = _start_api(cluster, replica, mode, log)
+            proc, url = _start_api(cluster, *reads[mode], mode, log)
             procs.append(proc)
             apis[mode] = (proc, url, log)
         for proc, url, log in apis.values():
@@ -105,13 +112,16 @@ def pair() -> Iterator[Pair]:
             {"Authorization": f"Bearer {key}"},
         )
     finally:
+        t0 = time.monotonic()
         for proc in procs:
             proc.send_signal(signal.SIGINT)
         for proc in procs:
             try:
-                proc.wait(10)
+                proc.wait(3)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(5)
+        print(f"APIs stopped in {time.monotonic() - t0:.1f} s")
         with contextlib.suppress(Exception):
             LocalReplica(cluster).stop()
         with contextlib.suppress(Exception):
@@ -217,25 +227,40 @@ def test_reads_go_to_the_replica_and_writes_appear_there_within_a_second(pair: P
     assert _sessions(replica, "eomatch_api") >= 1
 
 
-def test_replica_stopped_reads_fall_back_to_the_primary(pair: Pair) -> None:
-    url = f"{pair.external}/collections/replicated/items/item-1"
-    assert httpx.get(url, timeout=10).status_code == 200
-    assert pair.replica.stop()
+def _until_ok(url: str, tries: int = 8) -> list[tuple[int, float]]:
+    """GET ``url`` until a 200 (at most ``tries`` times): each answer's status and duration."""
+    codes: list[tuple[int, float]] = []
+    for _ in range(tries):
+        t0 = time.monotonic()
+        code = httpx.get(url, timeout=30).status_code
+        codes.append((code, time.monotonic() - t0))
+        if code == 200:
+            break
+    return codes
+
+
+def test_replica_stopped_reads_fall_back_or_fail_fast(pair: Pair) -> None:
+    """Direct to a replica that is gone: reads fall back to the primary. Through pgbouncer
+    whose replica is gone: 503 at once (the first after pgbouncer's ``query_wait_timeout``),
+    until the replica is back; with the pooler stopped too (``db replica`` stops both):
+    back to the primary."""
+    path = "/collections/replicated/items/item-1"
+    primary = pair.cluster.connection().conninfo()
+    for api in (pair.internal, pair.external):
+        assert httpx.get(api + path, timeout=10).status_code == 200
+    assert pair.replica.stop(keep_pooler=True)  # the replica dies, its pooler stays up
     try:
-        codes = []
-        started = time.monotonic()
-        while time.monotonic() - started < 10:
-            t0 = time.monotonic()
-            code = httpx.get(url, timeout=10).status_code
-            codes.append((code, time.monotonic() - t0))
-            if code == 200:
-                break
-        # connections open to the replica fail fast (503, not a hang), new ones go to the primary
-        assert codes[-1][0] == 200, codes
-        assert all(c in (200, 503) for c, _ in codes), codes
-        assert all(dt < 3 for _, dt in codes), codes
-        assert len(codes) <= 4, codes
-        assert _sessions(pair.cluster.connection().conninfo(), "eomatch_reader") >= 1
+        direct = _until_ok(pair.internal + path)
+        pooled = _until_ok(pair.external + path, tries=3)
+        print("replica down: direct", direct, "through pgbouncer", pooled)
+        # connections open to the replica fail (503, never a hang), new ones go to the primary
+        assert direct[-1][0] == 200, direct
+        assert all(c in (200, 503) for c, _ in direct), direct
+        assert all(dt < 1 for _, dt in direct), direct
+        assert len(direct) <= 4, direct
+        assert [c for c, _ in pooled] == [503, 503, 503], pooled
+        assert pooled[0][1] < 7, pooled
+        assert all(dt < 1 for _, dt in pooled[1:]), pooled
         # writes were never on the replica: they still work
         r = httpx.post(
             f"{pair.internal}/collections/replicated/items",
@@ -246,7 +271,23 @@ def test_replica_stopped_reads_fall_back_to_the_primary(pair: Pair) -> None:
         assert r.status_code in (200, 201), r.text
     finally:
         pair.replica.start()
+    # pgbouncer reconnects by itself once the replica is back (server_login_retry 1 s)
+    deadline = time.monotonic() + 15
+    while httpx.get(pair.external + path, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "reads through pgbouncer did not recover"
+        time.sleep(0.2)
     assert main(["db", "replica", "status", "--dir", str(pair.cluster.root)]) in (0, 1)
+    # replica and pooler stopped together: the pooled API's reads fall back to the primary
+    before = _sessions(primary, "eomatch_reader")
+    assert pair.replica.stop()
+    try:
+        pooled = _until_ok(pair.external + path)
+        print("replica and pooler down: through pgbouncer", pooled)
+        assert pooled[-1][0] == 200, pooled
+        assert all(dt < 1 for _, dt in pooled), pooled
+        assert _sessions(primary, "eomatch_reader") > before
+    finally:
+        pair.replica.start()
 
 
 def test_replica_init_without_a_primary_is_one_clear_error(tmp_path: Path) -> None:

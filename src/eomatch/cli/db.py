@@ -98,6 +98,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     rinit = rsub.add_parser("init", parents=[parent], help="make and start the replica")
     rinit.add_argument("--dir", type=Path, default=None, metavar="DIR")
     rinit.add_argument("--port", type=PORT, default=None, help="its port (default: primary + 1)")
+    rinit.add_argument(
+        "--pooler-port",
+        type=PORT,
+        default=None,
+        metavar="PORT",
+        help="also put pgbouncer (transaction pooling, reads only) in front of it on PORT",
+    )
     rinit.set_defaults(handler=run_replica_init)
     rstat = rsub.add_parser("status", parents=[parent], help="whether it streams, and its lag")
     rstat.add_argument("--dir", type=Path, default=None, metavar="DIR")
@@ -223,7 +230,7 @@ def run_replica_init(args: argparse.Namespace) -> int:
     """Make the replica (idempotent) and start it."""
     cluster = _cluster(args)
     replica = LocalReplica(cluster)
-    created = replica.init(port=args.port)
+    created = replica.init(port=args.port, pooler_port=args.pooler_port)
     if not created:
         replica.start()
     verb = "created" if created else "already initialised"
@@ -231,6 +238,9 @@ def run_replica_init(args: argparse.Namespace) -> int:
         f"read replica {verb} in {replica.root}: 127.0.0.1:{replica.port}, streaming from "
         f"127.0.0.1:{cluster.port}"
     )
+    host, port, pooled = replica.read_endpoint()
+    if pooled:
+        Console().print(f"  pgbouncer (transaction pooling) for reads on {host}:{port}")
     return 0
 
 
@@ -255,6 +265,9 @@ def run_replica_status(args: argparse.Namespace) -> int:
             f"{st.pid}, standby={st.in_recovery}, replayed up to {st.replay_lsn}, "
             f"behind the primary by {lag}{secs}"
         )
+        if st.pooler_port is not None:
+            state = "running" if st.pooler_running else "NOT running"
+            console.print(f"pgbouncer for reads: 127.0.0.1:{st.pooler_port} ({state})")
     return code
 
 

@@ -100,6 +100,10 @@ class ApiSettings(BaseSettings):
     them), tried in order preferring a standby, with the primary (``PG*``) as the last resort;
     writes always go to the primary. Empty: reads go to the primary too."""
 
+    db_read_pooling: Literal["session", "transaction"] = "session"
+    """``transaction``: the read hosts are a pooler in transaction mode (pgbouncer
+    ``pool_mode = transaction``), so the read pool caches no prepared statements."""
+
     @field_validator("db_read_hosts")
     @classmethod
     def _read_hosts(cls, value: str) -> str:

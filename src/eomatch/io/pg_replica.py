@@ -27,6 +27,7 @@ from eomatch.errors import ClusterError
 from eomatch.io.atomic import atomic_write_text
 from eomatch.io.pg_cluster import SUPERUSER, LocalCluster
 from eomatch.io.pg_conn import pgpass_line
+from eomatch.io.pg_pooler import LocalPooler
 from eomatch.io.processes import pid_alive
 
 REPLICATOR = "eomatch_replicator"
@@ -53,6 +54,9 @@ class ReplicaStatus:
     """``pg_stat_replication.replay_lag`` (null once it caught up and nothing is written)."""
     replay_lsn: str | None = None
     """``pg_last_wal_replay_lsn()`` on the replica."""
+    pooler_port: int | None = None
+    """pgbouncer in front of it (None: none configured)."""
+    pooler_running: bool = False
 
 
 class LocalReplica:
@@ -81,8 +85,23 @@ class LocalReplica:
                 f"no replica in {self.root}: run `eomatch db replica init` first"
             ) from None
 
-    def init(self, port: int | None = None) -> bool:
+    @property
+    def pooler(self) -> LocalPooler:
+        """pgbouncer in front of this replica (configured by ``init(pooler_port=...)``)."""
+        return LocalPooler(self.cluster, self.port)
+
+    def read_endpoint(self) -> tuple[str, int, bool]:
+        """Where the APIs read: ``(host, port, through a transaction pooler)``."""
+        pooler = self.pooler.status()
+        if pooler.configured and pooler.port is not None:
+            return "127.0.0.1", pooler.port, True
+        return "127.0.0.1", self.port, False
+
+    def init(self, port: int | None = None, pooler_port: int | None = None) -> bool:
         """Make the replica from the running primary and start it; False if it existed.
+
+        With ``pooler_port``, pgbouncer is configured in front of it on that port (reads go
+        through it, see :mod:`eomatch.io.pg_pooler`) and started with it.
 
         Raises:
             ClusterError: The primary is not running, the port is taken, or a step failed
@@ -104,11 +123,21 @@ class LocalReplica:
             cluster._hand_over(self.logdir)
             self._basebackup(password)
             with (self.pgdata / "postgresql.auto.conf").open("a", encoding="utf-8") as fh:
-                fh.write(f"port = {port}\nhot_standby = on\nhot_standby_feedback = on\n")
+                # a standby takes no writes: pgSTAC must not try to (its search cache),
+                # whatever the session says (a pooler does not forward session settings)
+                fh.write(
+                    f"port = {port}\nhot_standby = on\nhot_standby_feedback = on\n"
+                    "pgstac.readonly = 'true'\n"
+                )
             state = {"port": port, "primary_port": cluster.port, "version": 1}
             self.start(port)
+            if pooler_port:
+                LocalPooler(cluster, port).configure(pooler_port)
+                LocalPooler(cluster, port).start()
             atomic_write_text(self.state_file, json.dumps(state, indent=2) + "\n")
         except BaseException:
+            if pooler_port:
+                LocalPooler(cluster, port).stop()
             self._stop_dir()
             shutil.rmtree(self.root, ignore_errors=True)
             raise
@@ -180,8 +209,10 @@ class LocalReplica:
         )
 
     def start(self, port: int | None = None) -> bool:
-        """Start the replica if it is not running; False if it already was."""
+        """Start the replica (and its pooler) if it is not running; False if it already was."""
         if self._pid() is not None:
+            if self.initialised and self.pooler.status().configured:
+                self.pooler.start()
             return False
         port = port or self.port
         self.cluster._run(
@@ -199,12 +230,17 @@ class LocalReplica:
                 "start",
             ]
         )
+        if self.initialised and self.pooler.status().configured:
+            self.pooler.start()
         return True
 
-    def stop(self) -> bool:
-        """Stop the replica (fast shutdown); False if it was not running."""
+    def stop(self, keep_pooler: bool = False) -> bool:
+        """Stop the replica (fast shutdown) and its pooler unless ``keep_pooler``; False if
+        the replica was not running."""
         if not self.initialised or self._pid() is None:
             return False
+        if not keep_pooler:
+            self.pooler.stop()
         self._stop_dir()
         return True
 
@@ -264,4 +300,17 @@ class LocalReplica:
                 ).fetchone()
             if row is not None:
                 streaming, lag, lag_s = row[0] == "streaming", row[1], row[2]
-        return ReplicaStatus(True, True, port, pid, in_recovery, streaming, lag, lag_s, replay_lsn)
+        pooler = self.pooler.status()
+        return ReplicaStatus(
+            True,
+            True,
+            port,
+            pid,
+            in_recovery,
+            streaming,
+            lag,
+            lag_s,
+            replay_lsn,
+            pooler.port,
+            pooler.running,
+        )

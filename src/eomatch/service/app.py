@@ -44,7 +44,7 @@ from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings, Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
-from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.db import close_db_connection, con_init, connect_to_db
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -351,6 +351,8 @@ class ReadPostgresSettings(PostgresSettings):  # type: ignore[misc]
     """
 
     read_hosts: list[tuple[str, int]]
+    transaction_pooled: bool = False
+    """The read hosts are a transaction-mode pooler (``EOMATCH_DB_READ_POOLING``)."""
 
     @property
     def connection_string(self) -> str:
@@ -396,6 +398,7 @@ def _postgres_settings(
             db_max_conn_size=pool_max,
             server_settings=ServerSettings(**server),
             read_hosts=settings.read_hosts,
+            transaction_pooled=settings.db_read_pooling == "transaction",
         )
     return PostgresSettings(
         pguser=info.user,
@@ -620,6 +623,23 @@ async def _connect_with_retry(
                 add_write_connection_pool=writes is not None,
                 write_postgres_settings=writes,
             )
+            if isinstance(postgres, ReadPostgresSettings) and postgres.transaction_pooled:
+                # behind pgbouncer in transaction mode: unnamed statements only (a cached
+                # prepared statement would be on another server connection next time)
+                first, app.state.readpool = (
+                    app.state.readpool,
+                    await asyncpg.create_pool(
+                        postgres.connection_string,
+                        min_size=postgres.db_min_conn_size,
+                        max_size=postgres.db_max_conn_size,
+                        max_queries=postgres.db_max_queries,
+                        max_inactive_connection_lifetime=postgres.db_max_inactive_conn_lifetime,
+                        init=con_init,
+                        server_settings=postgres.server_settings.model_dump(),
+                        statement_cache_size=0,
+                    ),
+                )
+                await first.close()
             return
         except DB_DOWN:
             if asyncio.get_running_loop().time() > deadline:

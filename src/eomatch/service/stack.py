@@ -392,6 +392,8 @@ class Stack:
     started_db: bool = False
     read_hosts: str = ""
     """``EOMATCH_DB_READ_HOSTS`` for the APIs; a local cluster's replica when it has one."""
+    read_pooling: str = "session"
+    """``EOMATCH_DB_READ_POOLING`` for the APIs (``transaction`` behind pgbouncer)."""
     started_replica: bool = False
     identity: Identity | None = None
     identity_note: str = ""
@@ -453,9 +455,12 @@ class Stack:
         if cluster is not None:
             self.started_db = cluster.start()
             replica = LocalReplica(cluster)
-            if replica.initialised:  # reads to the replica, writes to the primary
+            if replica.initialised and not self.read_hosts:
+                # reads to the replica (through its pooler if it has one), writes to the primary
                 self.started_replica = replica.start()
-                self.read_hosts = self.read_hosts or f"127.0.0.1:{replica.port}"
+                host, port, pooled = replica.read_endpoint()
+                self.read_hosts = f"{host}:{port}"
+                self.read_pooling = "transaction" if pooled else "session"
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
         for mode, role, prefix, first in (
@@ -560,6 +565,7 @@ class Stack:
         )
         if self.read_hosts:
             env["EOMATCH_DB_READ_HOSTS"] = self.read_hosts
+            env["EOMATCH_DB_READ_POOLING"] = self.read_pooling
         if self._pgpass(mode).exists():
             env["PGPASSFILE"] = str(self._pgpass(mode))
         identity = self.identity

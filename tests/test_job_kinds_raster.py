@@ -111,7 +111,14 @@ def test_raster_job_from_http_to_s3_and_netcdf(
             source=f"{base}/T31TDJ_B04.jp2",
             datetime="2024-05-03T10:00:00Z",  # type: ignore[arg-type]
         )
-        assert ingest_raster(jp2, store, objects).created == [("rasters", "T31TDJ_B04")]
+        public = S3ObjectStore(
+            s3_bucket.config(prefix="data", public_url="https://bucket.example.org/data/")
+        )
+        assert ingest_raster(jp2, store, public).created == [("rasters", "T31TDJ_B04")]
+        jp2_asset = store.get_item("rasters", "T31TDJ_B04")["assets"]["data"]  # type: ignore[index]
+        key = "data/rasters/T31TDJ_B04/data.tif"
+        assert jp2_asset["href"] == f"https://bucket.example.org/{key}"
+        assert jp2_asset["alternate"]["s3"]["href"] == f"s3://{s3_bucket.name}/{key}"
     assert result.created == [("rasters", "remote")]
     assert s3_bucket.keys() == [
         "data/rasters/T31TDJ_B04/data.tif",

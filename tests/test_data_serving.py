@@ -151,3 +151,21 @@ def test_without_a_data_dir_there_is_no_data_location() -> None:
     assert "autoindex off;" in conf
     with pytest.raises(ValueError, match="data_dir"):
         render_nginx_conf(**kwargs, data_dir="/srv/x; root /")  # type: ignore[arg-type]
+
+
+def test_stored_files_and_folders_are_readable_whatever_the_umask(tmp_path: Path) -> None:
+    """The worker runs with umask 077 under ``eomatch serve``; nginx (nobody) must still
+    traverse the folders and read the files."""
+    store = LocalFolderStore(tmp_path / "objects", file_mode=0o644)
+    old = os.umask(0o077)
+    try:
+        store.put_bytes("c/item/data.tif", COG)
+        src = tmp_path / "src.bin"
+        src.write_bytes(b"x")
+        store.put_file("c/other/file.bin", src)
+    finally:
+        os.umask(old)
+    for folder in ("objects", "objects/c", "objects/c/item", "objects/c/other"):
+        assert oct((tmp_path / folder).stat().st_mode & 0o777) == "0o755", folder
+    for name in ("c/item/data.tif", "c/other/file.bin"):
+        assert oct(store.path(name).stat().st_mode & 0o777) == "0o644", name

@@ -158,10 +158,23 @@ class LocalFolderStore:
         """The file that holds ``key`` (for tools that want a path, e.g. pg_restore)."""
         return self.root.joinpath(*check_key(key).split("/"))
 
+    def _folder(self, folder: Path) -> None:
+        """Create ``folder`` (and parents); with :attr:`file_mode`, new folders are traversable
+        by whom may read the files (``0o644`` → ``0o755``) whatever the umask."""
+        if self.file_mode is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            return
+        mode = self.file_mode | ((self.file_mode & 0o444) >> 2)
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        for p in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                p.mkdir()
+                p.chmod(mode)
+
     def put_file(self, key: str, path: Path) -> None:
         """Copy ``path`` in (to a hidden temporary name, renamed when complete)."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(target.parent)
         with temp_beside(target) as tmp:
             try:
                 shutil.copyfile(path, tmp)
@@ -175,7 +188,7 @@ class LocalFolderStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` (temporary name, then renamed)."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(target.parent)
         with temp_beside(target) as tmp:
             tmp.write_bytes(data)
             _fsync(tmp)

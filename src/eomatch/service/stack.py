@@ -571,6 +571,13 @@ class Stack:
         identity = self.identity
         extra: dict[str, Any] = {}
         if mode == "worker":
+            # the object store folder the gateway serves as /data/, whatever the worker's HOME
+            objects = data_root()
+            if objects is not None:
+                objects.mkdir(parents=True, exist_ok=True)
+                if identity is not None:
+                    os.chown(objects, identity.uid, identity.gid)
+                env["EOMATCH_STORAGE_DIR"] = str(objects)
             then = "sys.argv[0] = 'eomatch'\nfrom eomatch.cli.main import run\nrun()"
             if identity is None:
                 cmd = [sys.executable, "-m", "eomatch", "worker"]

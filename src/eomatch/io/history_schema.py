@@ -134,10 +134,36 @@ BEGIN
     RETURN content_hydrate(it);
 END $$;
 
+-- The same row not hydrated (pgSTAC's content_nonhydrated, tagged with its base item), for
+-- readers that hydrate in Python as the API does: ~14x cheaper than content_hydrate in plpgsql.
+CREATE OR REPLACE FUNCTION eomatch.history_before_stored(c eomatch.change_log) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+DECLARE
+    it pgstac.items;
+BEGIN
+    IF c.b_content IS NULL THEN
+        RETURN c.before;
+    END IF;
+    it.id := c.id;
+    it.collection := c.collection;
+    it.geometry := c.b_geometry;
+    it.datetime := c.b_datetime;
+    it.end_datetime := c.b_end_datetime;
+    it.content := c.b_content;
+    it.private := c.b_private;
+    RETURN content_nonhydrated(it);
+END $$;
+
+-- ``before_stored``/``before_hydrated``: ``before`` as kept (hydrate it when not hydrated); a
+-- reader selecting only these never runs content_hydrate (unselected view columns are not
+-- computed).
 CREATE OR REPLACE VIEW eomatch.changes AS
     SELECT c.seq, c.tx, c.kind, c.collection, c.id, c.op,
            CASE WHEN c.b_content IS NULL THEN c.before ELSE eomatch.history_before(c) END
-               AS before
+               AS before,
+           CASE WHEN c.b_content IS NULL THEN c.before
+                ELSE eomatch.history_before_stored(c) END AS before_stored,
+           c.b_content IS NULL AS before_hydrated
     FROM eomatch.change_log c;
 
 CREATE TABLE IF NOT EXISTS eomatch.history_purges (
@@ -360,10 +386,11 @@ REVOKE ALL ON eomatch.transactions, eomatch.changes, eomatch.change_log, eomatch
     eomatch.history_purges FROM PUBLIC;
 REVOKE ALL ON FUNCTION eomatch.history_tx(),
     eomatch.history_record(text, text, text, text, jsonb, pgstac.items),
-    eomatch.history_before(eomatch.change_log) FROM PUBLIC;
+    eomatch.history_before(eomatch.change_log),
+    eomatch.history_before_stored(eomatch.change_log) FROM PUBLIC;
 -- the view hydrates through it, and a view's functions run with the reader's EXECUTE rights
-GRANT EXECUTE ON FUNCTION eomatch.history_before(eomatch.change_log)
-    TO eomatch_ingest, eomatch_api;
+GRANT EXECUTE ON FUNCTION eomatch.history_before(eomatch.change_log),
+    eomatch.history_before_stored(eomatch.change_log) TO eomatch_ingest, eomatch_api;
 GRANT SELECT ON eomatch.transactions, eomatch.changes, eomatch.history_meta,
     eomatch.history_purges TO eomatch_ingest, eomatch_api;
 """

@@ -170,15 +170,16 @@ class HistoryStore:
         """What ``tx`` changed, each document with its state before and after ``tx``."""
         self.transaction(tx)
         query = """
-            SELECT c.kind, c.collection, c.id, c.op, c.before,
-                   nxt.before, nxt.tx, nxt.found,
+            SELECT c.kind, c.collection, c.id, c.op, c.before_stored, c.before_hydrated,
+                   nxt.before_stored, nxt.before_hydrated, nxt.tx, nxt.found,
                    CASE WHEN c.kind = 'item' THEN (
                        SELECT content_nonhydrated(i) FROM pgstac.items i
                        WHERE i.collection = c.collection AND i.id = c.id)
                    ELSE (SELECT content FROM pgstac.collections WHERE id = c.collection) END
             FROM eomatch.changes c
             LEFT JOIN LATERAL (
-                SELECT n.before, n.tx, true AS found FROM eomatch.changes n
+                SELECT n.before_stored, n.before_hydrated, n.tx, true AS found
+                FROM eomatch.changes n
                 JOIN eomatch.transactions nt ON nt.id = n.tx AND nt.commit_seq IS NOT NULL
                 WHERE n.kind = c.kind AND n.collection = c.collection AND n.id = c.id
                   AND n.seq > c.seq
@@ -195,10 +196,12 @@ class HistoryStore:
             rows = conn.execute(query, params).fetchall()
             bases = _bases(conn)
         out = []
-        for kind, coll, doc_id, op, before, next_before, next_tx, found, current in rows:
+        for kind, coll, doc_id, op, b, b_done, nb, nb_done, next_tx, found, current in rows:
+            base = bases.get(coll, {})
+            before = _stored(b, b_done, base)
             if kind == "item" and current is not None and not found:
-                current = _hydrated(current, bases.get(coll, {}))
-            after = next_before if found else current
+                current = _hydrated(current, base)
+            after = _stored(nb, nb_done, base) if found else current
             out.append(Change(kind, coll, doc_id, op, before, after, next_tx))
         return out
 
@@ -245,7 +248,8 @@ class HistoryStore:
         """Every document changed after ``point``, in its state at ``point`` (read on ``conn``
         when given: the caller's snapshot)."""
         query = """
-            SELECT DISTINCT ON (c.kind, c.collection, c.id) c.kind, c.collection, c.id, c.before
+            SELECT DISTINCT ON (c.kind, c.collection, c.id)
+                c.kind, c.collection, c.id, c.before_stored, c.before_hydrated
             FROM eomatch.changes c JOIN eomatch.transactions t ON t.id = c.tx
             WHERE t.commit_seq > %s {filter}
             ORDER BY c.kind, c.collection, c.id, c.seq
@@ -262,8 +266,8 @@ class HistoryStore:
             cur = stack.enter_context(conn.cursor(name="changed_since", row_factory=tuple_row))
             cur.itersize = 2000
             cur.execute(query.format(filter=filt), params)
-            for kind, coll, doc_id, before in cur:
-                yield DocState(kind, coll, doc_id, before)
+            for kind, coll, doc_id, before, hydrated in cur:
+                yield DocState(kind, coll, doc_id, _stored(before, hydrated, {}))
 
     def documents_at(
         self, point: Point, collections: Sequence[str] | None = None
@@ -386,6 +390,14 @@ def _states_now(
                 if kind == "item":
                     doc = _hydrated(doc, bases.get(coll, {}))
                 yield DocState(kind, coll, doc_id, doc)
+
+
+def _stored(
+    doc: dict[str, Any] | None, hydrated: bool | None, base: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A ``before_stored`` state as its document: a row kept as pgSTAC stored it is hydrated
+    here against the base item it is tagged with (``base`` only if it has none)."""
+    return doc if doc is None or hydrated else _hydrated(doc, base)
 
 
 def _bases(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:

@@ -30,15 +30,34 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+ITEMS_PER_EVENT = 7  # benchmarks/catalogue.py: 1 event, 2 matchups, 4 products
+SECONDS_PER_EVENT = 311  # benchmarks/catalogue.py spreads event i at T0 + i * 311 s
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
 
-from service import ITEMS_PER_EVENT, SECONDS_PER_EVENT, T0, _imports, timer  # noqa: E402
+
+def _imports() -> None:
+    """benchmarks/ (the catalogue generator) and tests/ (the service fixtures) on sys.path."""
+    for path in (HERE, HERE.parent / "tests"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    """Seconds the block took, in the list it yields (filled on exit)."""
+    out: list[float] = []
+    start = time.perf_counter()
+    yield out
+    out.append(time.perf_counter() - start)
+
 
 CSW_FILTER = """<?xml version="1.0" encoding="UTF-8"?>
 <csw:GetRecords xmlns:csw="http://www.opengis.net/cat/csw/2.0.2"

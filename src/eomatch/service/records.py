@@ -261,6 +261,10 @@ def _records_args(args: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _no_collections(filters: Any = None, limit: int = 10) -> list[Any]:
+    return []
+
+
 class _Repositories:
     """pycsw's custom-repository hook: a reflected repository per thread and CSW version."""
 
@@ -306,6 +310,10 @@ class RecordsService:
             # Records' bbox parameter becomes BBOX(geometry, ...): name the geometry column
             mappings = api.repository.query_mappings
             mappings.setdefault("geometry", mappings["bbox"])
+            # pycsw looks for "virtual collections" (records that are parents of others) on
+            # every items request: two scans of every record. Items are the only records
+            # here, never parents: there are none.
+            api.repository.query_collections = _no_collections
             self._local.api = api
         api.config["server"]["url"] = url  # per thread, so per request
         return api

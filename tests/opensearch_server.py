@@ -101,6 +101,8 @@ class OpenSearchServer:
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     """(path, query) of every request."""
     next_links: bool = True
+    by_page: bool = False
+    """The templates offer ``startPage`` only (no ``startIndex``): clients page by number."""
     fail_count: int = 0
     fail_status: int = 503
     retry_after: str | None = None
@@ -115,8 +117,9 @@ class OpenSearchServer:
         return [q for p, q in self.seen if p.startswith("/search")]
 
     def describe(self) -> bytes:
+        index = "" if self.by_page else "&index={startIndex?}"
         params = (
-            "maxRecords={count?}&index={startIndex?}&page={startPage?}&box={geo:box?}"
+            f"maxRecords={{count?}}{index}&page={{startPage?}}&box={{geo:box?}}"
             "&startDate={dt:start?}&completionDate={dt:end?}&productType={eo:productType?}"
             "&cloudCover={eo:cloudCover?}&sortParam={resto:sortParam?}"
             "&sortOrder={resto:sortOrder?}&lang={language?}"

@@ -507,3 +507,24 @@ def test_cli_dry_run_without_a_database(
     run = json.loads(out.out)["runs"][0]
     assert run["dry_run"] is True
     assert run["counts"]["written"] == 5
+
+
+def test_opensearch_by_start_page() -> None:
+    state = OpenSearchServer(products=default_products(7), next_links=False, by_page=True)
+    with serve_opensearch(state) as srv:
+        h = harvester(
+            resource={
+                "url": f"{srv.url}/describe.xml",
+                "type": "opensearch",
+                "page_size": 3,
+                "format_config": {"type": "application/atom+xml"},
+            }
+        )
+        report = run_harvest(h, None, dry_run=True, limits=FAST)
+        searches = srv.searches()
+    assert report.counts.seen == 7
+    assert [(s.get("page"), s.get("index")) for s in searches] == [
+        ("1", None),
+        ("2", None),
+        ("3", None),
+    ]

@@ -132,6 +132,9 @@ def test_cli_run_all_status_list_history(
     assert [(r["name"], r["state"]["status"]) for r in listed] == [("s2", "ok"), ("landsat", "ok")]
     assert main(["harvest", "status", "nope", "--config", str(cfg)]) != 0
     assert "no harvester named 'nope' (known: s2, landsat)" in capsys.readouterr().err
+    assert main(["harvest", "reset", "s2", "--config", str(cfg)]) == 0
+    assert "high-water mark forgotten" in capsys.readouterr().out
+    assert cli(capsys, "harvest", "status", "s2", "--config", str(cfg))["status"] == "never"
 
 
 def test_incremental_second_run_asks_only_for_newer(
@@ -291,3 +294,41 @@ def test_opensearch_cli_into_database_and_job_kind(
     assert db.query(
         "SELECT DISTINCT actor, run FROM eomatch.transactions WHERE run LIKE 'job:%'"
     ) == [("harvest:cdse-s2", "job:7:1")]
+
+
+def test_scheduled_harvest_runs_on_the_worker(service_db: ServiceDb, tmp_path: Path) -> None:
+    """``schedules:`` with kind ``harvest``: a real ``eomatch worker`` fires it and the items
+    arrive, written as the harvester."""
+    from test_jobs import queue, worker
+
+    db = service_db
+    with serve_stac(StacApiServer(items=mixed_items(6))) as api:
+        config = tmp_path / "config.yaml"
+        doc = {
+            "harvesters": [s2_harvester(api.url, filter=None, postprocess=[])],
+            "schedules": [
+                {
+                    "name": "s2-often",
+                    "cron": "* * * * * */2",
+                    "kind": "harvest",
+                    "params": {"harvester": "s2", "config": str(config)},
+                }
+            ],
+        }
+        config.write_text(yaml.safe_dump(doc))
+        log = tmp_path / "worker.log"
+        with worker(db, log, "--config", str(config)):
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                jobs, _ = queue(db).list(submitter="schedule:s2-often", status="succeeded")
+                if jobs:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(log.read_text()[-3000:])
+    assert jobs[0].kind == "harvest"
+    assert db.query("SELECT count(*) FROM pgstac.items WHERE collection = 's2-l2a-harvested'") == [
+        (6,)
+    ]
+    actors = db.query("SELECT DISTINCT actor FROM eomatch.transactions")
+    assert actors == [("harvest:s2",)]

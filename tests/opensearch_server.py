@@ -102,6 +102,8 @@ class OpenSearchServer:
     """(path, query) of every request."""
     next_links: bool = True
     by_page: bool = False
+    max_count: int = 2000
+    """The most entries a page holds, whatever ``maxRecords`` asks (resto caps it)."""
     """The templates offer ``startPage`` only (no ``startIndex``): clients page by number."""
     fail_count: int = 0
     fail_status: int = 503
@@ -170,7 +172,7 @@ class OpenSearchServer:
 
     def window(self, q: dict[str, str]) -> tuple[list[dict[str, Any]], int, int, int]:
         hits = self.hits(q)
-        count = max(1, min(int(q.get("maxRecords") or 20), 2000))
+        count = max(1, min(int(q.get("maxRecords") or 20), self.max_count))
         start = int(q["index"]) - 1 if q.get("index") else (int(q.get("page") or 1) - 1) * count
         return hits[start : start + count], start, count, len(hits)
 

@@ -528,3 +528,44 @@ def test_opensearch_by_start_page() -> None:
         ("2", None),
         ("3", None),
     ]
+
+
+def test_opensearch_server_capping_the_count_is_paged_by_total() -> None:
+    """A server that answers fewer entries than asked (resto caps maxRecords) but says how
+    many there are: paging goes on by startIndex until totalResults."""
+    state = OpenSearchServer(products=default_products(7), next_links=False, max_count=2)
+    with serve_opensearch(state) as srv:
+        h = harvester(
+            resource={"url": f"{srv.url}/describe.xml", "type": "opensearch", "page_size": 5}
+        )
+        report = run_harvest(h, None, dry_run=True, limits=FAST)
+        assert [s["index"] for s in srv.searches()] == ["1", "3", "5", "7"]
+    assert report.counts.seen == 7
+
+
+def test_invalid_items_are_skipped_and_reported() -> None:
+    items = mixed_items(4)
+    items[1]["assets"]["broken"] = {"title": "an asset without href"}
+    items[2]["geometry"] = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}
+    with serve_stac(StacApiServer(items=items)) as api:
+        h = harvester(resource={"url": api.url, "type": "stac-api"})
+        report = run_harvest(h, None, dry_run=True, limits=FAST)
+    assert report.counts.invalid == 2
+    assert report.counts.written == report.counts.seen - 2
+    assert [line.split(":")[0] for line in report.invalid] == [items[1]["id"], items[2]["id"]]
+
+
+def test_mark_tracker_advances_only_in_order() -> None:
+    from eomatch.core.harvest import MarkTracker
+
+    t = [T0 + timedelta(hours=h) for h in range(10)]
+    ordered = MarkTracker(None)
+    assert ordered.page([t[1], t[0], t[2]]) == t[2]  # order within a page does not matter
+    assert ordered.page([t[2], t[4]]) == t[4]  # the boundary time again: still in order
+    assert ordered.page([]) is None
+    unordered = MarkTracker(t[0])
+    assert unordered.page([t[5], t[6]]) == t[6]
+    assert unordered.page([t[3], t[9]]) is None  # older than an earlier page: sort ignored
+    assert unordered.page([t[8]]) is None  # and no advancing for the rest of the run
+    assert unordered.mark == t[6]
+    assert unordered.finish() == t[9]  # a complete run covered everything up to its newest

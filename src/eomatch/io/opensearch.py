@@ -641,12 +641,12 @@ class OpenSearchClient:
             if page.next_url:
                 url = page.next_url
                 linked = True
-            elif (
-                linked
-                or page.raw_entries < page_size
-                or (page.total is not None and fetched >= page.total)
-            ):  # a server that links its pages ends where the links end
+            elif linked:  # a server that links its pages ends where the links end
                 return
+            elif page.total is not None and fetched >= page.total:
+                return
+            elif page.total is None and page.raw_entries < page_size:
+                return  # a short page; with a total, a server capping the count goes on
             elif by_index:
                 values[(NS["os"], "startIndex")] = template.index_offset + fetched
                 url = fill_template(template, values)

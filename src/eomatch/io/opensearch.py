@@ -641,12 +641,8 @@ class OpenSearchClient:
             if page.next_url:
                 url = page.next_url
                 linked = True
-            elif linked:  # a server that links its pages ends where the links end
+            elif _last_page(page, linked, fetched, page_size):
                 return
-            elif page.total is not None and fetched >= page.total:
-                return
-            elif page.total is None and page.raw_entries < page_size:
-                return  # a short page; with a total, a server capping the count goes on
             elif by_index:
                 values[(NS["os"], "startIndex")] = template.index_offset + fetched
                 url = fill_template(template, values)
@@ -655,6 +651,20 @@ class OpenSearchClient:
                 url = fill_template(template, values)
             else:
                 return
+
+
+def _last_page(page: OpenSearchPage, linked: bool, fetched: int, page_size: int) -> bool:
+    """Whether a page without a ``next`` link is the last one.
+
+    A server that links its pages ends where the links end; one that gives ``totalResults``
+    ends there (a server capping the page size goes on past a short page); otherwise a short
+    page is the last.
+    """
+    if linked:
+        return True
+    if page.total is not None:
+        return fetched >= page.total
+    return page.raw_entries < page_size
 
 
 def _raw_page(answer: Answer, is_atom: bool, url: str) -> OpenSearchPage:

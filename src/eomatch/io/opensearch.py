@@ -122,26 +122,16 @@ class Description:
         )
 
 
+_XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
+
+
 def _namespaces(content: bytes) -> dict[str, str]:
-    """Every ``xmlns:prefix`` declared in the document (ElementTree drops them on parse)."""
+    """The ``xmlns:prefix`` declarations of a document, first one per prefix (ElementTree drops
+    them when parsing; the document was parsed safely before this reads its text)."""
     out: dict[str, str] = {}
-    for _event, (prefix, uri) in SafeET.iterparse(_Bytes(content), events=("start-ns",)):
-        out.setdefault(prefix or "", uri)
+    for prefix, uri in _XMLNS.findall(content):
+        out.setdefault(prefix.decode("utf-8", "replace"), uri.decode("utf-8", "replace"))
     return out
-
-
-class _Bytes:
-    """A file over bytes (``iterparse`` needs one)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self.data) if size is None or size < 0 else self.pos + size
-        chunk = self.data[self.pos : end]
-        self.pos += len(chunk)
-        return chunk
 
 
 def _parse_xml(content: bytes, what: str) -> ET.Element:
@@ -369,8 +359,6 @@ def _finish(
         props["datetime"] = props.get("start_datetime")
         if props["datetime"] is None:
             props["datetime"] = props.get("end_datetime")
-    if geometry is not None:
-        geometry = _lists(geometry)
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.0.0",
@@ -386,14 +374,6 @@ def _finish(
     if bbox is not None:
         item["bbox"] = bbox
     return item
-
-
-def _lists(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_lists(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    return value
 
 
 def _split_date(text: Any) -> tuple[Any, Any]:

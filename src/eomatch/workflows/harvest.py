@@ -183,7 +183,7 @@ class Source:
 
     def pages(self, raw: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Pages of items as the source has them (``raw``: fetched only, not read into items;
-        each page is then a list of ``None`` placeholders, one per entry)."""
+        each page is then a list of empty placeholders, one per entry)."""
         kind = self.harvester.resource.type
         if kind == "stac-api":
             return self._stac_api(raw)

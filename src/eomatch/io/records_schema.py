@@ -20,6 +20,7 @@ A record's identifier is ``collection:item-id`` (item ids are unique only per co
 from __future__ import annotations
 
 __all__ = [
+    "ABSENT_COLUMNS",
     "PUBLIC_VIEW",
     "RECORDS_GRANTS_SQL",
     "RECORDS_SCHEMA",
@@ -38,10 +39,13 @@ def record_identifier(collection: str, item_id: str) -> str:
     return f"{collection}:{item_id}"
 
 
-# pycsw's columns that eomatch leaves empty (its core model; the ORM maps every one).
-_EMPTY_TEXT = [
+# pycsw's columns that the ORM needs as columns though eomatch leaves them empty (its query
+# mappings name them); pycsw's other columns are left out of the view (each costs SQL
+# compilation time on every query) and read as None (see ABSENT_COLUMNS).
+_EMPTY_TEXT = ["edition", "sensortype"]
+
+ABSENT_COLUMNS = (
     "title_alternate",
-    "edition",
     "keywordstype",
     "themes",
     "relation",
@@ -76,12 +80,14 @@ _EMPTY_TEXT = [
     "specificationtitle",
     "specificationdate",
     "specificationdatetype",
-    "sensortype",
     "bands",
     "contacts",
     "metadata",
     "language",
-]
+    "vert_extent_min",
+    "vert_extent_max",
+)
+"""pycsw's core columns not in the views: class attributes of value None on its ORM class."""
 
 
 def _select(links_where: str) -> str:
@@ -122,8 +128,6 @@ SELECT
     i.collection AS source,
     ST_AsText(ST_Envelope(i.geometry)) AS wkt_geometry,
     i.geometry AS wkb_geometry,
-    NULL::double precision AS vert_extent_min,
-    NULL::double precision AS vert_extent_max,
     p->>'platform' AS platform,
     (SELECT string_agg(x, ',') FROM jsonb_array_elements_text(
         CASE WHEN jsonb_typeof(p->'instruments') = 'array'

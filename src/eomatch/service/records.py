@@ -46,7 +46,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eomatch.io.pg_conn import ConnectionInfo
-from eomatch.io.records_schema import PUBLIC_VIEW, RECORDS_VIEW
+from eomatch.io.records_schema import ABSENT_COLUMNS, PUBLIC_VIEW, RECORDS_VIEW
 from eomatch.service.guards import route_path
 
 __all__ = ["RecordsDispatch", "RecordsService", "pycsw_config"]
@@ -261,6 +261,13 @@ def _records_args(args: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _absent_as_none(repository: Any) -> None:
+    """pycsw's columns the view leaves out read as None on its records."""
+    for name in ABSENT_COLUMNS:
+        if not hasattr(repository.dataset, name):
+            setattr(repository.dataset, name, None)
+
+
 def _no_collections(filters: Any = None, limit: int = 10) -> list[Any]:
     return []
 
@@ -281,6 +288,7 @@ class _Repositories:
         if repo is None:
             url, table = cls.database[service]
             repo = pycsw_repository.Repository(url, context, table=table, repo_filter=repo_filter)
+            _absent_as_none(repo)
             cache[key] = repo
         return repo
 
@@ -307,6 +315,7 @@ class RecordsService:
         api: API | None = getattr(self._local, "api", None)
         if api is None:
             api = API(self.config(url))
+            _absent_as_none(api.repository)
             # Records' bbox parameter becomes BBOX(geometry, ...): name the geometry column
             mappings = api.repository.query_mappings
             mappings.setdefault("geometry", mappings["bbox"])

@@ -19,7 +19,7 @@ from eomatch.core.history import diff_documents, format_diff, plan_rollback
 from eomatch.errors import ConflictError, InputError, NotFoundError
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.history_schema import describe_sql
-from eomatch.io.history_store import HistoryFilter
+from eomatch.io.history_store import DocState, HistoryFilter, HistoryStore, Writer
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows import history as wf
 from service_fixtures import *  # noqa: F403
@@ -392,6 +392,23 @@ def test_conflict_refused_then_forced_and_undone(
     assert db.query("SELECT id FROM pgstac.collections") == [("C2",)]
     res = cli_json(capsys, "rollback", str(res["transaction"]))
     assert state(db) == pre
+
+
+def test_a_write_between_planning_and_writing_stops_the_rollback(
+    story: dict[str, int], cli_env: ServiceDb
+) -> None:
+    db = cli_env
+    history = HistoryStore(store(db))
+    planned_at = history.last_seq()
+    states = [DocState("item", "C1", "i0", None), DocState("item", "C1", "i2", None)]
+    late = write(db, "eomatch_api", [update(item_doc("C1", "i2", 2, late=True))])
+    before = everything(db)
+    with pytest.raises(ConflictError, match=f"item C1/i2 was changed by transaction {late}"):
+        Writer(store(db)).apply(states, actor="t", kind="rollback", unchanged_after=planned_at)
+    assert everything(db) == before
+    now = history.last_seq()
+    tx = Writer(store(db)).apply(states, actor="t", kind="rollback", unchanged_after=now)
+    assert tx is not None
 
 
 def test_rollback_of_a_collection_delete_brings_its_items_back(

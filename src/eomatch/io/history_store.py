@@ -23,7 +23,7 @@ from pypgstac.hydration import hydrate
 from pypgstac.load import Loader, Methods
 
 from eomatch.core.validation import stac_document_problem
-from eomatch.errors import InputError, NotFoundError
+from eomatch.errors import ConflictError, InputError, NotFoundError
 from eomatch.io.history_schema import describe_sql
 from eomatch.io.pg_errors import translated
 from eomatch.io.pgstac_store import PgstacStore
@@ -206,6 +206,14 @@ class HistoryStore:
         return out
 
     # -- points --------------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        """The commit sequence number of the newest transaction (0: none yet)."""
+        with self.store.connect() as conn, translated("cannot read the history"):
+            row = conn.execute(
+                "SELECT coalesce(max(commit_seq), 0) FROM eomatch.transactions"
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def point_of_tx(self, tx: int) -> Point:
         """Just after ``tx`` committed."""
@@ -414,6 +422,29 @@ def _hydrated(doc: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_unchanged(conn: psycopg.Connection[Any], states: Sequence[DocState], seq: int) -> None:
+    """Refuse when a transaction committed after ``seq`` changed any of these documents."""
+    row = conn.execute(
+        "SELECT c.kind, c.collection, c.id, c.tx FROM eomatch.changes c "
+        "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS d(kind, collection, id) "
+        "ON c.kind = d.kind AND c.collection = d.collection AND c.id = d.id "
+        "JOIN eomatch.transactions t ON t.id = c.tx AND t.commit_seq > %s LIMIT 1",
+        (
+            [s.kind for s in states],
+            [s.collection for s in states],
+            [s.id for s in states],
+            seq,
+        ),
+    ).fetchone()
+    if row is not None:
+        kind, coll, doc_id, tx = row
+        what = f"collection {coll}" if kind == "collection" else f"item {coll}/{doc_id}"
+        raise ConflictError(
+            f"{what} was changed by transaction {tx} while this was being prepared; "
+            "nothing changed, run it again"
+        )
+
+
 class Writer:
     """Sets documents to given states as ONE recorded transaction, through pgSTAC's functions.
 
@@ -433,13 +464,16 @@ class Writer:
         kind: str,
         message: str | None = None,
         run: str | None = None,
+        unchanged_after: int | None = None,
     ) -> int | None:
         """Write ``states`` (doc None = delete); the new transaction's id, or None if nothing
         changed.
 
         Every document is checked with the rules of every other write first (a past state
         stored before those rules existed could break reads): one that fails stops the whole
-        write before anything changes.
+        write before anything changes. With ``unchanged_after`` (a commit sequence number: when
+        the states were planned), a document that another transaction changed since then stops
+        it too (:class:`ConflictError`), inside the writing transaction.
         """
         for state in states:
             if state.doc is not None:
@@ -459,6 +493,8 @@ class Writer:
         failed = "the change was rolled back, nothing changed"
         with self.store.connect() as conn, translated(failed), conn.transaction():
             conn.execute(describe_sql(), (actor, kind, message, run))
+            if unchanged_after is not None:
+                _check_unchanged(conn, states, unchanged_after)
             for s in coll_put:
                 conn.execute(
                     "INSERT INTO pgstac.collections (content) VALUES (%s::jsonb) "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from eomatch.core.history import Conflict, DocKey, RollbackPlan, plan_restore, plan_rollback
-from eomatch.errors import ConflictError, InputError, NotFoundError
+from eomatch.errors import ConflictError, NotFoundError
 from eomatch.io.history_schema import WriteNote
 from eomatch.io.history_store import (
     Change,
@@ -33,6 +33,7 @@ from eomatch.io.pgstac_store import PgstacStore
 from eomatch.timeparse import TimeLike, parse_time
 
 __all__ = [
+    "PurgeReport",
     "RollbackResult",
     "TransactionDetail",
     "list_transactions",
@@ -114,6 +115,7 @@ def rollback(
     """
     history = HistoryStore(store)
     history.transaction(tx)
+    planned_at = history.last_seq()
     changes = history.changes(tx)
     changed_later = [(c.kind, c.collection, c.id) for c in changes if c.later is not None]
     plan = plan_rollback(changes, history.current(changed_later) if changed_later else {})
@@ -124,7 +126,7 @@ def rollback(
             "roll those back first or use --force to overwrite them"
         )
     _check_restorable(history, plan, force=force)
-    return _apply(store, plan, text, dry_run, note)
+    return _apply(store, plan, text, dry_run, note, planned_at)
 
 
 def rollback_to(
@@ -155,6 +157,7 @@ def rollback_to(
         at = history.point_of_tx(point)
     else:
         at = history.point(point)
+    planned_at = history.last_seq()
     collections = [collection] if collection is not None else None
     states: list[DocState] = list(history.changed_since(at, collections))
     keys: list[DocKey] = [(s.kind, s.collection, s.id) for s in states]
@@ -168,7 +171,7 @@ def rollback_to(
     label = f"TX {at.tx}" if at.tx is not None else (at.at.isoformat() if at.at else "start")
     text = f"rollback to {label}{where}" + (f": {message}" if message else "")
     _check_restorable(history, plan, force=False)
-    return _apply(store, plan, text, dry_run, note)
+    return _apply(store, plan, text, dry_run, note, planned_at)
 
 
 def purge(store: PgstacStore, before: TimeLike, actor: str | None = None) -> PurgeReport:
@@ -225,18 +228,25 @@ def _check_restorable(history: HistoryStore, plan: RollbackPlan, *, force: bool)
 
 
 def _apply(
-    store: PgstacStore, plan: RollbackPlan, text: str, dry_run: bool, note: WriteNote | None
+    store: PgstacStore,
+    plan: RollbackPlan,
+    text: str,
+    dry_run: bool,
+    note: WriteNote | None,
+    planned_at: int,
 ) -> RollbackResult:
+    """Write the plan as one transaction, refused if a document changed since ``planned_at``
+    (a write that committed while the plan was read)."""
     if dry_run or not plan.reverts:
         return RollbackResult(plan, None, dry_run, text)
     who = note or WriteNote.cli("rollback")
     states = [DocState(r.kind, r.collection, r.id, r.target) for r in plan.reverts]
-    tx = Writer(store).apply(states, actor=who.actor, kind="rollback", message=text, run=who.run)
+    tx = Writer(store).apply(
+        states,
+        actor=who.actor,
+        kind="rollback",
+        message=text,
+        run=who.run,
+        unchanged_after=planned_at,
+    )
     return RollbackResult(plan, tx, dry_run, text)
-
-
-def check_tx_text(text: str) -> int:
-    """A transaction id given on the command line (digits), else :class:`InputError`."""
-    if not text.strip().isdigit():
-        raise InputError(f"not a transaction id: {text[:40]!r} (see `eomatch history`)")
-    return int(text)

@@ -169,3 +169,27 @@ def test_stored_files_and_folders_are_readable_whatever_the_umask(tmp_path: Path
         assert oct((tmp_path / folder).stat().st_mode & 0o777) == "0o755", folder
     for name in ("c/item/data.tif", "c/other/file.bin"):
         assert oct(store.path(name).stat().st_mode & 0o777) == "0o644", name
+
+
+def test_the_data_store_of_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``eomatch serve`` starts the worker: the folder and the public URL from the
+    environment (EOMATCH_API_MODE=worker is no API mode and must not matter)."""
+    from eomatch.errors import ConfigError
+    from eomatch.io.data_store import open_data_store
+
+    monkeypatch.setenv("EOMATCH_API_MODE", "worker")
+    monkeypatch.setenv("EOMATCH_PUBLIC_URL", "https://cat.example.org")
+    monkeypatch.setenv("EOMATCH_STORAGE_DIR", str(tmp_path / "objects"))
+    store = open_data_store()
+    assert isinstance(store, LocalFolderStore)
+    assert store.root == tmp_path / "objects"
+    assert object_hrefs(store, "c/i/data.tif")[1] == "https://cat.example.org/data/c/i/data.tif"
+    monkeypatch.setenv("EOMATCH_STORAGE_PUBLIC_URL", "https://files.example.org/x")
+    assert object_hrefs(open_data_store(), "k")[1] == "https://files.example.org/x/k"
+    monkeypatch.setenv("EOMATCH_STORAGE_PUBLIC_URL", "ftp://nope")
+    with pytest.raises(ConfigError, match="EOMATCH_STORAGE_PUBLIC_URL"):
+        open_data_store()
+    monkeypatch.delenv("EOMATCH_STORAGE_PUBLIC_URL")
+    monkeypatch.setenv("EOMATCH_PUBLIC_URL", "https://cat.example.org/path")
+    with pytest.raises(ConfigError, match="EOMATCH_PUBLIC_URL"):
+        open_data_store()

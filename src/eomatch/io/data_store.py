@@ -8,14 +8,10 @@ people and the external API use.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from eomatch.config.settings import (
-    ApiSettings,
-    Settings,
-    StorageSettings,
-    read_settings,
-)
+from eomatch.config.settings import Settings, StorageSettings, public_origin, read_settings
 from eomatch.io.object_store import LocalFolderStore, ObjectStore, S3Config, S3ObjectStore
 
 __all__ = ["DATA_URL_PATH", "data_root", "open_data_store"]
@@ -53,7 +49,10 @@ def open_data_store(settings: StorageSettings | None = None) -> ObjectStore:
         )
     public = settings.public_url
     if public is None:
-        origin = read_settings(ApiSettings).public_url.rstrip("/")
+        # EOMATCH_PUBLIC_URL alone, not ApiSettings: a worker process is no API process
+        origin = os.environ.get("EOMATCH_PUBLIC_URL", "").strip().rstrip("/")
+        if origin:
+            public_origin(origin)  # a bad value: ConfigError naming the variable
         public = origin + DATA_URL_PATH if origin else None
     root = data_root(settings)
     assert root is not None

@@ -61,11 +61,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _boot_code(site_dirs: Sequence[str], paths: Sequence[str], then: str) -> str:
-    """Python that makes this environment's packages importable, then runs ``then``."""
+    """Python that makes this environment's packages importable, then runs ``then``.
+
+    They go before the interpreter's own site packages (after the standard library): a system
+    interpreter's dist-packages (an older attrs, say) must not shadow this environment's."""
     return (
         "import site, sys\n"
+        "before = list(sys.path)\n"
         f"for d in {list(site_dirs)!r}:\n    site.addsitedir(d)\n"
         f"for d in {list(paths)!r}:\n    d in sys.path or sys.path.append(d)\n"
+        "new = [p for p in sys.path if p not in before]\n"
+        "i = next((k for k, p in enumerate(before) if 'packages' in p), len(before))\n"
+        "sys.path[:] = before[:i] + new + before[i:]\n"
         f"{then}\n"
     )
 

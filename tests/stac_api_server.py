@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import cql2
 from shapely.geometry import box, shape
 
 STAC_VERSION = "1.0.0"
@@ -325,6 +326,9 @@ class StacApiServer:
     invalid_json: bool = False
     delay_s: float = 0.0
     search_methods: tuple[str, ...] = ("GET", "POST")
+    extensions: tuple[str, ...] = ()
+    """Conformance classes added to the core ones (e.g. the filter and sort extensions, which
+    this server then implements: CQL2-JSON ``filter`` through the cql2 library, ``sortby``)."""
     """Methods ``/search`` accepts (and the landing page lists); others answer 405."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -372,7 +376,7 @@ class StacApiServer:
             "id": "test-stac-api",
             "title": "eomatch test STAC API",
             "description": "Local STAC API for eomatch tests",
-            "conformsTo": CONFORMS_TO,
+            "conformsTo": CONFORMS_TO + list(self.extensions),
             "links": links,
         }
 
@@ -404,6 +408,10 @@ class StacApiServer:
             bbox = [float(v) for v in bbox.split(",")]
         interval = _interval(params.get("datetime"))
         limit = max(1, min(int(params.get("limit") or 10), 1000))
+        expr = None
+        if params.get("filter") is not None and "filter" in " ".join(self.extensions):
+            raw = params["filter"]
+            expr = cql2.Expr(json.loads(raw) if isinstance(raw, str) else raw)
         offset = int(params.get("token") or 0)
         hits = []
         for item in self.items:
@@ -413,8 +421,17 @@ class StacApiServer:
                 continue
             if interval is not None and not _overlaps(item, interval):
                 continue
+            if expr is not None and not _matches(expr, item):
+                continue
             hits.append(item)
         hits.sort(key=lambda i: (_item_times(i)[0], i["id"]))
+        sortby = params.get("sortby")
+        if isinstance(sortby, list) and sortby and "sort" in " ".join(self.extensions):
+            field_name = str(sortby[0]["field"]).removeprefix("properties.")
+            hits.sort(
+                key=lambda i: (str(i["properties"].get(field_name) or ""), i["id"]),
+                reverse=sortby[0].get("direction") == "desc",
+            )
         page = hits[offset : offset + limit]
         links: list[dict[str, Any]] = [{"rel": "root", "href": f"{self.url}/"}]
         if offset + limit < len(hits):
@@ -482,6 +499,13 @@ class StacApiServer:
                 self.fail_count -= 1
                 return self.fail_status
         return None
+
+
+def _matches(expr: Any, item: dict[str, Any]) -> bool:
+    try:
+        return bool(expr.matches(item))
+    except Exception:  # a property the item lacks
+        return False
 
 
 def _parse_time(text: str) -> datetime | None:

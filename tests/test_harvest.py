@@ -569,3 +569,25 @@ def test_mark_tracker_advances_only_in_order() -> None:
     assert unordered.page([t[8]]) is None  # and no advancing for the rest of the run
     assert unordered.mark == t[6]
     assert unordered.finish() == t[9]  # a complete run covered everything up to its newest
+
+
+def test_updated_window_applied_locally_without_the_filter_extension() -> None:
+    items = mixed_items(6)
+    for i, item in enumerate(items):
+        item["properties"]["updated"] = f"2022-06-{10 + i:02d}T00:00:00Z"
+    with serve_stac(StacApiServer(items=items)) as api:
+        h = harvester(
+            resource={"url": api.url, "type": "stac-api"},
+            query={"time": {"property": "updated", "begin": "2022-06-12", "end": "2022-06-14"}},
+        )
+        report = run_harvest(h, None, dry_run=True, limits=FAST)
+        body = api.search_bodies[0]
+    assert "filter" not in body
+    assert "datetime" not in body
+    assert report.counts.seen == 3  # updated June 12, 13, 14 (the rest dropped here)
+    assert report.mark_after == datetime(2022, 6, 14, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="updated needs a STAC source"):
+        harvester(
+            resource={"url": "http://x/d.xml", "type": "opensearch"},
+            query={"time": {"property": "updated"}},
+        )

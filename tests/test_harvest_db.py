@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +332,52 @@ def test_scheduled_harvest_runs_on_the_worker(service_db: ServiceDb, tmp_path: P
     ]
     actors = db.query("SELECT DISTINCT actor FROM eomatch.transactions")
     assert actors == [("harvest:s2",)]
+
+
+FILTER_SORT = (
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+)
+
+
+def with_updated(items: list[dict[str, Any]], hours: int = 5) -> list[dict[str, Any]]:
+    for i in items:
+        t = i["properties"]["datetime"].replace("Z", "+00:00")
+        upd = datetime.fromisoformat(t) + timedelta(hours=hours)
+        i["properties"]["updated"] = upd.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return items
+
+
+def test_updated_mark_picks_up_reprocessed_items(cli_env: ServiceDb) -> None:
+    """``time.property: updated``: the window and the mark follow ``updated`` (a CQL2 filter
+    and sortby on an API with the filter and sort extensions), so items reprocessed in place
+    (same datetime, newer ``updated``) are harvested again."""
+    db = cli_env
+    server = StacApiServer(items=with_updated(mixed_items(6)), extensions=FILTER_SORT)
+    with serve_stac(server) as api:
+        query = {"collection": "sentinel-2-l2a", "time": {"property": "updated"}}
+        h = HarvesterConfig.model_validate(
+            s2_harvester(api.url, filter=None, postprocess=[], query=query)
+        )
+        first = run_harvest(h, store(db), limits=FAST)
+        assert first.counts.written == 6
+        assert first.mark_after == T0 + timedelta(days=5, hours=5)
+        for i in (1, 3):  # reprocessed: same id and datetime, new content and updated
+            p = server.items[i]["properties"]
+            p["s2:processing_baseline"] = "05.10"
+            p["updated"] = "2022-06-01T00:00:00.000000Z"
+        n = len(server.search_bodies)
+        second = run_harvest(h, store(db), limits=FAST)
+        body = server.search_bodies[n]
+    assert "datetime" not in body
+    assert body["filter"] == {
+        "op": ">=",
+        "args": [{"property": "updated"}, {"timestamp": "2022-05-06T15:00:00.000000Z"}],
+    }
+    assert body["sortby"] == [{"field": "properties.updated", "direction": "asc"}]
+    assert second.counts.seen == 3  # the item at the mark, and the two reprocessed ones
+    got = store(db).get_item("s2-l2a-harvested", server.items[1]["id"])
+    assert got is not None
+    assert got["properties"]["s2:processing_baseline"] == "05.10"
+    assert db.query("SELECT count(*) FROM pgstac.items") == [(6,)]

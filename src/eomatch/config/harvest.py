@@ -138,8 +138,10 @@ class HarvestTime(BaseModel):
 
     begin: datetime | None = Field(default=None, description="Start (ISO 8601, UTC if naive).")
     end: datetime | None = Field(default=None, description="End (ISO 8601); none: open.")
-    property: Literal["datetime", "sensed"] = Field(
-        default="datetime", description="The item time compared (sensed = datetime)."
+    property: Literal["datetime", "sensed", "updated"] = Field(
+        default="datetime",
+        description="The item time the window and the high-water mark follow: datetime "
+        "(sensed: the same) or updated (picks up reprocessed items).",
     )
 
     @field_validator("begin", "end", mode="before")
@@ -231,6 +233,15 @@ class HarvesterConfig(BaseModel):
     queue: Literal["register"] | None = Field(
         default=None, description="EOEPCA's output queue: only 'register' (the default) exists."
     )
+
+    @model_validator(mode="after")
+    def _time_property(self) -> HarvesterConfig:
+        if self.query.time.property == "updated" and self.resource.type == "opensearch":
+            raise ValueError(
+                "query.time.property: updated needs a STAC source (OpenSearch has no standard "
+                "'updated' parameter); use datetime"
+            )
+        return self
 
     @field_validator("filter", mode="before")
     @classmethod

@@ -79,11 +79,14 @@ def parse_stac_time(text: Any) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def item_time(item: dict[str, Any]) -> datetime | None:
-    """The time a harvester's high-water mark follows: ``datetime``, else ``start_datetime``."""
+def item_time(item: dict[str, Any], prop: str = "datetime") -> datetime | None:
+    """The time a harvester's window and high-water mark follow: ``datetime`` (else
+    ``start_datetime``), or with ``prop="updated"`` the ``updated`` property."""
     props = item.get("properties")
     if not isinstance(props, dict):
         return None
+    if prop == "updated":
+        return parse_stac_time(props.get("updated"))
     return parse_stac_time(props.get("datetime")) or parse_stac_time(props.get("start_datetime"))
 
 

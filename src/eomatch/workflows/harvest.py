@@ -171,6 +171,20 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+FILTER_CONFORMANCE = ("/item-search#filter", "/conf/filter", "/conf/features-filter")
+"""Endings of conformance classes that promise CQL2 filtering of item searches."""
+
+
+def _updated_filter(start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    """CQL2-JSON: ``updated`` within the window."""
+    parts: list[dict[str, Any]] = []
+    if start is not None:
+        parts.append({"op": ">=", "args": [{"property": "updated"}, {"timestamp": _iso(start)}]})
+    if end is not None:
+        parts.append({"op": "<=", "args": [{"property": "updated"}, {"timestamp": _iso(end)}]})
+    return parts[0] if len(parts) == 1 else {"op": "and", "args": parts}
+
+
 @dataclass
 class Source:
     """What to ask a source for: the harvester plus the window this run covers."""
@@ -180,6 +194,11 @@ class Source:
     end: datetime | None
     limits: HttpLimits
     transport: Any = None
+
+    @property
+    def prop(self) -> str:
+        """The item time the window follows: ``datetime`` or ``updated``."""
+        return "updated" if self.harvester.query.time.property == "updated" else "datetime"
 
     def pages(self, raw: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Pages of items as the source has them (``raw``: fetched only, not read into items;
@@ -209,26 +228,46 @@ class Source:
                 for link in links
                 if isinstance(link, dict) and link.get("rel") == "search"
             }
-            conforms = landing.get("conformsTo", []) if isinstance(landing, dict) else []
+            conforms = (
+                [str(c) for c in landing.get("conformsTo", [])] if isinstance(landing, dict) else []
+            )
             method = "POST" if "POST" in methods or not methods else "GET"
             body: dict[str, Any] = {"limit": h.resource.page_size}
             if h.query.collection:
                 body["collections"] = [h.query.collection]
             if h.query.bbox:
                 body["bbox"] = list(h.query.bbox)
-            if self.start or self.end:
+            by_updated = self.prop == "updated"
+            local_window = False
+            if (self.start or self.end) and not by_updated:
                 a = _iso(self.start) if self.start else ".."
                 b = _iso(self.end) if self.end else ".."
                 body["datetime"] = f"{a}/{b}"
-            if any("/item-search#sort" in str(c) for c in conforms):
+            elif self.start or self.end:  # updated: a CQL2 filter where the API has them
+                if any(c.endswith(FILTER_CONFORMANCE) for c in conforms):
+                    body["filter"] = _updated_filter(self.start, self.end)
+                    body["filter-lang"] = "cql2-json"
+                else:
+                    local_window = True  # everything is fetched; the window is applied here
+            if any("/item-search#sort" in c for c in conforms):
+                field_name = f"properties.{self.prop}"
                 body["sortby"] = (
-                    [{"field": "properties.datetime", "direction": "asc"}]
+                    [{"field": field_name, "direction": "asc"}]
                     if method == "POST"
-                    else "+properties.datetime"
+                    else f"+{field_name}"
                 )
             for page in api.search(body, method=method, what=f"harvest {h.name} at {api.root}"):
                 feats = [f for f in page["features"] if isinstance(f, dict)]
+                if local_window and not raw:
+                    feats = [f for f in feats if self._in_window(item_time(f, self.prop))]
                 yield feats if not raw else [{}] * len(feats)
+
+    def _in_window(self, t: datetime | None) -> bool:
+        return (
+            t is not None
+            and not (self.start and t < self.start)
+            and not (self.end and t > self.end)
+        )
 
     def _static(self) -> Iterator[list[dict[str, Any]]]:
         h = self.harvester
@@ -241,8 +280,8 @@ class Source:
         for item in cat.items:
             if h.query.collection and item.get("collection") != h.query.collection:
                 continue
-            t = item_time(item)
-            if t is None or (self.start and t < self.start) or (self.end and t > self.end):
+            t = item_time(item, self.prop)
+            if not self._in_window(t):
                 continue
             geom = item.get("geometry")
             if area is not None and (
@@ -399,7 +438,7 @@ def run_harvest(
             out: dict[str, dict[str, Any]] = {}
             times = []
             for item in page:
-                t = item_time(item)
+                t = item_time(item, source.prop)
                 if t is not None:
                     times.append(t)
                 if not keep(item):

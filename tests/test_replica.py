@@ -290,5 +290,30 @@ def test_replica_stopped_reads_fall_back_or_fail_fast(pair: Pair) -> None:
         pair.replica.start()
 
 
-def test_replica_init_without_a_primary_is_one_clear_error(tmp_path: Path) -> None:
-    assert main(["db", "replica", "status", "--dir", str(tmp_path / "none")]) == 4
+def test_replica_init_without_a_primary_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "none"
+    assert main(["db", "replica", "status", "--dir", str(root)]) == 4
+    capsys.readouterr()
+    assert main(["db", "replica", "init", "--dir", str(root)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no local cluster" in err
+    assert len(err.splitlines()) == 1
+    assert not (root / "replica").exists()
+
+
+def test_read_hosts_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eomatch.config.settings import ApiSettings, read_settings
+    from eomatch.errors import ConfigError
+
+    monkeypatch.setenv("EOMATCH_DB_READ_HOSTS", "replica-1:5432, [::1]:6432")
+    assert read_settings(ApiSettings).read_hosts == [("replica-1", 5432), ("::1", 6432)]
+    for bad in ("replica-1", "replica:0", ":5432", "replica:x"):
+        monkeypatch.setenv("EOMATCH_DB_READ_HOSTS", bad)
+        with pytest.raises(ConfigError, match="EOMATCH_DB_READ_HOSTS"):
+            read_settings(ApiSettings)
+    monkeypatch.setenv("EOMATCH_DB_READ_HOSTS", "")
+    monkeypatch.setenv("EOMATCH_DB_READ_POOLING", "statement")
+    with pytest.raises(ConfigError, match="EOMATCH_DB_READ_POOLING"):
+        read_settings(ApiSettings)

@@ -110,6 +110,8 @@ class LocalReplica:
         if self.initialised:
             return False
         cluster = self.cluster
+        if not cluster.initialised:
+            raise ClusterError(f"no local cluster in {cluster.root}: run `eomatch db init` first")
         if not cluster.status().running:
             raise ClusterError("the primary is not running: `eomatch db start` first")
         port = port or cluster.port + 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 __all__ = ["HISTORY_GRANTS_SQL", "HISTORY_SQL", "KINDS", "WriteNote", "describe_sql"]
 
-KINDS = ("ingest", "prune", "push", "api", "rollback", "purge", "job", "harvest", "sql")
+KINDS = ("ingest", "prune", "push", "api", "rollback", "purge", "job", "harvest", "process", "sql")
 """Kinds of transaction: ``sql`` is a writer that did not describe itself."""
 
 

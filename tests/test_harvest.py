@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from eomatch.cli.main import main
-from eomatch.config.harvest import HarvesterConfig
+from eomatch.config.harvest import FormatConfig, HarvesterConfig
 from eomatch.config.models import RunConfig
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import ConfigError, NetworkError
@@ -591,3 +591,49 @@ def test_updated_window_applied_locally_without_the_filter_extension() -> None:
             resource={"url": "http://x/d.xml", "type": "opensearch"},
             query={"time": {"property": "updated"}},
         )
+
+
+def test_opensearch_malformed_answers_are_one_line_or_skipped() -> None:
+    from stac_api_server import Reply, serve_scripted
+
+    osdd = (
+        '<OpenSearchDescription xmlns="http://a9.com/-/spec/opensearch/1.1/">'
+        '<Url type="application/atom+xml" indexOffset="x" template="{base}/a?n={{count?}}"/>'
+        '<Url type="application/json" template="{base}/j?n={{count?}}"/>'
+        "</OpenSearchDescription>"
+    )
+    feed = (
+        '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:georss="http://www.georss.org/georss"'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<entry><title>a</title><dc:date>2022-05-01T00:00:00Z</dc:date>"
+        "<georss:polygon>45 nine 46 10</georss:polygon></entry>"
+        "<entry><title>b</title><dc:date>2022-05-02T00:00:00Z</dc:date>"
+        "<georss:polygon>45 10 45 11 46 11 45 10</georss:polygon></entry></feed>"
+    )
+
+    def script(seen: Any) -> Reply:
+        base = f"http://127.0.0.1:{srv_port[0]}"
+        if seen.path == "/d.xml":
+            return Reply(200, osdd.format(base=base).encode(), {"Content-Type": "text/xml"})
+        if seen.path == "/a":
+            return Reply(200, feed.encode(), {"Content-Type": "application/atom+xml"})
+        return Reply(200, b'{"type": "FeatureCollection", "features": "x"}', {})
+
+    srv_port = [0]
+    with serve_scripted(script) as srv:
+        srv_port[0] = int(srv.url.rsplit(":", 1)[1])
+        atom = harvester(
+            resource={
+                "url": f"{srv.url}/d.xml",
+                "type": "opensearch",
+                "format_config": {"type": "application/atom+xml"},
+            }
+        )
+        report = run_harvest(atom, None, dry_run=True, limits=FAST)
+        assert report.counts.seen == 2  # the unreadable footprint does not stop the page
+        assert report.counts.written + report.counts.invalid == 2
+        geojson = atom.model_copy(
+            update={"resource": atom.resource.model_copy(update={"format_config": FormatConfig()})}
+        )
+        with pytest.raises(NetworkError, match="not a GeoJSON FeatureCollection"):
+            run_harvest(geojson, None, dry_run=True, limits=FAST)

@@ -164,8 +164,8 @@ def parse_description(content: bytes, url: str) -> Description:
                 template=urljoin(url, template),
                 type=el.get("type", ""),
                 rel=el.get("rel", "results"),
-                index_offset=int(el.get("indexOffset", "1")),
-                page_offset=int(el.get("pageOffset", "1")),
+                index_offset=_offset(el.get("indexOffset")),
+                page_offset=_offset(el.get("pageOffset")),
                 namespaces=namespaces,
             )
         )
@@ -215,6 +215,16 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _offset(text: str | None) -> int:
+    """``indexOffset``/``pageOffset``: 1 when absent or not a number (the spec's default)."""
+    value = _int(text)
+    return 1 if value is None else value
+
+
 def _int(text: Any) -> int | None:
     try:
         return int(str(text).strip()) if text is not None else None
@@ -252,9 +262,8 @@ def parse_geojson(
     feats = [f for f in doc["features"] if isinstance(f, dict)]
     items = [geojson_feature_to_item(f, mapping_, collection, url) for f in feats]
     props = _dict(doc.get("properties"))
-    links = [*(doc.get("links") or []), *(props.get("links") or [])]
     nxt = None
-    for link in links:
+    for link in [*_list(doc.get("links")), *_list(props.get("links"))]:
         if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
             nxt = urljoin(url, str(link["href"]))
     total = _int(props.get("totalResults") if props else doc.get("totalResults"))
@@ -294,6 +303,15 @@ def _latlon_pairs(text: str) -> list[list[float]]:
 
 
 def _atom_geometry(entry: ET.Element) -> dict[str, Any] | None:
+    """The entry's footprint; None when it has none or it is unreadable (the item is then
+    stored without geometry, or skipped as invalid, by the harvester's check)."""
+    try:
+        return _atom_geometry_or_raise(entry)
+    except ValueError:
+        return None
+
+
+def _atom_geometry_or_raise(entry: ET.Element) -> dict[str, Any] | None:
     polygon = entry.findtext(".//georss:polygon", None, NS)
     if polygon:
         ring = _latlon_pairs(polygon)
@@ -322,7 +340,8 @@ def _atom_geometry(entry: ET.Element) -> dict[str, Any] | None:
 
 def _positions(coords: Any) -> Iterator[tuple[float, float]]:
     if isinstance(coords, list | tuple) and coords and isinstance(coords[0], int | float):
-        yield float(coords[0]), float(coords[1])
+        if len(coords) >= 2 and isinstance(coords[1], int | float):
+            yield float(coords[0]), float(coords[1])
     elif isinstance(coords, list | tuple):
         for c in coords:
             yield from _positions(c)
@@ -478,7 +497,7 @@ def geojson_feature_to_item(
     if isinstance(feature.get("assets"), dict):
         assets.update(feature["assets"])
     links = []
-    for link in [*(src.get("links") or []), *(feature.get("links") or [])]:
+    for link in [*_list(src.get("links")), *_list(feature.get("links"))]:
         if isinstance(link, dict) and isinstance(link.get("href"), str):
             rel = str(link.get("rel") or "via")
             if rel in ("self", "alternate"):
@@ -604,16 +623,7 @@ class OpenSearchClient:
                     "(limit max_pages)"
                 )
             answer = self._get(url, deadline)
-            if raw:
-                page = _raw_page(answer, is_atom, url)
-            elif is_atom:
-                page = parse_atom(answer.content, url, mapping_, collection)
-            else:
-                try:
-                    doc = answer.json()
-                except ValueError:
-                    raise NetworkError(f"{url}: the answer is not JSON") from None
-                page = parse_geojson(doc, url, mapping_, collection)
+            page = _read_page(answer, url, is_atom, raw, mapping_, collection)
             yield page
             fetched += page.raw_entries
             if page.raw_entries == 0:
@@ -631,6 +641,30 @@ class OpenSearchClient:
                 url = fill_template(template, values)
             else:
                 return
+
+
+def _read_page(
+    answer: Answer,
+    url: str,
+    is_atom: bool,
+    raw: bool,
+    mapping_: Mapping[str, str],
+    collection: str,
+) -> OpenSearchPage:
+    """One answer read; anything malformed in it is a one-line :class:`NetworkError`."""
+    try:
+        if raw:
+            return _raw_page(answer, is_atom, url)
+        if is_atom:
+            return parse_atom(answer.content, url, mapping_, collection)
+        try:
+            doc = answer.json()
+        except ValueError:
+            raise NetworkError(f"{url}: the answer is not JSON") from None
+        return parse_geojson(doc, url, mapping_, collection)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        text = " ".join(str(exc).split())[:160]
+        raise NetworkError(f"{url}: unreadable answer ({type(exc).__name__}: {text})") from None
 
 
 def _last_page(page: OpenSearchPage, linked: bool, fetched: int, page_size: int) -> bool:
@@ -663,8 +697,8 @@ def _raw_page(answer: Answer, is_atom: bool, url: str) -> OpenSearchPage:
         raise NetworkError(f"{url}: the answer is not JSON") from None
     props = _dict(doc.get("properties"))
     nxt = None
-    for link in [*(doc.get("links") or []), *(props.get("links") or [])]:
+    for link in [*_list(doc.get("links")), *_list(props.get("links"))]:
         if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
             nxt = urljoin(url, str(link["href"]))
     total = _int(props.get("totalResults") if props else doc.get("totalResults"))
-    return OpenSearchPage([], nxt, total, len(doc.get("features") or []))
+    return OpenSearchPage([], nxt, total, len(_list(doc.get("features"))))

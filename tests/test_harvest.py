@@ -25,7 +25,7 @@ from eomatch.cli.main import main
 from eomatch.config.harvest import FormatConfig, HarvesterConfig
 from eomatch.config.models import RunConfig
 from eomatch.core.validation import stac_document_problem
-from eomatch.errors import ConfigError, NetworkError
+from eomatch.errors import ConfigError, EomatchError, NetworkError
 from eomatch.io.http import HttpLimits
 from eomatch.io.opensearch import NS, OpenSearchClient, fill_template
 from eomatch.workflows.harvest import load_postprocessors, run_harvest
@@ -637,3 +637,35 @@ def test_opensearch_malformed_answers_are_one_line_or_skipped() -> None:
         )
         with pytest.raises(NetworkError, match="not a GeoJSON FeatureCollection"):
             run_harvest(geojson, None, dry_run=True, limits=FAST)
+
+
+class RaisesOnSecond:
+    """A broken post-processor: fails on the second item."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def postprocess(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        self.n += 1
+        if self.n == 2:
+            raise KeyError("s2:tile")
+        return item
+
+
+class ReturnsAList:
+    def postprocess(self, item: dict[str, Any]) -> Any:
+        return [item]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("test_harvest.RaisesOnSecond", r"post-processor RaisesOnSecond failed on item .*KeyError"),
+        ("test_harvest.ReturnsAList", r"ReturnsAList returned a list for item"),
+    ],
+)
+def test_broken_postprocessor_is_one_line(path: str, message: str) -> None:
+    with serve_stac(StacApiServer(items=mixed_items(3))) as api:
+        h = harvester(resource={"url": api.url, "type": "stac-api"}, postprocess=[path])
+        with pytest.raises(EomatchError, match=message):
+            run_harvest(h, None, dry_run=True, limits=FAST)

@@ -455,6 +455,12 @@ def run_harvest(
                             f"harvest {h.name}: post-processor {type(post).__name__} failed on "
                             f"item {item.get('id')!r:.100}: {type(exc).__name__}: {exc}"
                         ) from None
+                    if doc is not None and not isinstance(doc, dict):
+                        raise EomatchError(
+                            f"harvest {h.name}: post-processor {type(post).__name__} returned "
+                            f"a {type(doc).__name__} for item {item.get('id')!r:.100} (give "
+                            "back the item, a new item, or None)"
+                        )
                 if doc is None:
                     c.dropped += 1
                     continue

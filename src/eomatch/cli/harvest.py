@@ -16,6 +16,7 @@ from eomatch.cli.db import db_options, target_from
 from eomatch.config.harvest import HarvesterConfig
 from eomatch.core.harvest import HarvestCounts
 from eomatch.errors import EomatchError, InputError
+from eomatch.io.pgstac_store import PgstacStore  # the service extra, checked when chosen
 from eomatch.workflows.harvest import HarvestReport, find_harvester, run_harvest
 
 FORMATS = ("table", "json")
@@ -89,9 +90,7 @@ def _harvesters(args: argparse.Namespace) -> list[HarvesterConfig]:
     return list(getattr(load_run_config(args), "harvesters", []))
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from eomatch.io.pgstac_store import PgstacStore
-
+def _store(args: argparse.Namespace) -> PgstacStore:
     target = target_from(args)
     if target.cluster is not None and not target.cluster.status().running:
         raise EomatchError(
@@ -100,7 +99,7 @@ def _store(args: argparse.Namespace) -> Any:
     return PgstacStore(target.role(INGEST_ROLE))
 
 
-def _dry_run_store(args: argparse.Namespace) -> Any:
+def _dry_run_store(args: argparse.Namespace) -> PgstacStore | None:
     """The database for a dry run's marks, or None (said on stderr) when it cannot be read:
     a dry run then covers the configured window, as a first run would."""
     from eomatch.io.harvest_state import HarvestStateStore
@@ -150,7 +149,9 @@ def run_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _run_one(h: HarvesterConfig, store: Any, args: argparse.Namespace) -> HarvestReport:
+def _run_one(
+    h: HarvesterConfig, store: PgstacStore | None, args: argparse.Namespace
+) -> HarvestReport:
     with progress_bar(f"harvest {h.name}", total=1, unit="items") as bar:
         task = bar.task_ids[0]
 

@@ -20,17 +20,23 @@ from eomatch.io.pgstac_store import PgstacStore
 from eomatch.io.records_schema import PUBLIC_VIEW, RECORDS_VIEW
 from eomatch.io.registrar import Registrar
 from service_fixtures import *  # noqa: F403
-from service_fixtures import ServiceDb, make_catalogue
+from service_fixtures import ServiceDb, _new_db, make_catalogue
 
 
-@pytest.fixture
-def ingested(tmp_path: Path, service_db: ServiceDb, monkeypatch: pytest.MonkeyPatch) -> ServiceDb:
-    root = make_catalogue(tmp_path / "cat", n_events=1)
-    for k, v in service_db.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("PGUSER", "eomatch_ingest")
-    assert main(["ingest", "--catalogue", str(root)]) == 0
-    return service_db
+@pytest.fixture(scope="module")
+def ingested(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> ServiceDb:
+    """One small catalogue ingested through the CLI (the tests leave it as they found it)."""
+    db = _new_db(pg_cluster)
+    root = make_catalogue(tmp_path_factory.mktemp("registrar") / "cat", n_events=1)
+    mp = pytest.MonkeyPatch()
+    for k, v in db.env().items():
+        mp.setenv(k, v)
+    mp.setenv("PGUSER", "eomatch_ingest")
+    try:
+        assert main(["ingest", "--catalogue", str(root)]) == 0
+    finally:
+        mp.undo()
+    return db
 
 
 def _counts(db: ServiceDb) -> tuple[Any, ...]:

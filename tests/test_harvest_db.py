@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -230,6 +231,20 @@ def test_killed_run_resumes(cli_env: ServiceDb, tmp_path: Path) -> None:
         server.delay_s = 0
         assert main(["harvest", "run", "s2", "--config", str(cfg)]) == 0
     assert db.query("SELECT count(*), count(DISTINCT id) FROM pgstac.items") == [(24, 24)]
+
+
+def test_database_without_the_state_table_gets_a_hint(
+    cli_env: ServiceDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = cli_env
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        conn.execute("DROP TABLE eomatch.harvest_state")
+    cfg = write_config(tmp_path / "h.yaml", s2_harvester("http://127.0.0.1:9"))
+    assert main(["harvest", "status", "s2", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("eomatch: error: the database has no eomatch.harvest_state table")
+    assert "eomatch db migrate" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_dry_run_writes_nothing(

@@ -9,13 +9,16 @@ no duplicates) and never skips one. The table is installed with the rest of the 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from eomatch.errors import DatabaseError
 
 __all__ = ["HARVEST_GRANTS_SQL", "HARVEST_SQL", "HarvestState", "HarvestStateStore"]
 
@@ -89,9 +92,21 @@ class HarvestStateStore:
     def __init__(self, store: Connects) -> None:
         self.store = store
 
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection; a database set up before harvesting existed gets a hint, not SQL."""
+        with self.store.connect() as conn:
+            try:
+                yield conn
+            except psycopg.errors.UndefinedTable:  # inside: the store would word it as SQL
+                raise DatabaseError(
+                    "the database has no eomatch.harvest_state table (set up before harvesting "
+                    "existed): run `eomatch db migrate` (or `eomatch db init` for a local cluster)"
+                ) from None
+
     def get(self, harvester: str) -> HarvestState:
         """The row of ``harvester`` (a ``never`` state when it has not run)."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM eomatch.harvest_state WHERE harvester = %s",
                 (harvester,),
@@ -100,13 +115,13 @@ class HarvestStateStore:
 
     def all(self) -> dict[str, HarvestState]:
         """Every stored row by harvester."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM eomatch.harvest_state").fetchall()
         return {r[0]: HarvestState(*r) for r in rows}
 
     def start(self, harvester: str, run: str) -> None:
         """A run begins (the mark is kept)."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             conn.execute(
                 "INSERT INTO eomatch.harvest_state AS h (harvester, run, started_at, status) "
                 "VALUES (%s, %s, now(), 'running') ON CONFLICT (harvester) DO UPDATE SET "
@@ -120,7 +135,7 @@ class HarvestStateStore:
         self, harvester: str, mark: datetime | None, counts: dict[str, int], written: int
     ) -> None:
         """A page is registered: store the run's counts and (if given) the advanced mark."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             conn.execute(
                 "UPDATE eomatch.harvest_state SET mark = coalesce(%s, mark), counts = %s, "
                 "total_written = total_written + %s WHERE harvester = %s",
@@ -136,7 +151,7 @@ class HarvestStateStore:
         error: str | None = None,
     ) -> None:
         """The run ended (``error``: it failed; the mark stays at the last completed page)."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             conn.execute(
                 "UPDATE eomatch.harvest_state SET mark = coalesce(%s, mark), counts = %s, "
                 "finished_at = now(), status = %s, error = %s WHERE harvester = %s",
@@ -146,7 +161,7 @@ class HarvestStateStore:
 
     def reset(self, harvester: str) -> bool:
         """Forget the mark and runs of ``harvester`` (the next run harvests everything)."""
-        with self.store.connect() as conn:
+        with self._connect() as conn:
             cur = conn.execute(
                 "DELETE FROM eomatch.harvest_state WHERE harvester = %s", (harvester,)
             )

@@ -272,6 +272,14 @@ def test_bad_csw_requests_are_not_5xx(served: dict[str, Any]) -> None:
         r = httpx.get(f"{base}/csw", params=params)
         assert r.status_code < 500, (params, r.text[:300])
         assert b"ExceptionReport" in r.content
+    one = sorted(_stac_ids(base))[0]
+    raw = httpx.get(f"{base}/csw", params={"service": "CSW", "version": "2.0.2",
+                    "request": "GetRepositoryItem", "id": one})  # fmt: skip
+    assert raw.status_code == 200, raw.text[:300]
+    assert (
+        etree.fromstring(raw.content).findtext("{http://purl.org/dc/elements/1.1/}identifier")
+        == one
+    )
     r = httpx.post(f"{base}/csw", content=b"<not xml", headers={"content-type": "text/xml"})
     assert r.status_code < 500
     r = httpx.post(f"{base}/csw", content=b"<x/>" * 300_000, headers={"content-type": "text/xml"})

@@ -101,7 +101,15 @@ SELECT
     'local'::text AS mdsource,
     coalesce(p->>'updated', p->>'created',
              to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS insert_date,
-    ''::text AS xml,
+    -- what CSW's GetRepositoryItem returns: a small Dublin Core record (computed only for
+    -- the rows a query returns)
+    xmlelement(name "csw:Record", xmlattributes(
+            'http://www.opengis.net/cat/csw/2.0.2' AS "xmlns:csw",
+            'http://purl.org/dc/elements/1.1/' AS "xmlns:dc"),
+        xmlelement(name "dc:identifier", i.collection || ':' || i.id),
+        xmlelement(name "dc:title", coalesce(p->>'title', i.id)),
+        xmlelement(name "dc:type", 'dataset'),
+        xmlelement(name "dc:source", i.collection))::text AS xml,
     'application/xml'::text AS metadata_type,
     concat_ws(' ', i.id, i.collection, p->>'title', p->>'description', p->>'platform',
               p->>'constellation', p->>'eomatch:kind', p->>'matchup:event_id',

@@ -20,7 +20,7 @@ from eomatch.io.pgstac_store import PgstacStore
 from eomatch.service.stack import Backoff, Stack
 from service_fixtures import _new_db, free_port, make_catalogue, pg_cluster  # noqa: F401
 
-pytestmark = [pytest.mark.xdist_group("supervision")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("supervision")]
 BACKOFF = Backoff(initial_s=0.1, factor=2.0, max_s=0.8, stable_s=3.0, report_after=4)
 
 

@@ -25,8 +25,9 @@ require_extra("jobs", "the job queue", ("procrastinate", "psycopg"))
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 from eomatch.errors import ConflictError, InputError, NotFoundError
 from eomatch.io.pg_conn import ConnectionInfo
@@ -210,14 +211,46 @@ class JobRecord:
 
 
 class JobQueue:
-    """Submit, read, cancel and retry jobs (synchronous, one short connection per call)."""
+    """Submit, read, cancel and retry jobs (synchronous).
 
-    def __init__(self, info: ConnectionInfo) -> None:
+    Without a pool each call opens a short connection (the CLI); with one (the API, the
+    worker) it borrows one: a connection costs ~15 ms, a pooled submit half of that.
+    """
+
+    def __init__(self, info: ConnectionInfo, pool: ConnectionPool[Any] | None = None) -> None:
         self.info = info
+        self.pool = pool
+
+    @classmethod
+    def pooled(cls, info: ConnectionInfo, size: int = 4) -> JobQueue:
+        """A queue on a pool of up to ``size`` connections, opened lazily (at first use)."""
+        from psycopg_pool import ConnectionPool
+
+        pool: ConnectionPool[Any] = ConnectionPool(
+            info.conninfo(),
+            min_size=1,
+            max_size=size,
+            open=False,
+            kwargs={"options": "-c search_path=pgstac,public"},
+            reconnect_timeout=30,
+            check=ConnectionPool.check_connection,  # a restarted database: no stale ones
+        )
+        return cls(info, pool)
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A connection whose rows are dicts; psycopg errors become one-line DatabaseErrors."""
+        if self.pool is not None:
+            with translated(f"job queue in {self.info.describe()}"):
+                if self.pool.closed:
+                    self.pool.open(wait=False)
+                with self.pool.connection(timeout=30) as pooled:
+                    pooled.row_factory = dict_row
+                    try:
+                        yield pooled
+                    finally:
+                        pooled.row_factory = tuple_row
+            return
         with translated(f"cannot connect to the database {self.info.describe()}"):
             conn = psycopg.connect(self.info.conninfo(), row_factory=dict_row)
         try:
@@ -225,6 +258,16 @@ class JobQueue:
                 yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection with tuple rows (what :class:`PgstacStore` code expects)."""
+        if self.pool is None:
+            raise RuntimeError("borrow() needs a pooled queue")
+        if self.pool.closed:
+            self.pool.open(wait=False)
+        with self.pool.connection(timeout=30) as conn:
+            yield conn
 
     # -- submitting ----------------------------------------------------------------------------
 

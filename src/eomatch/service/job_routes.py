@@ -16,11 +16,13 @@ the internal API's role. The external API does not mount these routes (404 there
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from eomatch.errors import InputError, NotFoundError
 from eomatch.io.job_queue import STATUSES, JobQueue, JobRecord
 from eomatch.io.pg_conn import ConnectionInfo
+from eomatch.io.pg_errors import translated
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.service.history_routes import _int, _single, _text
 from eomatch.workflows.jobs.worker import submit_job
@@ -45,8 +48,9 @@ _NEWITEM_FIELDS = frozenset(
 
 def register(app: FastAPI, info: ConnectionInfo) -> None:
     """Mount the job routes (internal API only), reaching the queue as ``info``."""
-    app.state.job_queue = JobQueue(info)
-    app.state.job_store = PgstacStore(info)
+    queue = JobQueue.pooled(info, size=8)
+    app.state.job_queue = queue
+    app.state.job_store = _PooledStore(info, queue)
     tags: list[str | Enum] = ["Jobs"]
     app.add_api_route("/jobs", submit, methods=["POST"], status_code=202, tags=tags,
                       summary="Queue a job {kind, params}")  # fmt: skip
@@ -66,6 +70,22 @@ def register(app: FastAPI, info: ConnectionInfo) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+class _PooledStore(PgstacStore):
+    """The store for prechecks (does the collection exist?) on the queue's pooled connections:
+    a new connection per request would cost more than the whole submit."""
+
+    def __init__(self, info: ConnectionInfo, queue: JobQueue) -> None:
+        super().__init__(info)
+        self._queue = queue
+
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (reads only: prechecks never write)."""
+        del autocommit
+        with translated(f"database {self.info.describe()}"), self._queue.borrow() as conn:
+            yield conn
 
 
 def _queue(request: Request) -> JobQueue:

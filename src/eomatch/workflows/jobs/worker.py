@@ -162,7 +162,7 @@ def build_app(
     ``objects`` is a zero-argument callable opening the object store (None: jobs get none).
     """
     opts = options or WorkerOptions()
-    queue = JobQueue(info)
+    queue = JobQueue.pooled(info, size=opts.concurrency + 2)
     store = PgstacStore(info)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
@@ -291,6 +291,9 @@ async def run_worker(
     name: str | None = None,
 ) -> None:
     """Run jobs until cancelled (SIGINT/SIGTERM stop it after the running jobs)."""
+    from eomatch.workflows.jobs import load_kinds
+
+    load_kinds()  # import every kind now (rasterio...), not during the first job
     validate_schedules(schedules)
     app = build_app(info, options, schedules, objects)
     async with app.open_async():

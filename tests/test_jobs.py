@@ -263,6 +263,9 @@ def test_ingest_jobs_through_cli_and_http(service_db: ServiceDb, tmp_path: Path,
         assert http.get(f"{internal.url}/jobs/abc").status_code == 404
         assert http.get(f"{internal.url}/jobs", params={"status": "x"}).status_code == 400
         assert http.get(f"{internal.url}/status").status_code == 400
+        kinds = {k["name"]: k for k in http.get(f"{internal.url}/jobs/kinds").json()}
+        assert "catalogue" in kinds["ingest"]["params"]["required"]
+        assert "sleep" not in kinds
         # ended jobs cannot be cancelled; succeeded ones not retried
         assert http.post(f"{internal.url}/jobs/{job_id}/cancel", headers=auth).status_code == 409
         assert http.post(f"{internal.url}/jobs/{job_id}/retry", headers=auth).status_code == 409

@@ -2,7 +2,7 @@
 
 * ``POST /jobs`` ``{kind, params}`` → 202 ``{id, status}``; ``GET /jobs/{id}``; ``GET /jobs``
   (newest first; ``status``, ``kind``, ``submitter``, ``limit``, ``offset``);
-  ``POST /jobs/{id}/cancel`` and ``/retry``.
+  ``POST /jobs/{id}/cancel`` and ``/retry``; ``GET /jobs/kinds`` (what may be submitted).
 * bq-stac's pipeline API: ``POST /newitem`` (its body) queues a ``raster`` job and answers
   ``{"id", "msg": "received"}``; ``GET /status?id=`` and ``GET /status/all`` answer in its
   ``_id/_status/_operation/_description/_param`` shape.
@@ -55,6 +55,8 @@ def register(app: FastAPI, info: ConnectionInfo) -> None:
     app.add_api_route("/jobs", submit, methods=["POST"], status_code=202, tags=tags,
                       summary="Queue a job {kind, params}")  # fmt: skip
     app.add_api_route("/jobs", list_jobs, methods=["GET"], tags=tags, summary="Jobs, newest first")
+    app.add_api_route("/jobs/kinds", list_kinds, methods=["GET"], tags=tags,
+                      summary="The job kinds and their params (JSON schema)")  # fmt: skip
     app.add_api_route("/jobs/{job_id}", get_job, methods=["GET"], tags=tags, summary="One job")
     app.add_api_route("/jobs/{job_id}/cancel", cancel, methods=["POST"], tags=tags,
                       summary="Cancel a queued job or stop a running one")  # fmt: skip
@@ -201,6 +203,24 @@ async def list_jobs(request: Request) -> Response:
 
         out["links"] = [{"rel": "next", "href": f"{request.url.path}?{urlencode(query)}"}]
     return _respond(out)
+
+
+async def list_kinds(request: Request) -> Response:
+    """``GET /jobs/kinds``: what ``POST /jobs`` accepts."""
+    from eomatch.workflows.jobs import load_kinds
+
+    _single(request.query_params, frozenset())
+    kinds = sorted((k for k in load_kinds().values() if not k.hidden), key=lambda k: k.name)
+    return _respond(
+        [
+            {
+                "name": k.name,
+                "description": k.description,
+                "params": k.params_model.model_json_schema(),
+            }
+            for k in kinds
+        ]
+    )
 
 
 async def get_job(request: Request, job_id: str) -> Response:

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from eomatch.cli.main import main
-from eomatch.io.pg_cluster import LocalCluster
+from eomatch.io.pg_cluster import LocalCluster, pg_bindir
 from eomatch.io.pg_replica import LocalReplica
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.service.stack import api_command, free_port
@@ -123,9 +123,12 @@ def pair() -> Iterator[Pair]:
                 proc.wait(5)
         print(f"APIs stopped in {time.monotonic() - t0:.1f} s")
         with contextlib.suppress(Exception):
-            LocalReplica(cluster).stop()
-        with contextlib.suppress(Exception):
-            cluster.stop()
+            LocalReplica(cluster).pooler.stop()
+        # immediate: no shutdown checkpoint for data about to be deleted
+        pg_ctl = str(pg_bindir() / "pg_ctl")
+        for data in (cluster.pgdata, cluster.root / "replica" / "data"):
+            with contextlib.suppress(Exception):
+                cluster._run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"])
         shutil.rmtree(parent, ignore_errors=True)
 
 

@@ -313,15 +313,15 @@ def test_worker_killed_mid_job_is_rerun_once(service_db: ServiceDb, tmp_path: Pa
     db = service_db
     _seed(db, "K")
     log = tmp_path / "worker.log"
-    job_id = _submit_sleep(db, seconds=2.5, item=item("K", "k1"))
+    job_id = _submit_sleep(db, seconds=2.0, item=item("K", "k1"))
     with worker(db, log, "--concurrency", "2") as first:
         wait_for(db, job_id, lambda j: j.stage == "sleep", log=log)
-        first.send_signal(signal.SIGKILL)
-        first.wait(5)
-    assert queue(db).get(job_id).status == "running"  # the dead worker's: stalled
-    assert db.query("SELECT count(*) FROM pgstac.items WHERE id = 'k1'")[0][0] == 0
-    with worker(db, log):
-        job = wait_for(db, job_id, ended, timeout=40, log=log)
+        with worker(db, log):  # starting while the first one works; it cannot take the job
+            first.send_signal(signal.SIGKILL)
+            first.wait(5)
+            assert queue(db).get(job_id).status == "running"  # the dead worker's: stalled
+            assert db.query("SELECT count(*) FROM pgstac.items WHERE id = 'k1'")[0][0] == 0
+            job = wait_for(db, job_id, ended, timeout=40, log=log)
     assert job.status == "succeeded", job.to_json()
     assert job.attempts == 2
     assert [s["name"] for s in job.stages].count("start") == 2

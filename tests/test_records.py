@@ -312,3 +312,21 @@ def test_api_writes_appear_and_disappear_as_records(served: dict[str, Any]) -> N
     assert r.status_code in (200, 204), r.text
     for base in (internal, external):
         assert httpx.get(f"{base}/records/{ITEMS}/{rid}").status_code == 404
+
+
+def test_sqlalchemy_url_reaches_the_same_database(served: dict[str, Any]) -> None:
+    """pycsw's connection URL: quoting, IPv6 brackets, a Unix socket directory."""
+    from sqlalchemy import create_engine, text
+
+    from eomatch.io.pg_conn import ConnectionInfo
+    from eomatch.service.records import sqlalchemy_url
+
+    info = served["db"].role("eomatch_reader")
+    engine = create_engine(sqlalchemy_url(info))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar() == "eomatch_reader"
+    engine.dispose()
+    odd = ConnectionInfo("::1", 5433, "a/b c", "us@r", "p:w/d")
+    assert sqlalchemy_url(odd) == "postgresql+psycopg2://us%40r:p%3Aw%2Fd@[::1]:5433/a%2Fb%20c"
+    sock = ConnectionInfo("/run/postgresql", 5432, "eomatch", "eomatch_reader")
+    assert sqlalchemy_url(sock).endswith("@/eomatch?host=%2Frun%2Fpostgresql&port=5432")

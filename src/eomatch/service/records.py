@@ -182,8 +182,12 @@ def sqlalchemy_url(info: ConnectionInfo) -> str:
     auth = quote(info.user, safe="")
     if password:
         auth += ":" + quote(password, safe="")
+    db = quote(info.dbname, safe="")
+    if info.host.startswith("/"):  # a Unix socket directory
+        socket = quote(info.host, safe="")
+        return f"postgresql+psycopg2://{auth}@/{db}?host={socket}&port={info.port}"
     host = f"[{info.host}]" if ":" in info.host else info.host
-    return f"postgresql+psycopg2://{auth}@{host}:{info.port}/{quote(info.dbname, safe='')}"
+    return f"postgresql+psycopg2://{auth}@{host}:{info.port}/{db}"
 
 
 class _Bad(ValueError):

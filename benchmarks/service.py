@@ -1,26 +1,37 @@
-"""Central service speed (issue #4 §7): ingest, re-ingest, search latency (figures, no asserts).
+"""Central service speed (issues #4 §7 and #16 §1): ingest, size on disk, search speed.
 
-Full scale: a 100 000-item catalogue (the synthetic events of ``benchmarks/catalogue.py``,
-7 items each: 1 event, 2 matchups, 4 products); ``--scale 0.1`` runs a tenth. Generating the
-catalogue is timed separately and is not part of any figure. A throwaway PostgreSQL/PostGIS
-cluster (``eomatch db init`` code path) is created in ``--dir`` and removed at the end.
+The catalogue is the synthetic one of ``benchmarks/catalogue_synth.py`` (13 satellites, 78
+pairs, 10 years; events, matchups and products in the proportions ``eomatch find`` writes),
+``--items`` of it (default 100 000; issue #16 runs ``--items 1000000``). A throwaway
+PostgreSQL/PostGIS cluster (``eomatch db init`` code path, pgstac_tuning included) is created
+in ``--dir`` and removed at the end. Generating the catalogue is timed separately and is not
+part of any figure.
 
-Figures and targets:
+Ingest (``--load disk``, the default up to 200 000 items): the catalogue is written to disk
+and loaded by ``eomatch ingest`` end to end (``ingest_catalogue``: scan, read, rewrite hrefs,
+hash, load), target >= 10 000 items/s; next to it pypgstac's own ``Loader.load_items`` on the
+same transformed items into a fresh database; the unchanged re-ingest (target <= 10 % of the
+first); the cost of the history (ingest with its triggers off and on, alternated, best of
+two); an update of a tenth of the items with history on and off. ``--load memory`` (the
+default above 200 000 items: a million item files is minutes of file creation that measure
+the disk, not the service) generates the stored items in two processes and loads them with
+pypgstac's Loader (upsert, history triggers on): the ingest figure is then the Loader's.
 
-* ingest end to end (``ingest_catalogue``: scan, read, rewrite hrefs, hash, load), items/s,
-  target >= 10 000/s; next to it pypgstac's own ``Loader.load_items`` (upsert) loading the same,
-  already transformed items (an ndjson file written beforehand) into a fresh database in the same
-  run, and the ratio of the two speeds;
-* re-ingest of the unchanged catalogue as % of the first ingest's time, target <= 10 %;
-* p50/p95/p99 of a bbox + datetime search and of a CQL2 property search
-  (``"matchup:time_diff_abs" < N`` on the matchup collection), GET /search, against the internal
-  and the external API, 10 concurrent clients (wrk ``-t2 -c10`` with a Lua script rotating over
-  precomputed queries; an asyncio httpx load generator if wrk is missing or
-  ``--load-generator httpx``); external p95 as % of internal p95, target within 10 %.
-  Internal and external runs alternate (``--rounds``) and the table shows the median over rounds,
-  because other jobs share this machine's CPUs.
+Then: the items partitions' size on disk (table + indexes), and for each query shape of
+``benchmarks/service_shapes.py`` (bbox+datetime, collection + CQL2 on
+``matchup:time_diff_abs`` / ``matchup:collocation_area_km2``, ids, sortby datetime, the
+matchup -> event -> products link walk of ``eomatch query``) the single-client p50/p95 and the
+10-client throughput (wrk ``-t2 -c10`` with a Lua script rotating over precomputed GET
+/search paths; an asyncio httpx load generator if wrk is missing or ``--load-generator
+httpx``) of the internal and the external API, next to pgSTAC's own ``search()`` SQL on the
+same searches in the same run (the floor). Internal, external and floor alternate over
+``--rounds`` and the tables show medians, because other jobs share this machine's CPUs.
+Last, the before/after of each change of ``eomatch.io.pgstac_tuning`` on the floor (same
+data, same run), and with ``--query-matchups N`` an ``eomatch query`` of N matchups with their
+events and products from the internal API.
 
-Run: ``uv run python benchmarks/service.py [--scale 0.1] [--dir /work/bench] [--duration 10]``
+Run: ``uv run python benchmarks/service.py [--items 1000000] [--dir /work/bench] [--duration 10]
+[--query-matchups 100000]``
 """
 
 from __future__ import annotations
@@ -28,9 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -39,14 +48,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
-ITEMS_PER_EVENT = 7
-SECONDS_PER_EVENT = 311  # benchmarks/catalogue.py spreads event i at T0 + i * 311 s
-T0 = datetime(2022, 1, 1, tzinfo=UTC)
+from service_shapes import SHAPES, get_path  # benchmarks/, next to this file
+
 HERE = Path(__file__).resolve().parent
 
 LUA = """
@@ -143,31 +149,6 @@ def pypgstac_reference(db: Any, work: Path, root: Path) -> tuple[int, float]:
     return len(items), t[0]
 
 
-def search_paths(kind: str, collection: str, span_s: float, n: int = 32) -> list[str]:
-    """Precomputed GET /search paths (seeded) for one query kind."""
-    rng = random.Random(4)
-    out = []
-    for _ in range(n):
-        if kind == "bbox+datetime":
-            lon, lat = rng.uniform(-170, 150), rng.uniform(-70, 50)
-            start = T0 + timedelta(seconds=rng.uniform(0, max(span_s - 86400, 0)))
-            end = start + timedelta(days=1)
-            params = {
-                "bbox": f"{lon:.2f},{lat:.2f},{lon + 20:.2f},{lat + 20:.2f}",
-                "datetime": f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}",
-                "limit": "10",
-            }
-        else:
-            params = {
-                "collections": collection,
-                "filter-lang": "cql2-text",
-                "filter": f'"matchup:time_diff_abs" < {rng.choice([300, 400, 500, 600])}',
-                "limit": "10",
-            }
-        out.append("/search?" + urlencode(params, quote_via=quote))
-    return out
-
-
 def run_wrk(url: str, paths: list[str], duration: int, work: Path) -> dict[str, float]:
     script = work / "rotate.lua"
     script.write_text(LUA % ", ".join(json.dumps(p) for p in paths))
@@ -223,156 +204,365 @@ def run_httpx(url: str, paths: list[str], duration: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def main() -> None:
+def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 100 000 items")
+    parser.add_argument("--items", type=int, default=None, help="catalogue size (100 000)")
+    parser.add_argument("--scale", type=float, default=None, help="1.0 = 100 000 items (old name)")
+    parser.add_argument(
+        "--load",
+        choices=["auto", "disk", "memory"],
+        default="auto",
+        help="disk: write the catalogue and run `eomatch ingest`; memory: generate the stored "
+        "items and load them with pypgstac's Loader (auto: disk up to 200 000 items)",
+    )
     parser.add_argument(
         "--dir", type=Path, default=HERE.parent / "out", help="work directory (on /work)"
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating int/ext rounds")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per 10-client run")
+    parser.add_argument("--single", type=float, default=4.0, help="seconds per 1-client run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating measurement rounds")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
+    parser.add_argument(
+        "--query-matchups",
+        type=int,
+        default=0,
+        help="also time `eomatch query` of this many matchups from the internal API",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--ingest-only", action="store_true", help="stop after the ingest figures")
     args = parser.parse_args()
-    _imports()
+    if args.items is None:
+        args.items = round(100_000 * (args.scale if args.scale is not None else 1.0))
+    if args.load == "auto":
+        args.load = "disk" if args.items <= 200_000 else "memory"
+    return args
+
+
+def disk_ingest(cluster: Any, work: Path, n_items: int, root: Path) -> Any:
+    """The catalogue written to disk and ingested by ``eomatch ingest`` (history figures too)."""
+    import psycopg
+
+    from catalogue_synth import write_catalogue
+    from eomatch.io.pgstac_store import PgstacStore
+    from eomatch.workflows.ingest import ingest_catalogue
+    from service_fixtures import _new_db
+
+    t_gen, n_events = write_catalogue(root, n_items)
+    print(f"catalogue: {n_events} events written to disk in {t_gen:.1f} s (not counted)")
+    db = _new_db(cluster)
+    store = PgstacStore(db.role("eomatch_ingest"))
+    with timer() as t:
+        first = ingest_catalogue(root, store)
+    t_ingest = t[0]
+    n_items = first.items
+    n_changes = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
+    with timer() as t:
+        again = ingest_catalogue(root, store)
+    t_again = t[0]
+    n_ref, t_ref = pypgstac_reference(_new_db(cluster), work, root)
+    # what history costs: the same ingest into fresh databases with the history triggers
+    # off and on, alternated (the first ingest above read the files cold), best of each
+    bare_times, history_times = [], [t_ingest]
+    for history in (False, True, False):
+        fresh = _new_db(cluster)
+        if not history:
+            with psycopg.connect(fresh.role().conninfo(), autocommit=True) as conn:
+                conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_history")
+                conn.execute("ALTER TABLE pgstac.collections DISABLE TRIGGER z_eomatch_history")
+        with timer() as t:
+            ingest_catalogue(root, PgstacStore(fresh.role("eomatch_ingest")))
+        (history_times if history else bare_times).append(t[0])
+    t_bare, t_history = min(bare_times), min(history_times)
+    # updates keep each old row: a tenth of the items changed, upserted with history on
+    # (the ingested database) and off (the last fresh one), same rows, same loader
+    n_after = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
+    t_upd = update_tenth(db, root, history=True)
+    t_upd_bare = update_tenth(fresh, root, history=False)
+
+    print()
+    print(f"== ingest: {n_items} items in {first.collections} collections")
+    print(f"   first ingest : {first.summary()}")
+    print(f"   re-ingest    : {again.summary()}")
+    rate, ref_rate = n_items / t_ingest, n_ref / t_ref
+    print(f"{'ingest end to end':<28}{t_ingest:8.2f} s {rate:10,.0f} items/s  (target >= 10,000)")
+    print(f"{'pypgstac Loader alone':<28}{t_ref:8.2f} s {ref_rate:10,.0f} items/s  (reference)")
+    print(f"{'  ingest / pypgstac speed':<28}{rate / ref_rate:8.2f}")
+    print(
+        f"{'ingest, history off':<28}{t_bare:8.2f} s {n_items / t_bare:10,.0f} items/s  "
+        "(best of two: the reference for the history cost)"
+    )
+    print(
+        f"{'ingest, history on':<28}{t_history:8.2f} s {n_items / t_history:10,.0f} items/s  "
+        "(best of two)"
+    )
+    print(
+        f"{'  history cost':<28}{100 * (t_history / t_bare - 1):8.1f} %  (target <= 20 %; "
+        f"{n_changes} changes recorded)"
+    )
+    pct = 100 * t_again / t_ingest
+    print(f"{'re-ingest, unchanged':<28}{t_again:8.2f} s {pct:9.1f} % of first (target <= 10 %)")
+    print(f"{'  history rows it added':<28}{n_after - n_changes:8d}    (target 0)")
+    n_upd = n_items // 10
+    print(
+        f"{'update a tenth, history on':<28}{t_upd:8.2f} s {n_upd / t_upd:10,.0f} items/s  "
+        f"(off: {t_upd_bare:.2f} s, {100 * (t_upd / t_upd_bare - 1):+.1f} %)"
+    )
+    return db
+
+
+def memory_load(cluster: Any, work: Path, n_items: int, parts: int = 2) -> Any:
+    """The stored items generated in ``parts`` processes (ndjson files, not counted) and
+    loaded by pypgstac's Loader (upsert; history triggers on, as at ingest)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader, Methods
+
+    from catalogue_synth import collections, write_ndjson
+    from service_fixtures import _new_db
+
+    files = [work / f"items-{k}.ndjson" for k in range(parts)]
+    with timer() as t, ProcessPoolExecutor(parts) as pool:
+        made = sum(
+            pool.map(write_ndjson, files, [n_items] * parts, [16] * parts,
+                     [(k, parts) for k in range(parts)])
+        )  # fmt: skip
+    print(f"catalogue: {made} stored items generated in memory in {t[0]:.1f} s (not counted)")
+    db = _new_db(cluster)
+    with PgstacDB(dsn=db.role("eomatch_ingest").conninfo()) as pg, timer() as t:
+        loader = Loader(db=pg)
+        loader.load_collections(iter(collections()), Methods.upsert)
+        for f in files:
+            loader.load_items(str(f), Methods.upsert)
+    for f in files:
+        f.unlink()
+    print()
+    print(f"== ingest: {made} items (memory load: pypgstac Loader, not `eomatch ingest`)")
+    print(f"{'Loader, history on':<28}{t[0]:8.2f} s {made / t[0]:10,.0f} items/s")
+    return db
+
+
+def disk_size(db: Any) -> None:
+    """Rows, table and index bytes of the items partitions."""
+    rows = db.query(
+        "SELECT count(*), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), "
+        "sum(pg_total_relation_size(relid)) FROM pg_partition_tree('pgstac.items') WHERE isleaf"
+    )[0]
+    parts, table, index, total = (int(v or 0) for v in rows)  # type: ignore[call-overload]
+    n = db.item_count()
+    mb = 1024 * 1024
+    print(
+        f"{'on disk (items partitions)':<28}{total / mb:8.0f} MB: table {table / mb:.0f} MB + "
+        f"indexes {index / mb:.0f} MB in {parts} partitions ({total / max(n, 1):.0f} B/item)"
+    )
+
+
+def wrk_units(url: str, units: list[Any], duration: int, work: Path, gen: str) -> dict[str, float]:
+    """10 clients over the units' GET paths (wrk or httpx): units/s and request latencies."""
+    paths = [get_path(b) for u in units for b in u]
+    per_unit = len(paths) / len(units)
+    res = run_wrk(url, paths, duration, work) if gen == "wrk" else run_httpx(url, paths, duration)
+    return {**res, "ups": res["rps"] / per_unit}
+
+
+def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> None:
+    """Every shape: 1 client and 10 clients on both APIs, and pgSTAC's search() as the floor."""
     import httpx
     import psycopg
 
-    from catalogue import load as build_catalogue  # benchmarks/catalogue.py
-    from eomatch.io.pg_cluster import LocalCluster
-    from eomatch.io.pgstac_store import PgstacStore
-    from eomatch.workflows.ingest import ingest_catalogue
-    from service_fixtures import _new_db, free_port, start_api
+    import service_shapes as sh
 
     generator = args.load_generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "httpx"
-    n_events = max(10, math.ceil(100_000 * args.scale / ITEMS_PER_EVENT))
+    shapes = [s for s in args.shapes.split(",") if s]
+    with timer() as t, psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        conn.execute("ANALYZE pgstac.items")
+    print(f"{'ANALYZE items':<28}{t[0]:8.2f} s  (what autovacuum does after a bulk load)")
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        units = sh.build_units(conn)
+
+    def reader() -> Any:
+        conn = psycopg.connect(db.role("eomatch_reader").conninfo(), autocommit=True)
+        conn.execute("SET search_path TO pgstac, public")
+        return conn
+
+    internal, external = apis
+    clients = {a.url: httpx.Client(base_url=a.url, timeout=60) for a in apis}
+    floor_conn = reader()
+    for shape in shapes:  # warm up: every unit once through each path
+        for u in units[shape]:
+            for api in apis:
+                sh.http_unit(clients[api.url])(u)
+            sh.sql_unit(floor_conn)(u)
+    res: dict[tuple[str, str, str], list[float]] = {}
+
+    def put(shape: str, who: str, what: str, value: float) -> None:
+        res.setdefault((shape, who, what), []).append(value)
+
+    for rnd in range(args.rounds):
+        for shape in shapes:
+            us = units[shape]
+            order = [("internal", internal), ("external", external), ("floor", None)]
+            for who, api in order if rnd % 2 == 0 else order[::-1]:
+                run = sh.sql_unit(floor_conn) if api is None else sh.http_unit(clients[api.url])
+                one = sh.single_client(run, us, args.single)
+                put(shape, who, "p50", one["p50"])
+                put(shape, who, "p95", one["p95"])
+                if api is None:
+                    many = sh.sql_throughput(reader, us, args.duration)
+                else:
+                    many = wrk_units(api.url, us, args.duration, work, generator)
+                    put(shape, who, "bad", many["bad"])
+                    put(shape, who, "p95@10", many["p95"])
+                put(shape, who, "ups", many.get("ups", many["rps"]))
+    floor_conn.close()
+    for c in clients.values():
+        c.close()
+
+    def med(shape: str, who: str, what: str) -> float:
+        return statistics.median(res.get((shape, who, what), [float("nan")]))
+
+    how = "wrk -t2 -c10" if generator == "wrk" else "asyncio httpx, 10 clients"
+    print()
+    print(f"== query shapes: 1 client ({args.single:g} s a run) and 10 clients ({how},")
+    print(
+        f"   {args.duration} s a run); median of {args.rounds} alternating rounds; ms and units/s"
+    )
+    print(
+        "   floor = pgSTAC's search() SQL on the same searches (psycopg; 10 threads for 10 clients)"
+    )
+    print(
+        f"{'shape':<17}{'api':<10}{'p50':>8}{'p95':>8}{'units/s':>9}{'% floor':>9}"
+        f"{'p95@10':>8}{'bad':>5}"
+    )
+    for shape in shapes:
+        floor = med(shape, "floor", "ups")
+        for who in ("internal", "external", "floor"):
+            ups = med(shape, who, "ups")
+            extra = ""
+            if who != "floor":
+                extra = f"{100 * ups / floor:8.0f}%{med(shape, who, 'p95@10'):8.1f}"
+                extra += f"{int(med(shape, who, 'bad')):5d}"
+            print(
+                f"{shape:<17}{who:<10}{med(shape, who, 'p50'):8.1f}{med(shape, who, 'p95'):8.1f}"
+                f"{ups:9.1f}{extra}"
+            )
+    print("targets: p50 < 25 ms, p95 < 60 ms (1 client); units/s >= 70 % of the floor; external")
+    print("within 10 % of internal. A unit is one search, except the link walk (a page of 100")
+    print("matchups, then their events and products by id: 3-4 searches).")
+    for shape in shapes:
+        ratio = 100 * med(shape, "external", "p50") / med(shape, "internal", "p50")
+        tput = 100 * med(shape, "external", "ups") / med(shape, "internal", "ups")
+        print(f"external vs internal, {shape:<16}: p50 {ratio:6.1f} %, units/s {tput:6.1f} %")
+    floor_before_after(db, units, shapes, args, reader)
+
+
+def floor_before_after(
+    db: Any, units: dict[str, Any], shapes: list[str], args: argparse.Namespace, reader: Any
+) -> None:
+    """pgSTAC's search() with and without each change of pgstac_tuning, same data, same run:
+    the API roles' settings (PostgreSQL's defaults back for the session), then the property
+    indexes (the two queryables deleted, which drops their indexes: last, as it is final)."""
+    import service_shapes as sh
+    from eomatch.io.pgstac_tuning import INDEXED_QUERYABLES
+
+    def floor_p(conn: Any, shape: str) -> tuple[float, float]:
+        one = sh.single_client(sh.sql_unit(conn), units[shape], args.single)
+        return one["p50"], one["p95"]
+
+    print()
+    print("== before/after of each change, pgSTAC search() floor, 1 client, p50/p95 ms")
+    print("   (alternated, median of the rounds)")
+    tuned, plain = reader(), reader()
+    plain.execute("SET max_parallel_workers_per_gather = 2")
+    plain.execute("SET jit = on")
+    got: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rnd in range(args.rounds):
+        for shape in shapes:
+            pair = [("after", tuned), ("before", plain)]
+            for name, conn in pair if rnd % 2 == 0 else pair[::-1]:
+                got.setdefault((shape, name), []).append(floor_p(conn, shape))
+    for shape in shapes:
+        b = got[(shape, "before")]
+        a = got[(shape, "after")]
+        print(
+            f"no parallel workers, no JIT  {shape:<16} before "
+            f"{statistics.median(x[0] for x in b):7.1f} / {statistics.median(x[1] for x in b):7.1f}"
+            f"   after {statistics.median(x[0] for x in a):7.1f} / "
+            f"{statistics.median(x[1] for x in a):7.1f}"
+        )
+    cql2 = [s for s in shapes if s.startswith("cql2")]
+    after = {s: floor_p(tuned, s) for s in cql2}
+    with timer() as t:
+        for q in INDEXED_QUERYABLES:
+            db.query("SELECT pgstac.delete_queryable(%s)", q.name)
+    before = {s: floor_p(tuned, s) for s in cql2}
+    for s in cql2:
+        print(
+            f"property indexes (queryables) {s:<15} before {before[s][0]:7.1f} / "
+            f"{before[s][1]:7.1f}   after {after[s][0]:7.1f} / {after[s][1]:7.1f}"
+        )
+    print(f"   (dropping the indexes took {t[0]:.1f} s)")
+    tuned.close()
+    plain.close()
+
+
+def time_query(db: Any, api: Any, work: Path, matchups: int) -> None:
+    """``eomatch query`` of about ``matchups`` matchups (a time window holding that many)."""
+    from eomatch.workflows.query import query_catalogue
+
+    rows = db.query(
+        "SELECT min(datetime), max(datetime) FROM (SELECT datetime FROM pgstac.items "
+        "WHERE collection LIKE '%%-vs-%%' AND collection NOT LIKE 'matchup-events-%%' "
+        "ORDER BY datetime LIMIT %s) t",
+        matchups,
+    )
+    lo, hi = rows[0]
+    out = work / "pulled"
+    s = query_catalogue(api.url, out, start_time=lo, stop_time=hi, limit=1000, workers=4)
+    print()
+    print(
+        f"== eomatch query: {s.matchups.total} matchups, {s.events.total} events, "
+        f"{s.products.total} products in {s.seconds:.1f} s ({s.requests} requests; "
+        f"{s.matchups.total / s.seconds:,.0f} matchups/s), target < 60 s for 100 000"
+    )
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    args = _parse()
+    _imports()
+    import psycopg
+
+    from eomatch.io.pg_cluster import LocalCluster
+    from service_fixtures import free_port, start_api
+
     args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-service-", dir=args.dir))
     work.chmod(0o711)  # the postgres user must reach the cluster directory inside
     apis: list[Any] = []
     cluster = LocalCluster(work / "db")
     try:
-        root = work / "catalogue"
-        t_gen = build_catalogue(root, n_events)
-        print(f"catalogue: {n_events} events, generated in {t_gen:.1f} s (not counted)")
-
         cluster.init(port=free_port())
         admin = cluster.connection().with_db("postgres").conninfo()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("ALTER DATABASE eomatch WITH is_template true")
-        db = _new_db(cluster)
-
-        store = PgstacStore(db.role("eomatch_ingest"))
-        with timer() as t:
-            first = ingest_catalogue(root, store)
-        t_ingest = t[0]
-        n_items = first.items
-        n_changes = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
-        with timer() as t:
-            again = ingest_catalogue(root, store)
-        t_again = t[0]
-        n_ref, t_ref = pypgstac_reference(_new_db(cluster), work, root)
-        # what history costs: the same ingest into fresh databases with the history triggers
-        # off and on, alternated (the first ingest above read the files cold), best of each
-        bare_times, history_times = [], [t_ingest]
-        for history in (False, True, False):
-            fresh = _new_db(cluster)
-            if not history:
-                with psycopg.connect(fresh.role().conninfo(), autocommit=True) as conn:
-                    conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_history")
-                    conn.execute("ALTER TABLE pgstac.collections DISABLE TRIGGER z_eomatch_history")
-            with timer() as t:
-                ingest_catalogue(root, PgstacStore(fresh.role("eomatch_ingest")))
-            (history_times if history else bare_times).append(t[0])
-        t_bare, t_history = min(bare_times), min(history_times)
-        # updates keep each old row: a tenth of the items changed, upserted with history on
-        # (the ingested database) and off (the last fresh one), same rows, same loader
-        n_after = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
-        t_upd = update_tenth(db, root, history=True)
-        t_upd_bare = update_tenth(fresh, root, history=False)
-
-        print()
-        print(f"== ingest: {n_items} items in {first.collections} collections")
-        print(f"   first ingest : {first.summary()}")
-        print(f"   re-ingest    : {again.summary()}")
-        rate, ref_rate = n_items / t_ingest, n_ref / t_ref
-        print(
-            f"{'ingest end to end':<28}{t_ingest:8.2f} s {rate:10,.0f} items/s  (target >= 10,000)"
-        )
-        print(f"{'pypgstac Loader alone':<28}{t_ref:8.2f} s {ref_rate:10,.0f} items/s  (reference)")
-        print(f"{'  ingest / pypgstac speed':<28}{rate / ref_rate:8.2f}")
-        print(
-            f"{'ingest, history off':<28}{t_bare:8.2f} s {n_items / t_bare:10,.0f} items/s  "
-            "(best of two: the reference for the history cost)"
-        )
-        print(
-            f"{'ingest, history on':<28}{t_history:8.2f} s {n_items / t_history:10,.0f} items/s  "
-            "(best of two)"
-        )
-        print(
-            f"{'  history cost':<28}{100 * (t_history / t_bare - 1):8.1f} %  (target <= 20 %; "
-            f"{n_changes} changes recorded)"
-        )
-        pct = 100 * t_again / t_ingest
-        print(
-            f"{'re-ingest, unchanged':<28}{t_again:8.2f} s {pct:9.1f} % of first (target <= 10 %)"
-        )
-        print(f"{'  history rows it added':<28}{n_after - n_changes:8d}    (target 0)")
-        n_upd = n_items // 10
-        print(
-            f"{'update a tenth, history on':<28}{t_upd:8.2f} s {n_upd / t_upd:10,.0f} items/s  "
-            f"(off: {t_upd_bare:.2f} s, {100 * (t_upd / t_upd_bare - 1):+.1f} %)"
-        )
+        if args.load == "disk":
+            db = disk_ingest(cluster, work, args.items, work / "catalogue")
+        else:
+            db = memory_load(cluster, work, args.items)
+        disk_size(db)
         if args.ingest_only:
             return
-
         logs = work / "logs"
         logs.mkdir()
-        internal = start_api(db, "internal", logs)
-        apis.append(internal)
-        external = start_api(db, "external", logs)
-        apis.append(external)
-        colls = httpx.get(f"{internal.url}/collections", timeout=30).json()["collections"]
-        matchups = next(c["id"] for c in colls if "-vs-" in c["id"] and "events" not in c["id"])
-        span = n_events * SECONDS_PER_EVENT
-        kinds = {k: search_paths(k, matchups, span) for k in ("bbox+datetime", "cql2 property")}
-        for paths in kinds.values():  # warm both APIs and the pgSTAC search cache
-            for api in (internal, external):
-                for p in paths:
-                    httpx.get(api.url + p, timeout=30).raise_for_status()
-
-        results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        for rnd in range(args.rounds):
-            order = [("internal", internal), ("external", external)]
-            for kind, paths in kinds.items():
-                for name, api in order if rnd % 2 == 0 else order[::-1]:
-                    if generator == "wrk":
-                        res = run_wrk(api.url, paths, args.duration, work)
-                    else:
-                        res = run_httpx(api.url, paths, args.duration)
-                    results.setdefault((kind, name), []).append(res)
-
-        how = "wrk -t2 -c10" if generator == "wrk" else "asyncio httpx, 10 clients"
-        print()
-        print(f"== GET /search latency, 10 concurrent clients ({how}, {args.duration} s a run,")
-        print(f"   median of {args.rounds} alternating rounds), milliseconds")
-        print(f"{'query':<16}{'api':<10}{'req/s':>8}{'p50':>9}{'p95':>9}{'p99':>9}{'bad':>6}")
-        med: dict[tuple[str, str], dict[str, float]] = {}
-        for (kind, name), runs in results.items():
-            med[(kind, name)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            m = med[(kind, name)]
-            print(
-                f"{kind:<16}{name:<10}{m['rps']:8.1f}{m['p50']:9.1f}{m['p95']:9.1f}"
-                f"{m['p99']:9.1f}{int(m['bad']):6d}"
-            )
-        for kind in kinds:
-            ratio = 100 * med[(kind, "external")]["p95"] / med[(kind, "internal")]["p95"]
-            print(
-                f"external p95 as % of internal p95, {kind:<14}: {ratio:6.1f} %  (target <= 110 %)"
-            )
+        apis.append(start_api(db, "internal", logs))
+        apis.append(start_api(db, "external", logs))
+        measure(args, db, work, apis)
+        if args.query_matchups:
+            time_query(db, apis[0], work, args.query_matchups)
     finally:
         for api in apis:
             api.stop()

@@ -38,6 +38,7 @@ from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL, WriteNote
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import database_error, translated
 from eomatch.io.pg_errors import one_line as one_line
+from eomatch.io.pgstac_tuning import install_tuning
 from eomatch.io.records_schema import RECORDS_GRANTS_SQL, RECORDS_SQL
 from eomatch.io.thirdparty import BBOX_2D_SQL, load_by_partition
 
@@ -187,6 +188,7 @@ class PgstacStore:
                 conn.execute(HISTORY_GRANTS_SQL)
                 conn.execute(RECORDS_SQL)
                 conn.execute(RECORDS_GRANTS_SQL)
+                install_tuning(conn)  # queryables with property indexes, API role settings
                 conn.execute(HARVEST_SQL)
                 conn.execute(HARVEST_GRANTS_SQL)
             conn.commit()

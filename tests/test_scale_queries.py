@@ -1,0 +1,324 @@
+"""Every query shape of the scale benchmark on a 20 000-item catalogue, on both APIs.
+
+The catalogue is the benchmark's own (``benchmarks/catalogue_synth.py``: 13 satellites, 78
+pairs, ~165 collections, 10 years), loaded once for the module with pypgstac's Loader as
+``eomatch ingest`` stores it. Each shape must return exactly the items a brute-force filter in
+Python over the generated items picks: bbox + datetime, collection + CQL2 on
+``matchup:time_diff_abs`` and on ``matchup:collocation_area_km2``, ids, sortby datetime, and
+the matchup -> event -> products link walk of ``eomatch query``. Correctness, not speed.
+
+The property indexes :mod:`eomatch.io.pgstac_tuning` installs at ``db init`` exist on every
+items partition (partitions made after the install included), the CQL2 shape's SQL uses them,
+and installing again changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+import pytest
+from pypgstac.db import PgstacDB
+from pypgstac.load import Loader, Methods
+from shapely.geometry import box, shape
+
+from eomatch.io.pgstac_tuning import INDEXED_QUERYABLES, install_tuning
+from service_fixtures import *  # noqa: F403
+from service_fixtures import _new_db, api_pair_in_process, http
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import catalogue_synth as synth
+
+pytestmark = pytest.mark.xdist_group("scale-queries")
+N_ITEMS = 20_000
+SATS = synth.SATELLITES[::2]
+"""7 of the 13 satellites: 21 pairs, ~50 collections (each a partition, whose creation is
+most of the load's time), every kind of pair (imagers, altimeters, both)."""
+APIS = ("internal", "external")
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def scale(pg_cluster: Any) -> Iterator[dict[str, Any]]:
+    """The generated items (by id), loaded once into a fresh database; both APIs in process."""
+    items = list(synth.stored_items(N_ITEMS, sats=SATS))
+    db = _new_db(pg_cluster)
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        # what is tested here is reading: the history of the load is not
+        conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_history")
+        conn.execute("ALTER TABLE pgstac.collections DISABLE TRIGGER z_eomatch_history")
+    with PgstacDB(dsn=db.role("eomatch_ingest").conninfo()) as pg:
+        loader = Loader(db=pg)
+        loader.load_collections(iter(synth.collections(SATS)), Methods.insert)
+        loader.load_items(iter(items), Methods.insert)
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        conn.execute("ANALYZE pgstac.items")
+    with api_pair_in_process(db) as (internal, external):
+        yield {"db": db, "items": items, "internal": internal, "external": external}
+
+
+def _search(api: Any, params: dict[str, str]) -> list[dict[str, Any]]:
+    """Every feature of a GET /search, following ``next`` links."""
+    r = http.get(f"{api.url}/search", params=params)
+    assert r.status_code == 200, r.text
+    out = []
+    while True:
+        body = r.json()
+        out.extend(body["features"])
+        nxt = [link["href"] for link in body.get("links", []) if link.get("rel") == "next"]
+        if not nxt:
+            return out
+        r = http.get(nxt[0])
+        assert r.status_code == 200, r.text
+
+
+def _matchup_collections(items: list[dict[str, Any]]) -> list[str]:
+    counts: dict[str, int] = {}
+    for it in items:
+        if it["properties"]["eomatch:kind"] == "matchup":
+            counts[it["collection"]] = counts.get(it["collection"], 0) + 1
+    return sorted(counts, key=lambda c: (-counts[c], c))[:5]
+
+
+def _times(it: dict[str, Any]) -> tuple[datetime, datetime]:
+    p = it["properties"]
+    return _t(p["datetime"]), _t(p["end_datetime"])
+
+
+def test_loaded(scale: dict[str, Any]) -> None:
+    items = scale["items"]
+    assert scale["db"].item_count() == len(items) > 19_000
+    kinds = {k: sum(it["properties"]["eomatch:kind"] == k for it in items) for k in
+             ("event", "matchup", "product")}  # fmt: skip
+    assert 2.0 < kinds["matchup"] / kinds["event"] < 2.5  # 2.25 a event on average
+    assert len({it["collection"] for it in items}) > 45
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_bbox_datetime(scale: dict[str, Any], mode: str) -> None:
+    items, api = scale["items"], scale[mode]
+    rng = random.Random(1)
+    lo = min(_times(it)[0] for it in items)
+    found = 0
+    for _ in range(4):
+        lon, lat = rng.uniform(-170, 130), rng.uniform(-80, 40)
+        bbox = [round(lon, 2), round(lat, 2), round(lon + 40, 2), round(lat + 40, 2)]
+        start = lo + timedelta(days=rng.uniform(0, 3000))
+        end = start + timedelta(days=60)
+        got = _search(
+            api,
+            {"bbox": ",".join(map(str, bbox)), "datetime": f"{_iso(start)}/{_iso(end)}",
+             "limit": "500"},
+        )  # fmt: skip
+        area = box(*bbox)
+        want = {
+            it["id"]
+            for it in items
+            if _times(it)[0] <= end and _times(it)[1] >= start
+            and shape(it["geometry"]).intersects(area)
+        }  # fmt: skip
+        assert sorted(f["id"] for f in got) == sorted(want)
+        dts = [_t(f["properties"]["datetime"]) for f in got]
+        assert dts == sorted(dts, reverse=True)
+        found += len(want)
+    assert found > 20
+
+
+@pytest.mark.parametrize("mode", APIS)
+@pytest.mark.parametrize(
+    ("prop", "op", "values"),
+    [("matchup:time_diff_abs", "<", (30, 300, 900)),
+     ("matchup:collocation_area_km2", ">", (10, 1000, 20000))],
+)  # fmt: skip
+def test_collection_cql2(
+    scale: dict[str, Any], mode: str, prop: str, op: str, values: tuple[float, ...]
+) -> None:
+    items, api = scale["items"], scale[mode]
+    nonempty = 0
+    for coll in _matchup_collections(items)[:3]:
+        for value in values:
+            got = _search(
+                api,
+                {"collections": coll, "filter-lang": "cql2-text",
+                 "filter": f'"{prop}" {op} {value}', "limit": "1000"},
+            )  # fmt: skip
+            want = {
+                it["id"]
+                for it in items
+                if it["collection"] == coll
+                and (
+                    it["properties"][prop] < value if op == "<" else it["properties"][prop] > value
+                )
+            }
+            assert {f["id"] for f in got} == want
+            assert len(got) == len(want)
+            nonempty += bool(want)
+    assert nonempty >= 5
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_ids(scale: dict[str, Any], mode: str) -> None:
+    items, api = scale["items"], scale[mode]
+    rng = random.Random(3)
+    for coll in sorted({it["collection"] for it in items})[::40]:
+        ids = [it["id"] for it in items if it["collection"] == coll]
+        asked = [*rng.sample(ids, min(20, len(ids))), "no-such-item"]
+        got = _search(api, {"collections": coll, "ids": ",".join(asked), "limit": "50"})
+        assert sorted(f["id"] for f in got) == sorted(asked[:-1])
+        assert all(f["collection"] == coll for f in got)
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_sortby_datetime(scale: dict[str, Any], mode: str) -> None:
+    items, api = scale["items"], scale[mode]
+    lo = min(_times(it)[0] for it in items)
+    for days in (0, 1234, 3000):
+        start = lo + timedelta(days=days)
+        r = http.get(
+            f"{api.url}/search",
+            params={"datetime": f"{_iso(start)}/..", "sortby": "+datetime", "limit": "50"},
+        )
+        assert r.status_code == 200, r.text
+        got = r.json()["features"]
+        ranked = sorted(
+            (it for it in items if _times(it)[1] >= start), key=lambda it: _times(it)[0]
+        )
+        want = ranked[:50]
+        assert [_t(f["properties"]["datetime"]) for f in got] == [_times(it)[0] for it in want]
+        # equal datetimes (matchups sharing a first product) may come in either order
+        last = _times(want[-1])[0]
+        assert {f["id"] for f in got} <= {it["id"] for it in ranked if _times(it)[0] <= last}
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_link_walk(scale: dict[str, Any], mode: str) -> None:
+    """A page of matchups, then their events and products by id, as ``eomatch query`` does."""
+    items, api = scale["items"], scale[mode]
+    by_id = {it["id"]: it for it in items}
+    coll = _matchup_collections(items)[0]
+    lo = min(_times(it)[0] for it in items if it["collection"] == coll)
+    start, end = lo, lo + timedelta(days=3 * 365)
+    page = _search(
+        api, {"collections": coll, "datetime": f"{_iso(start)}/{_iso(end)}", "limit": "100"}
+    )
+    want = {
+        it["id"]
+        for it in items
+        if it["collection"] == coll and _times(it)[0] <= end and _times(it)[1] >= start
+    }
+    assert {m["id"] for m in page} == want
+    assert len(page) == len(want) > 5
+    wanted: dict[str, set[str]] = {}
+    for mu in page:
+        refs = [
+            [unquote(x) for x in link["href"].split("/collections/", 1)[1].split("/items/")]
+            for link in mu["links"]
+            if link["rel"] in ("related", "derived_from")
+        ]
+        truth = by_id[mu["id"]]
+        expected = [
+            (f"matchup-events-{coll}", truth["properties"]["matchup:event_id"]),
+            *((by_id[link["title"]]["collection"], link["title"])
+              for link in truth["links"] if link["rel"] == "derived_from"),
+        ]  # fmt: skip
+        assert sorted(map(tuple, refs)) == sorted(expected)
+        for c, i in refs:
+            wanted.setdefault(c, set()).add(i)
+    fetched: dict[str, str] = {}
+    for c, ids in wanted.items():
+        got = _search(api, {"collections": c, "ids": ",".join(sorted(ids)), "limit": "1000"})
+        fetched.update({f["id"]: f["collection"] for f in got})
+    assert fetched == {i: c for c, ids in wanted.items() for i in ids}
+    kinds = {by_id[i]["properties"]["eomatch:kind"] for i in fetched}
+    assert kinds == {"event", "product"}
+
+
+def _property_indexes(conn: psycopg.Connection[Any], prop: str) -> dict[str, str]:
+    """Items partition -> name of its index on the property."""
+    rows = conn.execute(
+        "SELECT t.relname, i.relname FROM pg_partition_tree('pgstac.items') p "
+        "JOIN pg_class t ON t.oid = p.relid JOIN pg_index x ON x.indrelid = p.relid "
+        "JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE p.isleaf AND pg_get_indexdef(x.indexrelid) LIKE %s",
+        (f"%{prop}%",),
+    ).fetchall()
+    return {t: i for t, i in rows}
+
+
+def test_property_indexes_exist_and_are_used(scale: dict[str, Any]) -> None:
+    db, items = scale["db"], scale["items"]
+    coll = _matchup_collections(items)[0]
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        leaves = {
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_partition_tree('pgstac.items') p "
+                "JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf"
+            )
+        }
+        assert len(leaves) > 45  # every partition was made after db init
+        for q in INDEXED_QUERYABLES:
+            row = conn.execute(
+                "SELECT property_index_type, collection_ids FROM queryables WHERE name = %s",
+                (q.name,),
+            ).fetchone()
+            assert row == ("BTREE", None)
+            indexes = _property_indexes(conn, q.name)
+            assert set(indexes) == leaves
+            op = "<" if "time_diff" in q.name else ">"
+            value = 1 if op == "<" else 1e9  # selective: the index is the way in
+            search = {"collections": [coll], "filter-lang": "cql2-json",
+                      "filter": {"op": op, "args": [{"property": q.name}, value]}}  # fmt: skip
+            where = conn.execute(
+                "SELECT stac_search_to_where(%s::jsonb)", (psycopg.types.json.Jsonb(search),)
+            ).fetchone()[0]  # type: ignore[index]
+            conn.execute("SET enable_seqscan = off")
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    f"EXPLAIN SELECT * FROM items WHERE {where} ORDER BY datetime DESC, id DESC "
+                    "LIMIT 10"
+                )
+            )
+            conn.execute("RESET enable_seqscan")
+            key = conn.execute("SELECT key FROM collections WHERE id = %s", (coll,)).fetchone()
+            assert key is not None
+            assert f" using {indexes[f'_items_{key[0]}']} on " in plan.lower(), plan
+
+
+def test_install_again_changes_nothing(scale: dict[str, Any]) -> None:
+    db = scale["db"]
+    with psycopg.connect(db.role().conninfo()) as conn:
+        before = conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE pg_get_indexdef(indexrelid) LIKE '%matchup:%' ORDER BY 1"
+        ).fetchall()
+        assert install_tuning(conn) == []
+        conn.commit()
+        after = conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE pg_get_indexdef(indexrelid) LIKE '%matchup:%' ORDER BY 1"
+        ).fetchall()
+        settings = conn.execute(
+            "SELECT rolname, rolconfig FROM pg_roles WHERE rolname IN "
+            "('eomatch_api', 'eomatch_reader') ORDER BY 1"
+        ).fetchall()
+    assert before == after
+    assert len(before) > 90
+    for _role, config in settings:
+        assert "max_parallel_workers_per_gather=0" in config
+        assert "jit=off" in config

@@ -428,6 +428,12 @@ def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path, cli: An
         assert code != 0
         assert word in err, err
         assert len(err.strip().splitlines()) == 1, err
+    # no database: one line at once
+    config.write_text("schedules: []\n")
+    code, out, err = cli("--config", str(config), "worker", "--db-port", "1")
+    assert code == 2
+    assert "cannot connect to the database" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow

@@ -352,12 +352,13 @@ def run_schedules(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Run the worker until SIGINT/SIGTERM."""
-    from eomatch.workflows.jobs.worker import WorkerOptions, validate_schedules
+    from eomatch.workflows.jobs.worker import WorkerOptions, check_queue, validate_schedules
     from eomatch.workflows.jobs.worker import run_worker as run
 
     config = load_run_config(args)
     validate_schedules(config.schedules)  # a bad entry: one line, before anything starts
     info = target_from(args).role(ROLE)
+    check_queue(info)
     options = WorkerOptions.from_env(args.concurrency)
     Console(stderr=True).print(
         f"worker: {options.concurrency} at once, {len(config.schedules)} schedule(s), "

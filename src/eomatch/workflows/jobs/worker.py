@@ -36,7 +36,7 @@ import procrastinate
 import psycopg
 from procrastinate import JobContext as TaskContext
 from procrastinate import RetryStrategy
-from procrastinate.exceptions import JobAborted
+from procrastinate.exceptions import ConnectorException, JobAborted
 from pydantic import ValidationError
 
 from eomatch.config.schedules import ScheduleConfig
@@ -53,6 +53,7 @@ __all__ = [
     "WorkerOptions",
     "build_app",
     "check_params",
+    "check_queue",
     "run_worker",
     "submit_job",
 ]
@@ -283,6 +284,21 @@ async def _reap_stalled(app: procrastinate.App, opts: WorkerOptions) -> None:
             log.debug("stalled-job check failed: %s", exc)
 
 
+def check_queue(info: ConnectionInfo) -> None:
+    """Fail at once, in one line, if the database is unreachable or has no queue yet."""
+    from eomatch.io.job_queue import queue_installed
+    from eomatch.io.pg_errors import translated
+
+    with (
+        translated(f"cannot connect to the database {info.describe()}"),
+        psycopg.connect(info.conninfo(), connect_timeout=15) as conn,
+    ):
+        if not queue_installed(conn):
+            raise DatabaseError(
+                f"no job queue in {info.describe()}: run `eomatch db migrate` (with the jobs extra)"
+            )
+
+
 async def run_worker(
     info: ConnectionInfo,
     options: WorkerOptions,
@@ -295,22 +311,29 @@ async def run_worker(
 
     load_kinds()  # import every kind now (rasterio...), not during the first job
     validate_schedules(schedules)
+    check_queue(info)
     app = build_app(info, options, schedules, objects)
-    async with app.open_async():
-        reaper = asyncio.create_task(_reap_stalled(app, options))
-        try:
-            await app.run_worker_async(
-                queues=[QUEUE],
-                name=name or f"{socket.gethostname()}:{os.getpid()}",
-                concurrency=options.concurrency,
-                update_heartbeat_interval=options.heartbeat,
-                stalled_worker_timeout=options.stalled_after,
-                fetch_job_polling_interval=options.poll,
-                abort_job_polling_interval=min(options.poll, 1.0),
-                delete_jobs="never",
-                install_signal_handlers=True,
-            )
-        finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+    try:
+        await app.open_async()
+    except (ConnectorException, psycopg.Error, OSError) as exc:
+        raise DatabaseError(
+            f"cannot reach the job queue in {info.describe()}: {_reason(exc)}"
+        ) from None
+    reaper = asyncio.create_task(_reap_stalled(app, options))
+    try:
+        await app.run_worker_async(
+            queues=[QUEUE],
+            name=name or f"{socket.gethostname()}:{os.getpid()}",
+            concurrency=options.concurrency,
+            update_heartbeat_interval=options.heartbeat,
+            stalled_worker_timeout=options.stalled_after,
+            fetch_job_polling_interval=options.poll,
+            abort_job_polling_interval=min(options.poll, 1.0),
+            delete_jobs="never",
+            install_signal_handlers=True,
+        )
+    finally:
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
+        await app.close_async()

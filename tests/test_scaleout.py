@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from eomatch.cli.main import main
 from eomatch.io.db_target import DbTarget
@@ -28,6 +29,7 @@ from eomatch.service.stack import Backoff, Stack, read_status
 from service_fixtures import _new_db, free_port, pg_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scaleout")]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _established(port: int) -> int:
@@ -159,3 +161,17 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(stack: S
 
 def test_serve_instances_rejects_zero() -> None:
     assert main(["serve", "--instances", "0"]) == 2
+
+
+def test_compose_runs_several_instances_of_each_api() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    for name in ("api-internal", "api-external"):
+        service = compose["services"][name]
+        assert service["deploy"]["replicas"] == "${EOMATCH_API_REPLICAS:-2}"
+        # replicas need no fixed name and no published port
+        assert "container_name" not in service
+        assert "ports" not in service
+    env = (ROOT / "deploy" / ".env.example").read_text()
+    assert "\nEOMATCH_API_REPLICAS=2\n" in env
+    conf = (ROOT / "deploy" / "nginx" / "eomatch.conf").read_text()
+    assert "server api-internal:8080 max_fails=1 fail_timeout=5s;" in conf

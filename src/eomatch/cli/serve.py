@@ -170,6 +170,10 @@ def run_serve(args: argparse.Namespace) -> int:
             console.print("  one job worker runs queued jobs (`eomatch jobs list`)")
         if stack.identity is not None:
             console.print(f"  the APIs run as user {stack.identity.user!r}")
+        if stack.instances > 1:
+            console.print(f"  {stack.instances} instances of each API behind the gateway")
+        if stack.read_hosts:
+            console.print(f"  the APIs read from the replica at {stack.read_hosts}")
         console.print(f"  {backup_status_line()}", markup=False, highlight=False)
         reason = stack.wait()
     finally:

@@ -1,4 +1,5 @@
-"""``eomatch serve --instances 2``: two supervised processes per API behind the real nginx.
+"""``eomatch serve --instances 2`` (the real CLI, in a subprocess): two supervised processes per
+API behind the real nginx.
 
 One instance is killed (SIGKILL) while a client loops GET requests through the gateway: every
 request still succeeds (nginx passes a failed idempotent request to the other instance and
@@ -11,21 +12,24 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from eomatch.cli.main import main
-from eomatch.io.db_target import DbTarget
 from eomatch.io.pg_cluster import LocalCluster
 from eomatch.service.gateway import UPSTREAM_FAIL_TIMEOUT_S, render_nginx_conf
-from eomatch.service.stack import Backoff, Stack, read_status
+from eomatch.service.stack import read_status
 from service_fixtures import _new_db, free_port, pg_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scaleout")]
@@ -68,55 +72,73 @@ def test_config_lists_every_instance_with_passive_checks(tmp_path: Path) -> None
     assert "location = /external/search" in text
 
 
+@dataclass
+class Served:
+    """``eomatch serve --instances 2`` running in a subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+    base: str
+
+    def children(self) -> dict[str, Any]:
+        state = read_status(self.run_dir)
+        assert state is not None, "serve is not running"
+        children: dict[str, Any] = state["children"]
+        return children
+
+
 @pytest.fixture(scope="module")
-def stack(pg_cluster: LocalCluster) -> Iterator[Stack]:  # noqa: F811
+def served(pg_cluster: LocalCluster) -> Iterator[Served]:  # noqa: F811
     if shutil.which("nginx", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")) is None:
         pytest.skip("nginx binary not installed")
     db = _new_db(pg_cluster)
     run_dir = Path(tempfile.mkdtemp(prefix="eomatch-scale-", dir="/tmp"))
     run_dir.chmod(0o755)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGPASSFILE", str(pg_cluster.passfile))
-        stack = Stack(
-            target=DbTarget("127.0.0.1", pg_cluster.port, db.dbname, None, None),
-            run_dir=run_dir,
-            port=free_port(),
-            build_browser=False,
-            instances=2,
-            backoff=Backoff(initial_s=0.2, max_s=1.0, stable_s=2.0),
-            poll_s=0.05,
-            report=lambda msg: None,
-        )
-        stack.start()
-        stop = threading.Event()
-        thread = threading.Thread(target=stack.wait, args=(stop,), daemon=True)
-        thread.start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGPASSFILE"] = str(pg_cluster.passfile)  # read by serve, never by the APIs
+    cmd = [
+        sys.executable, "-m", "eomatch.cli.main_entry", "serve", "--instances", "2",
+        "--port", str(port), "--run-dir", str(run_dir), "--no-browser-build",
+        "--db-host", "127.0.0.1", "--db-port", str(pg_cluster.port), "--db-name", db.dbname,
+    ]  # fmt: skip
+    log = run_dir.parent / f"{run_dir.name}.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while read_status(run_dir) is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield Served(proc, run_dir, f"http://127.0.0.1:{port}/")
+    finally:
+        proc.send_signal(signal.SIGINT)
         try:
-            yield stack
-        finally:
-            stop.set()
-            thread.join(10)
-            stack.stop()
-            shutil.rmtree(run_dir, ignore_errors=True)
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.unlink(missing_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def test_serve_status_lists_every_instance(stack: Stack) -> None:
-    state = read_status(stack.run_dir)
+def test_serve_status_lists_every_instance(served: Served) -> None:
+    state = read_status(served.run_dir)
     assert state is not None
     assert state["instances"] == 2
     names = set(state["children"])
     assert {"internal API 1", "internal API 2", "external API 1", "external API 2"} <= names
     assert all(v == "up" for v in state["checks"].values()), state["checks"]
-    ports = {a.port for a in stack.apis}
+    ports = {c["port"] for name, c in state["children"].items() if "API" in name}
     assert len(ports) == 4
-    conf = (stack.run_dir / "gateway" / "nginx.conf").read_text()
+    conf = (served.run_dir / "gateway" / "nginx.conf").read_text()
     assert all(f"server 127.0.0.1:{p} " in conf for p in ports)
 
 
-def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(stack: Stack) -> None:
-    base = stack.base_url
-    victim = next(a for a in stack.apis if a.sup.name == "internal API 1")
-    old_pid = victim.proc.pid
+def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(served: Served) -> None:
+    base = served.base
+    victim = served.children()["internal API 1"]
+    old_pid, port = victim["pid"], victim["port"]
     results: list[int] = []
     stop = threading.Event()
 
@@ -136,17 +158,20 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(stack: S
         before = len(results)
         os.kill(old_pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (
-            victim.proc.pid != old_pid and victim.sup.restart_at is None
-        ):
-            time.sleep(0.05)
-        assert victim.proc.pid != old_pid, "the supervisor did not restart the killed instance"
-        assert victim.sup.restarts >= 1
+        now = victim
+        while time.monotonic() < deadline:
+            now = served.children()["internal API 1"]
+            if now["pid"] != old_pid and now["state"] == "up":
+                break
+            time.sleep(0.1)
+        assert now["pid"] != old_pid, "the supervisor did not restart the killed instance"
+        assert now["restarts"] >= 1
+        assert now["last_exit"] == "killed by SIGKILL"
         # nginx tries the instance again after fail_timeout; once it answers, it gets traffic
         deadline = time.monotonic() + UPSTREAM_FAIL_TIMEOUT_S + 20
-        while time.monotonic() < deadline and _established(victim.port) == 0:
+        while time.monotonic() < deadline and _established(port) == 0:
             time.sleep(0.1)
-        rejoined = _established(victim.port)
+        rejoined = _established(port)
     finally:
         stop.set()
         for w in workers:
@@ -156,7 +181,7 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(stack: S
     failures = [code for code in results if code != 200]
     assert not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
     assert rejoined > 0, "nginx never sent a request to the restarted instance"
-    assert httpx.get(f"http://127.0.0.1:{victim.port}/_mgmt/ping", timeout=5).is_success
+    assert httpx.get(f"http://127.0.0.1:{port}/_mgmt/ping", timeout=5).is_success
 
 
 def test_serve_instances_rejects_zero() -> None:

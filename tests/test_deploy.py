@@ -252,6 +252,11 @@ def test_job_worker_in_compose_and_systemd() -> None:
     syncs = [ln for ln in dockerfile.splitlines() if "uv sync" in ln]
     assert syncs
     assert all("--extra jobs" in ln for ln in syncs), syncs  # migrate installs the queue too
+    # the worker runs raster/process jobs (data, storage); the APIs serve /csw, /records
+    runs = dockerfile.replace("\\\n", " ")
+    app_syncs = [ln for ln in runs.split("FROM")[2].splitlines() if "uv sync" in ln]
+    for extra in ("data", "storage", "records"):
+        assert all(f"--extra {extra}" in ln for ln in app_syncs), app_syncs
     unit = _unit(DEPLOY / "systemd" / "eomatch-worker.service")
     service = unit["Service"]
     assert service["ExecStart"].split()[1] == "worker"

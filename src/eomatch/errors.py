@@ -20,7 +20,8 @@ branch it can act on (``except NotFoundError``) instead of parsing texts::
     │   └── UnknownCollectionError    a collection id in no table or configuration
     ├── ConflictError                 exists already, or is busy (2, 409)
     ├── DatabaseError                 PostgreSQL/pgSTAC failed or is unreachable (2, 503)
-    │   └── ClusterError              the local cluster (initdb, pg_ctl) cannot do it
+    │   ├── ClusterError              the local cluster (initdb, pg_ctl) cannot do it
+    │   └── DumpFailed                pg_dump/pg_restore/psql of a backup failed
     ├── NetworkError                  a remote server failed us (2, 502)
     │   ├── TransportFailure          no answer after every attempt
     │   ├── Retryable                 an outcome worth another attempt (inside the retry loop)
@@ -29,6 +30,8 @@ branch it can act on (``except NotFoundError``) instead of parsing texts::
     │   └── TokenError                a token endpoint refused a provider login
     └── ServiceError                  running the service: supervision, gateway, browser (2, 503)
         ├── GatewayError              nginx missing, misconfigured, or not starting
+        ├── StorageError              the object store cannot keep a file (full, no permission)
+        ├── JobCancelled              a job was cancelled while it ran (the worker stops it)
         └── BrowserBuildError         STAC Browser not built and not buildable here
 
 Why the mixins (``ValueError``, ``LookupError``, ``OSError``, ``ImportError``): pydantic
@@ -150,6 +153,11 @@ class ClusterError(DatabaseError):
     """The local cluster cannot do what was asked; the message says why."""
 
 
+class DumpFailed(DatabaseError):
+    """``pg_dump``, ``pg_restore`` or ``psql`` exited with an error (the message is its last
+    line)."""
+
+
 class TransportFailure(NetworkError):
     """No answer after every attempt (refused, reset, timed out)."""
 
@@ -194,6 +202,10 @@ class GatewayError(ServiceError):
 class StorageError(ServiceError):
     """The object store refused to keep a file for good (disk or bucket full, no permission):
     not worth retrying until someone makes room."""
+
+
+class JobCancelled(ServiceError):
+    """Raised by ``JobContext.check_cancelled`` when the job was cancelled meanwhile."""
 
 
 class BrowserBuildError(ServiceError):

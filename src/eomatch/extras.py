@@ -20,8 +20,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "jobs": ("procrastinate", "psycopg"),
     "plot": ("matplotlib", "shapefile"),
     "storage": ("obstore",),
-    "geoparquet": ("stac_geoparquet", "pyarrow"),
     "data": ("xarray", "rioxarray", "rasterio", "netCDF4", "zarr", "rio_cogeo", "rio_stac"),
+    "geoparquet": ("stac_geoparquet", "pyarrow"),
     "records": ("pycsw", "sqlalchemy", "psycopg2", "pygeofilter", "jinja2", "owslib"),
 }
 """Extra -> the modules it provides (keep in step with pyproject.toml's optional-dependencies)."""

@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from eomatch.errors import DatabaseError, EomatchError
+from eomatch.errors import DumpFailed as DumpFailed
+from eomatch.errors import EomatchError
 from eomatch.io.pg_cluster import pg_bindir
 from eomatch.io.pg_conn import ConnectionInfo
 
@@ -33,10 +34,6 @@ __all__ = [
     "tool",
     "tool_version",
 ]
-
-
-class DumpFailed(DatabaseError):
-    """``pg_dump`` or ``pg_restore`` exited with an error (the message is its last line)."""
 
 
 def tool(name: str) -> Path:

@@ -47,6 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from eomatch.errors import InvalidValueError
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.records_schema import ABSENT_COLUMNS, PUBLIC_VIEW, RECORDS_VIEW
 from eomatch.service.guards import route_path
@@ -190,8 +191,8 @@ def sqlalchemy_url(info: ConnectionInfo) -> str:
     return f"postgresql+psycopg2://{auth}@{host}:{info.port}/{db}"
 
 
-class _Bad(ValueError):
-    """A request parameter pycsw would choke on (a 500 there): a 400 here."""
+# A request parameter pycsw would choke on (a 500 there) is a 400 here.
+_Bad = InvalidValueError
 
 
 def _check_records_args(args: Mapping[str, str]) -> None:

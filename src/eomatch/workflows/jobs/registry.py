@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from eomatch.errors import EomatchError, InputError
+from eomatch.errors import InputError
+from eomatch.errors import JobCancelled as JobCancelled
 
 if TYPE_CHECKING:
     from eomatch.io.object_store import ObjectStore
@@ -41,10 +42,6 @@ class JobParams(BaseModel):
     """Base of every kind's params: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JobCancelled(EomatchError):
-    """Raised by :meth:`JobContext.check_cancelled` when the job was cancelled meanwhile."""
 
 
 @dataclass

@@ -363,7 +363,9 @@ def test_failures_cancel_retry(service_db: ServiceDb, tmp_path: Path, cli: Any) 
         wait_for(db, long, lambda j: j.status == "running", log=log)
         code, out, err = cli("jobs", "cancel", str(long), "--format", "json")
         assert code == 0, err
-        assert json.loads(out)["cancel_requested"] is True
+        asked = json.loads(out)
+        # the worker may have stopped it already between the request and the read-back
+        assert asked["cancel_requested"] is True or asked["status"] == "cancelled", asked
         job = wait_for(db, long, ended, timeout=15, log=log)
         assert job.status == "cancelled"
         assert job.error is not None

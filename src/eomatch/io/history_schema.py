@@ -114,15 +114,14 @@ ALTER TABLE eomatch.change_log
     ADD COLUMN IF NOT EXISTS b_private jsonb;
 CREATE INDEX IF NOT EXISTS changes_document ON eomatch.change_log (kind, collection, id, seq);
 
--- An item's stored old row as the STAC document the API served (pgSTAC's own hydration, with
--- the base item the row was dehydrated against).
-CREATE OR REPLACE FUNCTION eomatch.history_before(c eomatch.change_log) RETURNS jsonb
+-- An item's kept old row as a pgstac.items row again (NULL when ``before`` holds the document).
+CREATE OR REPLACE FUNCTION eomatch.history_row(c eomatch.change_log) RETURNS pgstac.items
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
 DECLARE
     it pgstac.items;
 BEGIN
     IF c.b_content IS NULL THEN
-        RETURN c.before;
+        RETURN NULL;
     END IF;
     it.id := c.id;
     it.collection := c.collection;
@@ -131,28 +130,24 @@ BEGIN
     it.end_datetime := c.b_end_datetime;
     it.content := c.b_content;
     it.private := c.b_private;
-    RETURN content_hydrate(it);
+    RETURN it;
 END $$;
+
+-- That row as the STAC document the API served (pgSTAC's own hydration, with the base item the
+-- row was dehydrated against).
+CREATE OR REPLACE FUNCTION eomatch.history_before(c eomatch.change_log) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+    SELECT CASE WHEN c.b_content IS NULL THEN c.before
+                ELSE content_hydrate(eomatch.history_row(c)) END
+$$;
 
 -- The same row not hydrated (pgSTAC's content_nonhydrated, tagged with its base item), for
 -- readers that hydrate in Python as the API does: ~14x cheaper than content_hydrate in plpgsql.
 CREATE OR REPLACE FUNCTION eomatch.history_before_stored(c eomatch.change_log) RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
-DECLARE
-    it pgstac.items;
-BEGIN
-    IF c.b_content IS NULL THEN
-        RETURN c.before;
-    END IF;
-    it.id := c.id;
-    it.collection := c.collection;
-    it.geometry := c.b_geometry;
-    it.datetime := c.b_datetime;
-    it.end_datetime := c.b_end_datetime;
-    it.content := c.b_content;
-    it.private := c.b_private;
-    RETURN content_nonhydrated(it);
-END $$;
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pgstac, public, pg_temp AS $$
+    SELECT CASE WHEN c.b_content IS NULL THEN c.before
+                ELSE content_nonhydrated(eomatch.history_row(c)) END
+$$;
 
 -- ``before_stored``/``before_hydrated``: ``before`` as kept (hydrate it when not hydrated); a
 -- reader selecting only these never runs content_hydrate (unselected view columns are not

@@ -387,29 +387,23 @@ def _postgres_settings(
         server["pgstac.readonly"] = "true"
     if mode == "external":
         server["default_transaction_read_only"] = "on"
+    common: dict[str, Any] = {
+        "pguser": info.user,
+        "pgpassword": password,
+        "pghost": info.host,
+        "pgport": info.port,
+        "pgdatabase": info.dbname,
+        "db_min_conn_size": 1,
+        "db_max_conn_size": pool_max,
+        "server_settings": ServerSettings(**server),
+    }
     if reads and settings.read_hosts:
         return ReadPostgresSettings(
-            pguser=info.user,
-            pgpassword=password,
-            pghost=info.host,
-            pgport=info.port,
-            pgdatabase=info.dbname,
-            db_min_conn_size=1,
-            db_max_conn_size=pool_max,
-            server_settings=ServerSettings(**server),
+            **common,
             read_hosts=settings.read_hosts,
             transaction_pooled=settings.db_read_pooling == "transaction",
         )
-    return PostgresSettings(
-        pguser=info.user,
-        pgpassword=password,
-        pghost=info.host,
-        pgport=info.port,
-        pgdatabase=info.dbname,
-        db_min_conn_size=1,
-        db_max_conn_size=pool_max,
-        server_settings=ServerSettings(**server),
-    )
+    return PostgresSettings(**common)
 
 
 def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = None) -> FastAPI:

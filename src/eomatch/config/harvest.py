@@ -17,6 +17,7 @@ from typing import Any, Literal
 import cql2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eomatch.config.env_names import check_header_env_names
 from eomatch.core.vocabulary import BBox
 from eomatch.errors import ConfigError, EomatchError
 from eomatch.timeparse import parse_time
@@ -43,7 +44,6 @@ _TYPE_ALIASES = {
 }
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _ID = r"^[A-Za-z0-9_.-]+$"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class FormatConfig(BaseModel):
@@ -89,13 +89,7 @@ class HarvestResource(BaseModel):
     @field_validator("headers_env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for header, var in value.items():
-            if not _ENV_NAME.match(var):
-                raise ValueError(
-                    f"{header}: give the name of an environment variable holding the value "
-                    "(credentials never go in the file)"
-                )
-        return value
+        return check_header_env_names(value)
 
     def headers(self, name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The secret headers, read from the environment now.

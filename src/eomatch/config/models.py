@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from eomatch.config.credentials import Credentials, DownloadsConfig
+from eomatch.config.env_names import check_header_env_names
 from eomatch.config.harvest import HarvesterConfig, check_harvesters
 from eomatch.config.schedules import ScheduleConfig, check_schedules
 from eomatch.core.collections import CollectionInfo, builtin_collections
@@ -425,9 +425,6 @@ class CrossoverSettings(BaseModel):
     )
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 class StacSourceConfig(BaseModel):
     """A STAC API to search for real products."""
 
@@ -450,13 +447,7 @@ class StacSourceConfig(BaseModel):
     @field_validator("headers_env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for header, var in value.items():
-            if not _ENV_NAME.match(var):
-                raise ValueError(
-                    f"{header}: give the name of an environment variable holding the value "
-                    "(credentials never go in the file)"
-                )
-        return value
+        return check_header_env_names(value)
 
     def provider_collection(self, collection: str) -> str:
         """The provider's id for our ``collection``."""

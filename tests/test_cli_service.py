@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from eomatch.cli.main import main
+from eomatch.io.pg_cluster import LocalCluster
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.ingest import ingest_catalogue
 from service_fixtures import ServiceDb, free_port, make_catalogue
@@ -37,8 +39,22 @@ def test_db_lifecycle_and_keys(shared_tmp: Path, capsys) -> None:
     assert main(["db", "init", "--dir", str(folder), "--port", port]) == 0
     try:
         assert "created" in capsys.readouterr().out
+        # a cluster made by an older eomatch (no history trigger, no records views) is brought
+        # up to date by `db init` (the main job runs it on an existing data directory)
+        old = LocalCluster(folder).connection().conninfo()
+        with psycopg.connect(old, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER eomatch_history ON pgstac.items")
+            conn.execute("DROP SCHEMA eomatch_records CASCADE")
         assert main(["db", "init", "--dir", str(folder), "--port", port]) == 0
         assert "already initialised" in capsys.readouterr().out
+        with psycopg.connect(old, autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'eomatch_history' "
+                "AND tgrelid = 'pgstac.items'::regclass"
+            ).fetchone() == (1,)
+            assert conn.execute("SELECT to_regclass('eomatch_records.records')").fetchone() != (
+                None,
+            )
         assert main(["db", "status", "--dir", str(folder)]) == 0
         assert "pgSTAC 0.10.0" in capsys.readouterr().out
         assert main(["db", "migrate", "--dir", str(folder)]) == 0

@@ -145,11 +145,14 @@ def run_init(args: argparse.Namespace) -> int:
 
     cluster = _cluster(args)
     created = cluster.init(port=args.port)
+    store = PgstacStore(cluster.connection())
     if not created:
         cluster.start()
-    store = PgstacStore(cluster.connection())
+        # an existing cluster made by an older eomatch gets what this one needs (history,
+        # queue, records views...): the set-up is idempotent, as `eomatch db migrate` runs it
+        store.install()
     version = store.schema_version()
-    verb = "created" if created else "already initialised"
+    verb = "created" if created else "already initialised, brought up to date"
     Console().print(
         f"local database {verb} in {cluster.root}: 127.0.0.1:{cluster.port}/{cluster.dbname}, "
         f"pgSTAC {version}"

@@ -328,3 +328,23 @@ def test_a_past_state_that_breaks_the_rules_is_not_restored(service_db: ServiceD
     with pytest.raises(InputError, match="cannot be restored"):
         rollback(store, int(fix))  # type: ignore[call-overload]
     assert service_db.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        ("x" * 2001, "at most 2000 characters"),
+        ("two\nlines", "printable"),
+        ("bell\x07", "printable"),
+    ],
+)
+def test_cli_message_is_bounded_and_printable(
+    tmp_path: Path, pgpass: ServiceDb, capsys: pytest.CaptureFixture[str], message: str, said: str
+) -> None:
+    """``--message`` reaches the history: a huge or multi-line one is refused before any write."""
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    args = ["ingest", "--catalogue", str(root), *_db_args(pgpass), "--message", message]
+    assert main(args) == 2
+    assert said in capsys.readouterr().err
+    assert pgpass.item_count() == 0
+    assert _txs(pgpass) == []

@@ -231,7 +231,12 @@ def main() -> int:
         # -- POST /api/jobs latency, 10 clients ----------------------------------------------
         key = PgstacStore(admin).create_key("bench")
         port = free_port()
-        api_env = {**env, "EOMATCH_API_MODE": "internal", "EOMATCH_DB_WAIT": "20"}
+        api_env = {
+            **env,
+            "EOMATCH_API_MODE": "internal",
+            "EOMATCH_DB_WAIT": "20",
+            "EOMATCH_JOBS_INPUT_DIR": str(work / "in"),  # the folder API jobs may read
+        }
         with (logs / "api.log").open("wb") as fh:
             procs.append(
                 subprocess.Popen(

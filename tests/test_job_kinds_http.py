@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from eomatch.io.pgstac_store import PgstacStore
 from job_kind_helpers import job_store, make_geotiff
 from service_fixtures import *  # noqa: F403
@@ -15,7 +17,9 @@ from test_jobs import ended, wait_for, worker
 PUBLIC = "https://catalogue.example.org/data/"
 
 
-def test_raster_job_over_http_lands_in_both_apis(service_db: ServiceDb, tmp_path: Path) -> None:
+def test_raster_job_over_http_lands_in_both_apis(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import rasterio
 
     db = service_db
@@ -25,7 +29,12 @@ def test_raster_job_over_http_lands_in_both_apis(service_db: ServiceDb, tmp_path
     src = make_geotiff(tmp_path / "scene_http.tif")
     objects = tmp_path / "objects"
     log = tmp_path / "worker.log"
-    storage = {"EOMATCH_STORAGE_DIR": str(objects), "EOMATCH_STORAGE_PUBLIC_URL": PUBLIC}
+    storage = {
+        "EOMATCH_STORAGE_DIR": str(objects),
+        "EOMATCH_STORAGE_PUBLIC_URL": PUBLIC,
+        "EOMATCH_JOBS_INPUT_DIR": str(tmp_path),  # what API jobs may read
+    }
+    monkeypatch.setenv("EOMATCH_JOBS_INPUT_DIR", str(tmp_path))  # the in-process API's
     with worker(db, log, **storage), api_pair_in_process(db) as (internal, external):
         bad = {"kind": "raster", "params": {"collection": "nope", "source": str(src)}}
         refused = http.post(f"{internal.url}/jobs", json=bad, headers=auth)

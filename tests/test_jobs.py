@@ -171,13 +171,17 @@ def changes_of(db: ServiceDb, item_id: str) -> list[tuple[object, ...]]:
 # --- end to end ----------------------------------------------------------------------------------
 
 
-def test_ingest_jobs_through_cli_and_http(service_db: ServiceDb, tmp_path: Path, cli: Any) -> None:
+def test_ingest_jobs_through_cli_and_http(
+    service_db: ServiceDb, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = service_db
     cat = make_catalogue(tmp_path / "cat", n_events=2)
     key = PgstacStore(db.role()).create_key("alice")
     auth = {"Authorization": f"Bearer {key}"}
     log = tmp_path / "worker.log"
-    with worker(db, log), api_pair_in_process(db) as (internal, external):
+    inputs = {"EOMATCH_JOBS_INPUT_DIR": str(tmp_path)}  # what API jobs may read
+    monkeypatch.setenv("EOMATCH_JOBS_INPUT_DIR", str(tmp_path))  # the in-process API's
+    with worker(db, log, **inputs), api_pair_in_process(db) as (internal, external):
         # through the CLI, waiting with progress
         r = eomatch(db, "jobs", "submit", "ingest", "--param", f"catalogue={cat}", "--wait",
                     "--timeout", "60", "--format", "json")  # fmt: skip

@@ -51,6 +51,7 @@ def test_serve_runs_a_supervised_worker(pg_cluster: LocalCluster) -> None:  # no
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PGPASSFILE", str(pg_cluster.passfile))
         mp.setenv("EOMATCH_JOBS_POLL", "0.5")  # the worker's environment is serve's
+        mp.setenv("EOMATCH_JOBS_INPUT_DIR", str(work))  # what API jobs may read
         stack = Stack(
             target=DbTarget("127.0.0.1", pg_cluster.port, db.dbname, None, None),
             run_dir=run_dir,

@@ -23,6 +23,7 @@ __all__ = [
     "ApiSettings",
     "BackupSettings",
     "BrowserSettings",
+    "JobsSettings",
     "Settings",
     "StorageSettings",
     "public_origin",
@@ -231,6 +232,52 @@ class StorageSettings(BaseSettings):
     def local_dir(self, data_dir: Path) -> Path:
         """The local folder: :attr:`dir`, else ``<data_dir>/objects``."""
         return (self.dir or data_dir / "objects").expanduser()
+
+
+class JobsSettings(BaseSettings):
+    """What jobs submitted over the internal API may read (``EOMATCH_JOBS_*``; docs/jobs.md
+    "Inputs of API jobs"). The CLI, schedules and the operator are not bound by them.
+
+    A key holder must not make the worker publish ``/etc/...`` or fetch from the internal
+    network: local inputs of API jobs must resolve inside :attr:`input_dir` (none: refused),
+    and with :attr:`source_hosts` set, remote ones must come from those hosts."""
+
+    model_config = SettingsConfigDict(env_prefix="EOMATCH_JOBS_", extra="ignore")
+
+    input_dir: Path | None = None
+    """The folder API jobs may read local files and folders from (relative paths start there)."""
+    source_hosts: str | None = None
+    """Comma-separated hosts API jobs may fetch http(s) sources from (``*.example.org`` for
+    subdomains; for ``s3://`` sources, bucket names). Unset: any host."""
+
+    @field_validator("input_dir", "source_hosts", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("input_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("source_hosts")
+    @classmethod
+    def _hosts(cls, value: str | None) -> str | None:
+        if value is not None:
+            for host in value.split(","):
+                name = host.strip().lower().removeprefix("*.")
+                if not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9])?", name):
+                    raise ValueError(f"{host.strip()!r:.80} is not a host name (a,b,*.c)")
+        return value
+
+    @property
+    def hosts(self) -> tuple[str, ...] | None:
+        """:attr:`source_hosts` as lower-case names (None: any host)."""
+        if self.source_hosts is None:
+            return None
+        return tuple(h.strip().lower() for h in self.source_hosts.split(",") if h.strip())
 
 
 def public_origin(value: str) -> tuple[str, str]:

@@ -42,8 +42,10 @@ __all__ = [
     "FILE_EXTENSION",
     "fetch_source",
     "file_checksum",
+    "local_source",
     "raster_item",
     "source_name",
+    "source_scheme",
     "write_cog",
 ]
 
@@ -52,6 +54,10 @@ COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 FETCH_LIMITS = HttpLimits(timeout_s=30.0, max_retries=1, backoff_s=0.5)
 """One retry here; the queue retries a failed job again with its own backoff."""
 _CHUNK = 1 << 20
+RASTER_DRIVERS = ("GTiff", "netCDF", "HDF5", "JP2OpenJPEG")
+"""The GDAL drivers a source is read with: the formats raster jobs take, not every format GDAL
+knows. A VRT (XML under any file name) would read whatever local file, raw bytes or URL it
+names, and the job would publish that as a COG."""
 
 
 def source_name(source: str) -> str:
@@ -61,6 +67,25 @@ def source_name(source: str) -> str:
     if not name:
         raise InputError(f"{source!r:.200} names no file")
     return name
+
+
+def source_scheme(source: str) -> str:
+    """The scheme of a job's source as :func:`fetch_source` reads it (``""``: a local path)."""
+    return urlsplit(source).scheme.lower() if "://" in source else ""
+
+
+def local_source(source: str) -> str | None:
+    """The local path a source names (a path, or a ``file://`` URL decoded), None for a remote
+    one. A ``file://`` URL naming another host is an :class:`InputError`."""
+    scheme = source_scheme(source)
+    if scheme == "":
+        return source
+    if scheme != "file":
+        return None
+    parts = urlsplit(source)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise InputError(f"{source!r:.200}: a file:// URL is file:///absolute/path")
+    return unquote(parts.path)
 
 
 def fetch_source(
@@ -77,9 +102,10 @@ def fetch_source(
     is not 200 or a server that does not answer is :class:`NetworkError` (retried by the
     queue), one line naming the source.
     """
-    scheme = urlsplit(source).scheme.lower() if "://" in source else ""
-    if scheme in ("", "file"):
-        path = Path(unquote(urlsplit(source).path) if scheme else source).expanduser()
+    scheme = source_scheme(source)
+    local = local_source(source)
+    if local is not None:
+        path = Path(local).expanduser()
         if not path.is_file():
             raise NotFoundError(f"no such file: {path}")
         return path
@@ -161,8 +187,24 @@ def _open_name(path: Path, variable: str | None) -> str:
     return f'NETCDF:"{path}":{variable}'
 
 
+def _open_source(name: str, source: Path) -> Any:
+    """``name`` opened by one of :data:`RASTER_DRIVERS` (GDAL tries no other format)."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    errors: list[str] = []
+    for driver in RASTER_DRIVERS:
+        try:
+            return rasterio.open(name, driver=driver)
+        except RasterioError as exc:
+            errors.append(_first_line(exc))
+    raise UnreadableFileError(
+        f"{source.name} is not a readable raster (GeoTIFF, NetCDF or JPEG2000): {errors[0]}"
+    )
+
+
 def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
-    """Translate ``source`` (any raster GDAL reads) into a valid COG at ``dest``.
+    """Translate ``source`` (a format of :data:`RASTER_DRIVERS`) into a valid COG at ``dest``.
 
     Raises:
         UnreadableFileError: ``source`` is not a raster GDAL can read (corrupt, truncated,
@@ -180,7 +222,7 @@ def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
     profile.update(blockxsize=256, blockysize=256)
     name = _open_name(source, variable)
     try:
-        with _quiet(), rasterio.open(name) as src:
+        with _quiet(), _open_source(name, source) as src:
             if src.count == 0:
                 names = ", ".join(s.rsplit(":", 1)[-1] for s in src.subdatasets[:20])
                 raise UnreadableFileError(
@@ -193,7 +235,7 @@ def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
                 plain = dest.with_name(dest.stem + ".plain.tif")
                 rasterio.shutil.copy(src, str(plain), driver="GTiff")
                 name = str(plain)
-        with _quiet(), rasterio.open(name) as src:
+        with _quiet(), _open_source(name, source) as src:
             cog_translate(
                 src,
                 str(dest),

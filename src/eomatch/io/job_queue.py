@@ -7,6 +7,9 @@ a client reads: kind, params, submitter, stages with timestamps, the result or t
 job's state from. A job is submitted in one transaction (our row + procrastinate's defer
 function), so a failed submit queues nothing.
 
+``origin`` says where a job was submitted from: ``local`` (the CLI, schedules) or ``http``
+(the internal API, whose jobs' inputs are confined: :mod:`eomatch.workflows.jobs.inputs`).
+
 Statuses: procrastinate's ``todo`` is ``queued``, ``doing`` ``running``, ``aborted`` and
 ``cancelled`` are ``cancelled``; ``succeeded`` and ``failed`` keep their names.
 """
@@ -63,6 +66,12 @@ CREATE TABLE IF NOT EXISTS eomatch.jobs (
     result jsonb,
     error jsonb
 );
+-- added after the first release: an older table gets it, its API jobs (key:...) marked http
+ALTER TABLE eomatch.jobs ADD COLUMN IF NOT EXISTS origin text;
+UPDATE eomatch.jobs SET origin = CASE WHEN submitter LIKE 'key:%' THEN 'http' ELSE 'local' END
+    WHERE origin IS NULL;
+ALTER TABLE eomatch.jobs ALTER COLUMN origin SET DEFAULT 'local';
+ALTER TABLE eomatch.jobs ALTER COLUMN origin SET NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_kind ON eomatch.jobs (kind, id);
 CREATE INDEX IF NOT EXISTS jobs_submitter ON eomatch.jobs (submitter, id);
 CREATE TABLE IF NOT EXISTS eomatch.job_queue_meta (
@@ -77,7 +86,7 @@ _STATUS_SQL = """CASE p.status::text
     ELSE p.status::text END"""
 
 _SELECT = f"""
-SELECT j.id, j.kind, j.params, j.submitter, j.schedule, {_STATUS_SQL} AS status,
+SELECT j.id, j.kind, j.params, j.submitter, j.schedule, j.origin, {_STATUS_SQL} AS status,
        p.attempts, p.abort_requested, p.scheduled_at, j.created_at, j.started_at,
        j.finished_at, j.stages, j.result, j.error
 FROM eomatch.jobs j JOIN public.procrastinate_jobs p ON p.id = j.id
@@ -157,6 +166,8 @@ class JobRecord:
     stages: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    origin: str = "local"
+    """``local`` (CLI, schedule) or ``http`` (internal API: inputs confined)."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
@@ -177,6 +188,7 @@ class JobRecord:
             stages=list(row["stages"] or []),
             result=row["result"],
             error=row["error"],
+            origin=row["origin"],
         )
 
     @property
@@ -197,6 +209,7 @@ class JobRecord:
             "params": self.params,
             "submitter": self.submitter,
             "schedule": self.schedule,
+            "origin": self.origin,
             "attempts": self.attempts,
             "cancel_requested": self.cancel_requested,
             "created": iso(self.created_at),
@@ -278,12 +291,18 @@ class JobQueue:
         submitter: str | None,
         schedule: str | None = None,
         conn: psycopg.Connection[Any] | None = None,
+        origin: str = "local",
     ) -> int:
-        """Queue one job (params already validated); its id. One transaction: all or nothing."""
+        """Queue one job (params already validated); its id. One transaction: all or nothing.
+
+        ``origin``: ``local`` or ``http`` (a job from the internal API: the worker confines
+        its inputs again before running it)."""
+        if origin not in ("local", "http"):
+            raise InputError(f"origin must be local or http, not {origin!r:.40}")
         if conn is not None:
-            return self._submit(conn, kind, params, submitter, schedule)
+            return self._submit(conn, kind, params, submitter, schedule, origin)
         with self.connect() as own, own.transaction():
-            return self._submit(own, kind, params, submitter, schedule)
+            return self._submit(own, kind, params, submitter, schedule, origin)
 
     @staticmethod
     def _submit(
@@ -292,6 +311,7 @@ class JobQueue:
         params: Mapping[str, Any],
         submitter: str | None,
         schedule: str | None,
+        origin: str,
     ) -> int:
         row = conn.execute(
             "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%s, %s, 0, NULL, NULL, %s, NULL)"
@@ -301,9 +321,9 @@ class JobQueue:
         assert row is not None
         job_id = int(row["id"] if isinstance(row, Mapping) else row[0])
         conn.execute(
-            "INSERT INTO eomatch.jobs (id, kind, params, submitter, schedule) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (job_id, kind, Jsonb(dict(params)), submitter, schedule),
+            "INSERT INTO eomatch.jobs (id, kind, params, submitter, schedule, origin) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (job_id, kind, Jsonb(dict(params)), submitter, schedule, origin),
         )
         return job_id
 

@@ -8,7 +8,9 @@ matchup APIs and download servers. Every writer turns them into paths through th
 * :func:`sanitise_component` maps anything to a safe file name (used where the name only needs
   to be stable and distinct, e.g. download destinations);
 * :func:`within_root` resolves a path (following existing symlinks) and refuses it unless it
-  stays inside its root, so a symlink planted in a catalogue cannot redirect a write.
+  stays inside its root, so a symlink planted in a catalogue cannot redirect a write;
+* :func:`readable_within` does the same for a path someone else chose for reading (a job's
+  input submitted over HTTP): stricter, and its message does not show where a link leads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ MAX_COMPONENT_BYTES = 200
 suffixes writers add (``.json``, ``.part``, ``.{name}.XXXX.tmp``)."""
 
 _FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+=,@-]")
 
 
@@ -106,6 +109,37 @@ def within_root(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> P
     return resolved
 
 
+def readable_within(
+    root: str | os.PathLike[str],
+    path: str,
+    *,
+    what: str = "path",
+    root_name: str = "the folder it may be read from",
+) -> Path:
+    """``path`` (relative: from ``root``) resolved, symlinks followed, if it lies inside ``root``.
+
+    For paths from an untrusted caller: a ``..`` part, NUL or another control character is
+    refused outright (even when it would stay inside), and the message names the path as
+    given and the root's role, never where a symlink leads.
+
+    Raises:
+        UnsafePathError: the path leaves ``root`` or cannot be a path.
+    """
+    if not path or _CONTROL.search(path):
+        raise UnsafePathError(f"{what} {_shown(path)} is not a usable path")
+    target = Path(path)
+    if ".." in target.parts:
+        raise UnsafePathError(f"{what} {_shown(path)}: '..' is not allowed")
+    base = Path(os.path.realpath(root))
+    try:
+        resolved = Path(os.path.realpath(Path(root) / target))
+    except (OSError, ValueError):
+        raise UnsafePathError(f"{what} {_shown(path)} is not a usable path") from None
+    if resolved != base and not resolved.is_relative_to(base):
+        raise UnsafePathError(f"{what} {_shown(path)} is outside {root_name}")
+    return resolved
+
+
 def join_within(root: str | os.PathLike[str], *components: str) -> Path:
     """``root / c1 / c2 ...`` after checking every component and the resolved result."""
     for c in components:
@@ -120,6 +154,7 @@ __all__ = [
     "check_component",
     "is_safe_component",
     "join_within",
+    "readable_within",
     "sanitise_component",
     "within_root",
 ]

@@ -9,11 +9,14 @@ limits and retries), not urllib. What comes out is what the central database sto
   dropped: pgSTAC and the API make their own;
 * every other href is made absolute (a local file becomes a ``file://`` URL);
 * items take the collection they sit under; items under a plain catalogue take ``collection``
-  (an :class:`InputError` without one).
+  (an :class:`InputError` without one);
+* ``check_href``, when given, sees every href before it is read and may refuse it (a job
+  submitted over HTTP: no link may lead out of its input folder or to another host).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,22 @@ STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collect
 class _HttpStacIO(DefaultStacIO):
     """pystac's I/O with http(s) through our session (local files stay pystac's)."""
 
-    def __init__(self, session: HttpSession) -> None:
+    def __init__(
+        self, session: HttpSession, check_href: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__()
         self.session = session
+        self.check_href = check_href
+        self.refused: Exception | None = None
+        """What ``check_href`` raised (pystac wraps it in a vaguer STACError)."""
 
     def read_text_from_href(self, href: str) -> str:
+        if self.check_href is not None:
+            try:
+                self.check_href(href)
+            except Exception as exc:
+                self.refused = exc
+                raise
         if urlsplit(href).scheme.lower() not in ("http", "https"):
             try:
                 return super().read_text_from_href(href)
@@ -87,8 +101,11 @@ def read_static_catalogue(
     *,
     collection: str | None = None,
     session: HttpSession | None = None,
+    check_href: Callable[[str], None] | None = None,
 ) -> StaticCatalogue:
     """Every collection and item reachable from ``source`` (path or http(s) URL).
+
+    ``check_href`` is called with each href before it is read; what it raises stops the walk.
 
     Raises:
         NotFoundError: ``source`` (or a linked file) does not exist.
@@ -107,12 +124,15 @@ def read_static_catalogue(
             path = found[0]
         source = str(path.resolve())
     out = StaticCatalogue()
+    stac_io = _HttpStacIO(http, check_href)
     try:
-        root = pystac.read_file(source, stac_io=_HttpStacIO(http))
+        root = pystac.read_file(source, stac_io=stac_io)
         _walk(root, collection, out, set())
     except (InputError, NotFoundError, NetworkError):
         raise
     except pystac.STACError as exc:
+        if stac_io.refused is not None:
+            raise stac_io.refused from None
         raise InputError(f"{redact(source)}: not a STAC catalogue ({exc})") from None
     except (ValueError, KeyError, TypeError) as exc:  # malformed JSON or members
         raise InputError(

@@ -8,8 +8,11 @@
   ``_id/_status/_operation/_description/_param`` shape.
 
 Posting needs an API key (the internal API's key middleware); the submitter is recorded as
-``key:<name>``. Everything that can refuse a job (unknown kind, bad params, a missing
-collection) runs before anything is queued and is a 4xx with a one-line JSON reason. The
+``key:<name>`` and the origin as ``http``: every input the params name must come from
+``EOMATCH_JOBS_INPUT_DIR`` (local paths) or, when set, ``EOMATCH_JOBS_SOURCE_HOSTS``
+(:mod:`eomatch.workflows.jobs.inputs`). Everything that can refuse a job (unknown kind, bad
+params, an input outside those, a missing collection) runs before anything is queued and is
+a 4xx with a one-line JSON reason. The
 queue is reached through :class:`~eomatch.io.job_queue.JobQueue` (psycopg, in a thread) as
 the internal API's role. The external API does not mount these routes (404 there).
 """
@@ -33,6 +36,7 @@ from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pg_errors import translated
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.service.history_routes import _int, _single, _text
+from eomatch.workflows.jobs.inputs import Origin
 from eomatch.workflows.jobs.worker import submit_job
 
 __all__ = ["register"]
@@ -170,6 +174,7 @@ async def submit(request: Request) -> Response:
         kind,
         params,
         _submitter(request),
+        origin=Origin.HTTP,
     )
     base = str(request.base_url).rstrip("/")
     return JSONResponse(
@@ -285,6 +290,7 @@ async def newitem(request: Request) -> Response:
         "raster",
         params,
         _submitter(request),
+        origin=Origin.HTTP,
     )
     return _respond({"id": str(job_id), "msg": "received"})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.jobs.inputs import InputPolicy
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import require_collection, upsert_reporting
 
@@ -35,7 +36,12 @@ def ingest_static_catalogue(
 
     if ctx is not None:
         ctx.stage("read")
-    found = read_static_catalogue(params.source, collection=params.collection)
+    policy = ctx.policy if ctx is not None else None
+    found = read_static_catalogue(
+        params.source,
+        collection=params.collection,
+        check_href=policy.check_href if policy is not None else None,
+    )
     if ctx is not None:
         ctx.stage("insert")
     created, updated = upsert_reporting(store, found.items, found.collections)
@@ -50,6 +56,12 @@ def _run(params: CatalogueParams, ctx: JobContext) -> JobResult:
     return ingest_static_catalogue(params, ctx.store, ctx)
 
 
+def _confine(params: CatalogueParams, policy: InputPolicy) -> CatalogueParams:
+    """Over HTTP: the root inside the input folder or from an allowed host (the links the
+    walk follows are checked as they are read: ``JobContext.policy``)."""
+    return params.model_copy(update={"source": policy.location(params.source, "params.source")})
+
+
 def _precheck(params: CatalogueParams, store: PgstacStore) -> None:
     if params.collection is not None:
         require_collection(store, params.collection)
@@ -62,5 +74,6 @@ CATALOGUE = register(
         run=_run,
         description="a static STAC catalogue or collection (folder or URL) into the database",
         precheck=_precheck,
+        confine=_confine,
     )
 )

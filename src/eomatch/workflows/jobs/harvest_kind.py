@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from eomatch.config.harvest import HarvesterConfig
+from eomatch.errors import InputError
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 
 if TYPE_CHECKING:
     from eomatch.io.pgstac_store import PgstacStore
+    from eomatch.workflows.jobs.inputs import InputPolicy
 
 
 class HarvestParams(JobParams):
@@ -41,6 +43,18 @@ def resolve(params: HarvestParams) -> HarvesterConfig:
     path = Path(params.config).expanduser() if params.config else None
     config = load_config(path, Settings().user_config_file)
     return find_harvester(list(config.harvesters), params.harvester)
+
+
+def _confine(params: HarvestParams, policy: InputPolicy) -> HarvestParams:
+    """Over HTTP: only a harvester of the worker's own configuration. A configuration file
+    chosen by the caller could send the worker's credentials (``headers_env``) anywhere."""
+    del policy
+    if params.config is not None:
+        raise InputError(
+            "params.config is not accepted over HTTP: name a harvester of the worker's "
+            "configuration"
+        )
+    return params
 
 
 def _precheck(params: HarvestParams, store: PgstacStore) -> None:
@@ -77,5 +91,6 @@ HARVEST = register(
         run=run_harvest_job,
         description="run a configured harvester once (eomatch harvest run NAME)",
         precheck=_precheck,
+        confine=_confine,
     )
 )

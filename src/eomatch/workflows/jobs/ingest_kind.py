@@ -18,6 +18,7 @@ from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobR
 
 if TYPE_CHECKING:
     from eomatch.io.pgstac_store import PgstacStore
+    from eomatch.workflows.jobs.inputs import InputPolicy
 
 
 class IngestParams(JobParams):
@@ -34,6 +35,12 @@ class IngestParams(JobParams):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+
+def _confine(params: IngestParams, policy: InputPolicy) -> IngestParams:
+    """Over HTTP: the folder inside the input folder (relative: from there)."""
+    folder = policy.local_path(params.catalogue, "params.catalogue")
+    return params.model_copy(update={"catalogue": str(folder)})
 
 
 def _precheck(params: IngestParams, store: PgstacStore) -> None:
@@ -76,5 +83,6 @@ INGEST = register(
         run=run_ingest,
         description="ingest a matchup catalogue folder into the database (eomatch ingest)",
         precheck=_precheck,
+        confine=_confine,
     )
 )

@@ -23,6 +23,7 @@ from eomatch.errors import InputError
 from eomatch.io.object_store import ObjectStore
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.io.processors import Processor
+from eomatch.workflows.jobs.inputs import InputPolicy
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import (
     check_id,
@@ -164,6 +165,17 @@ def _run(params: ProcessParams, ctx: JobContext) -> JobResult:
     return result
 
 
+def _confine(params: ProcessParams, policy: InputPolicy) -> ProcessParams:
+    """Over HTTP: an installed processor only (``module:Class`` would import any module the
+    worker can), the source inside the input folder or from an allowed host."""
+    if ":" in params.processor:
+        raise InputError(
+            "params.processor: over HTTP, name an installed processor (eomatch processors "
+            "list), not module:Class"
+        )
+    return params.model_copy(update={"source": policy.location(params.source, "params.source")})
+
+
 def _precheck(params: ProcessParams, store: PgstacStore) -> None:
     from eomatch.io.processors import load_processor
 
@@ -178,5 +190,6 @@ PROCESS = register(
         run=_run,
         description="a non-STAC file through a processor plug-in into STAC items",
         precheck=_precheck,
+        confine=_confine,
     )
 )

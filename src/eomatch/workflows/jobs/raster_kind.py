@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from eomatch.errors import InputError
 from eomatch.io.object_store import ObjectStore
 from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.jobs.inputs import InputPolicy
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import (
     ID_PATTERN,
@@ -137,6 +138,14 @@ def _run(params: RasterParams, ctx: JobContext) -> JobResult:
     return ingest_raster(params, ctx.store, job_objects(ctx), ctx)
 
 
+def _confine(params: RasterParams, policy: InputPolicy) -> RasterParams:
+    """Over HTTP: the source inside the input folder or from an allowed host; the item id
+    fixed first (a symlink's target must not rename the item)."""
+    item_id = params.default_item_id()
+    source = policy.location(params.source, "params.source")
+    return params.model_copy(update={"source": source, "item_id": item_id})
+
+
 def _precheck(params: RasterParams, store: PgstacStore) -> None:
     params.default_item_id()
     require_collection(store, params.collection)
@@ -149,5 +158,6 @@ RASTER = register(
         run=_run,
         description="a GeoTIFF/NetCDF/JPEG2000 file -> a COG in the object store + its STAC item",
         precheck=_precheck,
+        confine=_confine,
     )
 )

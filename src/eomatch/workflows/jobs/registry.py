@@ -5,6 +5,8 @@ This module is the contract between the queue (:mod:`eomatch.io.job_queue`, the 
 their own modules). A kind registers itself with :func:`register`; the API and the CLI look it
 up in :data:`KINDS`, validate the params with ``params_model`` and run ``precheck`` *before*
 anything is queued, so unknown kinds, bad params and unknown collections are 4xx answers.
+A job submitted over HTTP also goes through the kind's ``confine`` (its inputs inside the
+allowed folder and hosts, :mod:`.inputs`), before queuing and again when it starts.
 
 A job may run more than once (a worker killed with ``-9`` mid-job, a transient failure
 retried), so every kind's effect must be idempotent: upserts keyed by item id, objects
@@ -25,6 +27,7 @@ from eomatch.errors import JobCancelled as JobCancelled
 if TYPE_CHECKING:
     from eomatch.io.object_store import ObjectStore
     from eomatch.io.pgstac_store import PgstacStore
+    from eomatch.workflows.jobs.inputs import InputPolicy
 
 __all__ = [
     "KINDS",
@@ -72,6 +75,8 @@ class JobContext:
     submitter), so every write it makes is attributed to the job. ``stage`` records progress
     (shown by ``GET /jobs/{id}`` and ``eomatch jobs wait``); the last stage entered is the one
     a failure is reported against. ``objects`` opens the configured object store lazily.
+    ``policy`` is set for a job submitted over HTTP: what the kind reads while it runs (a
+    catalogue's links) must pass it too.
     """
 
     job_id: int
@@ -82,6 +87,7 @@ class JobContext:
     _cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
     _objects: Callable[[], ObjectStore] | None = field(default=None, repr=False)
     current_stage: str | None = None
+    policy: InputPolicy | None = None
 
     def stage(self, name: str) -> None:
         """Enter stage ``name`` (recorded with a timestamp); checks for cancellation first."""
@@ -119,6 +125,10 @@ class JobKind:
         precheck: optional check against the database before queuing (an unknown collection
             raises :class:`~eomatch.errors.NotFoundError` → 404, nothing queued).
         hidden: not offered by the API (test kinds); the CLI and schedules may still use it.
+        confine: for a job submitted over HTTP, the params with every input checked against
+            the :class:`~eomatch.workflows.jobs.inputs.InputPolicy` (local paths resolved
+            inside its folder); raises what refuses the job. A kind without one is not
+            offered over HTTP.
     """
 
     name: str
@@ -127,6 +137,15 @@ class JobKind:
     description: str = ""
     precheck: Callable[[Any, PgstacStore], None] | None = None
     hidden: bool = False
+    confine: Callable[[Any, InputPolicy], Any] | None = None
+
+    def confined(self, params: JobParams, policy: InputPolicy) -> JobParams:
+        """``params`` of a job submitted over HTTP, through :attr:`confine` (InputError if
+        this kind takes no jobs over HTTP)."""
+        if self.confine is None:
+            raise InputError(f"job kind {self.name!r} is not offered over HTTP")
+        confined: JobParams = self.confine(params, policy)
+        return confined
 
 
 KINDS: dict[str, JobKind] = {}

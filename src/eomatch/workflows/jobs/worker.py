@@ -15,6 +15,10 @@ Robustness, all procrastinate's mechanisms:
 * the connection pool reconnects when the database comes back.
 * ``schedules:`` become procrastinate periodic tasks; each firing submits an ordinary job
   (submitter ``schedule:<name>``), deduplicated across workers by procrastinate.
+
+A job submitted over HTTP (origin ``http``) has its inputs confined again when it starts
+(stage ``inputs``, :mod:`.inputs`): a symlink swapped since it was queued, or a setting
+changed, fails it with the reason before it reads or stores anything.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from eomatch.io.job_queue import QUEUE, TASK, JobQueue
 from eomatch.io.object_store import ObjectStore
 from eomatch.io.pg_conn import ConnectionInfo
 from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.jobs.inputs import InputPolicy, Origin, is_untrusted
 from eomatch.workflows.jobs.registry import JobCancelled, JobContext, JobKind, get_kind
 
 __all__ = [
@@ -136,16 +141,26 @@ def submit_job(
     params: Any,
     submitter: str | None,
     schedule: str | None = None,
+    *,
+    origin: Origin = Origin.LOCAL,
+    policy: InputPolicy | None = None,
 ) -> int:
-    """Validate, precheck against the database, then queue; the new job's id.
+    """Validate, confine (``origin`` http), precheck against the database, then queue; the
+    new job's id.
 
     Everything that can refuse the job runs before the queue is touched: nothing is queued
-    for an unknown kind, bad params or (the kind's precheck) an unknown collection.
+    for an unknown kind, bad params, (over HTTP) an input outside the allowed folder or
+    hosts, or (the kind's precheck) an unknown collection. ``policy``: default the
+    environment's (``EOMATCH_JOBS_*``), read only for an HTTP job.
     """
     kind, clean = check_params(kind_name, params)
+    model = kind.params_model.model_validate(clean)
+    if origin == Origin.HTTP:
+        model = kind.confined(model, policy or InputPolicy.from_settings())
+        clean = model.model_dump(mode="json")
     if kind.precheck is not None:
-        kind.precheck(kind.params_model.model_validate(clean), store)
-    return queue.submit(kind.name, clean, submitter, schedule)
+        kind.precheck(model, store)
+    return queue.submit(kind.name, clean, submitter, schedule, origin=origin.value)
 
 
 def _actor(job_id: int, submitter: str | None) -> str:
@@ -208,6 +223,10 @@ def build_app(
         )
         try:
             params = kind.params_model.model_validate(record.params)
+            if is_untrusted(record.origin, record.submitter):
+                ctx.stage("inputs")
+                ctx.policy = InputPolicy.from_settings()
+                params = kind.confined(params, ctx.policy)
             result = kind.run(params, ctx)
         except JobCancelled:
             _record_failure(queue, job_id, ctx.current_stage, "cancelled", final=True)

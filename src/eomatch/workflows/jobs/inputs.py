@@ -1,0 +1,128 @@
+"""What a job submitted over HTTP may read: its inputs confined, checked twice.
+
+A holder of an internal-API key must not make the worker publish ``/etc/passwd`` as a COG,
+ingest someone else's folder or fetch ``http://127.0.0.1:<internal port>/``. So every job has
+an :class:`Origin`: ``local`` (the CLI, schedules: the operator, any path) or ``http``
+(``POST /api/jobs``, ``/api/newitem``). For an ``http`` job each kind's ``confine`` hook puts
+every location in its params through :class:`InputPolicy`:
+
+* a local path or ``file://`` URL must resolve (symlinks followed) inside
+  ``EOMATCH_JOBS_INPUT_DIR``; relative paths start there; ``..`` is refused; with no folder
+  set, local inputs are refused, naming the variable;
+* an ``http(s)://`` or ``s3://`` source must come from ``EOMATCH_JOBS_SOURCE_HOSTS`` when it
+  is set (any host otherwise);
+* what only the operator may choose (a harvester configuration file, a processor by
+  ``module:Class``) is refused.
+
+:func:`~eomatch.workflows.jobs.worker.submit_job` runs it before anything is queued (a 4xx);
+the worker runs it again before the job starts (a symlink swapped since, a job queued before
+the setting changed), failing the job with the reason before it reads or stores anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from eomatch.errors import ConfigError, InputError, UnsafePathError
+from eomatch.io.cog import local_source, source_scheme
+from eomatch.io.safe_paths import readable_within
+
+__all__ = ["INPUT_DIR_VAR", "SOURCE_HOSTS_VAR", "InputPolicy", "Origin", "is_untrusted"]
+
+INPUT_DIR_VAR = "EOMATCH_JOBS_INPUT_DIR"
+SOURCE_HOSTS_VAR = "EOMATCH_JOBS_SOURCE_HOSTS"
+REMOTE_SCHEMES = ("http", "https", "s3")
+
+
+class Origin(StrEnum):
+    """Where a job was submitted from: decides whether its inputs are confined."""
+
+    LOCAL = "local"
+    """The CLI, a schedule, a script with database access: the operator; any path."""
+    HTTP = "http"
+    """The internal API (an API key holder): inputs confined by :class:`InputPolicy`."""
+
+
+def is_untrusted(origin: str | None, submitter: str | None) -> bool:
+    """Whether a queued job's inputs must be confined: it came over HTTP (or, for a row that
+    predates the ``origin`` column or was written by an older eomatch, its submitter is an
+    API key)."""
+    return origin == Origin.HTTP or (submitter or "").startswith("key:")
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """The folder and hosts an HTTP job's inputs must come from (``EOMATCH_JOBS_*``)."""
+
+    root: Path | None = None
+    hosts: tuple[str, ...] | None = None
+    """Allowed hosts (``*.x.org`` matches subdomains); None: any host."""
+
+    @classmethod
+    def from_settings(cls) -> InputPolicy:
+        """The policy of the environment (a bad value: one ConfigError line naming it)."""
+        from eomatch.config.settings import JobsSettings, read_settings
+
+        settings = read_settings(JobsSettings)
+        return cls(settings.input_dir, settings.hosts)
+
+    def location(self, value: str, what: str) -> str:
+        """``value`` (a path, ``file://``, ``http(s)://`` or ``s3://`` URL) as the job may use
+        it: a local one becomes the absolute resolved path, a remote one stays as it is.
+
+        Raises:
+            UnsafePathError: a local path outside the folder (or none configured).
+            InputError: a remote host not allowed, or a scheme jobs do not read.
+        """
+        local = local_source(value)
+        if local is not None:
+            return str(self.local_path(local, what))
+        scheme = source_scheme(value)
+        if scheme not in REMOTE_SCHEMES:
+            raise InputError(f"{what} {value!r:.200}: give a path, an http(s):// or s3:// URL")
+        self.check_host(value, what)
+        return value
+
+    def local_path(self, value: str, what: str) -> Path:
+        """A local path (not a URL) resolved inside :attr:`root`."""
+        if self.root is None:
+            raise UnsafePathError(
+                f"{what}: local paths are not accepted over HTTP on this server (its operator "
+                f"can set {INPUT_DIR_VAR} to the folder API jobs may read)"
+            )
+        if not self.root.is_dir():
+            raise ConfigError(f"{INPUT_DIR_VAR}={str(self.root)!r:.200} is not a folder")
+        return readable_within(
+            self.root,
+            os.fspath(value),
+            what=what,
+            root_name=f"the folder API jobs may read ({INPUT_DIR_VAR})",
+        )
+
+    def check_host(self, url: str, what: str) -> None:
+        """Refuse ``url`` unless its host (an ``s3://`` URL's bucket) is allowed."""
+        if self.hosts is None:
+            return
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            host = ""
+        if not host or not any(_host_matches(host, allowed) for allowed in self.hosts):
+            raise InputError(
+                f"{what}: host {host or url!r:.100} is not one API jobs may fetch from "
+                f"({SOURCE_HOSTS_VAR})"
+            )
+
+    def check_href(self, href: str) -> None:
+        """For a catalogue being walked: every document read must pass :meth:`location`."""
+        self.location(href, "a link of the catalogue")
+
+
+def _host_matches(host: str, allowed: str) -> bool:
+    if allowed.startswith("*."):
+        return host.endswith(allowed[1:])
+    return host == allowed

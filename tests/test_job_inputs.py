@@ -18,7 +18,12 @@ choose a path outside its root"): real PostgreSQL, the internal API in process, 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +220,14 @@ def test_hostile_inputs_are_refused_before_queuing(
         url_job = _raster("https://data.example.org/a.tif", item_id="a")
         assert http.post(f"{internal.url}/jobs", json=url_job, headers=auth).status_code == 202
 
-        # an allow-list of source hosts: the internal network is out of reach
+        # by default, not this machine nor link-local addresses (cloud metadata)
+        for url in ("http://127.0.0.1:8090/api/x.tif", "http://localhost/x.tif",
+                    "http://[::1]/x.tif", "http://0.0.0.0/x.tif",
+                    "http://169.254.169.254/latest/x.tif"):  # fmt: skip
+            r = http.post(f"{internal.url}/jobs", json=_raster(url, item_id="x"), headers=auth)
+            assert r.status_code == 400, (url, r.text)
+            assert "this machine or link-local" in r.json()["description"], r.text
+        # an allow-list of source hosts: nothing else is reached
         monkeypatch.setenv("EOMATCH_JOBS_SOURCE_HOSTS", "data.example.org,*.example.net")
         for url in ("http://127.0.0.1:5432/x.tif", "https://example.net.evil.org/x.tif",
                     "s3://other-bucket/x.tif", "http://169.254.169.254/latest/x.tif"):  # fmt: skip
@@ -325,6 +337,73 @@ def test_worker_runs_confined_jobs_and_checks_again(
     stored = sorted(p.relative_to(objects).as_posix() for p in objects.rglob("*") if p.is_file())
     assert stored == ["rasters/operator/data.tif", "rasters/scene/data.tif"]
     assert not db.query("SELECT id FROM pgstac.collections WHERE id = 'static-coll'")
+
+
+class _Redirecting(SimpleHTTPRequestHandler):
+    """Files of a folder; ``/hop.tif`` redirects to ``remote.tif`` on ``localhost``."""
+
+    def do_GET(self) -> None:
+        if self.path == "/hop.tif":
+            self.send_response(302)
+            port = self.server.server_address[1]
+            self.send_header("Location", f"http://localhost:{port}/remote.tif")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _server(folder: Path) -> Iterator[str]:
+    handler = functools.partial(_Redirecting, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_remote_sources_and_their_redirects_pass_the_host_list(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allowed: 127.0.0.1 only. A direct download runs; a redirect to another host (the same
+    server under another name) is refused as the worker follows it."""
+    db = service_db
+    www = tmp_path / "www"
+    www.mkdir()
+    make_geotiff(www / "remote.tif", size=64, bands=1)
+    job_store(db, 0, "rasters")
+    auth = {"Authorization": f"Bearer {PgstacStore(db.role()).create_key('mallory')}"}
+    objects = tmp_path / "objects"
+    allowed = {"EOMATCH_JOBS_SOURCE_HOSTS": "127.0.0.1"}
+    monkeypatch.setenv("EOMATCH_JOBS_SOURCE_HOSTS", "127.0.0.1")
+    log = tmp_path / "worker.log"
+    with (
+        _server(www) as base,
+        api_pair_in_process(db) as (internal, _external),
+        worker(db, log, EOMATCH_STORAGE_DIR=str(objects), **allowed),
+    ):
+        ids = {}
+        for name in ("remote", "hop"):
+            r = http.post(f"{internal.url}/jobs", json=_raster(f"{base}/{name}.tif"), headers=auth)
+            assert r.status_code == 202, r.text
+            ids[name] = r.json()["id"]
+        jobs = {name: wait_for(db, i, ended, timeout=60, log=log) for name, i in ids.items()}
+    assert jobs["remote"].status == "succeeded", jobs["remote"].to_json()
+    hop = jobs["hop"]
+    assert hop.status == "failed", hop.to_json()
+    assert hop.error is not None
+    assert hop.error["stage"] == "fetch", hop.error
+    assert "host 'localhost' is not one API jobs may fetch from" in hop.error["reason"]
+    assert _items(db) == [("rasters", "remote")]
+    stored = sorted(p.relative_to(objects).as_posix() for p in objects.rglob("*") if p.is_file())
+    assert stored == ["rasters/remote/data.tif"]
 
 
 # --- an old jobs table ----------------------------------------------------------------------

@@ -240,7 +240,7 @@ class JobsSettings(BaseSettings):
 
     A key holder must not make the worker publish ``/etc/...`` or fetch from the internal
     network: local inputs of API jobs must resolve inside :attr:`input_dir` (none: refused),
-    and with :attr:`source_hosts` set, remote ones must come from those hosts."""
+    and remote ones from :attr:`source_hosts` (unset: not from this machine)."""
 
     model_config = SettingsConfigDict(env_prefix="EOMATCH_JOBS_", extra="ignore")
 
@@ -248,7 +248,8 @@ class JobsSettings(BaseSettings):
     """The folder API jobs may read local files and folders from (relative paths start there)."""
     source_hosts: str | None = None
     """Comma-separated hosts API jobs may fetch http(s) sources from (``*.example.org`` for
-    subdomains; for ``s3://`` sources, bucket names). Unset: any host."""
+    subdomains; for ``s3://`` sources, bucket names). Unset: any host but this machine and
+    link-local addresses."""
 
     @field_validator("input_dir", "source_hosts", mode="before")
     @classmethod

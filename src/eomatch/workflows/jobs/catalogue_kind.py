@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from eomatch.io.http import HttpLimits
 from eomatch.io.pgstac_store import PgstacStore
-from eomatch.workflows.jobs.inputs import InputPolicy
+from eomatch.workflows.jobs.inputs import InputPolicy, fetch_session
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import require_collection, upsert_reporting
 
@@ -37,11 +38,13 @@ def ingest_static_catalogue(
     if ctx is not None:
         ctx.stage("read")
     policy = ctx.policy if ctx is not None else None
-    found = read_static_catalogue(
-        params.source,
-        collection=params.collection,
-        check_href=policy.check_href if policy is not None else None,
-    )
+    with fetch_session(policy, HttpLimits(timeout_s=30.0, max_retries=2)) as session:
+        found = read_static_catalogue(
+            params.source,
+            collection=params.collection,
+            session=session,
+            check_href=policy.check_href if policy is not None else None,
+        )
     if ctx is not None:
         ctx.stage("insert")
     created, updated = upsert_reporting(store, found.items, found.collections)

@@ -10,7 +10,9 @@ every location in its params through :class:`InputPolicy`:
   ``EOMATCH_JOBS_INPUT_DIR``; relative paths start there; ``..`` is refused; with no folder
   set, local inputs are refused, naming the variable;
 * an ``http(s)://`` or ``s3://`` source must come from ``EOMATCH_JOBS_SOURCE_HOSTS`` when it
-  is set (any host otherwise);
+  is set; otherwise from any host but this machine or a link-local address (``127.0.0.1``, the
+  internal API's port; ``169.254.169.254``, a cloud's metadata). Every request the job sends,
+  redirects included, goes through the same check (:func:`fetch_session`);
 * what only the operator may choose (a harvester configuration file, a processor by
   ``module:Class``) is refused.
 
@@ -21,17 +23,31 @@ the setting changed), failing the job with the reason before it reads or stores 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+
 from eomatch.errors import ConfigError, InputError, UnsafePathError
 from eomatch.io.cog import local_source, source_scheme
+from eomatch.io.http import HttpLimits, HttpSession
 from eomatch.io.safe_paths import readable_within
 
-__all__ = ["INPUT_DIR_VAR", "SOURCE_HOSTS_VAR", "InputPolicy", "Origin", "is_untrusted"]
+__all__ = [
+    "INPUT_DIR_VAR",
+    "SOURCE_HOSTS_VAR",
+    "InputPolicy",
+    "Origin",
+    "fetch_session",
+    "is_untrusted",
+]
 
 INPUT_DIR_VAR = "EOMATCH_JOBS_INPUT_DIR"
 SOURCE_HOSTS_VAR = "EOMATCH_JOBS_SOURCE_HOSTS"
@@ -104,13 +120,19 @@ class InputPolicy:
         )
 
     def check_host(self, url: str, what: str) -> None:
-        """Refuse ``url`` unless its host (an ``s3://`` URL's bucket) is allowed."""
-        if self.hosts is None:
-            return
+        """Refuse ``url`` unless its host (an ``s3://`` URL's bucket) is allowed: listed in
+        :attr:`hosts`, or with no list, not this machine nor link-local."""
         try:
             host = (urlsplit(url).hostname or "").lower()
         except ValueError:
             host = ""
+        if self.hosts is None:
+            if source_scheme(url) in ("http", "https") and _internal(host):
+                raise InputError(
+                    f"{what}: host {host!r:.100} is this machine or link-local: API jobs may "
+                    f"not fetch from it (unless {SOURCE_HOSTS_VAR} lists it)"
+                )
+            return
         if not host or not any(_host_matches(host, allowed) for allowed in self.hosts):
             raise InputError(
                 f"{what}: host {host or url!r:.100} is not one API jobs may fetch from "
@@ -120,6 +142,50 @@ class InputPolicy:
     def check_href(self, href: str) -> None:
         """For a catalogue being walked: every document read must pass :meth:`location`."""
         self.location(href, "a link of the catalogue")
+
+
+class _GuardedTransport(httpx.BaseTransport):
+    """Every request (each redirect hop too) checked by the policy before it is sent."""
+
+    def __init__(self, policy: InputPolicy) -> None:
+        self.policy = policy
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.policy.check_host(str(request.url), "a request of the job")
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@contextlib.contextmanager
+def fetch_session(policy: InputPolicy | None, limits: HttpLimits) -> Iterator[HttpSession | None]:
+    """An HTTP session whose every request passes ``policy`` (None: no policy, no session:
+    the fetching code opens its own)."""
+    if policy is None:
+        yield None
+        return
+    with HttpSession(None, limits=limits, transport=_GuardedTransport(policy)) as session:
+        yield session
+
+
+def _internal(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, a loopback, link-local or unspecified address. A
+    name that does not resolve is not (nothing can be reached there)."""
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
+            return True
+    return False
 
 
 def _host_matches(host: str, allowed: str) -> bool:

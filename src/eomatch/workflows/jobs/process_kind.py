@@ -23,7 +23,7 @@ from eomatch.errors import InputError
 from eomatch.io.object_store import ObjectStore
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.io.processors import Processor
-from eomatch.workflows.jobs.inputs import InputPolicy
+from eomatch.workflows.jobs.inputs import InputPolicy, fetch_session
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import (
     check_id,
@@ -114,7 +114,7 @@ def process_file(
     ``objects`` may be None). Returns the result and the items (as written, or as they
     would be)."""
     from eomatch.config.settings import StorageSettings, read_settings
-    from eomatch.io.cog import fetch_source
+    from eomatch.io.cog import FETCH_LIMITS, fetch_source
     from eomatch.io.object_store import S3Config
     from eomatch.io.processors import load_processor
 
@@ -133,9 +133,12 @@ def process_file(
         region=settings.s3_region,
         allow_http=settings.s3_allow_http,
     )
-    with tempfile.TemporaryDirectory(prefix="eomatch-process-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="eomatch-process-") as tmp,
+        fetch_session(ctx.policy if ctx is not None else None, FETCH_LIMITS) as session,
+    ):
         stage("fetch")
-        path = fetch_source(params.source, Path(tmp), s3=s3)
+        path = fetch_source(params.source, Path(tmp), s3=s3, session=session)
         stage("describe")
         items = describe_file(params, path, need_target=not dry_run, proc=proc)
         if dry_run:

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from eomatch.errors import InputError
 from eomatch.io.object_store import ObjectStore
 from eomatch.io.pgstac_store import PgstacStore
-from eomatch.workflows.jobs.inputs import InputPolicy
+from eomatch.workflows.jobs.inputs import InputPolicy, fetch_session
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 from eomatch.workflows.jobs.storing import (
     ID_PATTERN,
@@ -76,7 +76,7 @@ def ingest_raster(
 ) -> JobResult:
     """Run a raster job (the kind's ``run``, callable without a queue)."""
     from eomatch.config.settings import StorageSettings, read_settings
-    from eomatch.io.cog import fetch_source, file_datetime, raster_item, write_cog
+    from eomatch.io.cog import FETCH_LIMITS, fetch_source, file_datetime, raster_item, write_cog
     from eomatch.io.object_store import S3Config
 
     def stage(name: str) -> None:
@@ -93,10 +93,13 @@ def ingest_raster(
         region=settings.s3_region,
         allow_http=settings.s3_allow_http,
     )
-    with tempfile.TemporaryDirectory(prefix="eomatch-raster-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="eomatch-raster-") as tmp,
+        fetch_session(ctx.policy if ctx is not None else None, FETCH_LIMITS) as session,
+    ):
         scratch = Path(tmp)
         stage("fetch")
-        path = fetch_source(params.source, scratch, s3=s3)
+        path = fetch_source(params.source, scratch, s3=s3, session=session)
         stage("cog")
         cog = scratch / f"{params.asset}.tif"
         write_cog(path, cog, variable=params.variable)

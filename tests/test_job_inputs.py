@@ -136,7 +136,7 @@ def test_hostile_inputs_are_refused_before_queuing(
             ("/jobs", _raster("linkdir/secret.tif"), "outside"),  # a folder link
             ("/jobs", _raster(secret.as_uri()), "outside"),  # file:// elsewhere
             ("/jobs", _raster(f"file://otherhost{secret}"), "file:///absolute/path"),
-            ("/jobs", _raster("scene\x00.tif", item_id="n"), "not a usable path"),
+            ("/jobs", _raster("scene\x00.tif", item_id="n"), "a NUL character is not allowed"),
             ("/jobs", _raster("ftp://h/x.tif"), "http(s)://"),
             ("/jobs", {"kind": "ingest", "params": {"catalogue": str(out)}}, "outside"),
             ("/jobs", {"kind": "ingest", "params": {"catalogue": "linkdir"}}, "outside"),

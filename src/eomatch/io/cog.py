@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 
@@ -60,9 +60,18 @@ knows. A VRT (XML under any file name) would read whatever local file, raw bytes
 names, and the job would publish that as a COG."""
 
 
+def _split(source: str) -> SplitResult:
+    """``urlsplit(source)``; a URL it cannot parse (``http://[::1``) is an InputError, not a
+    ValueError (a 500 for an API job)."""
+    try:
+        return urlsplit(source)
+    except ValueError as exc:
+        raise InputError(f"{source!r:.200} is not a valid URL ({exc})") from None
+
+
 def source_name(source: str) -> str:
     """The file name of a path or URL (``/a/b/x.nc`` → ``x.nc``)."""
-    path = unquote(urlsplit(source).path) if "://" in source else source
+    path = unquote(_split(source).path) if "://" in source else source
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if not name:
         raise InputError(f"{source!r:.200} names no file")
@@ -71,7 +80,7 @@ def source_name(source: str) -> str:
 
 def source_scheme(source: str) -> str:
     """The scheme of a job's source as :func:`fetch_source` reads it (``""``: a local path)."""
-    return urlsplit(source).scheme.lower() if "://" in source else ""
+    return _split(source).scheme.lower() if "://" in source else ""
 
 
 def local_source(source: str) -> str | None:
@@ -82,7 +91,7 @@ def local_source(source: str) -> str | None:
         return source
     if scheme != "file":
         return None
-    parts = urlsplit(source)
+    parts = _split(source)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise InputError(f"{source!r:.200}: a file:// URL is file:///absolute/path")
     return unquote(parts.path)
@@ -113,7 +122,7 @@ def fetch_source(
     if scheme in ("http", "https"):
         _download_http(source, dest, session)
     elif scheme == "s3":
-        parts = urlsplit(source)
+        parts = _split(source)
         key = unquote(parts.path.lstrip("/"))
         if not parts.netloc or not key:
             raise InputError(f"{source!r:.200} names no bucket and key")

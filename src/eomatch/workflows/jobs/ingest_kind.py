@@ -8,6 +8,7 @@ command, one run id per attempt.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,10 +51,24 @@ def _precheck(params: IngestParams, store: PgstacStore) -> None:
         raise InputError(f"catalogue {params.catalogue!r:.200} is not a folder")
 
 
+def _links_stay_inside(folder: Path, policy: InputPolicy) -> None:
+    """Every symlink under ``folder`` (an API job's) resolves inside the input folder: the
+    catalogue code follows links, so a ``catalog.json`` or collection folder linking out would
+    ingest a catalogue the key holder may not read. Walked by the worker only (a catalogue
+    may hold a million files: not in the API's request)."""
+    for top, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = os.path.join(top, name)
+            if os.path.islink(path):
+                policy.local_path(path, f"params.catalogue: {os.path.relpath(path, folder)!r:.200}")
+
+
 def run_ingest(params: IngestParams, ctx: JobContext) -> JobResult:
     """Ingest the folder through the job's noted store."""
     from eomatch.workflows.ingest import ingest_catalogue
 
+    if ctx.policy is not None:  # an API job: stage inputs
+        _links_stay_inside(Path(params.catalogue), ctx.policy)
     ctx.stage("ingest")
     report = ingest_catalogue(
         params.catalogue,

@@ -11,8 +11,9 @@ every location in its params through :class:`InputPolicy`:
   set, local inputs are refused, naming the variable;
 * an ``http(s)://`` or ``s3://`` source must come from ``EOMATCH_JOBS_SOURCE_HOSTS`` when it
   is set; otherwise from any host but this machine or a link-local address (``127.0.0.1``, the
-  internal API's port; ``169.254.169.254``, a cloud's metadata). Every request the job sends,
-  redirects included, goes through the same check (:func:`fetch_session`);
+  internal API's port, and the machine's own LAN addresses, where a service bound to
+  ``0.0.0.0`` answers too; ``169.254.169.254``, a cloud's metadata). Every request the job
+  sends, redirects included, goes through the same check (:func:`fetch_session`);
 * what only the operator may choose (a harvester configuration file, a processor by
   ``module:Class``) is refused.
 
@@ -24,6 +25,7 @@ the setting changed), failing the job with the reason before it reads or stores 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -123,7 +125,10 @@ class InputPolicy:
         """Refuse ``url`` unless its host (an ``s3://`` URL's bucket) is allowed: listed in
         :attr:`hosts`, or with no list, not this machine nor link-local."""
         try:
-            host = (urlsplit(url).hostname or "").lower()
+            parts = urlsplit(url)
+            # an s3:// URL's bucket is its whole netloc (what fetch_source uses), not the
+            # hostname urlsplit finds in it (s3://other@allowed/key: "allowed")
+            host = (parts.netloc if parts.scheme.lower() == "s3" else parts.hostname or "").lower()
         except ValueError:
             host = ""
         if self.hosts is None:
@@ -183,9 +188,32 @@ def _internal(host: str) -> bool:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or _is_mine(ip):
             return True
     return False
+
+
+def _bindable(address: str, family: socket.AddressFamily) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+@functools.cache
+def _bind_tells(family: socket.AddressFamily) -> bool:
+    """Whether binding shows an address is ours: not when any address binds
+    (``net.ipv4.ip_nonlocal_bind``), tried with a documentation address no host has."""
+    return not _bindable("203.0.113.254" if family == socket.AF_INET else "2001:db8::fe", family)
+
+
+def _is_mine(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` is an address of this machine other than loopback (its LAN address: a
+    service listening on 0.0.0.0 answers there too). Only a local address can be bound."""
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return _bind_tells(family) and _bindable(str(ip), family)
 
 
 def _host_matches(host: str, allowed: str) -> bool:

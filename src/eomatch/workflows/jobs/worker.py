@@ -131,7 +131,24 @@ def check_params(kind_name: str, params: Any) -> tuple[JobKind, dict[str, Any]]:
             f"bad params for {kind_name}: {where}: {first['msg']}"
             + (f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
         ) from None
-    return kind, model.model_dump(mode="json")
+    clean = model.model_dump(mode="json")
+    _refuse_nul(clean, "params")
+    return kind, clean
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """A NUL anywhere in the params (a key or a string) is an InputError: PostgreSQL's jsonb
+    cannot hold U+0000, and the insert would fail as a database error (a 503)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InputError(f"{where}: a NUL character is not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where)
+            _refuse_nul(item, f"{where}.{str(key).replace(chr(0), '')[:40]}")
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)
 
 
 def submit_job(

@@ -1,0 +1,224 @@
+"""An adversarial review of the confinement of API jobs' inputs (issue 13 §2): the holes found,
+each with real requests against the in-process internal API and, where the worker matters,
+a real ``eomatch worker``.
+
+* hostile params that crashed the submit: a URL ``urlsplit`` cannot parse (``http://[::1``,
+  a 500) and a NUL anywhere in the params (PostgreSQL's jsonb refuses ``\\u0000``: a 503) are
+  one-line 400s, nothing queued;
+* "not this machine" meant loopback only: the machine's own LAN address (a service bound to
+  ``0.0.0.0`` answers there) was fetched; refused now, at submit and by the worker;
+* with ``EOMATCH_JOBS_SOURCE_HOSTS``, an ``s3://`` URL was matched by the host ``urlsplit``
+  sees in it, not by the bucket the fetch uses (``s3://other@allowed/key``);
+* an ``ingest`` job checked its folder but not what is inside: a symlink in it leading out
+  (its ``catalog.json``, a collection folder) made the worker ingest a catalogue outside
+  ``EOMATCH_JOBS_INPUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eomatch.errors import InputError
+from eomatch.io.pgstac_store import PgstacStore
+from eomatch.workflows.jobs.inputs import InputPolicy
+from job_kind_helpers import job_store, make_geotiff
+from service_fixtures import *  # noqa: F403
+from service_fixtures import ServiceDb, api_pair_in_process, http, make_catalogue
+from test_jobs import ended, job_count, wait_for, worker
+
+VAR = "EOMATCH_JOBS_INPUT_DIR"
+
+
+def _raster(source: str, **more: Any) -> dict[str, Any]:
+    return {"kind": "raster", "params": {"collection": "rasters", "source": source, **more}}
+
+
+def _auth(db: ServiceDb) -> dict[str, str]:
+    return {"Authorization": f"Bearer {PgstacStore(db.role()).create_key('mallory')}"}
+
+
+def _own_address() -> str | None:
+    """A non-loopback address of this machine (the one it would reach the outside from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("198.51.100.1", 9))  # no packet is sent (UDP connect)
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_hostile_params_are_400s_not_5xx(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = service_db
+    root = tmp_path / "in"
+    root.mkdir()
+    make_geotiff(root / "scene.tif", size=64, bands=1)
+    job_store(db, 0, "rasters")
+    auth = _auth(db)
+    monkeypatch.setenv(VAR, str(root))
+    process = {"processor": "geotiff", "source": "http://[::1/x.tif"}
+    refused: list[tuple[str, dict[str, Any], str]] = [
+        ("/jobs", _raster("http://[::1/x.tif", item_id="x"), "not a valid URL"),
+        ("/jobs", _raster("file://[::1/x.tif", item_id="x"), "not a valid URL"),
+        ("/jobs", {"kind": "process", "params": process}, "not a valid URL"),
+        ("/jobs", {"kind": "catalogue", "params": {"source": "https://[::1/c.json"}}, "valid URL"),
+        (
+            "/newitem",
+            {
+                "collection_id": "rasters",
+                "file_source_host": "http://[::1",
+                "filename": "x.tif",
+                "date": "2024-05-01",
+            },
+            "not a valid URL",
+        ),
+        ("/jobs", _raster("https://example.org/x\x00.tif", item_id="x"), "NUL"),
+        (
+            "/jobs",
+            _raster("https://example.org/x.tif", item_id="x", properties={"a": "\x00"}),
+            "params.properties.a: a NUL",
+        ),
+        (
+            "/jobs",
+            _raster(
+                "https://example.org/x.tif", item_id="x", properties={"k\x00": [1, {"b": "c"}]}
+            ),
+            "NUL",
+        ),
+        ("/jobs", _raster("scene.tif", variable="v\x00"), "NUL"),
+        (
+            "/newitem",
+            {
+                "collection_id": "rasters",
+                "file_source_host": "https://example.org",
+                "filename": "x.tif",
+                "date": "2024-05-01",
+                "properties": {"title": "a\x00b"},
+            },
+            "NUL",
+        ),
+    ]
+    with api_pair_in_process(db) as (internal, _external):
+        before = job_count(db)
+        for path, body, why in refused:
+            r = http.post(f"{internal.url}{path}", json=body, headers=auth)
+            assert r.status_code == 400, (body, r.status_code, r.text)
+            reason = r.json()["description"]
+            assert why in reason, (body, reason)
+            assert "\n" not in reason
+        assert job_count(db) == before
+
+
+@contextlib.contextmanager
+def _server(folder: Path, host: str) -> Iterator[int]:
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer((host, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_this_machine_under_its_own_address_is_refused(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service listening on every address (``0.0.0.0``: the internal API in a container,
+    say) answers at the machine's LAN address too: refused at submit, and by the worker
+    (a job queued before, or a redirect there)."""
+    own = _own_address()
+    if own is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    db = service_db
+    www = tmp_path / "www"
+    www.mkdir()
+    make_geotiff(www / "inside.tif", size=64, bands=1)
+    job_store(db, 0, "rasters")
+    auth = _auth(db)
+    monkeypatch.delenv("EOMATCH_JOBS_SOURCE_HOSTS", raising=False)
+    objects = tmp_path / "objects"
+    log = tmp_path / "worker.log"
+    with _server(www, "0.0.0.0") as port, api_pair_in_process(db) as (internal, _external):
+        for url in (f"http://{own}:{port}/inside.tif", f"http://[::ffff:{own}]:{port}/in.tif"):
+            r = http.post(f"{internal.url}/jobs", json=_raster(url), headers=auth)
+            assert r.status_code == 400, (url, r.text)
+            assert "this machine or link-local" in r.json()["description"], r.text
+        # queued as an API job by other means (an older eomatch): the worker refuses it
+        from eomatch.io.job_queue import JobQueue
+
+        job_id = JobQueue(db.role("eomatch_ingest")).submit(
+            "raster",
+            {"collection": "rasters", "source": f"http://{own}:{port}/inside.tif"},
+            "key:mallory",
+            origin="http",
+        )
+        with worker(db, log, EOMATCH_STORAGE_DIR=str(objects)):
+            job = wait_for(db, job_id, ended, timeout=60, log=log)
+    assert job.status == "failed", job.to_json()
+    assert job.error is not None
+    assert "this machine or link-local" in job.error["reason"], job.error
+    assert not db.query("SELECT id FROM pgstac.items")
+    assert not objects.exists() or not any(p.is_file() for p in objects.rglob("*"))
+
+
+def test_an_s3_source_is_matched_by_its_bucket() -> None:
+    policy = InputPolicy(None, ("allowed-bucket",))
+    assert policy.location("s3://allowed-bucket/k.tif", "src") == "s3://allowed-bucket/k.tif"
+    for url in ("s3://other@allowed-bucket/k.tif", "s3://other:1@allowed-bucket/k.tif",
+                "s3://allowed-bucket:443/k.tif"):  # fmt: skip
+        with pytest.raises(InputError, match="EOMATCH_JOBS_SOURCE_HOSTS"):
+            policy.location(url, "src")
+
+
+def test_an_ingest_folder_with_links_leading_out_is_not_ingested(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is inside, its contents are links to a catalogue outside: the worker fails
+    the job (stage ``inputs``) and ingests nothing; a folder with only inside links runs."""
+    db = service_db
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    make_catalogue(out / "cat", n_events=1, start=datetime(2023, 7, 1, tzinfo=UTC))
+    make_catalogue(root / "ok", n_events=1)
+    mirror = root / "mirror"
+    mirror.mkdir()
+    for entry in (out / "cat").iterdir():  # every entry a link out, catalog.json included
+        (mirror / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    auth = _auth(db)
+    monkeypatch.setenv(VAR, str(root))
+    log = tmp_path / "worker.log"
+    with api_pair_in_process(db) as (internal, _external):
+        ids = {}
+        for name in ("mirror", "ok"):
+            body = {"kind": "ingest", "params": {"catalogue": name}}
+            r = http.post(f"{internal.url}/jobs", json=body, headers=auth)
+            assert r.status_code in (202, 400), r.text
+            ids[name] = r.json().get("id")
+    assert ids["ok"] is not None
+    with worker(db, log, **{VAR: str(root)}):
+        jobs = {n: wait_for(db, i, ended, timeout=90, log=log) for n, i in ids.items() if i}
+    assert jobs["ok"].status == "succeeded", jobs["ok"].to_json()
+    if "mirror" in jobs:  # refused at the worker (or better, at submit: no job)
+        job = jobs["mirror"]
+        assert job.status == "failed", job.to_json()
+        assert job.error is not None
+        assert job.error["stage"] == "inputs", job.error
+        assert "outside the folder API jobs may read" in job.error["reason"], job.error
+        assert str(out) not in job.error["reason"]  # where the link leads is not shown
+    assert db.query("SELECT count(*) FROM pgstac.items")[0] != (0,)  # the inside one
+    assert db.query("SELECT count(*) FROM pgstac.items WHERE datetime >= '2023-01-01'") == [(0,)]

@@ -379,7 +379,7 @@ def wrk_units(url: str, units: list[Any], duration: int, work: Path, gen: str) -
     return {**res, "ups": res["rps"] / per_unit}
 
 
-def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> None:
+def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> Any:
     """Every shape: 1 client and 10 clients on both APIs, and pgSTAC's search() as the floor."""
     import httpx
     import psycopg
@@ -470,6 +470,59 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> N
         tput = 100 * med(shape, "external", "ups") / med(shape, "internal", "ups")
         print(f"external vs internal, {shape:<16}: p50 {ratio:6.1f} %, units/s {tput:6.1f} %")
     floor_before_after(db, units, shapes, args, reader)
+    return units
+
+
+def measure_cache(
+    args: argparse.Namespace, units: dict[str, Any], cached: Any, plain: Any, work: Path
+) -> None:
+    """The internal API with its answer cache (the default) next to it without (the table
+    above): the first pass over the units (every answer new to the cache: what the snapshot
+    lookup adds), then the same units again (every answer kept: 1 client and 10 clients)."""
+    import httpx
+
+    import service_shapes as sh
+
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "httpx"
+    shapes = [s for s in args.shapes.split(",") if s]
+    print()
+    print("== the answer cache (internal API, EOMATCH_API_CACHE_MB=64, the default): 1 client")
+    print("   first pass = each unit once, new to the cache, next to the same units on the API")
+    print("   without it (alternated); repeat = the same units again (kept answers); ms, units/s")
+    print(
+        f"{'shape':<17}{'first p50':>10}{'no cache':>10}{'repeat p50':>11}{'p95':>8}"
+        f"{'units/s@10':>11}{'hits':>7}"
+    )
+    with (
+        httpx.Client(base_url=cached.url, timeout=60) as c,
+        httpx.Client(base_url=plain.url, timeout=60) as p,
+    ):
+        for shape in shapes:
+            us = units[shape]
+            first: list[float] = []
+            bare: list[float] = []
+            for u in us:
+                for client, out in (
+                    ((p, bare), (c, first)) if len(first) % 2 else ((c, first), (p, bare))
+                ):
+                    t = time.perf_counter()
+                    sh.http_unit(client)(u)
+                    out.append((time.perf_counter() - t) * 1e3)
+            one = sh.single_client(sh.http_unit(c), us, args.single)
+            hits = sum(
+                c.get(sh.get_path(body)).headers.get("x-eomatch-cache") == "hit"
+                for u in us
+                for body in u
+            )
+            total = sum(len(u) for u in us)
+            many = wrk_units(cached.url, us, args.duration, work, generator)
+            print(
+                f"{shape:<17}{statistics.median(first):10.1f}{statistics.median(bare):10.1f}"
+                f"{one['p50']:11.1f}{one['p95']:8.1f}{many.get('ups', many['rps']):11.1f}"
+                f"{100 * hits / total:6.0f}%"
+            )
 
 
 def floor_before_after(
@@ -571,9 +624,14 @@ def main() -> None:
             return
         logs = work / "logs"
         logs.mkdir()
+        # the main table measures every search run: the answer cache off (EOMATCH_API_CACHE_MB=0)
+        os.environ["EOMATCH_API_CACHE_MB"] = "0"
         apis.append(start_api(db, "internal", logs))
         apis.append(start_api(db, "external", logs))
-        measure(args, db, work, apis)
+        del os.environ["EOMATCH_API_CACHE_MB"]
+        units = measure(args, db, work, apis)
+        apis.append(start_api(db, "internal", logs))
+        measure_cache(args, units, apis[2], apis[0], work)
         if args.query_matchups:
             time_query(db, apis[0], work, args.query_matchups)
     finally:

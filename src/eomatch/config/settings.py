@@ -104,6 +104,11 @@ class ApiSettings(BaseSettings):
     db_read_pooling: Literal["session", "transaction"] = "session"
     """``transaction``: the read hosts are a pooler in transaction mode (pgbouncer
     ``pool_mode = transaction``), so the read pool caches no prepared statements."""
+    api_cache_mb: float = Field(default=64.0, ge=0, le=65536)
+    """Memory for read answers kept per database snapshot (``0``: none kept); see
+    :mod:`eomatch.service.response_cache`."""
+    api_cache_ttl: float = Field(default=30.0, gt=0, le=86400)
+    """Seconds a kept answer may be served (bounds the lag behind a read replica)."""
 
     @field_validator("db_read_hosts")
     @classmethod

@@ -59,6 +59,7 @@ from eomatch.io.pgstac_store import hash_key
 from eomatch.io.thirdparty import middleware_index
 from eomatch.service import fast_links, history_routes, limits
 from eomatch.service.guards import BodyGuard, route_path
+from eomatch.service.response_cache import ResponseCacheMiddleware
 from eomatch.service.writes import MESSAGE_HEADER, EomatchExtensions, described_connection
 
 log = logging.getLogger(__name__)
@@ -489,6 +490,9 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     else:
         # innermost: it must see the JSON before compression does
         app.user_middleware.append(Middleware(PublicViewMiddleware))
+    # inside the key check, the body guard and compression; outside the public view
+    cache = Middleware(ResponseCacheMiddleware, settings.api_cache_mb, settings.api_cache_ttl)
+    app.user_middleware.insert(middleware_index(app, "BrotliMiddleware") + 1, cache)
     if importlib.util.find_spec("pycsw") is not None:  # the records extra: /csw, /records
         from eomatch.service.records import RecordsDispatch
 

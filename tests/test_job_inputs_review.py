@@ -222,3 +222,55 @@ def test_an_ingest_folder_with_links_leading_out_is_not_ingested(
         assert str(out) not in job.error["reason"]  # where the link leads is not shown
     assert db.query("SELECT count(*) FROM pgstac.items")[0] != (0,)  # the inside one
     assert db.query("SELECT count(*) FROM pgstac.items WHERE datetime >= '2023-01-01'") == [(0,)]
+
+
+def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to a public address when the request is checked and
+    to ``127.0.0.1`` when the socket connects. The worker's fetch (the guarded session, as a
+    raster job uses it) connects only to an address it checked: the server on loopback sees
+    no request. (The resolver is faked: a hostile DNS server, not the code under test.)"""
+    from eomatch.errors import EomatchError
+    from eomatch.io.cog import FETCH_LIMITS, fetch_source
+    from eomatch.workflows.jobs.inputs import fetch_session
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "x.tif").write_bytes(b"secret")
+    seen: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            seen.append(self.path)
+
+    real = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.example":
+            answers.append("203.0.113.7" if not answers else "127.0.0.1")
+            return real(answers[-1], *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    handler = functools.partial(Handler, directory=str(www))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    try:
+        url = f"http://rebind.example:{server.server_address[1]}/x.tif"
+        InputPolicy(None, None).location(url, "params.source")  # the submit-time check passes
+        answers.clear()
+        with (
+            pytest.raises(EomatchError, match="this machine or link-local"),
+            fetch_session(InputPolicy(None, None), FETCH_LIMITS) as session,
+        ):
+            fetch_source(url, tmp_path, session=session)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert len(answers) >= 2  # checked, then resolved again to connect
+    assert seen == []
+    assert not (tmp_path / "x.tif").exists()

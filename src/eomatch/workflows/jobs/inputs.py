@@ -29,12 +29,14 @@ import functools
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from eomatch.errors import ConfigError, InputError, UnsafePathError
@@ -149,12 +151,46 @@ class InputPolicy:
         self.location(href, "a link of the catalogue")
 
 
+class _PinnedBackend(httpcore.SyncBackend):
+    """Connects only to an address checked here, the name resolved once: a name that resolves
+    to a public address when the request is checked and to ``127.0.0.1`` when the socket
+    connects (DNS rebinding) gets nowhere."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = _addresses(host)
+        if not addresses:
+            raise httpcore.ConnectError(f"{host}: the name does not resolve")
+        if any(_is_internal(ip) for ip in addresses):
+            raise InputError(
+                f"a request of the job: host {host!r:.100} is this machine or link-local: API "
+                f"jobs may not fetch from it (unless {SOURCE_HOSTS_VAR} lists it)"
+            )
+        failed: httpcore.ConnectError | None = None
+        for ip in addresses:
+            try:
+                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failed = exc
+        assert failed is not None
+        raise failed
+
+
 class _GuardedTransport(httpx.BaseTransport):
-    """Every request (each redirect hop too) checked by the policy before it is sent."""
+    """Every request (each redirect hop too) checked by the policy before it is sent; with no
+    host list, connected only to the addresses checked (:class:`_PinnedBackend`)."""
 
     def __init__(self, policy: InputPolicy) -> None:
         self.policy = policy
         self.inner = httpx.HTTPTransport()
+        if policy.hosts is None:  # httpx has no public way to give its pool a backend
+            self.inner._pool._network_backend = _PinnedBackend()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.policy.check_host(str(request.url), "a request of the job")
@@ -175,22 +211,33 @@ def fetch_session(policy: InputPolicy | None, limits: HttpLimits) -> Iterator[Ht
         yield session
 
 
-def _internal(host: str) -> bool:
-    """Whether ``host`` is, or resolves to, a loopback, link-local or unspecified address. A
-    name that does not resolve is not (nothing can be reached there)."""
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` resolves to (none: it does not)."""
     if not host:
-        return False
+        return []
     try:
         infos = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return False
+    except (OSError, UnicodeError, ValueError):
+        return []
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or _is_mine(ip):
-            return True
-    return False
+        if ip not in out:
+            out.append(ip)
+    return out
+
+
+def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or _is_mine(ip)
+
+
+def _internal(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, a loopback, link-local or unspecified address or
+    one of this machine's. A name that does not resolve is not (nothing can be reached there;
+    the worker connects only to addresses it checked)."""
+    return any(_is_internal(ip) for ip in _addresses(host))
 
 
 def _bindable(address: str, family: socket.AddressFamily) -> bool:

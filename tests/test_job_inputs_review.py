@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -274,3 +276,76 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
     assert len(answers) >= 2  # checked, then resolved again to connect
     assert seen == []
     assert not (tmp_path / "x.tif").exists()
+
+
+class _Endless(SimpleHTTPRequestHandler):
+    """A wide catalogue: ``/c/D-N.json`` has ten children at depth D+1 down to depth 4 (11,111
+    documents; no deep recursion, so nothing but a count stops the walk)."""
+
+    def do_GET(self) -> None:
+        depth, n = (int(x) for x in self.path.rsplit("/", 1)[-1].split(".")[0].split("-"))
+        kids = range(10 * n, 10 * n + 10) if depth < 4 else range(0)
+        links = [{"rel": "child", "href": f"./{depth + 1}-{k}.json"} for k in kids]
+        body = json.dumps(
+            {
+                "type": "Catalog",
+                "stac_version": "1.0.0",
+                "id": f"c{n}",
+                "description": "d",
+                "links": links,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_catalogue_walk_of_an_api_job_is_bounded(tmp_path: Path) -> None:
+    """A hostile server can serve children for ever (the worker kept every document in
+    memory): the walk of an API job stops after a number of documents; a local document
+    that is a FIFO (which would block the worker for ever) is refused before it is opened."""
+    from eomatch.io.http import HttpLimits
+    from eomatch.io.static_catalogue import read_static_catalogue
+    from eomatch.workflows.jobs.inputs import fetch_session
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    policy = InputPolicy(tmp_path, ("127.0.0.1",))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/c/0-0.json"
+        with (
+            pytest.raises(InputError, match="more than 40 documents"),
+            fetch_session(policy, HttpLimits(timeout_s=10.0, max_retries=0)) as session,
+        ):
+            read_static_catalogue(
+                url, collection="c", session=session, check_href=policy.href_checker(40)
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    os.mkfifo(cat / "child.json")
+    (cat / "catalog.json").write_text(
+        json.dumps(
+            {
+                "type": "Catalog",
+                "stac_version": "1.0.0",
+                "id": "f",
+                "description": "d",
+                "links": [{"rel": "child", "href": "./child.json"}],
+            }
+        )
+    )
+    with pytest.raises(InputError, match="FIFO"):
+        read_static_catalogue(
+            str(cat / "catalog.json"), collection="c", check_href=policy.href_checker()
+        )

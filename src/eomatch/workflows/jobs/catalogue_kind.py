@@ -43,7 +43,7 @@ def ingest_static_catalogue(
             params.source,
             collection=params.collection,
             session=session,
-            check_href=policy.check_href if policy is not None else None,
+            check_href=policy.href_checker() if policy is not None else None,
         )
     if ctx is not None:
         ctx.stage("insert")

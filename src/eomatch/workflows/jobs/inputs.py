@@ -29,7 +29,7 @@ import functools
 import ipaddress
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,7 @@ import httpx
 from eomatch.errors import ConfigError, InputError, UnsafePathError
 from eomatch.io.cog import local_source, source_scheme
 from eomatch.io.http import HttpLimits, HttpSession
+from eomatch.io.safe_files import check_regular
 from eomatch.io.safe_paths import readable_within
 
 __all__ = [
@@ -56,6 +57,10 @@ __all__ = [
 INPUT_DIR_VAR = "EOMATCH_JOBS_INPUT_DIR"
 SOURCE_HOSTS_VAR = "EOMATCH_JOBS_SOURCE_HOSTS"
 REMOTE_SCHEMES = ("http", "https", "s3")
+MAX_DOCUMENTS = 100_000
+"""Most documents (catalogues, collections, items) an API job's catalogue walk reads."""
+MAX_DOCUMENT_BYTES = 64 << 20
+"""Largest local document of such a walk (an item is kilobytes)."""
 
 
 class Origin(StrEnum):
@@ -147,8 +152,30 @@ class InputPolicy:
             )
 
     def check_href(self, href: str) -> None:
-        """For a catalogue being walked: every document read must pass :meth:`location`."""
-        self.location(href, "a link of the catalogue")
+        """For a catalogue being walked: every document read must pass :meth:`location`; a
+        local one must be a regular file of at most :data:`MAX_DOCUMENT_BYTES` (a FIFO would
+        block the worker for ever)."""
+        where = self.location(href, "a link of the catalogue")
+        if local_source(href) is not None:
+            check_regular(Path(where), "a document of the catalogue", MAX_DOCUMENT_BYTES)
+
+    def href_checker(self, max_documents: int = MAX_DOCUMENTS) -> Callable[[str], None]:
+        """:meth:`check_href` that also refuses the walk past ``max_documents`` reads: a
+        hostile server can serve children for ever (a tree 100 wide is 10^10 documents at
+        depth 5), each read kept in memory until the insert."""
+        count = 0
+
+        def check(href: str) -> None:
+            nonlocal count
+            count += 1
+            if count > max_documents:
+                raise InputError(
+                    f"the catalogue has more than {max_documents} documents: an API job reads "
+                    "at most that many (a job from the CLI has no limit)"
+                )
+            self.check_href(href)
+
+        return check
 
 
 class _PinnedBackend(httpcore.SyncBackend):

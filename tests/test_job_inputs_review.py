@@ -349,3 +349,94 @@ def test_a_catalogue_walk_of_an_api_job_is_bounded(tmp_path: Path) -> None:
         read_static_catalogue(
             str(cat / "catalog.json"), collection="c", check_href=policy.href_checker()
         )
+
+
+def _hdf5_naming(path: Path, target: Path, *, link: bool = False, n: int = 64) -> Path:
+    """An HDF5 file (what netCDF-4 is) with one 2-D byte dataset ``data`` whose raw data is
+    the first n*n bytes of ``target`` (external storage), or (``link``) an external link
+    ``data`` to ``target``'s ``/data``. Written with the HDF5 C library GDAL uses."""
+    import ctypes
+
+    from eomatch.io.cog import _hdf5_library
+
+    lib = _hdf5_library()
+    assert lib is not None
+    i64 = ctypes.c_int64
+    for fn in ("H5Fcreate", "H5Screate_simple", "H5Pcreate", "H5Dcreate2"):
+        getattr(lib, fn).restype = i64
+    lib.H5open()
+    fid = lib.H5Fcreate(os.fsencode(path), ctypes.c_uint(2), i64(0), i64(0))  # truncate
+    assert fid >= 0
+    if link:
+        assert lib.H5Lcreate_external(os.fsencode(target), b"/data", i64(fid), b"data",
+                                      i64(0), i64(0)) >= 0  # fmt: skip
+    else:
+        space = lib.H5Screate_simple(2, (ctypes.c_uint64 * 2)(n, n), None)
+        dcpl = lib.H5Pcreate(i64.in_dll(lib, "H5P_CLS_DATASET_CREATE_ID_g"))
+        assert lib.H5Pset_external(i64(dcpl), os.fsencode(target), ctypes.c_long(0),
+                                   ctypes.c_uint64(n * n)) >= 0  # fmt: skip
+        u8 = i64.in_dll(lib, "H5T_STD_U8LE_g")
+        dset = lib.H5Dcreate2(i64(fid), b"data", u8, i64(space), i64(0), i64(dcpl), i64(0))
+        assert dset >= 0
+        lib.H5Dclose(i64(dset))
+        lib.H5Pclose(i64(dcpl))
+        lib.H5Sclose(i64(space))
+    lib.H5Fclose(i64(fid))
+    return path
+
+
+def test_an_hdf5_file_naming_other_files_is_not_published(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A netCDF-4/HDF5 file may keep a dataset's bytes in any file it names (external
+    storage): GDAL reads them as pixels, and the job published e.g. the worker's
+    ``/proc/self/environ`` or a key file as a COG. From a remote server (any host by default)
+    or the input folder: the worker refuses it at stage fetch, nothing stored; a plain
+    netCDF-4 file still runs."""
+    from job_kind_helpers import make_netcdf, serve_folder
+
+    db = service_db
+    root, www, out = tmp_path / "in", tmp_path / "www", tmp_path / "out"
+    for d in (root, www, out):
+        d.mkdir()
+    secret = out / "secret.key"
+    secret.write_bytes(b"AWS_SECRET_ACCESS_KEY=hunter2;" * 200)
+    _hdf5_naming(www / "remote.nc", secret)
+    _hdf5_naming(root / "local.nc", secret)
+    _hdf5_naming(out / "other.h5", secret)  # a file outside with a dataset, linked to
+    _hdf5_naming(root / "linked.nc", out / "other.h5", link=True)
+    make_netcdf(root / "plain.nc")
+    job_store(db, 0, "rasters")
+    auth = _auth(db)
+    objects = tmp_path / "objects"
+    log = tmp_path / "worker.log"
+    env = {VAR: str(root), "EOMATCH_JOBS_SOURCE_HOSTS": "127.0.0.1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    when = "2024-05-01T00:00:00Z"
+    with serve_folder(www) as base, api_pair_in_process(db) as (internal, _external):
+        ids = {}
+        for name, body in [
+            ("remote", _raster(f"{base}/remote.nc", variable="data", datetime=when)),
+            ("local", _raster("local.nc", datetime=when)),
+            ("linked", _raster("linked.nc", variable="data", datetime=when)),
+            ("plain", _raster("plain.nc", variable="sst_diff", datetime=when)),
+        ]:
+            r = http.post(f"{internal.url}/jobs", json=body, headers=auth)
+            assert r.status_code == 202, r.text
+            ids[name] = r.json()["id"]
+        with worker(db, log, EOMATCH_STORAGE_DIR=str(objects), **env):
+            jobs = {n: wait_for(db, i, ended, timeout=90, log=log) for n, i in ids.items()}
+    assert jobs["plain"].status == "succeeded", jobs["plain"].to_json()
+    for name, what in [("remote", "external file"), ("local", "external file"),
+                       ("linked", "external link")]:  # fmt: skip
+        job = jobs[name]
+        assert job.status == "failed", job.to_json()
+        assert job.error is not None
+        assert job.error["stage"] == "fetch", job.error
+        assert "reads other files" in job.error["reason"], job.error
+        assert what in job.error["reason"], job.error
+    assert db.query("SELECT id FROM pgstac.items ORDER BY id") == [("plain",)]
+    stored = [p for p in objects.rglob("*") if p.is_file()]
+    assert [p.relative_to(objects).as_posix() for p in stored] == ["rasters/plain/data.tif"]
+    assert not any(b"hunter2" in p.read_bytes() for p in stored)

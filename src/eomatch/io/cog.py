@@ -7,7 +7,9 @@
   with rio-cogeo: tiled 256x256, DEFLATE, internal overviews, validated afterwards;
 * :func:`raster_item` builds the STAC item from the COG with rio-stac (projection and raster
   extensions, footprint from the data's valid extent) and adds the file extension's size and
-  multihash checksum.
+  multihash checksum;
+* :func:`check_self_contained` refuses a file that makes its reader open other files (HDF5 /
+  netCDF-4 external storage, virtual datasets, external links), for a job submitted over HTTP.
 
 Needs the ``data`` extra (rasterio, rio-cogeo, rio-stac).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import re
 import warnings
@@ -40,6 +43,7 @@ from eomatch.io.object_store import S3Config, S3ObjectStore
 
 __all__ = [
     "FILE_EXTENSION",
+    "check_self_contained",
     "fetch_source",
     "file_checksum",
     "local_source",
@@ -265,6 +269,138 @@ def write_cog(source: Path, dest: Path, *, variable: str | None = None) -> None:
             dest.with_name(dest.stem + ".plain.tif").unlink()
     if not valid:
         raise UnreadableFileError(f"{source.name}: the COG is not valid: {'; '.join(errors)}")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_H5L_TYPE_EXTERNAL = 64
+_H5D_VIRTUAL = 3
+
+
+def is_hdf5(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file (netCDF-4 included): its signature at byte 0 or at
+    512, 1024, 2048... (where HDF5 may put its superblock)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            fh.seek(offset)
+            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _hdf5_library() -> Any:
+    """The HDF5 C library GDAL reads with (ctypes), None if it cannot be found."""
+    import ctypes
+    import ctypes.util
+
+    for module in ("rasterio", "netCDF4"):  # either maps the libhdf5 it is linked with
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+            break
+    found = None
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            name = line.rsplit(" ", 1)[-1].strip()
+            if "/libhdf5" in name and "_hl" not in name.rsplit("/", 1)[-1]:
+                found = name
+                break
+    found = found or ctypes.util.find_library("hdf5")
+    if found is None:
+        return None
+    try:
+        lib = ctypes.CDLL(found)
+    except OSError:
+        return None
+    i64 = ctypes.c_int64
+    for fn in ("H5Fopen", "H5Gopen2", "H5Dopen2", "H5Dget_create_plist"):
+        getattr(lib, fn).restype = i64
+    return lib
+
+
+def hdf5_references(path: Path) -> str | None:
+    """What in HDF5 file ``path`` makes a reader open other files, None if nothing does.
+
+    A dataset's raw data may live in an *external file* named by the file (any file: the
+    bytes of ``/proc/self/environ`` read as pixels), a *virtual dataset* maps other files'
+    datasets, an *external link* opens another file. GDAL's netCDF and HDF5 drivers (and
+    netCDF4/xarray in processors) follow all three, so a job's COG would publish what they
+    name.
+
+    Raises:
+        UnreadableFileError: the HDF5 library cannot be reached or cannot open ``path`` (the
+            file cannot be checked: refused).
+    """
+    import ctypes
+
+    lib = _hdf5_library()
+    if lib is None:
+        raise UnreadableFileError(
+            f"{path.name} is an HDF5 file and the HDF5 library cannot be found to check it"
+        )
+    i64 = ctypes.c_int64
+    lib.H5open()
+    lib.H5Eset_auto2(i64(0), None, None)  # no error stack printed on stderr
+    fid = lib.H5Fopen(os.fsencode(path), ctypes.c_uint(0), i64(0))
+    if fid < 0:
+        raise UnreadableFileError(f"{path.name} is not a readable HDF5 file")
+    found: list[str] = []
+    callback = ctypes.CFUNCTYPE(
+        ctypes.c_int, i64, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+    )
+
+    def visit(group: int, name: bytes, info: Any, data: Any) -> int:
+        del data
+        shown = name.decode("utf-8", "replace")[:100]
+        if info[0] == _H5L_TYPE_EXTERNAL:  # H5L_info2_t (and 1.10's H5L_info_t) start with it
+            found.append(f"an external link {shown!r}")
+            return 1
+        if info[0] != 0:  # a soft link: its target is visited as itself
+            return 0
+        dset = lib.H5Dopen2(i64(group), name, i64(0))
+        if dset < 0:  # a group or a named datatype
+            return 0
+        try:
+            dcpl = lib.H5Dget_create_plist(i64(dset))
+            try:
+                if lib.H5Pget_external_count(i64(dcpl)) != 0:
+                    found.append(f"dataset {shown!r} stored in an external file")
+                elif lib.H5Pget_layout(i64(dcpl)) == _H5D_VIRTUAL:
+                    found.append(f"a virtual dataset {shown!r}")
+            finally:
+                lib.H5Pclose(i64(dcpl))
+        finally:
+            lib.H5Dclose(i64(dset))
+        return 1 if found else 0
+
+    try:
+        root = lib.H5Gopen2(i64(fid), b"/", i64(0))
+        try:
+            visit_links = getattr(lib, "H5Lvisit2", None) or lib.H5Lvisit
+            status = visit_links(i64(root), 0, 2, callback(visit), None)  # by name, native
+        finally:
+            lib.H5Gclose(i64(root))
+    finally:
+        lib.H5Fclose(i64(fid))
+    if found:
+        return found[0]
+    if status < 0:
+        raise UnreadableFileError(f"{path.name}: its HDF5 structure cannot be read to check it")
+    return None
+
+
+def check_self_contained(path: Path) -> None:
+    """Refuse a file that makes its reader open other files (an HDF5 or netCDF-4 file with
+    external storage, virtual datasets or external links: :func:`hdf5_references`); for a
+    file someone else chose (a job submitted over HTTP)."""
+    if not is_hdf5(path):
+        return
+    reference = hdf5_references(path)
+    if reference is not None:
+        raise InputError(
+            f"{path.name} reads other files ({reference}): not accepted from an API job"
+        )
 
 
 def file_checksum(path: Path) -> str:

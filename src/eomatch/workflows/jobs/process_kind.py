@@ -114,7 +114,7 @@ def process_file(
     ``objects`` may be None). Returns the result and the items (as written, or as they
     would be)."""
     from eomatch.config.settings import StorageSettings, read_settings
-    from eomatch.io.cog import FETCH_LIMITS, fetch_source
+    from eomatch.io.cog import FETCH_LIMITS, check_self_contained, fetch_source
     from eomatch.io.object_store import S3Config
     from eomatch.io.processors import load_processor
 
@@ -139,6 +139,8 @@ def process_file(
     ):
         stage("fetch")
         path = fetch_source(params.source, Path(tmp), s3=s3, session=session)
+        if ctx is not None and ctx.policy is not None:  # an API job: no file naming others
+            check_self_contained(path)
         stage("describe")
         items = describe_file(params, path, need_target=not dry_run, proc=proc)
         if dry_run:

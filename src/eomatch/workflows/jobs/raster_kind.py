@@ -76,7 +76,14 @@ def ingest_raster(
 ) -> JobResult:
     """Run a raster job (the kind's ``run``, callable without a queue)."""
     from eomatch.config.settings import StorageSettings, read_settings
-    from eomatch.io.cog import FETCH_LIMITS, fetch_source, file_datetime, raster_item, write_cog
+    from eomatch.io.cog import (
+        FETCH_LIMITS,
+        check_self_contained,
+        fetch_source,
+        file_datetime,
+        raster_item,
+        write_cog,
+    )
     from eomatch.io.object_store import S3Config
 
     def stage(name: str) -> None:
@@ -100,6 +107,8 @@ def ingest_raster(
         scratch = Path(tmp)
         stage("fetch")
         path = fetch_source(params.source, scratch, s3=s3, session=session)
+        if ctx is not None and ctx.policy is not None:  # an API job: no file naming others
+            check_self_contained(path)
         stage("cog")
         cog = scratch / f"{params.asset}.tif"
         write_cog(path, cog, variable=params.variable)

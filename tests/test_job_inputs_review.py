@@ -440,3 +440,69 @@ def test_an_hdf5_file_naming_other_files_is_not_published(
     stored = [p for p in objects.rglob("*") if p.is_file()]
     assert [p.relative_to(objects).as_posix() for p in stored] == ["rasters/plain/data.tif"]
     assert not any(b"hunter2" in p.read_bytes() for p in stored)
+
+
+class _Hostile(SimpleHTTPRequestHandler):
+    """``/endless.tif``: zeros for ever (no length); ``/bomb.tif``: 100 KB of gzip that is
+    100 MB decoded; ``/trickle.tif``: one byte every 0.2 s for ever."""
+
+    def do_GET(self) -> None:
+        import gzip
+        import time
+
+        self.send_response(200)
+        if self.path == "/bomb.tif":
+            body = gzip.compress(bytes(100 << 20), compresslevel=9)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+        with contextlib.suppress(OSError):
+            while True:
+                if self.path == "/trickle.tif":
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+                else:
+                    self.wfile.write(bytes(1 << 16))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_api_jobs_download_is_bounded(tmp_path: Path) -> None:
+    """A hostile source server (any host may be one by default) sending an endless body, a
+    compression bomb or a trickle: the download of an API job (its policy's bounds, small
+    here) stops with a one-line reason and leaves no partial file; the job's real bounds
+    are 8 GiB and an hour."""
+    from eomatch.errors import RemoteLimitError
+    from eomatch.io.cog import FETCH_LIMITS, FetchBounds, fetch_source
+    from eomatch.workflows.jobs.inputs import API_FETCH_BOUNDS, fetch_session
+
+    assert InputPolicy().fetch_bounds == API_FETCH_BOUNDS
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    policy = InputPolicy(None, ("127.0.0.1",), fetch_bounds=FetchBounds(4 << 20, 3.0))
+    try:
+        for name, why in [("endless", "larger than 4194304 bytes"),
+                          ("bomb", "larger than 4194304 bytes"),
+                          ("trickle", "took longer than the 3 s allowed")]:  # fmt: skip
+            scratch = tmp_path / name
+            scratch.mkdir()
+            with (
+                pytest.raises(RemoteLimitError, match=why),
+                fetch_session(policy, FETCH_LIMITS) as session,
+            ):
+                fetch_source(
+                    f"{base}/{name}.tif", scratch, session=session, bounds=policy.fetch_bounds
+                )
+            assert list(scratch.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -23,6 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,24 @@ from eomatch.errors import (
     InputError,
     NetworkError,
     NotFoundError,
+    RemoteLimitError,
     Retryable,
     UnreadableFileError,
 )
 from eomatch.extras import require_extra
-from eomatch.io.http import RETRY_STATUSES, HttpLimits, HttpSession, call_with_retries, redact
+from eomatch.io.http import (
+    RETRY_STATUSES,
+    Deadline,
+    HttpLimits,
+    HttpSession,
+    call_with_retries,
+    redact,
+)
 from eomatch.io.object_store import S3Config, S3ObjectStore
 
 __all__ = [
     "FILE_EXTENSION",
+    "FetchBounds",
     "check_self_contained",
     "fetch_source",
     "file_checksum",
@@ -101,14 +111,37 @@ def local_source(source: str) -> str | None:
     return unquote(parts.path)
 
 
+@dataclass(frozen=True)
+class FetchBounds:
+    """What one http(s) download may cost (a job submitted over HTTP: a hostile server could
+    send an endless body, a compression bomb or one byte every 29 s)."""
+
+    bytes: int
+    """Most bytes written (decompressed)."""
+    seconds: float
+    """Longest the download may take, retries included."""
+
+    def check(self, written: int, url: str) -> None:
+        """Refuse a download that wrote more than :attr:`bytes`."""
+        if written > self.bytes:
+            raise RemoteLimitError(
+                f"{redact(url)}: larger than {self.bytes} bytes, the most a job submitted over "
+                "HTTP downloads"
+            )
+
+
 def fetch_source(
     source: str,
     scratch: Path,
     *,
     s3: S3Config | None = None,
     session: HttpSession | None = None,
+    bounds: FetchBounds | None = None,
 ) -> Path:
     """A local file holding ``source``: the path itself, or a download into ``scratch``.
+
+    ``bounds``: the size and time an http(s) download may take (None: unbounded but for the
+    session's timeouts).
 
     ``s3``: the endpoint/region to reach ``s3://`` sources at (the storage settings'; the
     bucket is the URL's). A missing file or object is :class:`NotFoundError`; an answer that
@@ -124,7 +157,7 @@ def fetch_source(
         return path
     dest = scratch / source_name(source)
     if scheme in ("http", "https"):
-        _download_http(source, dest, session)
+        _download_http(source, dest, session, bounds)
     elif scheme == "s3":
         parts = _split(source)
         key = unquote(parts.path.lstrip("/"))
@@ -143,13 +176,16 @@ def fetch_source(
     return dest
 
 
-def _download_http(url: str, dest: Path, session: HttpSession | None) -> None:
+def _download_http(
+    url: str, dest: Path, session: HttpSession | None, bounds: FetchBounds | None
+) -> None:
     own = session is None
     http = session or HttpSession(None, limits=FETCH_LIMITS)
     part = dest.with_name(dest.name + ".part")
+    deadline = None if bounds is None else Deadline(bounds.seconds, f"download of {redact(url)}")
 
     def attempt(last: bool) -> None:
-        with http.open("GET", url) as resp:
+        with http.open("GET", url, deadline=deadline) as resp:
             if resp.status_code == 404:
                 raise NotFoundError(f"{redact(url)}: not found (HTTP 404)")
             if resp.status_code in RETRY_STATUSES and not last:
@@ -158,13 +194,19 @@ def _download_http(url: str, dest: Path, session: HttpSession | None) -> None:
                 raise NetworkError(
                     f"{redact(url)}: HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
                 )
-            with part.open("wb") as fh:
-                for chunk in resp.iter_bytes(_CHUNK):
+            written = 0
+            with part.open("wb", buffering=_CHUNK) as fh:
+                for chunk in resp.iter_bytes():  # as received: a trickle still meets the checks
+                    written += len(chunk)
+                    if bounds is not None:
+                        bounds.check(written, url)
+                        assert deadline is not None
+                        deadline.check()
                     fh.write(chunk)
         os.replace(part, dest)
 
     try:
-        call_with_retries(attempt, http.limits, what=redact(url))
+        call_with_retries(attempt, http.limits, what=redact(url), deadline=deadline)
     except (httpx.TransportError, httpx.DecodingError) as exc:
         raise NetworkError(f"{redact(url)}: cannot download ({_first_line(exc)})") from None
     except Retryable as exc:

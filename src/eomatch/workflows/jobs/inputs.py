@@ -40,7 +40,7 @@ import httpcore
 import httpx
 
 from eomatch.errors import ConfigError, InputError, UnsafePathError
-from eomatch.io.cog import local_source, source_scheme
+from eomatch.io.cog import FetchBounds, local_source, source_scheme
 from eomatch.io.http import HttpLimits, HttpSession
 from eomatch.io.safe_files import check_regular
 from eomatch.io.safe_paths import readable_within
@@ -57,6 +57,8 @@ __all__ = [
 INPUT_DIR_VAR = "EOMATCH_JOBS_INPUT_DIR"
 SOURCE_HOSTS_VAR = "EOMATCH_JOBS_SOURCE_HOSTS"
 REMOTE_SCHEMES = ("http", "https", "s3")
+API_FETCH_BOUNDS = FetchBounds(bytes=8 << 30, seconds=3600.0)
+"""What one http(s) download of an API job may cost: 8 GiB (decompressed), an hour."""
 MAX_DOCUMENTS = 100_000
 """Most documents (catalogues, collections, items) an API job's catalogue walk reads."""
 MAX_DOCUMENT_BYTES = 64 << 20
@@ -86,6 +88,8 @@ class InputPolicy:
     root: Path | None = None
     hosts: tuple[str, ...] | None = None
     """Allowed hosts (``*.x.org`` matches subdomains); None: any host."""
+    fetch_bounds: FetchBounds = API_FETCH_BOUNDS
+    """What one http(s) download of the job may cost (:data:`API_FETCH_BOUNDS`)."""
 
     @classmethod
     def from_settings(cls) -> InputPolicy:

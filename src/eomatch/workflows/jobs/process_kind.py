@@ -133,13 +133,15 @@ def process_file(
         region=settings.s3_region,
         allow_http=settings.s3_allow_http,
     )
+    policy = ctx.policy if ctx is not None else None
+    bounds = policy.fetch_bounds if policy is not None else None  # an API job's download
     with (
         tempfile.TemporaryDirectory(prefix="eomatch-process-") as tmp,
-        fetch_session(ctx.policy if ctx is not None else None, FETCH_LIMITS) as session,
+        fetch_session(policy, FETCH_LIMITS) as session,
     ):
         stage("fetch")
-        path = fetch_source(params.source, Path(tmp), s3=s3, session=session)
-        if ctx is not None and ctx.policy is not None:  # an API job: no file naming others
+        path = fetch_source(params.source, Path(tmp), s3=s3, session=session, bounds=bounds)
+        if policy is not None:  # an API job: no file naming others
             check_self_contained(path)
         stage("describe")
         items = describe_file(params, path, need_target=not dry_run, proc=proc)

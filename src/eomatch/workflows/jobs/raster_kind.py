@@ -100,14 +100,16 @@ def ingest_raster(
         region=settings.s3_region,
         allow_http=settings.s3_allow_http,
     )
+    policy = ctx.policy if ctx is not None else None
+    bounds = policy.fetch_bounds if policy is not None else None  # an API job's download
     with (
         tempfile.TemporaryDirectory(prefix="eomatch-raster-") as tmp,
-        fetch_session(ctx.policy if ctx is not None else None, FETCH_LIMITS) as session,
+        fetch_session(policy, FETCH_LIMITS) as session,
     ):
         scratch = Path(tmp)
         stage("fetch")
-        path = fetch_source(params.source, scratch, s3=s3, session=session)
-        if ctx is not None and ctx.policy is not None:  # an API job: no file naming others
+        path = fetch_source(params.source, scratch, s3=s3, session=session, bounds=bounds)
+        if policy is not None:  # an API job: no file naming others
             check_self_contained(path)
         stage("cog")
         cog = scratch / f"{params.asset}.tif"

@@ -11,7 +11,13 @@ a real ``eomatch worker``.
   sees in it, not by the bucket the fetch uses (``s3://other@allowed/key``);
 * an ``ingest`` job checked its folder but not what is inside: a symlink in it leading out
   (its ``catalog.json``, a collection folder) made the worker ingest a catalogue outside
-  ``EOMATCH_JOBS_INPUT_DIR``.
+  ``EOMATCH_JOBS_INPUT_DIR``;
+* DNS rebinding: the request was checked with one resolution and connected with another;
+* a catalogue walk had no bound on documents (a wide remote tree) and opened a FIFO;
+* an HDF5/netCDF-4 file with external storage (or an external link) made GDAL read any file
+  the worker can, and the job published it as a COG;
+* a download had no size or total-time bound (endless body, gzip bomb, trickle);
+* IPv6 forms carrying an internal IPv4 address (IPv4-compatible, NAT64, 6to4) passed.
 """
 
 from __future__ import annotations
@@ -506,3 +512,15 @@ def test_an_api_jobs_download_is_bounded(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_ipv6_forms_of_internal_ipv4_addresses_are_refused() -> None:
+    """IPv6 addresses that carry an IPv4 one: IPv4-compatible, NAT64 (a NAT64 network routes
+    them to the IPv4 address), 6to4; and the plain forms that already were."""
+    policy = InputPolicy(None, None)
+    for host in ("::127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+                 "2002:a9fe:a9fe::1", "::ffff:127.0.0.1", "::1", "::"):  # fmt: skip
+        with pytest.raises(InputError, match="this machine or link-local"):
+            policy.location(f"http://[{host}]:8080/x.tif", "params.source")
+    for host in ("2001:db8::1", "64:ff9b::808:808"):  # public (documentation, 8.8.8.8)
+        assert policy.location(f"http://[{host}]/x.tif", "s").startswith("http://[")

@@ -258,9 +258,19 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     return out
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Loopback, link-local, unspecified or this machine's, also as the IPv4 address an IPv6
+    one carries (``::ffff:127.0.0.1``, IPv4-compatible ``::127.0.0.1``, NAT64
+    ``64:ff9b::7f00:1``, 6to4 ``2002:7f00:1::``)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _NAT64 or 1 < int(ip) < 1 << 32):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and _is_internal(embedded):
+            return True
     return ip.is_loopback or ip.is_link_local or ip.is_unspecified or _is_mine(ip)
 
 

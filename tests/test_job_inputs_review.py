@@ -524,3 +524,56 @@ def test_ipv6_forms_of_internal_ipv4_addresses_are_refused() -> None:
             policy.location(f"http://[{host}]:8080/x.tif", "params.source")
     for host in ("2001:db8::1", "64:ff9b::808:808"):  # public (documentation, 8.8.8.8)
         assert policy.location(f"http://[{host}]/x.tif", "s").startswith("http://[")
+
+
+def test_an_ingest_folder_whose_side_index_leads_out_is_not_ingested(
+    service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write the input folder can write a catalogue's side index too (SQLite,
+    trusted while its day folders' mtimes match): an item path ``../../out/...`` in it made
+    the ingest read an item file outside the folder. The worker refuses such an index."""
+    import sqlite3
+
+    from eomatch.io.catalogue_index import INDEX_NAME
+
+    db = service_db
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    make_catalogue(root / "cat", n_events=1)
+    make_catalogue(out / "cat", n_events=1, start=datetime(2023, 7, 1, tzinfo=UTC))
+    with contextlib.closing(sqlite3.connect(root / "cat" / INDEX_NAME)) as index:
+        inside = dict(index.execute("SELECT id, path FROM items").fetchall())
+    with contextlib.closing(sqlite3.connect(out / "cat" / INDEX_NAME)) as index:
+        outside = dict(index.execute("SELECT id, path FROM items").fetchall())
+
+    # the outside items in place of the inside ones (same collection folder), ids and all
+    def by_collection(rows: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        for item_id, rel in sorted(rows.items(), key=lambda r: r[1]):
+            out.setdefault(rel.split("/", 1)[0], []).append((item_id, rel))
+        return out
+
+    theirs = by_collection(outside)
+    with contextlib.closing(sqlite3.connect(root / "cat" / INDEX_NAME)) as index:
+        for coll, rows in by_collection(inside).items():
+            for (item_id, _rel), (other_id, other) in zip(rows, theirs[coll], strict=True):
+                index.execute(
+                    "UPDATE items SET id = ?, path = ? WHERE id = ?",
+                    (other_id, f"../../out/cat/{other}", item_id),
+                )
+        index.commit()
+    auth = _auth(db)
+    monkeypatch.setenv(VAR, str(root))
+    log = tmp_path / "worker.log"
+    with api_pair_in_process(db) as (internal, _external):
+        body = {"kind": "ingest", "params": {"catalogue": "cat"}}
+        r = http.post(f"{internal.url}/jobs", json=body, headers=auth)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+    with worker(db, log, **{VAR: str(root)}):
+        job = wait_for(db, job_id, ended, timeout=90, log=log)
+    assert db.query("SELECT count(*) FROM pgstac.items WHERE datetime >= '2023-01-01'") == [(0,)]
+    assert job.status == "failed", job.to_json()
+    assert job.error is not None
+    assert job.error["stage"] == "inputs", job.error
+    assert "outside the folder API jobs may read" in job.error["reason"], job.error

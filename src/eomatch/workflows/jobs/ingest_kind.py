@@ -8,13 +8,16 @@ command, one run id per attempt.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
+import sqlite3
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from eomatch.errors import InputError
+from eomatch.errors import InputError, UnsafePathError
+from eomatch.io.catalogue_index import INDEX_NAME
 from eomatch.workflows.jobs.registry import JobContext, JobKind, JobParams, JobResult, register
 
 if TYPE_CHECKING:
@@ -51,16 +54,33 @@ def _precheck(params: IngestParams, store: PgstacStore) -> None:
         raise InputError(f"catalogue {params.catalogue!r:.200} is not a folder")
 
 
-def _links_stay_inside(folder: Path, policy: InputPolicy) -> None:
-    """Every symlink under ``folder`` (an API job's) resolves inside the input folder: the
-    catalogue code follows links, so a ``catalog.json`` or collection folder linking out would
-    ingest a catalogue the key holder may not read. Walked by the worker only (a catalogue
+def _stays_inside(folder: Path, policy: InputPolicy) -> None:
+    """What the catalogue code will read under ``folder`` (an API job's) stays inside the
+    input folder. It follows symlinks, so a ``catalog.json`` or collection folder linking out
+    would ingest a catalogue the key holder may not read; and it trusts its side index's item
+    paths while the day folders' mtimes match, so an index written by whoever can write the
+    folder could name ``../../elsewhere/item.json``. Checked by the worker only (a catalogue
     may hold a million files: not in the API's request)."""
     for top, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
             path = os.path.join(top, name)
             if os.path.islink(path):
                 policy.local_path(path, f"params.catalogue: {os.path.relpath(path, folder)!r:.200}")
+    index = folder / INDEX_NAME
+    if not index.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT path FROM items").fetchall()
+    except sqlite3.Error:  # unreadable: the catalogue code rebuilds it from the files
+        return
+    for (rel,) in rows:
+        parts = PurePosixPath(str(rel)).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            raise UnsafePathError(
+                f"params.catalogue: its side index ({INDEX_NAME}) names {str(rel)!r:.200}, "
+                "outside the folder API jobs may read"
+            )
 
 
 def run_ingest(params: IngestParams, ctx: JobContext) -> JobResult:
@@ -68,7 +88,7 @@ def run_ingest(params: IngestParams, ctx: JobContext) -> JobResult:
     from eomatch.workflows.ingest import ingest_catalogue
 
     if ctx.policy is not None:  # an API job: stage inputs
-        _links_stay_inside(Path(params.catalogue), ctx.policy)
+        _stays_inside(Path(params.catalogue), ctx.policy)
     ctx.stage("ingest")
     report = ingest_catalogue(
         params.catalogue,

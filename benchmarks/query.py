@@ -4,15 +4,21 @@ Serves N synthetic matchups (default 10 000: 5 000 events with 2 matchups of 2 p
 so 35 000 items) from the test STAC API in ``tests/matchup_api_server.py`` (real HTTP on
 127.0.0.1, the service's item form) and pulls them into a fresh catalogue, then pulls again
 (everything unchanged). Target (issue #5): 10 000 matchups with their events and products
-in under 15 s. ``--pgstac`` pulls from the real local stack instead: the same synthetic
-catalogue is written to disk, ingested into a throwaway PostgreSQL/pgSTAC cluster and served
-by the internal and external APIs (stac-fastapi-pgstac, uvicorn), and both are pulled.
+in under 15 s. ``--synth`` serves the first N matchups (in time order) of the realistic 1M-item
+catalogue of ``catalogue_synth`` instead (78 pairs, ~90 collections; what issue #16's
+``benchmarks/service.py --items 1000000 --query-matchups N`` pulls from pgSTAC), so the client's
+share of that figure shows without PostgreSQL (searches answered newest first across
+collections, as pgSTAC does). ``--pgstac`` pulls from the real local stack instead: the same
+synthetic catalogue is written to disk, ingested into a throwaway PostgreSQL/pgSTAC cluster
+and served by the internal and external APIs (stac-fastapi-pgstac, uvicorn), and both are
+pulled.
 ``--api-url`` pulls from an already running service, after loading nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -49,10 +55,52 @@ def api_documents(matchups: int, root: Path) -> tuple[list[dict], list[dict]]:
     return list(colls.values()), list(items.values())
 
 
-def serve_forever(matchups: int, work: Path) -> None:
+def synth_documents(matchups: int, catalogue_items: int) -> tuple[list[dict], list[dict]]:
+    """Collections and stored items of the first events of a ``catalogue_items`` synthetic
+    catalogue (catalogue_synth) holding at least ``matchups`` matchups."""
+    from catalogue_synth import collections, event_documents, synthetic_events
+    from eomatch.core.publish import HrefRewriter
+
+    items: list[dict] = []
+    n = 0
+    for event in synthetic_events(catalogue_items):
+        if n >= matchups:
+            break
+        n += len(event.matchups)
+        docs = event_documents(event)
+        where = {rel: (item["collection"], item["id"]) for rel, item in docs}
+        rewriter = HrefRewriter(Path("/nonexistent"), where.get)
+        items += [rewriter.item(item, rel) for rel, item in docs]
+    return collections(), items
+
+
+class TimeOrderedApi(MatchupApi):
+    """The test API answering searches newest first across collections, as pgSTAC does (the
+    test server pages collection by collection): a page then spans a few days of every
+    collection, which is what the catalogue writer sees from the real service."""
+
+    def _hits(self, params: dict) -> list[dict]:
+        hits = super()._hits(params)
+        if params.get("ids"):
+            return hits
+        key = json.dumps({k: v for k, v in params.items() if k != "token"}, sort_keys=True)
+        with self.lock:
+            done = self.__dict__.setdefault("_newest_first", {})
+            if key not in done:
+                done[key] = sorted(
+                    hits, key=lambda i: (i["properties"].get("datetime") or "", i["id"]),
+                    reverse=True,
+                )  # fmt: skip
+            return done[key]
+
+
+def serve_forever(matchups: int, work: Path, synth: int = 0) -> None:
     """Child process: build and serve the documents; print the URL; stop when stdin closes."""
-    colls, items = api_documents(matchups, work)
-    state = MatchupApi()
+    if synth:
+        colls, items = synth_documents(matchups, synth)
+    else:
+        colls, items = api_documents(matchups, work)
+    state = TimeOrderedApi() if synth else MatchupApi()
     state.load(colls, items)
     with serve(state) as api:
         print(api.url, len(items), flush=True)
@@ -67,6 +115,14 @@ def main() -> None:
     parser.add_argument("--api-url", default=None, help="pull from this API (nothing loaded)")
     parser.add_argument("--dir", type=Path, default=None, help="work here (default: a temp dir)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--synth",
+        type=int,
+        nargs="?",
+        const=1_000_000,
+        default=0,
+        help="serve the first --matchups matchups of this big a catalogue_synth catalogue",
+    )
     parser.add_argument("--pgstac", action="store_true", help="pull from the real local stack")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn workers (--pgstac)")
     args = parser.parse_args()
@@ -76,7 +132,7 @@ def main() -> None:
     work = args.dir or Path(tempfile.mkdtemp(prefix="eomatch-query-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.serve:
-        serve_forever(args.matchups, work)
+        serve_forever(args.matchups, work, args.synth)
         return
     out = work / "pulled"
     shutil.rmtree(out, ignore_errors=True)
@@ -89,7 +145,7 @@ def main() -> None:
             t = time.perf_counter()
             server = subprocess.Popen(
                 [sys.executable, __file__, "--serve", "--matchups", str(args.matchups),
-                 "--dir", str(work)],
+                 "--dir", str(work), "--synth", str(args.synth)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

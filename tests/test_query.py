@@ -17,7 +17,7 @@ from shapely.geometry import box, shape
 from catalogue_helpers import item_files, pystac_item_ids
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
-from eomatch.io import catalogue_files
+from eomatch.io import atomic, catalogue_bulk, catalogue_files
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import asset_is_local
 from eomatch.io.http import HttpLimits
@@ -428,19 +428,31 @@ def test_crash_while_writing_leaves_a_valid_catalogue_and_resumes(
     source, internal, tmp_path, monkeypatch
 ):
     out = tmp_path / "pulled"
-    real = catalogue_files.write_json_file
     calls = {"n": 0}
 
-    def crashing(path, data, durable, compact=False):
-        calls["n"] += 1
-        if calls["n"] == 60:
-            raise KeyboardInterrupt  # the process is stopped mid-write
-        return real(path, data, durable, compact)
+    def crash_at_60(write):
+        def crashing(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 60:
+                raise KeyboardInterrupt  # the process is stopped mid-write
+            return write(*args, **kwargs)
 
-    monkeypatch.setattr(catalogue_files, "write_json_file", crashing)
+        return crashing
+
+    # every way a file is written: items through the helper process, day catalogs in
+    # parallel, collections and catalog.json directly
+    writers = [
+        (catalogue_files, "write_json_file"),
+        (atomic, "write_file_atomic"),
+        (catalogue_bulk.WriterProcess, "write"),
+    ]
+    real = [getattr(module, name) for module, name in writers]
+    for (module, name), write in zip(writers, real, strict=True):
+        monkeypatch.setattr(module, name, crash_at_60(write))
     with pytest.raises(KeyboardInterrupt):
         query_catalogue(internal.url, out, limit=10, workers=0)
-    monkeypatch.setattr(catalogue_files, "write_json_file", real)
+    for (module, name), write in zip(writers, real, strict=True):
+        monkeypatch.setattr(module, name, write)
     with MatchupCatalogue.open(out) as cat:  # rebuilt from the files
         assert cat.get_events() is not None
     assert validate_tree(out) > 0

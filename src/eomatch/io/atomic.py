@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,7 +24,9 @@ __all__ = [
     "atomic_write_text",
     "json_bytes",
     "pretty_json_bytes",
+    "sync_files",
     "write_file_atomic",
+    "write_files",
 ]
 
 
@@ -76,3 +82,52 @@ def pretty_json_bytes(data: Any) -> bytes:
         return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     except TypeError:
         return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@functools.cache
+def _syncfs() -> Any:
+    """libc's ``syncfs`` (Linux), or None."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return libc.syncfs
+    return None
+
+
+def sync_files(path: Path) -> None:
+    """Make every file written so far on the file system holding ``path`` durable.
+
+    One ``syncfs`` (Linux; ``sync`` elsewhere) instead of an fsync per file: a batch of
+    thousands of files is flushed in one journal commit instead of one each, the difference
+    between seconds and minutes on a busy disk.
+    """
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+PARALLEL_FILES = 4
+"""Threads creating the files of one :func:`write_files` call."""
+
+
+def write_files(writes: Sequence[tuple[str, bytes]], durable: bool) -> None:
+    """Write independent files (distinct paths, each atomically), in parallel when many.
+
+    The bytes are ready, so the threads only make system calls (no GIL contention): on a busy
+    disk, creating a file waits on the file system's journal, and several waits overlap
+    (measured here: 1 200 files/s with one thread, 2 400 with two to four).
+    """
+    if len(writes) < 2 * PARALLEL_FILES:
+        for path, data in writes:
+            write_file_atomic(path, data, durable)
+        return
+    with ThreadPoolExecutor(PARALLEL_FILES, thread_name_prefix="eomatch-files") as pool:
+        for _ in pool.map(lambda w: write_file_atomic(w[0], w[1], durable), writes):
+            pass

@@ -56,6 +56,7 @@ from eomatch.core.satellites import SatelliteRegistry
 from eomatch.errors import EomatchError
 from eomatch.io import catalogue_files as files
 from eomatch.io import catalogue_reads as reads
+from eomatch.io.atomic import sync_files
 from eomatch.io.catalogue_assets import CatalogueAssets
 from eomatch.io.catalogue_assets import media_type_for as media_type_for
 from eomatch.io.catalogue_files import DATA_DIR as DATA_DIR
@@ -244,6 +245,8 @@ class MatchupCatalogue:
     def _finish_session(self) -> None:
         self._writes.drain()
         self._flush()
+        if self._batching:  # a batch writes its files without an fsync each: one sync for all
+            sync_files(self.root)
         dirs: dict[str, int] = {}
         gone: list[str] = []
         for rel in self._s.touched_dirs:

@@ -10,6 +10,11 @@ the caller itself), in order: per event, the complete event, then its new produc
 matchups (see :meth:`BulkWriter.write_event` for why that order). What the index records
 (rows, relations, extents, day folders) is buffered and handed over in large batches
 (``executemany``), once the files are written and before anything reads the index.
+
+Other item files of a batch (imported items, events gaining matchups) go to the same helper
+process through :meth:`BulkWriter.write_file`, in the order given, so the caller's Python work
+and the kernel's file creation run on two cores; a read of a queued file waits for it
+(:meth:`BulkWriter.queued`, :meth:`BulkWriter.sync`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 import fcntl
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,12 +68,22 @@ class WriterProcess:
         self.pending = False
         """Files queued since the last :meth:`sync`."""
 
-    def write(self, rel: str, data: bytes) -> None:
-        """Queue one file (written in order, complete or not at all)."""
+    def write(self, rel: str, data: bytes, parallel: bool = False) -> None:
+        """Queue one file (complete or not at all), after every file queued before it, or with
+        the ``parallel`` ones queued since the last plain file or :meth:`barrier`."""
         path = rel.encode()
+        flag = file_writer.PARALLEL if parallel else 0
+        self._send(file_writer.FRAME.pack(len(path) | flag, len(data)) + path + data)
+
+    def barrier(self) -> None:
+        """The files queued so far are written before any queued after this."""
+        if self.pending:
+            self._send(file_writer.BARRIER)
+
+    def _send(self, frame: bytes) -> None:
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(file_writer.FRAME.pack(len(path), len(data)) + path + data)
+            self.proc.stdin.write(frame)
         except (BrokenPipeError, ValueError):
             self._failed()
         self.pending = True
@@ -132,6 +147,8 @@ class BulkWriter:
         self._proc: WriterProcess | None = None
         self._out = BulkRecord()
         self._ids: set[str] = set()
+        self._files: set[str] = set()
+        """Paths queued by :meth:`write_file` since the helper last confirmed its writes."""
         self._made: set[str] = set()
         self._checked: set[str] = set()
         """Folders checked by ``within_root`` (once each: a planted symlink must not lead
@@ -139,18 +156,49 @@ class BulkWriter:
 
     @property
     def busy(self) -> bool:
-        """Index rows still buffered, or files still on their way to the helper process."""
-        return bool(self._out.rows) or (self._proc is not None and self._proc.pending)
+        """Index rows still buffered (:meth:`flush` records them once their files are written).
+
+        Files queued by :meth:`write_file` do not count: their caller indexes them, and reads
+        of them wait (:meth:`queued`), so index reads need not stall the helper's pipeline.
+        """
+        return bool(self._out.rows)
 
     def pending(self, item_id: str) -> bool:
         """Whether ``item_id`` was written by this writer and is not recorded yet."""
         return item_id in self._ids
 
+    def queued(self, rel: str) -> bool:
+        """Whether the item file ``rel`` was queued by :meth:`write_file` and may not be
+        written yet (see :meth:`sync`)."""
+        return rel in self._files
+
+    def write_file(self, rel: str, item: Mapping[str, Any], parallel: bool = False) -> None:
+        """Queue an item file (its folder checked by the caller) to the helper process.
+
+        Written complete or not at all, after everything queued before it; ``parallel``:
+        possibly alongside the other parallel files since the last :meth:`barrier`. The
+        caller indexes it. Starts the helper process if needed: an import writes thousands.
+        """
+        if self._proc is None:
+            self._proc = WriterProcess(self.root, self._keep_fds)
+        self._proc.write(rel, json_bytes(item), parallel)
+        self._files.add(rel)
+
+    def barrier(self) -> None:
+        """The files queued so far are written before any queued after this."""
+        if self._proc is not None:
+            self._proc.barrier()
+
+    def sync(self) -> None:
+        """Return once every file queued so far is written."""
+        if self._proc is not None:
+            self._proc.sync()
+        self._files.clear()
+
     def flush(self) -> None:
         """Wait until the helper process has written every file; then hand the buffered rows,
         relations and extents to ``record``."""
-        if self._proc is not None:
-            self._proc.sync()
+        self.sync()
         if self._out.rows:
             out, self._out = self._out, BulkRecord()
             self._ids.clear()

@@ -22,6 +22,7 @@ import orjson
 from eomatch.core import stac_items as si
 from eomatch.errors import EomatchError
 from eomatch.io import catalogue_files as files
+from eomatch.io.atomic import json_bytes, write_files
 from eomatch.io.catalogue_files import read_file, scandir
 from eomatch.io.catalogue_session import CatalogueCore
 
@@ -108,6 +109,7 @@ class CatalogueLayout:
         their collections no longer link to them.
         """
         emptied: list[str] = []
+        writes: list[tuple[str, bytes]] = []  # written together, in parallel, before collections
         for day in sorted(self.cat._s.day_changes):
             changes = self.cat._s.day_changes[day]
             old = self.read_day_catalog(day)
@@ -120,7 +122,10 @@ class CatalogueLayout:
             ids |= {i for i, added in changes.items() if added}
             ids -= {i for i, added in changes.items() if not added}
             if ids:
-                self.write_day_catalog(day, ids, old)
+                new = si.day_catalog_dict(day, ids)
+                if new != old:
+                    path = self.cat.root / si.day_catalog_path(day)
+                    writes.append((str(path), json_bytes(new)))
             elif (self.cat.root / si.day_catalog_path(day)).exists():
                 emptied.append(day)
             coll, date_part = day.split("/", 1)
@@ -130,6 +135,7 @@ class CatalogueLayout:
                 if bool(ids) != (date_part in days):
                     si.set_collection_days(data, days ^ {date_part})
                     self.cat._s.changed_collections.add(coll)
+        write_files(writes, durable=not self.cat._batching)
         self.cat._s.day_changes.clear()
         return emptied
 

@@ -24,7 +24,6 @@ import orjson
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import Matchup, MatchupEvent, Product
-from eomatch.core.vocabulary import ROLE_FIELD, ROLE_MATCHUP
 from eomatch.errors import EomatchError
 from eomatch.io import catalogue_files as files
 from eomatch.io.catalogue_bulk import BulkRecord, BulkWriter
@@ -77,6 +76,8 @@ class CatalogueWrites:
         pending = self.pending.get(rel)
         if pending is not None:
             pending.result()
+        if self.bulk is not None and self.bulk.queued(rel):
+            self.bulk.sync()
 
     def _item_paths(self, ids: Iterable[str]) -> dict[str, str]:
         return {i: r.path for i, r in self.cat._index.get_many(ids).items()}
@@ -87,47 +88,60 @@ class CatalogueWrites:
 
         For bulk loads. New events go through the bulk writer (see the module docstring and
         :mod:`eomatch.io.catalogue_bulk`); other item writes (events gaining matchups, imports)
-        are written here, or by ``workers`` threads (measured slower on local disks: they
-        fight the caller for the GIL; perhaps useful on network drives). A kill inside the
+        are queued to its helper process too, or written by ``workers`` threads instead
+        (measured slower on local disks: they fight the caller for the GIL). A kill inside the
         block leaves complete item files and a dirty index, which the next ``open`` rebuilds
-        from the files; re-running the batch completes it.
+        from the files; re-running the batch completes it. Files are written without an fsync
+        each; at the end, one sync of the file system (:func:`~eomatch.io.atomic.sync_files`)
+        makes all of them durable before the index records the batch as done, so a power cut
+        cannot leave a clean index over missing files.
         """
-        with self.cat._writing():
-            outer = self.cat._batching
-            self.cat._batching = True
-            own_pool = self.pool is None and workers > 0
+        outer = self.cat._batching
+        try:
+            with self.cat._writing():
+                # still batching while the session ends (day catalogs, collections, catalog
+                # written without an fsync each; one file system sync before the index commit)
+                self.cat._batching = True
+                with self._batch_writers(workers):
+                    yield
+        finally:
+            self.cat._batching = outer
+
+    @contextlib.contextmanager
+    def _batch_writers(self, workers: int) -> Iterator[None]:
+        """The writer threads and the bulk writer of a batch, flushed at its end."""
+        own_pool = self.pool is None and workers > 0
+        if own_pool:
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
+        own_bulk = self.bulk is None
+        if own_bulk:
+            self.bulk = BulkWriter(
+                str(self.cat.root),
+                self.record_bulk,
+                self.drain_threads,
+                keep_fds=[] if self.cat._lock_fd is None else [self.cat._lock_fd],
+            )
+        try:
+            yield
+        except BaseException:
             if own_pool:
-                self.pool = ThreadPoolExecutor(workers, thread_name_prefix="eomatch-write")
-            own_bulk = self.bulk is None
+                self.drain(quiet=True)
+            raise
+        else:
             if own_bulk:
-                self.bulk = BulkWriter(
-                    str(self.cat.root),
-                    self.record_bulk,
-                    self.drain_threads,
-                    keep_fds=[] if self.cat._lock_fd is None else [self.cat._lock_fd],
-                )
-            try:
-                yield
-            except BaseException:
-                if own_pool:
-                    self.drain(quiet=True)
-                raise
-            else:
-                if own_bulk:
-                    assert self.bulk is not None
-                    self.bulk.flush()
-                if own_pool:
-                    self.drain()
-            finally:
-                if own_bulk:
-                    assert self.bulk is not None
-                    self.bulk.close()
-                    self.bulk = None
-                if own_pool:
-                    assert self.pool is not None
-                    self.pool.shutdown(wait=True)
-                    self.pool = None
-                self.cat._batching = outer
+                assert self.bulk is not None
+                self.bulk.flush()
+            if own_pool:
+                self.drain()
+        finally:
+            if own_bulk:
+                assert self.bulk is not None
+                self.bulk.close()
+                self.bulk = None
+            if own_pool:
+                assert self.pool is not None
+                self.pool.shutdown(wait=True)
+                self.pool = None
 
     def drain_threads(self) -> None:
         """Drain the writer threads if any write is queued (the bulk writer's hook)."""
@@ -147,17 +161,24 @@ class CatalogueWrites:
                 self.cat._s.touched_dirs.add(day)
             changes[day][row.id] = True
 
-    def write_item(self, rel: str, item: Mapping[str, Any]) -> None:
-        """Write an item file (queued to the threads in a batch with workers); note its day."""
+    def write_item(self, rel: str, item: Mapping[str, Any], parallel: bool = False) -> None:
+        """Write an item file (queued to the threads in a batch with workers, else to the bulk
+        writer's helper process; ``parallel``: see :meth:`BulkWriter.write_file`); note its
+        day."""
         day = si.day_of(rel)
         if rel.endswith(f"/{si.DAY_CATALOG}"):
             raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
+        to_helper = self.pool is None and self.bulk is not None and self.cat._batching
         if day not in self.cat._s.made_dirs:
             within_root(self.cat.root, day)  # a planted symlink must not lead writes out (§3)
-            os.makedirs(os.path.join(self.cat.root, day), exist_ok=True)
+            if not to_helper:  # the helper process makes the folders it writes in
+                os.makedirs(os.path.join(self.cat.root, day), exist_ok=True)
             self.cat._s.made_dirs.add(day)
         if self.pool is not None and self.cat._batching:
             self._queue_write(rel, item)
+        elif to_helper:
+            assert self.bulk is not None
+            self.bulk.write_file(rel, item, parallel)
         else:
             files.write_json_file(
                 os.path.join(self.cat.root, rel), item, durable=not self.cat._batching, compact=True
@@ -334,9 +355,16 @@ class CatalogueWrites:
                     f"'{event.id}': a matchup belongs to one event (its id includes the event's)"
                 )
 
-    def put(self, item: dict[str, Any], rel: str, start: datetime, end: datetime) -> None:
+    def put(
+        self,
+        item: dict[str, Any],
+        rel: str,
+        start: datetime,
+        end: datetime,
+        parallel: bool = False,
+    ) -> None:
         """Write an item, index it and grow its collection's extent."""
-        self.write_item(rel, item)
+        self.write_item(rel, item, parallel)
         self.cat._index_item(item, rel, (start, end))
         self.layout.extend(item["collection"], item["bbox"], start, end)
 
@@ -365,9 +393,9 @@ class CatalogueWrites:
 
         Collections new to the catalogue take their metadata from ``collections`` (title,
         description, license, assets, ...); links and extents are always the catalogue's own.
-        Files are written in the catalogue's crash-safe order (new events first without links
-        to new matchups, then products, matchups and the complete events), so a kill leaves a
-        catalogue that opens and validates and a repeated import completes it.
+        Files are written in the catalogue's crash-safe order (events, then products, then
+        matchups), so a kill leaves a catalogue that opens and validates (an event's links to
+        matchups not written yet are dropped on open) and a repeated import completes it.
 
         Returns:
             Item id → ``new``, ``updated`` or ``unchanged``.
@@ -424,27 +452,29 @@ class CatalogueWrites:
             for coll, (bbox, times) in sorted(new_colls.items()):
                 if self.layout.collection(coll) is None:
                     self._new_foreign_collection(coll, collections.get(coll), bbox, times)
+            # events complete first, then products, then the matchups linking to both: a kill
+            # leaves at worst an event linking to matchups not written yet, which the next
+            # open drops (as for new events of the bulk writer), never a dangling matchup
+            # (files of one kind may be created in parallel, one kind after the other)
             order = {"event": 0, "product": 1, "matchup": 2}
             plans.sort(key=lambda p: (order[si.collection_kind(p[1]["collection"])], p[2]))
-            known = set(self._index_present(batch_rels)) | present_rels
-            for _iid, final, rel, _times, row in plans:
-                if row is None and si.collection_kind(final["collection"]) == "event":
-                    # first without links to matchups not yet written (they link back to it)
-                    early = [
-                        x
-                        for x in final["links"]
-                        if not (x.get("rel") == "related" and x.get(ROLE_FIELD) == ROLE_MATCHUP)
-                        or si.resolve_href(rel, str(x["href"])) in known
-                    ]
-                    if len(early) != len(final["links"]):
-                        self.write_item(rel, {**final, "links": early})
+            kind = None
             for iid, final, rel, times, row in plans:
+                if si.collection_kind(final["collection"]) != kind:
+                    kind = si.collection_kind(final["collection"])
+                    self.barrier()
                 if row is not None and row.path != rel:
                     self.delete(row)  # its time moved it to another day folder
                 elif row is not None and row.kind == "matchup":
                     self.cat._index.forget_products_of(iid)
-                self.put(final, rel, *times)
+                self.put(final, rel, *times, parallel=True)
+            self.barrier()
         return statuses
+
+    def barrier(self) -> None:
+        """Item files queued to the helper so far are written before any queued later."""
+        if self.bulk is not None:
+            self.bulk.barrier()
 
     def _index_has(self, rel: str) -> bool:
         row = self.cat._index.get(si.item_id_of(rel))

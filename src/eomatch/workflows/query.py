@@ -23,14 +23,17 @@ window, ``bbox`` keeps matchups whose collocation region intersects it (W > E cr
 antimeridian: two searches) and ``filter`` is CQL2 text over the matchup item properties
 (checked here as well, so the result does not depend on the server's CQL2 support).
 
-Pages are written in order, each committed before the next is written, so an interrupted
-pull leaves a valid catalogue holding whole pages, and running it again completes it. Bad
+Pages are written in order and committed every :data:`COMMIT_EVERY` matchups (day catalogs,
+collections, one sync of the file system, the index), so an interrupted pull leaves a valid
+catalogue holding whole pages (those since the last commit are found again by the next open,
+which rebuilds the index from the files), and running it again completes it. Bad
 input (unreachable API, refused key, unknown collection, an answer that is not JSON) fails
 before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
@@ -73,6 +76,10 @@ IDS_PER_REQUEST = 1000
 """Ids per bulk fetch of events or products: a page's worth in a few requests (pgSTAC's time
 grows linearly with the ids; 1000 instead of 250 saves ~0.5 s of request overhead per
 10 000 matchups), bodies still small (~50 kB)."""
+
+COMMIT_EVERY = 5000
+"""Matchups written between catalogue commits (whole pages): at 1000 a page, committing every
+page spent ~15 % of a pull rewriting collections (each lists all its days) and syncing."""
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback; total is 0 while unknown."""
@@ -455,6 +462,37 @@ class _Puller:
         self.requested: set[str] = set()
         """Ids of the linked items asked for in this run (found or not): each is asked once."""
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="eomatch-query")
+        self.batch: contextlib.ExitStack | None = None
+        """The catalogue batch the pages since the last commit are written in."""
+        self.uncommitted = 0
+        """Matchups written since the last commit."""
+        self.writing = False
+        """A page is being written (a failure now leaves it incomplete)."""
+
+    def commit(self) -> None:
+        """End the open batch: day catalogs, collections, one file system sync, the index."""
+        if self.batch is not None:
+            batch, self.batch = self.batch, None
+            self.uncommitted = 0
+            batch.close()
+
+    def finish(self, exc: BaseException) -> None:
+        """End the open batch after a failure.
+
+        A failure between pages (fetching: an outage, a refused answer) commits the whole
+        pages written, leaving a valid catalogue as it is; one while a page is being written
+        rolls the index back, and the next open rebuilds it from the files written.
+        """
+        if self.batch is None:
+            return
+        batch, self.batch = self.batch, None
+        if self.writing:
+            batch.__exit__(type(exc), exc, exc.__traceback__)
+            return
+        try:
+            batch.close()
+        except Exception as error:  # the original failure is the one to report
+            log.warning("committing the pages pulled before the failure failed: %s", error)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -564,12 +602,21 @@ class _Puller:
         items = [local_form(it, self.paths[iid], local) for iid, it in batch.items()]
         colls = {it["collection"] for it in items}
         docs = {c: _local_collection(self.docs[c]) for c in colls if c in self.docs}
-        # files are written by this thread: writer threads would only fight over the GIL with
-        # it and with the thread fetching the next page (measured: the 40 000 files of a
-        # 10 000-matchup pull take ~1.5 s more CPU with 4 writer threads, and several times
-        # longer when creating files is slow)
-        with cat.batch(workers=0):
-            result = cat.import_items(items, docs)
+        # items are serialised here and their files created by the catalogue's helper process
+        # (catalogue_bulk): writer threads in this process would fight over the GIL with this
+        # thread and the one fetching the next page (measured: ~1.5 s more CPU a 10 000-matchup
+        # pull with 4 writer threads). Pages share a batch until COMMIT_EVERY matchups: each
+        # commit rewrites every collection a page touched (they list all their days) and
+        # syncs the file system
+        if self.batch is None:
+            self.batch = contextlib.ExitStack()
+            self.batch.enter_context(cat.batch(workers=0))
+        self.writing = True
+        result = cat.import_items(items, docs)
+        self.writing = False
+        self.uncommitted += len(kept)
+        if self.uncommitted >= COMMIT_EVERY:
+            self.commit()
         for iid, status in result.items():
             old = self.statuses.get(iid)
             if old is None or _STATUS_RANK[status] > _STATUS_RANK[old]:
@@ -749,7 +796,11 @@ def query_catalogue(
                 puller.write(got)
                 written += len(got.matchups)
                 tick("matchups", got.seen, max(got.matched, got.seen))
-        except EomatchError as exc:
+            puller.commit()
+        except BaseException as exc:
+            puller.finish(exc)
+            if not isinstance(exc, EomatchError):
+                raise
             if written:
                 raise EomatchError(
                     f"{exc} (pull interrupted: {written} matchup(s) written to {root}; "

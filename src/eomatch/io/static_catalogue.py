@@ -144,18 +144,31 @@ def read_static_catalogue(
     return out
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of catalogues followed (a real one is a few levels)."""
+
+
 def _walk(
     node: pystac.STACObject,
     collection: str | None,
     out: StaticCatalogue,
     seen: set[str],
+    depth: int = 0,
 ) -> None:
+    """Collect ``node``'s collections and items; a catalogue reached again (a link back to
+    itself or to an ancestor) is read once, and nesting is bounded."""
     base = node.get_self_href()
     if isinstance(node, pystac.Item):
         out.items.append(_item_doc(node, collection, base))
         return
     if not isinstance(node, pystac.Catalog):
         raise InputError(f"{base}: neither a catalogue, a collection nor an item")
+    visit = f"href:{base}" if base else f"object:{id(node)}"
+    if visit in seen:
+        return
+    seen.add(visit)
+    if depth > MAX_DEPTH:
+        raise InputError(f"{redact(base or node.id)}: catalogues nested over {MAX_DEPTH} deep")
     if isinstance(node, pystac.Collection):
         if node.id in seen:
             return
@@ -166,7 +179,7 @@ def _walk(
     for item in node.get_items():
         out.items.append(_item_doc(item, collection, item.get_self_href()))
     for child in node.get_children():
-        _walk(child, collection, out, seen)
+        _walk(child, collection, out, seen, depth + 1)
 
 
 def _item_doc(item: pystac.Item, collection: str | None, base: str | None) -> dict[str, Any]:

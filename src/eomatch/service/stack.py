@@ -47,6 +47,8 @@ from eomatch.service.serving import APP_FACTORY, KEEPALIVE_S
 STATE = "serve.json"
 API_USER = "eomatch"
 """The system user the APIs run as when ``serve`` is started by root."""
+STOP_GRACE_S = 10.0
+"""Seconds the children get, together, to stop after Ctrl-C before they are killed."""
 PLACEHOLDER = """<!doctype html><meta charset="utf-8"><title>eomatch</title>
 <h1>eomatch</h1><p>STAC Browser was not built (run scripts/build-browser.sh).
 The APIs: <a href="/external/">external</a>, <a href="/api/">internal</a>.</p>
@@ -384,9 +386,9 @@ class Stack:
     api_user: str | None = API_USER
     """Run the APIs as this user when started by root (``None``: as root)."""
     force_api_mounts: bool = False
+    """Serve the environment to the APIs' user through bind mounts even if it could read it."""
     job_worker: bool = False
     """Also run one supervised ``eomatch worker`` (the job queue, issue 13) as eomatch_ingest."""
-    """Serve the environment to the APIs' user through bind mounts even if it could read it."""
     backoff: Backoff = field(default_factory=Backoff)
     poll_s: float = 0.2
     report: Callable[[str], None] = field(
@@ -777,10 +779,16 @@ class Stack:
         for api in reversed(self.apis):
             if api.alive():
                 api.proc.send_signal(signal.SIGINT)
+        # one deadline for all: Ctrl-C ends serve in ~STOP_GRACE_S however many children
+        deadline = time.monotonic() + STOP_GRACE_S
         for api in self.apis:
             try:
-                api.proc.wait(10)
+                api.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.report(
+                    f"eomatch serve: the {api.mode} process (pid {api.proc.pid}) did not stop "
+                    f"within {STOP_GRACE_S:g} s of Ctrl-C: killed (see {api.log})"
+                )
                 api.proc.kill()
                 api.proc.wait(5)
         self.apis = []

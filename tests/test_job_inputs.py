@@ -220,13 +220,23 @@ def test_hostile_inputs_are_refused_before_queuing(
         url_job = _raster("https://data.example.org/a.tif", item_id="a")
         assert http.post(f"{internal.url}/jobs", json=url_job, headers=auth).status_code == 202
 
-        # by default, not this machine nor link-local addresses (cloud metadata)
+        # by default, public addresses only: not this machine, link-local (cloud metadata),
+        # private networks (the database, a compose project's containers) or reserved ranges
         for url in ("http://127.0.0.1:8090/api/x.tif", "http://localhost/x.tif",
                     "http://[::1]/x.tif", "http://0.0.0.0/x.tif",
-                    "http://169.254.169.254/latest/x.tif"):  # fmt: skip
+                    "http://169.254.169.254/latest/x.tif", "http://10.1.2.3/x.tif",
+                    "http://192.168.1.10:5432/x.tif", "http://172.16.0.1/x.tif",
+                    "http://100.64.0.1/x.tif", "http://[fc00::1]/x.tif",
+                    "http://[::ffff:10.0.0.1]/x.tif", "http://224.0.0.1/x.tif"):  # fmt: skip
             r = http.post(f"{internal.url}/jobs", json=_raster(url, item_id="x"), headers=auth)
             assert r.status_code == 400, (url, r.text)
-            assert "this machine or link-local" in r.json()["description"], r.text
+            assert "not a public address" in r.json()["description"], r.text
+        # and no s3:// source: the worker's credentials may read buckets the key holder may not
+        r = http.post(
+            f"{internal.url}/jobs", json=_raster("s3://any-bucket/x.tif", item_id="x"), headers=auth
+        )
+        assert r.status_code == 400, r.text
+        assert "bucket listed in EOMATCH_JOBS_SOURCE_HOSTS" in r.json()["description"]
         # an allow-list of source hosts: nothing else is reached
         monkeypatch.setenv("EOMATCH_JOBS_SOURCE_HOSTS", "data.example.org,*.example.net")
         for url in ("http://127.0.0.1:5432/x.tif", "https://example.net.evil.org/x.tif",

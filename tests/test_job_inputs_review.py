@@ -257,7 +257,7 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
 
     def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
         if host == "rebind.example":
-            answers.append("203.0.113.7" if not answers else "127.0.0.1")
+            answers.append("8.8.8.8" if not answers else "127.0.0.1")
             return real(answers[-1], *args, **kwargs)
         return real(host, *args, **kwargs)
 
@@ -522,7 +522,7 @@ def test_ipv6_forms_of_internal_ipv4_addresses_are_refused() -> None:
                  "2002:a9fe:a9fe::1", "::ffff:127.0.0.1", "::1", "::"):  # fmt: skip
         with pytest.raises(InputError, match="this machine or link-local"):
             policy.location(f"http://[{host}]:8080/x.tif", "params.source")
-    for host in ("2001:db8::1", "64:ff9b::808:808"):  # public (documentation, 8.8.8.8)
+    for host in ("2606:4700:4700::1111", "64:ff9b::808:808"):  # public (1.1.1.1's, 8.8.8.8)
         assert policy.location(f"http://[{host}]/x.tif", "s").startswith("http://[")
 
 

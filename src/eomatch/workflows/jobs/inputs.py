@@ -10,10 +10,13 @@ every location in its params through :class:`InputPolicy`:
   ``EOMATCH_JOBS_INPUT_DIR``; relative paths start there; ``..`` is refused; with no folder
   set, local inputs are refused, naming the variable;
 * an ``http(s)://`` or ``s3://`` source must come from ``EOMATCH_JOBS_SOURCE_HOSTS`` when it
-  is set; otherwise from any host but this machine or a link-local address (``127.0.0.1``, the
-  internal API's port, and the machine's own LAN addresses, where a service bound to
-  ``0.0.0.0`` answers too; ``169.254.169.254``, a cloud's metadata). Every request the job
-  sends, redirects included, goes through the same check (:func:`fetch_session`);
+  is set; otherwise an ``http(s)://`` one only from public addresses: not this machine
+  (``127.0.0.1``, the internal API's port, and its own LAN addresses, where a service bound to
+  ``0.0.0.0`` answers too), not a link-local one (``169.254.169.254``, a cloud's metadata), not
+  a private network (``10/8``, ``192.168/16``, ``fc00::/7``: the database, the other
+  containers of a compose project) nor a reserved range; and no ``s3://`` one (the worker's
+  credentials may read buckets the key holder may not). Every request the job sends,
+  redirects included, goes through the same check (:func:`fetch_session`);
 * what only the operator may choose (a harvester configuration file, a processor by
   ``module:Class``) is refused.
 
@@ -143,11 +146,14 @@ class InputPolicy:
         except ValueError:
             host = ""
         if self.hosts is None:
-            if source_scheme(url) in ("http", "https") and _internal(host):
+            scheme = source_scheme(url)
+            if scheme == "s3":
                 raise InputError(
-                    f"{what}: host {host!r:.100} is this machine or link-local: API jobs may "
-                    f"not fetch from it (unless {SOURCE_HOSTS_VAR} lists it)"
+                    f"{what}: s3:// sources of API jobs need their bucket listed in "
+                    f"{SOURCE_HOSTS_VAR}"
                 )
+            if scheme in ("http", "https") and _internal(host):
+                raise InputError(f"{what}: {_NOT_PUBLIC.format(host=host)}")
             return
         if not host or not any(_host_matches(host, allowed) for allowed in self.hosts):
             raise InputError(
@@ -199,10 +205,7 @@ class _PinnedBackend(httpcore.SyncBackend):
         if not addresses:
             raise httpcore.ConnectError(f"{host}: the name does not resolve")
         if any(_is_internal(ip) for ip in addresses):
-            raise InputError(
-                f"a request of the job: host {host!r:.100} is this machine or link-local: API "
-                f"jobs may not fetch from it (unless {SOURCE_HOSTS_VAR} lists it)"
-            )
+            raise InputError(f"a request of the job: {_NOT_PUBLIC.format(host=host)}")
         failed: httpcore.ConnectError | None = None
         for ip in addresses:
             try:
@@ -259,25 +262,29 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NOT_PUBLIC = (
+    "host {host!r:.100} is not a public address (this machine or link-local, a private network "
+    f"or a reserved range): API jobs may not fetch from it (unless {SOURCE_HOSTS_VAR} lists it)"
+)
 
 
 def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, link-local, unspecified or this machine's, also as the IPv4 address an IPv6
-    one carries (``::ffff:127.0.0.1``, IPv4-compatible ``::127.0.0.1``, NAT64
-    ``64:ff9b::7f00:1``, 6to4 ``2002:7f00:1::``)."""
+    """Not globally routable (loopback, link-local, private, shared, reserved, unspecified) or
+    this machine's, also as the IPv4 address an IPv6 one carries (``::ffff:127.0.0.1``,
+    IPv4-compatible ``::127.0.0.1``, NAT64 ``64:ff9b::7f00:1``, 6to4 ``2002:7f00:1::``)."""
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour
         if embedded is None and (ip in _NAT64 or 1 < int(ip) < 1 << 32):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None and _is_internal(embedded):
-            return True
-    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or _is_mine(ip)
+        if embedded is not None:
+            return _is_internal(embedded)
+    return not ip.is_global or ip.is_multicast or _is_mine(ip)
 
 
 def _internal(host: str) -> bool:
-    """Whether ``host`` is, or resolves to, a loopback, link-local or unspecified address or
-    one of this machine's. A name that does not resolve is not (nothing can be reached there;
-    the worker connects only to addresses it checked)."""
+    """Whether ``host`` is, or resolves to, an address that is not public or is one of this
+    machine's. A name that does not resolve is not (nothing can be reached there; the worker
+    connects only to addresses it checked)."""
     return any(_is_internal(ip) for ip in _addresses(host))
 
 

@@ -481,3 +481,45 @@ def test_database_restart_mid_job(tmp_path: Path) -> None:
         with contextlib.suppress(Exception):
             cluster.stop()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_everything_restarted_mid_job(tmp_path: Path) -> None:
+    """A restart of everything (issue 13 §1), as a power cut does it: the worker killed with -9
+    and the database stopped while a job runs, both started again. The job is found stalled,
+    run again and ends succeeded, its effect (an item insert) made once; the queue goes on."""
+    import shutil
+    import tempfile
+
+    from eomatch.io.pg_cluster import LocalCluster
+    from service_fixtures import free_port
+
+    parent = Path(tempfile.mkdtemp(prefix="eomatch-jobs-pg-", dir="/tmp"))
+    parent.chmod(0o711)
+    cluster = LocalCluster(parent / "db")
+    cluster.init(port=free_port())
+    try:
+        db = ServiceDb(cluster, cluster.dbname)
+        _seed(db, "E")
+        log = tmp_path / "worker.log"
+        job_id = _submit_sleep(db, seconds=2.0, item=item("E", "e1"))
+        with worker(db, log) as first:
+            wait_for(db, job_id, lambda j: j.stage == "sleep", log=log)
+            first.send_signal(signal.SIGKILL)
+            cluster.stop()
+            first.wait(5)
+        cluster.start()
+        assert queue(db).get(job_id).status == "running"  # nobody finished it
+        assert db.query("SELECT count(*) FROM pgstac.items WHERE id = 'e1'")[0][0] == 0
+        with worker(db, log) as second:
+            job = wait_for(db, job_id, ended, timeout=60, log=log)
+            assert job.status == "succeeded", (job.to_json(), log.read_text()[-3000:])
+            assert job.attempts == 2
+            after = _submit_sleep(db, seconds=0)
+            assert wait_for(db, after, ended, timeout=20, log=log).status == "succeeded"
+            assert second.poll() is None
+        assert changes_of(db, "e1") == [(f"job:{job_id} (user:test)", "job", "insert")]
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        shutil.rmtree(parent, ignore_errors=True)

@@ -56,3 +56,107 @@ def test_write_files_in_parallel_and_sync(tmp_path, monkeypatch):
         atomic.write_files([(str(tmp_path / "no" / f"{i}"), b"") for i in range(20)], False)
     with pytest.raises(FileNotFoundError):
         atomic.sync_files(tmp_path / "missing")
+
+
+# --- checks of a whole page of pulled items (issue 16 §1: shapely over the batch at once) ---
+
+
+def _item(i: int, geometry: object) -> dict:
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": f"P{i}",
+        "collection": "S2_MSI_L1C",
+        "geometry": geometry,
+        "bbox": [0.0, 0.0, 1.0, 1.0],
+        "properties": {"datetime": "2024-05-01T10:00:00Z"},
+        "links": [],
+        "assets": {},
+    }
+
+
+def _square(x: float) -> list:
+    return [[x, 0], [x + 1, 0], [x + 1, 1], [x, 1], [x, 0]]
+
+
+HOSTILE_GEOMETRIES = [
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},  # bowtie
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]},  # closed, 3 positions
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]},  # open
+    {"type": "Polygon", "coordinates": [[[0, 0], [0, 0], [0, 0], [0, 0]]]},  # one point
+    {"type": "Polygon", "coordinates": []},
+    {"type": "Polygon", "coordinates": [[]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, 0, 5], [1, 1], [0, 0]]]},  # 2D and 3D
+    {"type": "Polygon", "coordinates": [[[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 0, 1]]]},
+    {"type": "Polygon", "coordinates": [_square(0), [[0, 0], [0, 0], [0, 0]]]},  # short hole
+    {"type": "Polygon", "coordinates": [[[0, 0], [True, 0], [1, 1], [0, 0]]]},
+    {"type": "Polygon", "coordinates": [[[0, 0], [1, float("nan")], [1, 1], [0, 0]]]},
+    {"type": "MultiPolygon", "coordinates": []},
+    {"type": "MultiPolygon", "coordinates": [[_square(0)], [_square(0.5)]]},  # overlapping
+    {"type": "MultiPolygon", "coordinates": [[_square(0)], [_square(5)]]},
+    {"type": "MultiPolygon", "coordinates": [[_square(0)], []]},
+    {"type": "Point", "coordinates": [0, 0]},
+    {"type": "LineString", "coordinates": [[0, 0]]},
+    {"type": "GeometryCollection", "geometries": []},
+    None,
+    {"type": "Polygon", "coordinates": [_square(3)]},
+]
+
+
+def test_batch_item_checks_give_the_per_item_answers():
+    from eomatch.core import stac_items as si
+
+    good = [_item(i, {"type": "Polygon", "coordinates": [_square(i)]}) for i in range(30)]
+    hostile = [_item(100 + i, g) for i, g in enumerate(HOSTILE_GEOMETRIES)]
+    items = good[:10] + hostile + good[10:] + ["not an item", {"type": "Feature"}]
+    want = [si.item_problem(x) for x in items]
+    assert si.item_problems(items) == want
+    assert sum(w is not None for w in want) >= 10  # most hostile ones are refused...
+    assert want[:10] == [None] * 10  # ...the good ones are not
+    assert want[10] is None  # a bowtie is made valid (item_geometry), not refused
+    assert "inhomogeneous" in str(want[16])  # mixed 2D and 3D positions
+    assert want[10 + len(HOSTILE_GEOMETRIES) - 1] is None
+
+
+def test_an_import_names_the_first_bad_item_of_the_batch(tmp_path):
+    from eomatch.core import stac_items as si
+    from eomatch.io.catalogue import MatchupCatalogue
+
+    short = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0, 5], [1, 1], [0, 0]]]}
+    items = [_item(i, {"type": "Polygon", "coordinates": [_square(i)]}) for i in range(20)]
+    items[7]["geometry"] = short  # only shapely refuses it
+    items[12]["geometry"] = {"type": "Polygon", "coordinates": [[]]}
+    with MatchupCatalogue.create(tmp_path / "cat") as cat:
+        with pytest.raises(EomatchError) as err:
+            cat.import_items(items)
+        assert str(err.value) == (
+            f"incoming item 'P7': invalid STAC item: {si.item_problem(items[7])}"
+        )
+        assert cat.counts() == {"event": 0, "matchup": 0, "product": 0}
+        items[7]["geometry"] = items[12]["geometry"] = {
+            "type": "Polygon",
+            "coordinates": [_square(0)],
+        }
+        assert set(cat.import_items(items).values()) == {"new"}
+    assert len(list((tmp_path / "cat/S2_MSI_L1C").rglob("P*.json"))) == 20
+
+
+def test_an_import_refuses_a_day_folder_symlinked_out_of_the_catalogue(tmp_path):
+    from eomatch.errors import UnsafePathError
+    from eomatch.io.catalogue import MatchupCatalogue
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    item = _item(1, {"type": "Polygon", "coordinates": [_square(0)]})
+    with MatchupCatalogue.create(tmp_path / "cat") as cat:
+        month = tmp_path / "cat/S2_MSI_L1C/2024/05"
+        month.mkdir(parents=True)
+        (month / "01").symlink_to(outside)
+        with pytest.raises(UnsafePathError, match="resolves outside"):
+            cat.import_items([item])
+        (month / "01").unlink()
+        (month / "01").symlink_to(month / "real")  # a link that stays inside is fine
+        (month / "real").mkdir()
+        assert cat.import_items([item]) == {"P1": "new"}
+    assert not list(outside.iterdir())
+    assert (month / "real/P1.json").is_file()

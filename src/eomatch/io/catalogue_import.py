@@ -8,7 +8,7 @@ already present, the local assets and links worth keeping are merged in (:func:`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +30,27 @@ def check_name(what: str, value: Any) -> str:
     return check_component(what, text)  # also bounds the length (issue 10 §9)
 
 
-def foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[datetime, datetime]]:
-    """A validated copy of an incoming item in the catalogue's key order, its path and times."""
+Foreign = tuple[dict[str, Any], str, tuple[datetime, datetime]]
+"""An incoming item as :func:`foreign_item` makes it: the copy, its path and its times."""
+_UNCHECKED: Any = object()
+
+
+def foreign_items(raws: Sequence[Mapping[str, Any]]) -> list[Foreign]:
+    """:func:`foreign_item` of each of ``raws``, their geometries checked together
+    (:func:`~eomatch.core.stac_items.item_problems`); the first bad item raises its error."""
+    docs = [dict(raw) if isinstance(raw, Mapping) else raw for raw in raws]
+    try:
+        problems = si.item_problems(docs)
+    except Exception:  # one by one instead: the first item in error raises, as it would
+        problems = [_UNCHECKED] * len(docs)
+    return [foreign_item(raw, problem) for raw, problem in zip(raws, problems, strict=True)]
+
+
+def foreign_item(raw: Mapping[str, Any], checked: str | None = _UNCHECKED) -> Foreign:
+    """A validated copy of an incoming item in the catalogue's key order, its path and times.
+
+    ``checked``: what :func:`~eomatch.core.stac_items.item_problem` says of it, if known.
+    """
     item_id = raw.get("id") if isinstance(raw, Mapping) else None
     try:
         if not isinstance(raw, Mapping) or raw.get("type") != "Feature":
@@ -42,7 +61,8 @@ def foreign_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], str, tuple[dat
             raise ValueError("the id is reserved for catalogue files")
         if not isinstance(raw.get("properties"), Mapping):
             raise ValueError("missing 'properties'")
-        problem = si.item_problem(dict(raw))  # the shapes every reader of the catalogue needs
+        # the shapes every reader of the catalogue needs
+        problem = si.item_problem(dict(raw)) if checked is _UNCHECKED else checked
         if problem:
             raise ValueError(problem)
         times = si.item_times(raw)

@@ -110,6 +110,9 @@ class CatalogueLayout:
         """
         emptied: list[str] = []
         writes: list[tuple[str, bytes]] = []  # written together, in parallel, before collections
+        # collection -> its day catalogs (None: no such collection), edited as days change
+        days_of: dict[str, set[str] | None] = {}
+        toggled: set[str] = set()
         for day in sorted(self.cat._s.day_changes):
             changes = self.cat._s.day_changes[day]
             old = self.read_day_catalog(day)
@@ -129,12 +132,18 @@ class CatalogueLayout:
             elif (self.cat.root / si.day_catalog_path(day)).exists():
                 emptied.append(day)
             coll, date_part = day.split("/", 1)
+            if coll not in days_of:
+                data = self.collection(coll)
+                days_of[coll] = None if data is None else si.collection_days(data)
+            days = days_of[coll]
+            if days is not None and bool(ids) != (date_part in days):
+                days ^= {date_part}
+                toggled.add(coll)
+        for coll in sorted(toggled):  # once a collection: each lists all its days
             data = self.collection(coll)
-            if data is not None:
-                days = si.collection_days(data)
-                if bool(ids) != (date_part in days):
-                    si.set_collection_days(data, days ^ {date_part})
-                    self.cat._s.changed_collections.add(coll)
+            assert data is not None
+            si.set_collection_days(data, days_of[coll] or ())
+            self.cat._s.changed_collections.add(coll)
         write_files(writes, durable=not self.cat._batching)
         self.cat._s.day_changes.clear()
         return emptied

@@ -178,8 +178,17 @@ def parse_datetime(text: str) -> datetime:
     An offset that moves the time past year 1 or 9999 is a ValueError too, not the
     OverflowError that ``astimezone`` raises.
     """
+    if type(text) is str:
+        return _parse_text(text)
     if not isinstance(text, str):
         raise InvalidValueError(f"time {text!r:.80} is not a string")
+    return _parse_text.__wrapped__(text)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _parse_text(text: str) -> datetime:
+    """:func:`parse_datetime` of a string; cached: ``eomatch query`` reads each item's times
+    several times (its path, its checks, its index row)."""
     d = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)

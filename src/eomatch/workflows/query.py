@@ -595,15 +595,20 @@ class _Puller:
         if not kept:
             return
         cat = self.catalogue()
-        local = dict(self.paths)
-        linked = {
-            ref[1]
-            for item in batch.values()
-            for link in item.get("links") or []
-            if link.get("rel") == "related"
-            and (ref := item_ref(str(link.get("href", "")))) is not None
-            and ref[1] not in local
-        }
+        # the files the batch's links reach: fetched this run, or (related) in the catalogue;
+        # only those (a copy of every path of the run each page grew with the pull's square)
+        local: dict[str, str] = {}
+        linked: set[str] = set()
+        for item in batch.values():
+            for link in item.get("links") or []:
+                kind = link.get("rel")
+                if kind not in ("related", "derived_from"):
+                    continue
+                ref = item_ref(str(link.get("href", "")))
+                if ref is not None and ref[1] in self.paths:
+                    local[ref[1]] = self.paths[ref[1]]
+                elif ref is not None and kind == "related":
+                    linked.add(ref[1])
         local.update(cat.item_paths(linked))
         items = [local_form(it, self.paths[iid], local) for iid, it in batch.items()]
         colls = {it["collection"] for it in items}

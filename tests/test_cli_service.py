@@ -128,7 +128,9 @@ def test_serve_runs_the_stack_and_stops_on_ctrl_c(
         assert '"external API": "up"' in status.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        # serve gives nginx and then its children one grace period each (5 + 10 s) before
+        # killing; a loaded CI machine can need most of it
+        out, _ = proc.communicate(timeout=45)
     text = out.decode()
     assert proc.returncode == 0, text
     assert "external API" in text

@@ -24,7 +24,12 @@ STUBBORN = (
     "print('ready', flush=True)\n"
     "time.sleep(120)\n"
 )
-POLITE = "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"
+POLITE = (  # SIGINT's default explicitly: a child of a background job inherits it ignored
+    "import signal, time\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(120)\n"
+)
 
 
 def _child(mode: str, code: str, log: Path) -> ApiChild:
@@ -38,7 +43,7 @@ def _child(mode: str, code: str, log: Path) -> ApiChild:
 def test_stubborn_children_share_one_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack_module, "STOP_GRACE_S", 1.5)
+    monkeypatch.setattr(stack_module, "STOP_GRACE_S", 4.0)
     messages: list[str] = []
     stack = Stack(
         target=DbTarget("127.0.0.1", 5432, "eomatch", None, None),
@@ -56,7 +61,7 @@ def test_stubborn_children_share_one_deadline(
     t0 = time.monotonic()
     stack.stop()
     took = time.monotonic() - t0
-    assert took < 1.5 + 3, f"stop took {took:.1f} s"  # one grace period, not one per child
+    assert took < 4.0 + 4, f"stop took {took:.1f} s"  # one grace period, not one per child
     assert all(c.proc.returncode is not None for c in children)
     assert children[3].proc.returncode != -9  # stopped by Ctrl-C, not killed
     killed = [m for m in messages if "did not stop" in m]

@@ -232,9 +232,10 @@ def test_a_killed_api_restarts_while_the_other_keeps_answering(served: Served, m
     assert any(f"restarted the {mode} API" in m for m in served.messages)
     # and the next requests all succeed: no stale kept-alive connection to the dead process
     with httpx.Client() as client:
-        codes = [client.post(served.base + mine + "search", json={}).status_code for _ in range(8)]
-        codes += [client.get(served.base + mine + "collections").status_code for _ in range(8)]
-    assert codes == [200] * 16
+        answers = [client.post(served.base + mine + "search", json={}) for _ in range(8)]
+        answers += [client.get(served.base + mine + "collections") for _ in range(8)]
+    codes = [r.status_code for r in answers]
+    assert codes == [200] * 16, [(r.status_code, dict(r.headers), r.text[:200]) for r in answers]
 
 
 @needs_nginx

@@ -688,9 +688,12 @@ class Stack:
         """
         stop = stop or threading.Event()
         handle = threading.current_thread() is threading.main_thread()
-        previous: Any = None
+        previous: dict[signal.Signals, Any] = {}
         if handle:
-            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            # SIGINT too, explicitly: a process started in the background by a shell script
+            # inherits SIGINT ignored, and Python then raises no KeyboardInterrupt for it
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
         try:
             while not stop.is_set():
                 self.supervise_once()
@@ -698,8 +701,8 @@ class Stack:
         except KeyboardInterrupt:
             pass
         finally:
-            if handle:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return "stopped"
 
     def supervise_once(self) -> None:
@@ -774,7 +777,7 @@ class Stack:
         """Reverse order; safe to call twice."""
         if self.gateway is not None:
             with contextlib.suppress(Exception):
-                self.gateway.stop()
+                self.gateway.stop(timeout_s=STOP_GRACE_S / 2)  # open requests get that long
             self.gateway = None
         for api in reversed(self.apis):
             if api.alive():

@@ -68,3 +68,39 @@ def test_stubborn_children_share_one_deadline(
     assert len(killed) == 3
     assert any("worker process" in m for m in killed)
     assert stack.apis == []
+
+
+WAITER = """
+import sys
+from pathlib import Path
+from eomatch.io.db_target import DbTarget
+from eomatch.service.stack import Stack
+stack = Stack(target=DbTarget("127.0.0.1", 5432, "eomatch", None, None), run_dir=Path(sys.argv[1]))
+print("waiting", flush=True)
+print(stack.wait(), flush=True)
+"""
+
+
+def test_sigint_stops_serve_even_when_inherited_ignored(tmp_path: Path) -> None:
+    """A shell script's background job inherits SIGINT ignored, and Python then raises no
+    KeyboardInterrupt: serve's supervision loop must still take SIGINT as Ctrl-C (the
+    clean-clone CI runs started that way saw serve ignore it)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"waiting\n"
+        time.sleep(0.3)  # inside wait(): its handlers are in place
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert out.strip() == b"stopped"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)  # reaps it and closes its pipe

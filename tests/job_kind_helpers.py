@@ -170,9 +170,12 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_folder(root: Path) -> Iterator[str]:
-    """``root`` over HTTP on 127.0.0.1 (a static file server); yields the base URL."""
-    handler = functools.partial(_Quiet, directory=str(root))
+def serve_folder(
+    root: Path, handler_class: type[http.server.SimpleHTTPRequestHandler] | None = None
+) -> Iterator[str]:
+    """``root`` over HTTP on 127.0.0.1 (a static file server, or ``handler_class``: a
+    :class:`~http.server.SimpleHTTPRequestHandler` of the test's); yields the base URL."""
+    handler = functools.partial(handler_class or _Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

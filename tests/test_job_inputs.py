@@ -18,12 +18,8 @@ choose a path outside its root"): real PostgreSQL, the internal API in process, 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +31,7 @@ from eomatch.errors import ConfigError, UnsafePathError
 from eomatch.io.job_queue import JobQueue, install_queue
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.io.safe_paths import readable_within
-from job_kind_helpers import job_store, make_geotiff, make_static_catalogue
+from job_kind_helpers import job_store, make_geotiff, make_static_catalogue, serve_folder
 from service_fixtures import *  # noqa: F403
 from service_fixtures import ServiceDb, api_pair_in_process, http
 from test_jobs import cli, ended, job_count, wait_for, worker
@@ -365,20 +361,6 @@ class _Redirecting(SimpleHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def _server(folder: Path) -> Iterator[str]:
-    handler = functools.partial(_Redirecting, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def test_remote_sources_and_their_redirects_pass_the_host_list(
     service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -395,7 +377,7 @@ def test_remote_sources_and_their_redirects_pass_the_host_list(
     monkeypatch.setenv("EOMATCH_JOBS_SOURCE_HOSTS", "127.0.0.1")
     log = tmp_path / "worker.log"
     with (
-        _server(www) as base,
+        serve_folder(www, _Redirecting) as base,
         api_pair_in_process(db) as (internal, _external),
         worker(db, log, EOMATCH_STORAGE_DIR=str(objects), **allowed),
     ):

@@ -442,11 +442,9 @@ def test_schedule_fires_and_lists(service_db: ServiceDb, tmp_path: Path, cli: An
     assert len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.slow
-def test_database_restart_mid_job(tmp_path: Path) -> None:
-    """A cluster of this test's own, stopped while a job runs and started again: the job (its
-    pooled connections wait up to 30 s, else the attempt fails and is retried) ends succeeded
-    once the database is back, and the worker keeps serving the queue."""
+@contextlib.contextmanager
+def own_cluster() -> Iterator[tuple[Any, ServiceDb]]:
+    """A cluster of the test's own (it is stopped and started), removed at the end."""
     import shutil
     import tempfile
 
@@ -458,7 +456,19 @@ def test_database_restart_mid_job(tmp_path: Path) -> None:
     cluster = LocalCluster(parent / "db")
     cluster.init(port=free_port())
     try:
-        db = ServiceDb(cluster, cluster.dbname)
+        yield cluster, ServiceDb(cluster, cluster.dbname)
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_database_restart_mid_job(tmp_path: Path) -> None:
+    """A cluster of this test's own, stopped while a job runs and started again: the job (its
+    pooled connections wait up to 30 s, else the attempt fails and is retried) ends succeeded
+    once the database is back, and the worker keeps serving the queue."""
+    with own_cluster() as (cluster, db):
         _seed(db, "R")
         log = tmp_path / "worker.log"
         job_id = _submit_sleep(db, seconds=1.0, item=item("R", "r1"))
@@ -477,10 +487,6 @@ def test_database_restart_mid_job(tmp_path: Path) -> None:
             after = _submit_sleep(db, seconds=0)
             assert wait_for(db, after, ended, timeout=20, log=log).status == "succeeded"
         assert [op for (_, _, op) in changes_of(db, "r1")] == ["insert"]
-    finally:
-        with contextlib.suppress(Exception):
-            cluster.stop()
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -488,18 +494,7 @@ def test_everything_restarted_mid_job(tmp_path: Path) -> None:
     """A restart of everything (issue 13 §1), as a power cut does it: the worker killed with -9
     and the database stopped while a job runs, both started again. The job is found stalled,
     run again and ends succeeded, its effect (an item insert) made once; the queue goes on."""
-    import shutil
-    import tempfile
-
-    from eomatch.io.pg_cluster import LocalCluster
-    from service_fixtures import free_port
-
-    parent = Path(tempfile.mkdtemp(prefix="eomatch-jobs-pg-", dir="/tmp"))
-    parent.chmod(0o711)
-    cluster = LocalCluster(parent / "db")
-    cluster.init(port=free_port())
-    try:
-        db = ServiceDb(cluster, cluster.dbname)
+    with own_cluster() as (cluster, db):
         _seed(db, "E")
         log = tmp_path / "worker.log"
         job_id = _submit_sleep(db, seconds=2.0, item=item("E", "e1"))
@@ -519,7 +514,3 @@ def test_everything_restarted_mid_job(tmp_path: Path) -> None:
             assert wait_for(db, after, ended, timeout=20, log=log).status == "succeeded"
             assert second.poll() is None
         assert changes_of(db, "e1") == [(f"job:{job_id} (user:test)", "job", "insert")]
-    finally:
-        with contextlib.suppress(Exception):
-            cluster.stop()
-        shutil.rmtree(parent, ignore_errors=True)

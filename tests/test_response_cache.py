@@ -181,16 +181,16 @@ def _entry(size: int) -> _Entry:
 
 
 def test_lru_bounds_in_bytes() -> None:
-    cache = ResponseCache(max_bytes=8000, ttl=60)
-    assert not cache.put(b"big", _entry(1001))  # over an eighth: not kept
+    cache = ResponseCache(max_bytes=80_000, ttl=60)
+    assert not cache.put(b"big", _entry(10_001))  # over an eighth: not kept
     for k in range(10):
-        assert cache.put(bytes([k]), _entry(900))
+        assert cache.put(bytes([k]), _entry(9_000))
         assert cache.size <= cache.max_bytes
     assert len(cache) == 8
     assert cache.get(bytes([0])) is None
     assert cache.get(bytes([1])) is None
     assert cache.get(bytes([2])) is not None  # now the most recent
-    cache.put(b"new", _entry(900))
+    cache.put(b"new", _entry(9_000))
     assert cache.get(bytes([2])) is not None
     assert cache.get(bytes([3])) is None
 

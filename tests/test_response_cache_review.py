@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import orjson
 import pytest
 
 from eomatch.service.response_cache import ResponseCache, _Entry
+from service_fixtures import http, seeded_api_pair
 
 HEADERS = ((b"content-type", b"application/geo+json"), (b"vary", b"Accept-Encoding"))
 
@@ -32,3 +36,76 @@ def test_a_flood_of_small_answers_stays_within_the_bound(body_size: int) -> None
         tracemalloc.stop()
     assert cache.size <= cache.max_bytes
     assert held - base <= 1.1 * cache.max_bytes, (len(cache), held - base)
+
+
+COLL = "review"
+T0 = "2022-05-06T12:00:00Z"
+CACHE = "x-eomatch-cache"
+
+
+def _collection() -> dict[str, Any]:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": COLL,
+        "description": "cache review",
+        "license": "other",
+        "extent": {
+            "spatial": {"bbox": [[-10.0, 40.0, 0.0, 50.0]]},
+            "temporal": {"interval": [[T0, None]]},
+        },
+        "links": [],
+    }
+
+
+def _item(item_id: str) -> dict[str, Any]:
+    ring = [[-5.0, 45.0], [-4.0, 45.0], [-4.0, 46.0], [-5.0, 46.0], [-5.0, 45.0]]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "collection": COLL,
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [-5.0, 45.0, -4.0, 46.0],
+        "properties": {"datetime": T0},
+        "links": [],
+        "assets": {"data": {"href": "https://example.org/x.nc"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(pg_cluster: Any) -> Iterator[dict[str, Any]]:
+    with seeded_api_pair(pg_cluster, "review", _collection(), _item("a")) as s:
+        yield s
+
+
+def test_reads_that_present_a_key_are_hits(stack: dict[str, Any]) -> None:
+    """A keyed read wrote ``last_used_at`` on every request: a commit, so a new snapshot each
+    time, and no keyed client (``eomatch query`` with a key) ever hit, nor anyone meanwhile."""
+    url = f"{stack['internal'].url}/search?collections={COLL}&limit=9"
+    auth = stack["auth"]
+    first = http.get(url, headers=auth)
+    assert first.status_code == 200, first.text
+    again = http.get(url, headers=auth)
+    assert again.headers[CACHE] == "hit"
+    assert http.get(url).headers[CACHE] == "hit"
+
+
+def test_chunked_post_search_body_is_replayed_whole(stack: dict[str, Any]) -> None:
+    url = f"{stack['internal'].url}/search"
+    body = orjson.dumps({"collections": [COLL], "limit": 2, "ids": ["a"]})
+
+    async def chunks() -> AsyncIterator[bytes]:  # sent chunked, in 7-byte pieces
+        for i in range(0, len(body), 7):
+            yield body[i : i + 7]
+
+    head = {"Content-Type": "application/json"}
+    first = http.post(url, content=chunks(), headers=head)
+    assert first.status_code == 200, first.text
+    assert [f["id"] for f in first.json()["features"]] == ["a"]
+    again = http.post(url, content=body, headers=head)
+    assert again.headers[CACHE] == "hit"
+    assert again.content == first.content
+    other = http.post(url, content=body.replace(b'"a"', b'"z"'), headers=head)
+    assert other.headers[CACHE] == "miss"
+    assert other.json()["features"] == []

@@ -198,7 +198,9 @@ def _bearer(scope: Scope) -> str | None:
 
 async def _check_key(app: Any, token: str) -> str | None:
     # the primary: a key created or revoked a moment ago counts at once (a replica may lag),
-    # and last_used_at is written
+    # and last_used_at is written, at most once a minute: each write is a commit, hence a new
+    # snapshot, and keyed reads would otherwise never hit the answer cache (nor anyone's
+    # reads meanwhile); an UPDATE that matches no row takes no transaction id
     pool = getattr(app.state, "writepool", None) or getattr(app.state, "readpool", None)
     if pool is None:
         raise ConnectionError("no database pool")
@@ -212,7 +214,9 @@ async def _check_key(app: Any, token: str) -> str | None:
         if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
             return None
         await conn.execute(
-            "UPDATE eomatch.api_keys SET last_used_at = now() WHERE name = $1", row["name"]
+            "UPDATE eomatch.api_keys SET last_used_at = now() WHERE name = $1 "
+            "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            row["name"],
         )
         name: str = row["name"]
         return name

@@ -1,6 +1,7 @@
 """Adversarial checks of the API answer cache (``eomatch.service.response_cache``).
 
-Each test here failed before the fix it names.
+The memory bound and keyed reads failed before their fixes; the chunked body and the
+encodings/CORS/HEAD checks held and stay as guards.
 """
 
 from __future__ import annotations
@@ -109,3 +110,30 @@ def test_chunked_post_search_body_is_replayed_whole(stack: dict[str, Any]) -> No
     other = http.post(url, content=body.replace(b'"a"', b'"z"'), headers=head)
     assert other.headers[CACHE] == "miss"
     assert other.json()["features"] == []
+
+
+def test_hits_across_encodings_and_a_head_are_whole(stack: dict[str, Any]) -> None:
+    """A kept answer is the uncompressed one: each client gets its own encoding, one length."""
+    url = f"{stack['external'].url}/collections/{COLL}/items?limit=3"
+    origin = {"Origin": "https://viewer.example.org"}
+    raw = http.get(url, headers={"Accept-Encoding": "br", **origin})
+    plain = http.get(url, headers={"Accept-Encoding": "identity"})
+    again = http.get(url, headers={"Accept-Encoding": "br", **origin})
+    assert (raw.headers[CACHE], plain.headers[CACHE], again.headers[CACHE]) == (
+        "miss",
+        "hit",
+        "hit",
+    )
+    assert plain.headers.get("content-encoding") is None
+    for r in (raw, plain, again):
+        assert r.status_code == 200
+        assert r.json() == raw.json()
+        assert len(r.headers.get_list("content-length")) == 1
+        assert len(r.headers.get_list("content-type")) == 1
+    for r in (raw, again):  # CORS answers outside the cache, to each request's Origin
+        assert r.headers["access-control-allow-origin"] == "*"
+        assert r.headers["content-encoding"] == "br"
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    head = http.request("HEAD", url)
+    assert head.content == b""
+    assert CACHE not in head.headers or head.headers[CACHE] != "hit"

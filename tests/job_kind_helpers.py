@@ -171,16 +171,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve_folder(
-    root: Path, handler_class: type[http.server.SimpleHTTPRequestHandler] | None = None
+    root: Path,
+    handler_class: type[http.server.SimpleHTTPRequestHandler] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """``root`` over HTTP on 127.0.0.1 (a static file server, or ``handler_class``: a
+    """``root`` over HTTP on ``host`` (a static file server, or ``handler_class``: a
     :class:`~http.server.SimpleHTTPRequestHandler` of the test's); yields the base URL."""
     handler = functools.partial(handler_class or _Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -23,23 +23,22 @@ a real ``eomatch worker``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from eomatch.errors import InputError
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.workflows.jobs.inputs import InputPolicy
-from job_kind_helpers import job_store, make_geotiff
+from job_kind_helpers import job_store, make_geotiff, serve_folder
 from service_fixtures import *  # noqa: F403
 from service_fixtures import ServiceDb, api_pair_in_process, http, make_catalogue
 from test_jobs import ended, job_count, wait_for, worker
@@ -129,20 +128,6 @@ def test_hostile_params_are_400s_not_5xx(
         assert job_count(db) == before
 
 
-@contextlib.contextmanager
-def _server(folder: Path, host: str) -> Iterator[int]:
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    server = ThreadingHTTPServer((host, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def test_this_machine_under_its_own_address_is_refused(
     service_db: ServiceDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,7 +146,8 @@ def test_this_machine_under_its_own_address_is_refused(
     monkeypatch.delenv("EOMATCH_JOBS_SOURCE_HOSTS", raising=False)
     objects = tmp_path / "objects"
     log = tmp_path / "worker.log"
-    with _server(www, "0.0.0.0") as port, api_pair_in_process(db) as (internal, _external):
+    with serve_folder(www, host="0.0.0.0") as base, api_pair_in_process(db) as (internal, _):
+        port = urlsplit(base).port
         for url in (f"http://{own}:{port}/inside.tif", f"http://[::ffff:{own}]:{port}/in.tif"):
             r = http.post(f"{internal.url}/jobs", json=_raster(url), headers=auth)
             assert r.status_code == 400, (url, r.text)
@@ -261,13 +247,9 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
             return real(answers[-1], *args, **kwargs)
         return real(host, *args, **kwargs)
 
-    handler = functools.partial(Handler, directory=str(www))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    try:
-        url = f"http://rebind.example:{server.server_address[1]}/x.tif"
+    with serve_folder(www, Handler) as base:
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        url = f"http://rebind.example:{urlsplit(base).port}/x.tif"
         InputPolicy(None, None).location(url, "params.source")  # the submit-time check passes
         answers.clear()
         with (
@@ -275,10 +257,6 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_reached(
             fetch_session(InputPolicy(None, None), FETCH_LIMITS) as session,
         ):
             fetch_source(url, tmp_path, session=session)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
     assert len(answers) >= 2  # checked, then resolved again to connect
     assert seen == []
     assert not (tmp_path / "x.tif").exists()
@@ -319,12 +297,9 @@ def test_a_catalogue_walk_of_an_api_job_is_bounded(tmp_path: Path) -> None:
     from eomatch.io.static_catalogue import read_static_catalogue
     from eomatch.workflows.jobs.inputs import fetch_session
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     policy = InputPolicy(tmp_path, ("127.0.0.1",))
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/c/0-0.json"
+    with serve_folder(tmp_path, _Endless) as base:
+        url = f"{base}/c/0-0.json"
         with (
             pytest.raises(InputError, match="more than 40 documents"),
             fetch_session(policy, HttpLimits(timeout_s=10.0, max_retries=0)) as session,
@@ -332,10 +307,6 @@ def test_a_catalogue_walk_of_an_api_job_is_bounded(tmp_path: Path) -> None:
             read_static_catalogue(
                 url, collection="c", session=session, check_href=policy.href_checker(40)
             )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
     cat = tmp_path / "cat"
     cat.mkdir()

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 CACHE_HEADER = b"x-eomatch-cache"
 _SNAPSHOT_SQL = "SELECT pg_current_snapshot()::text"
 _MAX_POST_BODY = 256 * 1024
-"""A ``POST /search`` body bigger than this is answered but not kept (it is read whole to
-make the key; the body guard bounds it anyway)."""
+"""A ``POST /search`` body bigger than this is answered but not kept (the key is made from
+the whole body, so at most this much is read ahead; the body guard bounds it anyway)."""
 _KEY_HEADERS = frozenset(
     {b"host", b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
      b"x-forwarded-prefix", b"accept", b"content-type"}
@@ -163,25 +163,27 @@ class ResponseCacheMiddleware:
     async def _run_and_keep(self, scope: Scope, receive: Receive, send: Send, key: bytes) -> None:
         start: Message | None = None
         chunks: list[bytes] = []
+        size = 0
         keep = True
 
         async def capture(message: Message) -> None:
-            nonlocal start, keep
+            nonlocal start, keep, size
             if message["type"] == "http.response.start":
                 headers = [(k.lower(), v) for k, v in message.get("headers", [])]
-                ctype = dict(headers).get(b"content-type", b"")
+                named = dict(headers)
                 keep = (
                     message["status"] == 200
-                    and b"json" in ctype
-                    and b"content-encoding" not in dict(headers)
-                    and b"set-cookie" not in dict(headers)
+                    and b"json" in named.get(b"content-type", b"")
+                    and b"content-encoding" not in named
+                    and b"set-cookie" not in named
                 )
                 start = {**message, "headers": [*headers, (CACHE_HEADER, b"miss")]}
                 await send(start)
                 return
             if message["type"] == "http.response.body" and keep:
                 chunks.append(message.get("body", b""))
-                if sum(map(len, chunks)) > self.cache.max_entry:
+                size += len(chunks[-1])
+                if size > self.cache.max_entry:
                     keep = False
                     chunks.clear()
                 elif not message.get("more_body", False) and start is not None:

@@ -212,3 +212,27 @@ def test_lru_bounds_in_bytes() -> None:
 )
 def test_cacheable_paths(path: str, kept: bool) -> None:
     assert cacheable_path(path) is kept
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EOMATCH_API_CACHE_MB", "-1"),
+        ("EOMATCH_API_CACHE_MB", "abc"),
+        ("EOMATCH_API_CACHE_MB", "nan"),
+        ("EOMATCH_API_CACHE_MB", "1e9"),
+        ("EOMATCH_API_CACHE_TTL", "0"),
+        ("EOMATCH_API_CACHE_TTL", "-5"),
+        ("EOMATCH_API_CACHE_TTL", "inf"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_variable(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eomatch.config.settings import ApiSettings, read_settings
+    from eomatch.errors import ConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name}=") as err:
+        read_settings(ApiSettings)
+    assert "\n" not in str(err.value)

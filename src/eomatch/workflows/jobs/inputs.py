@@ -137,7 +137,7 @@ class InputPolicy:
 
     def check_host(self, url: str, what: str) -> None:
         """Refuse ``url`` unless its host (an ``s3://`` URL's bucket) is allowed: listed in
-        :attr:`hosts`, or with no list, not this machine nor link-local."""
+        :attr:`hosts`, or with no list, an http(s) host on public addresses only (no s3)."""
         try:
             parts = urlsplit(url)
             # an s3:// URL's bucket is its whole netloc (what fetch_source uses), not the
@@ -152,7 +152,7 @@ class InputPolicy:
                     f"{what}: s3:// sources of API jobs need their bucket listed in "
                     f"{SOURCE_HOSTS_VAR}"
                 )
-            if scheme in ("http", "https") and _internal(host):
+            if scheme in ("http", "https") and _not_public(host):
                 raise InputError(f"{what}: {_NOT_PUBLIC.format(host=host)}")
             return
         if not host or not any(_host_matches(host, allowed) for allowed in self.hosts):
@@ -204,7 +204,7 @@ class _PinnedBackend(httpcore.SyncBackend):
         addresses = _addresses(host)
         if not addresses:
             raise httpcore.ConnectError(f"{host}: the name does not resolve")
-        if any(_is_internal(ip) for ip in addresses):
+        if any(_not_public_ip(ip) for ip in addresses):
             raise InputError(f"a request of the job: {_NOT_PUBLIC.format(host=host)}")
         failed: httpcore.ConnectError | None = None
         for ip in addresses:
@@ -268,7 +268,7 @@ _NOT_PUBLIC = (
 )
 
 
-def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _not_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Not globally routable (loopback, link-local, private, shared, reserved, unspecified) or
     this machine's, also as the IPv4 address an IPv6 one carries (``::ffff:127.0.0.1``,
     IPv4-compatible ``::127.0.0.1``, NAT64 ``64:ff9b::7f00:1``, 6to4 ``2002:7f00:1::``)."""
@@ -277,15 +277,15 @@ def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if embedded is None and (ip in _NAT64 or 1 < int(ip) < 1 << 32):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
-            return _is_internal(embedded)
+            return _not_public_ip(embedded)
     return not ip.is_global or ip.is_multicast or _is_mine(ip)
 
 
-def _internal(host: str) -> bool:
+def _not_public(host: str) -> bool:
     """Whether ``host`` is, or resolves to, an address that is not public or is one of this
     machine's. A name that does not resolve is not (nothing can be reached there; the worker
     connects only to addresses it checked)."""
-    return any(_is_internal(ip) for ip in _addresses(host))
+    return any(_not_public_ip(ip) for ip in _addresses(host))
 
 
 def _bindable(address: str, family: socket.AddressFamily) -> bool:

@@ -1,10 +1,12 @@
 """``eomatch serve --instances 2`` (the real CLI, in a subprocess): two supervised processes per
 API behind the real nginx.
 
-One instance is killed (SIGKILL) while a client loops GET requests through the gateway: every
+One instance is killed (SIGKILL) while clients loop GET requests through the gateway: every
 request still succeeds (nginx passes a failed idempotent request to the other instance and
 leaves the dead one out for ``fail_timeout``), the supervisor restarts it, and nginx sends
-requests to it again once it is back.
+requests to it again once it is back. The one thing nginx cannot pass on is an answer the
+victim had begun to send (its status line already went to the client): such a request is cut
+off, at most one per client, and the client's retry succeeds.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(served: 
     victim = served.children()["internal API 1"]
     old_pid, port = victim["pid"], victim["port"]
     results: list[int] = []
+    cut: list[str] = []
     stop = threading.Event()
 
     def load() -> None:
@@ -147,8 +150,14 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(served: 
             while not stop.is_set():
                 try:
                     results.append(client.get(base + "api/collections").status_code)
-                except httpx.HTTPError:
-                    results.append(0)
+                except httpx.TransportError as exc:
+                    # an answer the victim had begun when it died is cut off: nginx cannot pass
+                    # it on (part went out), the client retries it once, as eomatch's own does
+                    cut.append(f"{type(exc).__name__}: {exc}")
+                    try:
+                        results.append(client.get(base + "api/collections").status_code)
+                    except httpx.HTTPError:
+                        results.append(0)
 
     workers = [threading.Thread(target=load) for _ in range(3)]
     for w in workers:
@@ -179,7 +188,9 @@ def test_killing_an_instance_under_load_fails_no_request_and_it_rejoins(served: 
     assert before > 0
     assert len(results) > before + 20, len(results)
     failures = [code for code in results if code != 200]
-    assert not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
+    assert not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:5]} {cut}"
+    # only the requests in flight on the victim when it died (one per client at most)
+    assert len(cut) <= len(workers), cut
     assert rejoined > 0, "nginx never sent a request to the restarted instance"
     assert httpx.get(f"http://127.0.0.1:{port}/_mgmt/ping", timeout=5).is_success
 

@@ -27,11 +27,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.from_thread
 import httpx
@@ -372,6 +372,32 @@ def api_pair_in_process(db: ServiceDb) -> Iterator[tuple[InProcessApi, InProcess
         finally:
             http.apis.pop(internal.url, None)
             http.apis.pop(external.url, None)
+
+
+_T = TypeVar("_T")
+
+
+def snapshot_of(db: ServiceDb) -> str:
+    """The database's MVCC snapshot now (what the answer cache keys on)."""
+    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def while_snapshot_stands(db: ServiceDb, run: Callable[[int], _T], tries: int = 10) -> _T:
+    """``run(attempt)`` again until the database snapshot did not move while it ran.
+
+    The snapshot is the cluster's: a commit anywhere in it (autovacuum's ANALYZE of another
+    database is one) begins a new one, and a repeated read is then rightly a miss. ``attempt``
+    lets ``run`` ask under another cache key each time, so a retry starts from nothing kept.
+    """
+    for attempt in range(tries):
+        before = snapshot_of(db)
+        result = run(attempt)
+        if snapshot_of(db) == before:
+            return result
+    pytest.fail(f"the database snapshot moved during each of {tries} tries")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import pytest
 
 from eomatch.io.pgstac_store import PgstacStore
 from eomatch.service.response_cache import ResponseCache, _Entry, cacheable_path
-from service_fixtures import InProcessApi, http, seeded_api_pair
+from service_fixtures import InProcessApi, http, seeded_api_pair, while_snapshot_stands
 
 COLL = "cached"
 T0 = "2022-05-06T12:00:00Z"
@@ -64,26 +64,9 @@ def stack(pg_cluster: Any) -> Iterator[dict[str, Any]]:
         yield s
 
 
-def _snapshot(db: Any) -> str:
-    with psycopg.connect(db.role().conninfo(), autocommit=True) as conn:
-        row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 def _twice(db: Any, request: Callable[[int], Any]) -> tuple[Any, Any]:
-    """``request(attempt)`` twice while the database snapshot stands still.
-
-    The snapshot is the cluster's: a commit anywhere in it (autovacuum's ANALYZE of another
-    database is one) begins a new one, and the second answer is then rightly a miss. So the
-    pair is asked again, ``attempt`` making it another key, until both saw one snapshot.
-    """
-    for attempt in range(10):
-        before = _snapshot(db)
-        first, again = request(attempt), request(attempt)
-        if _snapshot(db) == before:
-            return first, again
-    pytest.fail("the database snapshot moved during each of ten pairs of requests")
+    """``request(attempt)`` twice while the database snapshot stands still."""
+    return while_snapshot_stands(db, lambda n: (request(n), request(n)))
 
 
 def _ids(r: Any) -> list[str]:

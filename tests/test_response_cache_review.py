@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from eomatch.service.response_cache import ResponseCache, _Entry
-from service_fixtures import http, seeded_api_pair
+from service_fixtures import http, seeded_api_pair, while_snapshot_stands
 
 HEADERS = ((b"content-type", b"application/geo+json"), (b"vary", b"Accept-Encoding"))
 
@@ -83,28 +83,40 @@ def stack(pg_cluster: Any) -> Iterator[dict[str, Any]]:
 def test_reads_that_present_a_key_are_hits(stack: dict[str, Any]) -> None:
     """A keyed read wrote ``last_used_at`` on every request: a commit, so a new snapshot each
     time, and no keyed client (``eomatch query`` with a key) ever hit, nor anyone meanwhile."""
-    url = f"{stack['internal'].url}/search?collections={COLL}&limit=9"
+    url = f"{stack['internal'].url}/search?collections={COLL}&limit="
     auth = stack["auth"]
-    first = http.get(url, headers=auth)
+
+    def run(n: int) -> tuple[Any, Any, Any]:
+        return (
+            http.get(f"{url}{9 + n}", headers=auth),
+            http.get(f"{url}{9 + n}", headers=auth),
+            http.get(f"{url}{9 + n}"),
+        )
+
+    # the first keyed read of a minute records the key's use (a commit): asked again then
+    first, again, unkeyed = while_snapshot_stands(stack["db"], run)
     assert first.status_code == 200, first.text
-    again = http.get(url, headers=auth)
     assert again.headers[CACHE] == "hit"
-    assert http.get(url).headers[CACHE] == "hit"
+    assert unkeyed.headers[CACHE] == "hit"
 
 
 def test_chunked_post_search_body_is_replayed_whole(stack: dict[str, Any]) -> None:
     url = f"{stack['internal'].url}/search"
-    body = orjson.dumps({"collections": [COLL], "limit": 2, "ids": ["a"]})
-
-    async def chunks() -> AsyncIterator[bytes]:  # sent chunked, in 7-byte pieces
-        for i in range(0, len(body), 7):
-            yield body[i : i + 7]
-
     head = {"Content-Type": "application/json"}
-    first = http.post(url, content=chunks(), headers=head)
+
+    def run(n: int) -> tuple[Any, Any, bytes]:
+        body = orjson.dumps({"collections": [COLL], "limit": 2 + n, "ids": ["a"]})
+
+        async def chunks() -> AsyncIterator[bytes]:  # sent chunked, in 7-byte pieces
+            for i in range(0, len(body), 7):
+                yield body[i : i + 7]
+
+        first = http.post(url, content=chunks(), headers=head)
+        return first, http.post(url, content=body, headers=head), body
+
+    first, again, body = while_snapshot_stands(stack["db"], run)
     assert first.status_code == 200, first.text
     assert [f["id"] for f in first.json()["features"]] == ["a"]
-    again = http.post(url, content=body, headers=head)
     assert again.headers[CACHE] == "hit"
     assert again.content == first.content
     other = http.post(url, content=body.replace(b'"a"', b'"z"'), headers=head)
@@ -114,11 +126,18 @@ def test_chunked_post_search_body_is_replayed_whole(stack: dict[str, Any]) -> No
 
 def test_hits_across_encodings_and_a_head_are_whole(stack: dict[str, Any]) -> None:
     """A kept answer is the uncompressed one: each client gets its own encoding, one length."""
-    url = f"{stack['external'].url}/collections/{COLL}/items?limit=3"
+    url = f"{stack['external'].url}/collections/{COLL}/items?limit="
     origin = {"Origin": "https://viewer.example.org"}
-    raw = http.get(url, headers={"Accept-Encoding": "br", **origin})
-    plain = http.get(url, headers={"Accept-Encoding": "identity"})
-    again = http.get(url, headers={"Accept-Encoding": "br", **origin})
+
+    def run(n: int) -> tuple[Any, Any, Any]:
+        return (
+            http.get(f"{url}{3 + n}", headers={"Accept-Encoding": "br", **origin}),
+            http.get(f"{url}{3 + n}", headers={"Accept-Encoding": "identity"}),
+            http.get(f"{url}{3 + n}", headers={"Accept-Encoding": "br", **origin}),
+        )
+
+    raw, plain, again = while_snapshot_stands(stack["db"], run)
+    url = str(raw.request.url)
     assert (raw.headers[CACHE], plain.headers[CACHE], again.headers[CACHE]) == (
         "miss",
         "hit",

@@ -217,14 +217,24 @@ def test_a_killed_api_restarts_while_the_other_keeps_answering(served: Served, m
     os.kill(old_pid, signal.SIGKILL)
     started = time.monotonic()
     others: list[int] = []
+    states: list[str] = []
     back_after: float | None = None
     while time.monotonic() - started < 30:
         others.append(_code(served.base + other))
+        states.append(victim.sup.state())
         if victim.proc.pid != old_pid and _code(served.base + mine) == 200:
             back_after = time.monotonic() - started
             break
         time.sleep(0.05)
     assert back_after is not None, served.messages[-5:]
+    # a restarted API is "starting" until it answers (seconds: imports, the pool), then "up"
+    assert "starting" in states, states
+    deadline = time.monotonic() + 10
+    while victim.sup.state() != "up" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert victim.sup.state() == "up"
+    assert httpx.get(f"http://127.0.0.1:{victim.port}/_mgmt/ping", timeout=2).is_success
+    assert any(f"the {mode} API answers again" in m for m in served.messages)
     assert len(others) > 3
     assert set(others) == {200}  # the other API never stopped answering
     assert victim.sup.restarts == restarts + 1

@@ -169,12 +169,19 @@ class Supervision:
     restart_at: float | None = None
     last_exit: str | None = None
     failing: bool = False
+    starting: bool = False
+    """Restarted and running, but not answering yet (an API takes seconds to start)."""
+    probe_at: float = 0.0
+    """When a starting child is asked again whether it answers."""
 
     def state(self) -> str:
-        """``up``, ``restarting`` or ``crashing`` (repeatedly)."""
+        """``up``, ``starting`` (restarted, not answering yet), ``restarting`` (waiting out its
+        backoff) or ``crashing`` (repeatedly)."""
         if self.failing:
             return "crashing"
-        return "restarting" if self.restart_at is not None else "up"
+        if self.restart_at is not None:
+            return "restarting"
+        return "starting" if self.starting else "up"
 
 
 @dataclass
@@ -711,10 +718,12 @@ class Stack:
         for api in self.apis:
             sup = api.sup
             if sup.restart_at is None:
-                if api.alive():
-                    self._settle(sup, now)
-                else:
+                if not api.alive():
                     self._crashed(sup, now, _exit_text(api.proc.returncode), api.log)
+                elif sup.starting:
+                    self._probe(api, now)
+                else:
+                    self._settle(sup, now)
             elif now >= sup.restart_at:
                 try:
                     self._write_pgpass(api.mode, _role(api.mode))
@@ -722,6 +731,8 @@ class Stack:
                 except (OSError, EomatchError) as exc:
                     self._crashed(sup, now, f"could not start: {exc}", api.log)
                     continue
+                sup.starting = api.mode != "worker"  # a worker has no port to ask
+                sup.probe_at = now
                 self._restarted(sup, now, f"pid {api.proc.pid}")
         gateway, sup = self.gateway, self.gateway_sup
         if gateway is None:
@@ -739,6 +750,19 @@ class Stack:
                 self._crashed(sup, now, f"could not start: {exc}", gateway.log_dir / "error.log")
                 return
             self._restarted(sup, now, f"pid {pid}")
+
+    def _probe(self, api: ApiChild, now: float) -> None:
+        """A restarted API is ``up`` once it answers (not when its process exists): what
+        ``--status`` says and what nginx will find when it tries the instance again."""
+        sup = api.sup
+        if now < sup.probe_at:
+            return
+        sup.probe_at = now + 0.5
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{api.port}/_mgmt/ping", timeout=0.5).is_success:
+                sup.starting = False
+                self.report(f"eomatch serve: the {sup.name} answers again (pid {api.proc.pid})")
+                self._write_state()
 
     def _settle(self, sup: Supervision, now: float) -> None:
         if sup.consecutive and now - sup.started_at >= self.backoff.stable_s:

@@ -402,3 +402,21 @@ def test_patches_never_5xx_and_never_break_reads(stack, target: str, data: st.Da
         assert stack["db"].snapshot() == before, (url, body, r.status_code)
     else:  # stored: whatever it stored must serve
         _reads_ok(stack)
+
+
+@pytest.mark.parametrize("target", ["item", "collection"])
+@pytest.mark.parametrize(
+    "body", [{"links": 1}, {"links": "x"}, {"links": {"href": 1}}, {"assets": 1}, {"assets": []}]
+)
+def test_merge_patches_of_links_or_assets_of_any_shape_are_4xx(
+    stack: Any, target: str, body: dict[str, Any]
+) -> None:
+    """Regression (found by the fuzz test above): ``{"links": 1}`` was a 500 in the body
+    guard's href check, which read every ``links`` as a list."""
+    url = f"/collections/{COLL}" + (f"/items/{ITEM}" if target == "item" else "")
+    before = stack["db"].snapshot()
+    headers = {**stack["auth"], "Content-Type": "application/merge-patch+json"}
+    r = stack["clients"][0].patch(url, content=json.dumps(body), headers=headers)
+    assert 400 <= r.status_code < 500, (body, r.status_code, r.text[:400])
+    assert stack["db"].snapshot() == before
+    _reads_ok(stack)

@@ -146,7 +146,10 @@ def written_documents(body: Any) -> list[dict[str, Any]]:
 
 
 def _hrefs(doc: dict[str, Any]) -> list[Any]:
-    out = [lk.get("href") for lk in doc.get("links") or [] if isinstance(lk, dict)]
+    # any shape may arrive here (a merge patch is checked before it is applied): links that
+    # are not a list have no hrefs to check; the document's own validation refuses them
+    links = doc.get("links")
+    out = [lk.get("href") for lk in links if isinstance(lk, dict)] if type(links) is list else []
     assets = doc.get("assets")
     for asset in assets.values() if isinstance(assets, dict) else []:
         if isinstance(asset, dict):

@@ -220,6 +220,37 @@ def stack(pg_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
             real.stop()
 
 
+def _assert_external_shows_only_urls(ext: str, item_id: str) -> None:
+    """Every external answer that can hold the stored hrefs holds only http(s) URLs, and none
+    of a stored path dressed as a URL of the API's own origin."""
+    shapes: list[tuple[str, str, Any]] = [
+        ("GET", f"/collections/{COLL}/items/{quote(item_id)}", None),
+        ("GET", f"/collections/{COLL}/items?limit=100", None),
+        ("GET", f"/search?collections={COLL}&limit=100", None),
+        ("GET", f"/search?ids={quote(item_id)}", None),
+        ("POST", "/search", {"collections": [COLL], "limit": 100}),
+        ("GET", f"/collections/{COLL}", None),
+        ("GET", "/collections", None),
+        ("GET", "/collections?q=hrefs", None),
+        ("GET", "/", None),
+        ("GET", "/queryables", None),
+        ("GET", f"/collections/{COLL}/queryables", None),
+    ]
+    for method, path, body in shapes:
+        got = http.request(method, ext + path, json=body, timeout=30)
+        assert got.status_code in (200, 404), (method, path, got.status_code, got.text[:300])
+        found = all_hrefs(got.json())
+        leaked = [h for h in found if not PUBLIC.match(h)]
+        assert leaked == [], (method, path, leaked)
+        # a stored path is not turned into a URL of the API's own origin either
+        dressed = [
+            h
+            for h in found
+            if h.startswith(ext + "/") and not API_ROUTE.fullmatch(h[len(ext) + 1 :])
+        ]
+        assert dressed == [], (method, path, dressed)
+
+
 # -- (a) the external API never shows a non-http(s) href --------------------------------------
 
 
@@ -269,33 +300,7 @@ def test_external_never_shows_a_non_http_href(
     # a refused write stores nothing that could leak: not a case
     assume(stored)
 
-    ext = external.url
-    shapes: list[tuple[str, str, Any]] = [
-        ("GET", f"/collections/{COLL}/items/{quote(item_id)}", None),
-        ("GET", f"/collections/{COLL}/items?limit=100", None),
-        ("GET", f"/search?collections={COLL}&limit=100", None),
-        ("GET", f"/search?ids={quote(item_id)}", None),
-        ("POST", "/search", {"collections": [COLL], "limit": 100}),
-        ("GET", f"/collections/{COLL}", None),
-        ("GET", "/collections", None),
-        ("GET", "/collections?q=hrefs", None),
-        ("GET", "/", None),
-        ("GET", "/queryables", None),
-        ("GET", f"/collections/{COLL}/queryables", None),
-    ]
-    for method, path, body in shapes:
-        got = http.request(method, ext + path, json=body, timeout=30)
-        assert got.status_code in (200, 404), (method, path, got.status_code, got.text[:300])
-        found = all_hrefs(got.json())
-        leaked = [h for h in found if not PUBLIC.match(h)]
-        assert leaked == [], (method, path, leaked)
-        # a stored path is not turned into a URL of the API's own origin either
-        dressed = [
-            h
-            for h in found
-            if h.startswith(ext + "/") and not API_ROUTE.fullmatch(h[len(ext) + 1 :])
-        ]
-        assert dressed == [], (method, path, dressed)
+    _assert_external_shows_only_urls(external.url, item_id)
 
 
 # -- (b) write attempts without a live key change nothing ----------------------------------------
@@ -444,3 +449,36 @@ def test_write_attempts_without_a_live_key_change_nothing(stack, data: st.DataOb
     status = _raw_request(internal.port, method, path, headers, body)
     assert status in (400, 401, 404, 405), (method, path, headers, status)
     assert db.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "href", ["http://#frag", "http:///mnt/data/x.json", "http://", "https://?q"]
+)
+def test_an_http_href_without_a_host_is_not_dressed_as_an_api_url(stack, href: str) -> None:
+    """Regression (found by the property test above with a new seed): ``http://#x`` passed as
+    public (it starts with ``http://``) and was resolved against the API's URL like every link:
+    ``http://external/#x``; ``http:///mnt/data/x.json`` came out as ``http://external/mnt/...``.
+    An http(s) href needs a host now; one without is dropped like any other path."""
+    internal, external = stack["internal"], stack["external"]
+    auth = {"Authorization": f"Bearer {stack['key']}"}
+    links = [{"rel": "alternate", "href": href}]
+    assets = {"data": {"href": href}}
+    item_id = f"hostless-{next(stack['ids'])}"
+    r = http.put(
+        f"{internal.url}/collections/{COLL}",
+        json=_collection(assets, links),
+        headers=auth,
+        timeout=30,
+    )
+    assert r.status_code < 300, r.text
+    r = http.post(
+        f"{internal.url}/collections/{COLL}/items",
+        json=_item(item_id, assets, links),
+        headers=auth,
+        timeout=30,
+    )
+    assert r.status_code < 300, r.text
+    _assert_external_shows_only_urls(external.url, item_id)
+    got = http.get(f"{external.url}/collections/{COLL}/items/{item_id}", timeout=30).json()
+    assert "data" not in got["assets"]
+    assert all(lk["rel"] != "alternate" for lk in got["links"]), got["links"]

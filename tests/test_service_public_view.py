@@ -17,7 +17,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eomatch.core.publish import public_view
+from eomatch.core.publish import is_public, public_view
 from eomatch.service.app import _MAYBE_PRIVATE
 from service_fixtures import all_hrefs
 
@@ -86,7 +86,13 @@ def test_the_shortcut_only_skips_bodies_with_nothing_to_remove(doc: dict[str, An
 
 
 def test_the_shortcut_sees_every_kind_of_private_href() -> None:
+    hostless = ["http://#x", "http:///x", "http://", "https://?q", "http://\\x", "http:// x"]
     for href in ["file:///x", "/x", "x", "", "ftp://x", " http://x", "http\u017f://x", 5, None, []]:
+        for raw in _encodings({"a": [{"b": {"href": href}}]}):
+            assert _MAYBE_PRIVATE.search(raw), (href, raw)
+    for href in hostless:  # an http(s) href without a host is a path in disguise
+        assert not is_public(href)
+        assert public_view({"links": [{"href": href}]}) == {"links": []}
         for raw in _encodings({"a": [{"b": {"href": href}}]}):
             assert _MAYBE_PRIVATE.search(raw), (href, raw)
     for raw in _encodings({"a": [{"href": "https://x"}, {"href": "HTTP://Y"}]}):

@@ -35,11 +35,16 @@ def has_scheme(href: str) -> bool:
     return len(scheme) > 1  # a Windows drive letter is not a scheme
 
 
-_PUBLIC = re.compile(r"https?://", re.IGNORECASE | re.ASCII)
+_PUBLIC = re.compile(r"https?://[^/?#\\\s]", re.IGNORECASE | re.ASCII)
 
 
 def is_public(href: object) -> bool:
-    """True only for http(s) URLs (ASCII letters only: no Unicode case folding)."""
+    """True only for http(s) URLs with a host (ASCII letters only: no Unicode case folding).
+
+    Without a host (``http://#x``, ``http:///abs/path``, ``http://``) an href is a path in
+    disguise: resolved against the API's own URL, as every link is, it came out as
+    ``http://<api>/abs/path``, a stored path dressed as one of the API's URLs.
+    """
     return isinstance(href, str) and _PUBLIC.match(href) is not None
 
 

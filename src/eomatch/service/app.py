@@ -222,10 +222,10 @@ async def _check_key(app: Any, token: str) -> str | None:
         return name
 
 
-# an "href" member whose value is not a string starting with http(s)://: only then must the
+# an "href" member whose value is not a string starting with http(s)://<host>: only then must the
 # body be decoded and filtered (our encoders never escape ASCII, so the key and scheme are
 # literal bytes; anything unexpected matches and takes the full path)
-_MAYBE_PRIVATE = re.compile(rb'"href"\s*+:\s*+(?!"[hH][tT][tT][pP][sS]?://)')
+_MAYBE_PRIVATE = re.compile(rb'"href"\s*+:\s*+(?!"[hH][tT][tT][pP][sS]?://[^/?#\\"\s])')
 
 
 class PublicViewMiddleware:

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from service_fixtures import seeded_api_pair
@@ -236,6 +236,9 @@ FUZZ = settings(
 @pytest.mark.slow
 @FUZZ
 @given(flt=text_filters)
+# found with another seed: PostGIS's "unknown GeoJSON type" (XX000) for a date compared with
+# the geometry was not known as a client error: a 500
+@example(flt="DATE('2022-05-06') = geometry")
 def test_text_filters_never_5xx(stack, flt: str) -> None:
     with contextlib.nullcontext(stack["external"]) as client:
         for path in ("/search", f"/collections/{COLL}/items", "/collections"):

@@ -98,7 +98,7 @@ DB_DOWN = (
 # ours), plpgsql RAISE
 CLIENT_SQLSTATES = ("22", "23", "42", "P0")
 # PostGIS reports unreadable input geometries as internal errors (XX000) with these words
-POSTGIS_INPUT = ("parse error", "geometry", "geos", "lwgeom", "invalid", "ring", "point")
+POSTGIS_INPUT = ("parse error", "geometry", "geos", "lwgeom", "invalid", "ring", "point", "geojson")
 FORWARDED = frozenset(
     {b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port", b"host"}
 )

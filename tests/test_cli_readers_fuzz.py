@@ -323,3 +323,28 @@ def test_cli_readers_survive_generated_catalogue_files(
     _check(["remove", "--path", str(root), "--keep-files", *skip_flag], root, what)
     _check(["query", "--api-url", api.url, "--output", str(root)], root, what)
     shutil.rmtree(root)
+
+
+def test_remove_survives_a_product_href_that_does_not_parse(tmp_path: Path) -> None:
+    """Regression (found by the test above with a new seed): a product asset href
+    ``http://[x`` made ``eomatch remove --path ... --keep-files`` an internal error
+    (``ValueError: Invalid IPv6 URL`` from urlparse)."""
+    from service_fixtures import make_catalogue
+
+    root = make_catalogue(tmp_path / "cat", n_events=1)
+    products = [
+        p
+        for p in root.rglob("*.json")
+        if p.parent.name.isdigit() and "-vs-" not in p.relative_to(root).parts[0]
+    ]
+    assert products
+    doc = json.loads(products[0].read_text())
+    for asset in doc["assets"].values():
+        asset["href"] = "http://[x"
+    products[0].write_text(json.dumps(doc))
+    for index in root.glob(".eomatch-index.sqlite*"):
+        index.unlink()
+    code, err = _run(["remove", "--path", str(root), "--keep-files", "--skip-invalid"])
+    assert "internal error" not in err, err
+    assert "Traceback" not in err, err
+    assert code in (0, 2), err

@@ -103,8 +103,11 @@ class CatalogueAssets:
         return str(path)
 
     def local_path(self, from_rel: str, href: str) -> Path | None:
-        """The local file of an href (None for a remote URL)."""
-        parsed = urlparse(href)
+        """The local file of an href (None for a remote URL, or one that does not parse)."""
+        try:
+            parsed = urlparse(href)
+        except ValueError:  # "http://[x": no local file (a 500-style crash of remove before)
+            return None
         if parsed.scheme == "file":
             return Path(parsed.path)
         if si.is_url(href):

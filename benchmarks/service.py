@@ -229,7 +229,17 @@ def _parse() -> argparse.Namespace:
         default=0,
         help="also time `eomatch query` of this many matchups from the internal API",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers of each API (serve's default: 1)"
+    )
     parser.add_argument("--reuse-ndjson", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reuse-db",
+        default=None,
+        metavar="CLUSTER_DIR:DBNAME",
+        help="measure the searches on a database an earlier --keep run loaded (no load, no "
+        "ingest figures; the cluster is started if stopped and left as found)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--ingest-only", action="store_true", help="stop after the ingest figures")
     args = parser.parse_args()
@@ -464,7 +474,7 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> A
             )
     print("targets: p50 < 25 ms, p95 < 60 ms (1 client); units/s >= 70 % of the floor; external")
     print("within 10 % of internal. A unit is one search, except the link walk (a page of 100")
-    print("matchups, then their events and products by id: 3-4 searches).")
+    print("matchups, then their events and products by id as eomatch query asks: 2 searches).")
     for shape in shapes:
         ratio = 100 * med(shape, "external", "p50") / med(shape, "internal", "p50")
         tput = 100 * med(shape, "external", "ups") / med(shape, "internal", "ups")
@@ -560,9 +570,12 @@ def floor_before_after(
             f"{statistics.median(x[1] for x in a):7.1f}"
         )
     cql2 = [s for s in shapes if s.startswith("cql2")]
+    if args.reuse_db:
+        print("property indexes: not dropped on a reused database (a run that loads drops them)")
+        cql2 = []
     after = {s: floor_p(tuned, s) for s in cql2}
     with timer() as t:
-        for q in INDEXED_QUERYABLES:
+        for q in INDEXED_QUERYABLES if cql2 else ():
             db.query("SELECT pgstac.delete_queryable(%s)", q.name)
     before = {s: floor_p(tuned, s) for s in cql2}
     for s in cql2:
@@ -570,7 +583,8 @@ def floor_before_after(
             f"property indexes (queryables) {s:<15} before {before[s][0]:7.1f} / "
             f"{before[s][1]:7.1f}   after {after[s][0]:7.1f} / {after[s][1]:7.1f}"
         )
-    print(f"   (dropping the indexes took {t[0]:.1f} s)")
+    if cql2:
+        print(f"   (dropping the indexes took {t[0]:.1f} s)")
     tuned.close()
     plain.close()
 
@@ -603,46 +617,74 @@ def main() -> None:
     import psycopg
 
     from eomatch.io.pg_cluster import LocalCluster
-    from service_fixtures import free_port, start_api
+    from service_fixtures import ServiceDb, free_port, start_api
 
     args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-service-", dir=args.dir))
     work.chmod(0o711)  # the postgres user must reach the cluster directory inside
     apis: list[Any] = []
-    cluster = LocalCluster(work / "db")
+    stop_cluster = True
+    if args.reuse_db:
+        where, _, dbname = args.reuse_db.rpartition(":")
+        cluster = LocalCluster(Path(where))
+        stop_cluster = not _running(cluster)
+        if stop_cluster:
+            cluster.start()
+    else:
+        cluster = LocalCluster(work / "db")
     try:
-        cluster.init(port=free_port())
-        admin = cluster.connection().with_db("postgres").conninfo()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("ALTER DATABASE eomatch WITH is_template true")
-        if args.load == "disk":
-            db = disk_ingest(cluster, work, args.items, work / "catalogue")
+        if args.reuse_db:
+            db = ServiceDb(cluster, dbname)
+            print(
+                f"catalogue: {db.item_count()} items of {args.reuse_db} (loaded by an earlier run)"
+            )
         else:
-            db = memory_load(cluster, work, args.items, reuse=args.reuse_ndjson)
+            cluster.init(port=free_port())
+            admin = cluster.connection().with_db("postgres").conninfo()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("ALTER DATABASE eomatch WITH is_template true")
+            if args.load == "disk":
+                db = disk_ingest(cluster, work, args.items, work / "catalogue")
+            else:
+                db = memory_load(cluster, work, args.items, reuse=args.reuse_ndjson)
         disk_size(db)
         if args.ingest_only:
             return
         logs = work / "logs"
         logs.mkdir()
+        print(f"APIs: {args.workers} uvicorn worker(s) each")
         # the main table measures every search run: the answer cache off (EOMATCH_API_CACHE_MB=0)
         os.environ["EOMATCH_API_CACHE_MB"] = "0"
-        apis.append(start_api(db, "internal", logs))
-        apis.append(start_api(db, "external", logs))
+        apis.append(start_api(db, "internal", logs, workers=args.workers))
+        apis.append(start_api(db, "external", logs, workers=args.workers))
         del os.environ["EOMATCH_API_CACHE_MB"]
         units = measure(args, db, work, apis)
-        apis.append(start_api(db, "internal", logs))
+        apis.append(start_api(db, "internal", logs, workers=args.workers))
         measure_cache(args, units, apis[2], apis[0], work)
         if args.query_matchups:
             time_query(db, apis[0], work, args.query_matchups)
     finally:
         for api in apis:
             api.stop()
-        if cluster.initialised:
+        if cluster.initialised and stop_cluster:
             cluster.stop()
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _running(cluster: Any) -> bool:
+    """The cluster answers already (a kept cluster someone else started)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            cluster.connection().with_db("postgres").conninfo(), connect_timeout=2
+        ):
+            return True
+    except Exception:
+        return False
 
 
 if __name__ == "__main__":

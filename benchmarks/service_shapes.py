@@ -1,8 +1,9 @@
 """The query shapes of issue #16 §1, as search bodies, GET paths and pgSTAC ``search()`` calls.
 
 Each shape is a list of *units*; a unit is one or more searches sent one after the other (the
-link walk of ``eomatch query`` is three or four: a page of matchups, then their events and
-their products by id), so a unit's latency is what a client waits for it. Units are drawn
+link walk of ``eomatch query`` is a page of matchups, then their events and products by id,
+up to 250 ids of several collections a search), so a unit's latency is what a client waits
+for it. Units are drawn
 (seeded) from what the database holds, so every search finds items:
 
 * ``bbox+datetime``: a 20 x 20 degree box and a one-day window, all collections;
@@ -11,7 +12,9 @@ their products by id), so a unit's latency is what a client waits for it. Units 
 * ``ids``: 20 ids of one collection (as ``eomatch query`` asks for linked items);
 * ``sortby datetime``: all collections, ``datetime=start/..``, ``sortby=+datetime``;
 * ``link walk``: 100 matchups of one collection in a 30-day window, then their events and
-  products with ``collections`` + ``ids`` (the requests ``eomatch query`` makes per page).
+  products with ``collections`` + ``ids``, built by ``eomatch query``'s own
+  :func:`eomatch.workflows.query.linked_searches` (so the benchmark times the requests the
+  client makes: two a unit here; until 2026-12-06 one per linked collection, three or four).
 
 Measured three ways in one run: one client sending units back to back (p50/p95 of a unit),
 ten clients (wrk; units/s), and the same searches as pgSTAC's own ``search()`` SQL over
@@ -29,6 +32,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from eomatch.workflows.query import linked_searches
 
 Body = dict[str, Any]
 Unit = list[Body]
@@ -154,7 +159,7 @@ def build_units(conn: Any, n: int = 24, seed: int = 4) -> dict[str, list[Unit]]:
             )
         ]
         out["ids"].append([{"collections": [coll], "ids": ids, "limit": 20}])
-    # the link walk: a page of matchups, then what they link to, per collection
+    # the link walk: a page of matchups, then what they link to, as eomatch query asks
     for _ in range(n):
         coll = rng.choice(busy)
         start = lo + timedelta(seconds=rng.uniform(0, span - 30 * 86400))
@@ -171,10 +176,7 @@ def build_units(conn: Any, n: int = 24, seed: int = 4) -> dict[str, list[Unit]]:
                 parts = str(link.get("href", "")).split("/")
                 if link.get("rel") in ("related", "derived_from") and len(parts) == 4:
                     wanted.setdefault(parts[1], set()).add(parts[3])
-        unit = [page] + [
-            {"collections": [c], "ids": sorted(ids), "limit": len(ids)}
-            for c, ids in sorted(wanted.items())
-        ]
+        unit = [page, *linked_searches(wanted)]
         out["link walk"].append(unit)
     return out
 

@@ -29,6 +29,7 @@ from pypgstac.load import Loader, Methods
 from shapely.geometry import box, shape
 
 from eomatch.io.pgstac_tuning import INDEXED_QUERYABLES, install_tuning
+from eomatch.workflows.query import linked_searches
 from service_fixtures import *  # noqa: F403
 from service_fixtures import _new_db, api_pair_in_process, http
 
@@ -205,7 +206,8 @@ def test_sortby_datetime(scale: dict[str, Any], mode: str) -> None:
 
 @pytest.mark.parametrize("mode", APIS)
 def test_link_walk(scale: dict[str, Any], mode: str) -> None:
-    """A page of matchups, then their events and products by id, as ``eomatch query`` does."""
+    """A page of matchups, then their events and products by id, as ``eomatch query`` does
+    (:func:`linked_searches`: ids of several collections a search)."""
     items, api = scale["items"], scale[mode]
     by_id = {it["id"]: it for it in items}
     coll = _matchup_collections(items)[0]
@@ -237,9 +239,16 @@ def test_link_walk(scale: dict[str, Any], mode: str) -> None:
         assert sorted(map(tuple, refs)) == sorted(expected)
         for c, i in refs:
             wanted.setdefault(c, set()).add(i)
+    searches = linked_searches(wanted)
+    assert len(searches) == -(-sum(map(len, wanted.values())) // 250)  # 250 ids a search
+    assert any(len(b["collections"]) > 1 for b in searches)
     fetched: dict[str, str] = {}
-    for c, ids in wanted.items():
-        got = _search(api, {"collections": c, "ids": ",".join(sorted(ids)), "limit": "1000"})
+    for body in searches:
+        got = _search(
+            api,
+            {k: ",".join(body[k]) for k in ("collections", "ids")} | {"limit": str(body["limit"])},
+        )
+        assert len(got) == body["limit"]
         fetched.update({f["id"]: f["collection"] for f in got})
     assert fetched == {i: c for c, ids in wanted.items() for i in ids}
     kinds = {by_id[i]["properties"]["eomatch:kind"] for i in fetched}

@@ -293,3 +293,25 @@ def test_every_write_route_checks_the_stored_document(stack) -> None:
     )
     assert r.status_code < 300, r.text
     assert r.json()["success"] == 1, r.text
+
+
+def test_read_connections_go_back_without_a_reset_and_write_ones_with_it(stack) -> None:
+    """asyncpg's reset (``... RESET ALL``) is one more round trip per request; reads leave no
+    session state, so the read pools skip it, while the write pool, whose connections carry
+    ``eomatch.actor``/``message`` for the history, keeps it. What each idle API connection
+    ran last tells which: a read statement, or the reset."""
+    _patch(stack, f"/collections/{COLL}/items/{ITEM}", {"properties": {"reset": "probe"}})
+    for api in (stack["internal"], stack["external"]):
+        r = http.post(api.url + "/search", json={"collections": [COLL]}, timeout=30)
+        assert r.status_code == 200, r.text[:300]
+    last = [
+        str(q)
+        for (q,) in stack["db"].query(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'pgstac' AND state = 'idle'"
+        )
+    ]
+    resets = [q for q in last if "RESET ALL" in q]
+    reads = [q for q in last if "search(" in q or "pg_current_snapshot" in q]
+    assert resets, last  # the write pool's connection
+    assert len(reads) >= 2, last  # the internal and the external read pools'

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
@@ -243,14 +243,6 @@ class StacApi:
             payload = dict(body or link.get("body") or {})
             return self._request("POST", href, deadline, what, json=payload)
         return self._request("GET", href, deadline, what)
-
-    def items_by_id(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Items of one collection by id, in one request (paged if the server insists)."""
-        out: list[dict[str, Any]] = []
-        body = {"collections": [collection], "ids": list(ids), "limit": len(ids)}
-        for page in self.search(body):
-            out.extend(f for f in page["features"] if isinstance(f, dict))
-        return out
 
 
 class _Pager:

@@ -40,7 +40,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +84,27 @@ page spent ~15 % of a pull rewriting collections (each lists all its days) and s
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total) callback; total is 0 while unknown."""
+
+
+def linked_searches(
+    wanted: Mapping[str, Iterable[str]], per_request: int = IDS_PER_REQUEST
+) -> list[dict[str, Any]]:
+    """The ``/search`` bodies that fetch ``wanted`` (ids by collection) in bulk.
+
+    A body asks for up to ``per_request`` ids of *several* collections (``collections`` +
+    ``ids``): a page of matchups of many pairs links to events and products of ~90
+    collections, and one request per collection was ~90 small requests a page (measured on
+    the 1M-item catalogue; docs/service.md, "Scale"). ``benchmarks/service.py`` times the
+    same bodies (its link walk).
+    """
+    pairs = sorted({(coll, iid) for coll, ids in wanted.items() for iid in ids})
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(pairs), per_request):
+        chunk = pairs[i : i + per_request]
+        ids = sorted({iid for _, iid in chunk})
+        out.append({"collections": sorted({c for c, _ in chunk}), "ids": ids, "limit": len(ids)})
+    return out
+
 
 _ITEM_URL = re.compile(r"(?:^|/)collections/([^/?#]+)/items/([^/?#]+)/?(?:[?#].*)?$")
 _API_STRUCTURAL = frozenset({"self", "root", "parent", "collection", "items"})
@@ -513,33 +534,20 @@ class _Puller:
         return self.cat
 
     def fetch(self, wanted: Mapping[str, set[str]]) -> list[dict[str, Any]]:
-        """Items by collection and id, in bulk and concurrently.
+        """Items by collection and id, in bulk (:func:`linked_searches`) and concurrently.
 
-        A request asks for up to :data:`IDS_PER_REQUEST` ids of *several* collections
-        (``collections`` + ``ids``): a page of matchups of many pairs links to events and
-        products of ~90 collections, and one request per collection was ~90 small requests a
-        page (measured on the 1M-item catalogue; docs/service.md, "Scale"). An item of a listed
-        collection that was not asked for (an id that exists in two of them) is dropped.
+        An item of a listed collection that was not asked for (an id that exists in two of
+        them) is dropped.
         """
-        pairs = sorted((coll, iid) for coll, ids in wanted.items() for iid in ids)
-        jobs = [pairs[i : i + IDS_PER_REQUEST] for i in range(0, len(pairs), IDS_PER_REQUEST)]
+        asked = {(coll, iid) for coll, ids in wanted.items() for iid in ids}
         out: list[dict[str, Any]] = []
-        for got in self.pool.map(self._fetch_pairs, jobs):
-            out.extend(got)
+        for got in self.pool.map(self._fetch_body, linked_searches(wanted)):
+            out.extend(f for f in got if (f.get("collection"), f.get("id")) in asked)
         return out
 
-    def _fetch_pairs(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        colls = sorted({coll for coll, _ in pairs})
-        if len(colls) == 1:
-            return self.api.items_by_id(colls[0], [iid for _, iid in pairs])
-        asked = set(pairs)
-        ids = sorted({iid for _, iid in pairs})
-        body = {"collections": colls, "ids": ids, "limit": len(ids)}
+    def _fetch_body(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         return [
-            f
-            for page in self.api.search(body)
-            for f in page["features"]
-            if isinstance(f, dict) and (f.get("collection"), f.get("id")) in asked
+            f for page in self.api.search(body) for f in page["features"] if isinstance(f, dict)
         ]
 
     def prepare(self, matchups: list[dict[str, Any]]) -> _Page:

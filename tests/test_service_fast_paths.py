@@ -126,6 +126,7 @@ def _features() -> list[dict[str, Any]]:
             ("matchup-events-A-vs-B", "A-vs-B_20220118T235129_-43.17_-007.31"),
             ("odd coll", "id with spaces/and?query#frag"),
             ("c", ".."),
+            ("S2_MSI_L1C", "Sentinel-2A_004999_2"),  # a collection again: its links made once
         ]
     ):
         out.append(
@@ -161,6 +162,32 @@ def test_fast_item_links_equal_item_links(method: str, root_path: str, prefix: s
     slow, fast = asyncio.run(links(ItemLinks)), asyncio.run(links(FastItemLinks))
     assert fast == slow
     assert [lk["rel"] for lk in fast[0]][:4] == ["collection", "parent", "root", "self"]
+    # links made once per collection are copied: no two items share a link object
+    assert not {id(lk) for lk in fast[0]} & {id(lk) for lk in fast[-1]}
+    assert FastItemLinks.__dict__["_stock_links"] is True
+
+
+def test_fast_item_links_follow_an_overridden_link_method() -> None:
+    """A subclass (or a stac-fastapi-pgstac that changed a ``link_*`` method) is not served
+    the links made once per collection: each item's links come from its own methods."""
+
+    class Numbered(FastItemLinks):  # type: ignore[misc]
+        def link_parent(self) -> dict[str, Any]:
+            return {"rel": "parent", "href": self.resolve(f"p/{self.item_id}")}
+
+    async def links() -> list[list[dict[str, Any]]]:
+        request = _request("GET")
+        return [
+            await Numbered(collection_id="c", item_id=i, request=request).get_links()
+            for i in ("a", "b")
+        ]
+
+    got = asyncio.run(links())
+    assert [lk["href"] for lks in got for lk in lks if lk["rel"] == "parent"] == [
+        "https://api.example.org:8080/p/a",
+        "https://api.example.org:8080/p/b",
+    ]
+    assert Numbered.__dict__["_stock_links"] is False
 
 
 def test_the_app_installs_the_fast_links() -> None:

@@ -32,6 +32,10 @@ from eomatch.core.publish import is_public
 from eomatch.io.thirdparty import install_module_global
 
 _BASE_KEY = "eomatch.links_base"
+_RESOLVED_KEY = "eomatch.links_resolved"
+_SHARED_KEY = "eomatch.links_shared"
+_STOCK_LINKS = ("link_collection", "link_parent", "link_root", "link_self")
+"""ItemLinks' own ``link_*`` methods, in the order ``dir()`` lists them."""
 _PLAIN = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@%-][A-Za-z0-9._~!$&'()*+,=@%/-]*")
 """A relative path that cannot hold a scheme, a query, a fragment or ``;`` params."""
 
@@ -93,6 +97,7 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
     """:class:`ItemLinks` with the per-request work done once per request."""
 
     _link_names: tuple[str, ...] | None = None
+    _stock_links: bool = False
 
     @property
     def base_url(self) -> str:
@@ -104,11 +109,25 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
         return str(base)
 
     def resolve(self, url: Any) -> str:
-        """``urljoin(base_url, url)``."""
-        return join(self.base_url, str(url))
+        """``urljoin(base_url, url)``, each distinct ``url`` joined once per request (an
+        item's parent and collection links, and the links items share, repeat on a page)."""
+        scope = self.request.scope
+        memo: dict[str, str] | None = scope.get(_RESOLVED_KEY)
+        if memo is None:
+            memo = scope[_RESOLVED_KEY] = {}
+        url = str(url)
+        got = memo.get(url)
+        if got is None:
+            got = memo[url] = join(self.base_url, url)
+        return got
 
     def create_links(self) -> list[dict[str, Any]]:
-        """The parent's links, its ``link_*`` methods found once per class, not per item."""
+        """The parent's links, its ``link_*`` methods found once per class, not per item.
+
+        With :class:`ItemLinks`' own methods (checked once per class), the three that depend
+        only on the request and the collection (``collection``, ``parent``, ``root``) are made
+        once per collection and request and copied into each item; ``self`` is made per item.
+        """
         cls = type(self)
         names = cls.__dict__.get("_link_names")
         if names is None:
@@ -116,6 +135,11 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
                 n for n in dir(cls) if n.startswith("link_") and callable(getattr(cls, n))
             )
             cls._link_names = names
+            cls._stock_links = names == _STOCK_LINKS and all(
+                getattr(cls, n) is getattr(ItemLinks, n) for n in names
+            )
+        if cls.__dict__.get("_stock_links"):
+            return self._stock()
         links: list[dict[str, Any]] = []
         for name in names:
             link = getattr(self, name)()
@@ -125,6 +149,20 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
                 else:
                     links.append(link)
         return links
+
+    def _stock(self) -> list[dict[str, Any]]:
+        scope = self.request.scope
+        memo: dict[str, tuple[dict[str, Any], ...]] | None = scope.get(_SHARED_KEY)
+        if memo is None:
+            memo = scope[_SHARED_KEY] = {}
+        shared = memo.get(self.collection_id)
+        if shared is None:
+            shared = memo[self.collection_id] = (
+                self.link_collection(),
+                self.link_parent(),
+                self.link_root(),
+            )
+        return [dict(shared[0]), dict(shared[1]), dict(shared[2]), self.link_self()]
 
 
 def install() -> None:

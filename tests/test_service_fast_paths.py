@@ -167,19 +167,25 @@ def test_fast_item_links_equal_item_links(method: str, root_path: str, prefix: s
     assert FastItemLinks.__dict__["_stock_links"] is True
 
 
-def test_fast_item_links_follow_an_overridden_link_method() -> None:
-    """A subclass (or a stac-fastapi-pgstac that changed a ``link_*`` method) is not served
-    the links made once per collection: each item's links come from its own methods."""
+class _ByParent(FastItemLinks):  # type: ignore[misc]
+    def link_parent(self) -> dict[str, Any]:
+        return {"rel": "parent", "href": self.resolve(f"p/{self.item_id}")}
 
-    class Numbered(FastItemLinks):  # type: ignore[misc]
-        def link_parent(self) -> dict[str, Any]:
-            return {"rel": "parent", "href": self.resolve(f"p/{self.item_id}")}
+
+class _ByCollectionLink(FastItemLinks):  # type: ignore[misc]
+    def collection_link(self, rel: str = "collection") -> dict[str, Any]:
+        return {"rel": rel, "href": self.resolve(f"p/{self.item_id}")}
+
+
+@pytest.mark.parametrize("cls", [_ByParent, _ByCollectionLink])
+def test_fast_item_links_follow_an_overridden_link_method(cls: type[FastItemLinks]) -> None:
+    """A subclass (or a stac-fastapi-pgstac that changed a ``link_*`` method or the helper they
+    use) is not served the links made once per collection: each item's come from its own."""
 
     async def links() -> list[list[dict[str, Any]]]:
         request = _request("GET")
         return [
-            await Numbered(collection_id="c", item_id=i, request=request).get_links()
-            for i in ("a", "b")
+            await cls(collection_id="c", item_id=i, request=request).get_links() for i in ("a", "b")
         ]
 
     got = asyncio.run(links())
@@ -187,7 +193,7 @@ def test_fast_item_links_follow_an_overridden_link_method() -> None:
         "https://api.example.org:8080/p/a",
         "https://api.example.org:8080/p/b",
     ]
-    assert Numbered.__dict__["_stock_links"] is False
+    assert cls.__dict__["_stock_links"] is False
 
 
 def test_the_app_installs_the_fast_links() -> None:

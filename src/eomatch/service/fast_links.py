@@ -36,6 +36,10 @@ _RESOLVED_KEY = "eomatch.links_resolved"
 _SHARED_KEY = "eomatch.links_shared"
 _STOCK_LINKS = ("link_collection", "link_parent", "link_root", "link_self")
 """ItemLinks' own ``link_*`` methods, in the order ``dir()`` lists them."""
+_ITEM_LINKS_HELPERS = (*_STOCK_LINKS, "collection_link")
+_OWN_HELPERS = ("resolve", "base_url")
+"""What the links made once per collection are made with: a subclass that overrides any of
+these may make them differ per item, and gets the generic path."""
 _PLAIN = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@%-][A-Za-z0-9._~!$&'()*+,=@%/-]*")
 """A relative path that cannot hold a scheme, a query, a fragment or ``;`` params."""
 
@@ -124,7 +128,8 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
     def create_links(self) -> list[dict[str, Any]]:
         """The parent's links, its ``link_*`` methods found once per class, not per item.
 
-        With :class:`ItemLinks`' own methods (checked once per class), the three that depend
+        With :class:`ItemLinks`' own methods and this class's ``resolve``/``base_url`` (checked
+        once per class), the three that depend
         only on the request and the collection (``collection``, ``parent``, ``root``) are made
         once per collection and request and copied into each item; ``self`` is made per item.
         """
@@ -135,8 +140,10 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
                 n for n in dir(cls) if n.startswith("link_") and callable(getattr(cls, n))
             )
             cls._link_names = names
-            cls._stock_links = names == _STOCK_LINKS and all(
-                getattr(cls, n) is getattr(ItemLinks, n) for n in names
+            cls._stock_links = (
+                names == _STOCK_LINKS
+                and all(getattr(cls, n) is getattr(ItemLinks, n) for n in _ITEM_LINKS_HELPERS)
+                and all(getattr(cls, n) is getattr(FastItemLinks, n) for n in _OWN_HELPERS)
             )
         if cls.__dict__.get("_stock_links"):
             return self._stock()

@@ -169,7 +169,8 @@ def test_the_uvicorn_factory_settles_the_garbage_collector_of_its_process() -> N
     its thresholds (measured: ~25-35 % of the API's CPU on searches at 1M items); an app
     made with ``eomatch.service.app.create_app`` (tests, embedding) leaves the caller's
     collector alone."""
-    from eomatch.service.serving import APP_FACTORY, GC_THRESHOLDS
+    from eomatch.gc_tuning import GC_THRESHOLDS
+    from eomatch.service.serving import APP_FACTORY
 
     module, _, name = APP_FACTORY.partition(":")
     code = (

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from eomatch._version import __version__
 from eomatch.errors import EomatchError, MissingExtraError, exit_code
+from eomatch.gc_tuning import settle_garbage_collector
 
 log = logging.getLogger("eomatch")
 
@@ -181,8 +182,13 @@ def _chosen_module(argv: Sequence[str] | None) -> str:
     return next(module for command, module, _ in COMMANDS if command == args.command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code."""
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the command line; returns the process exit code.
+
+    ``own_process``: this is the process's entry point (the console scripts), so the garbage
+    collector is settled once the subcommand is loaded (:mod:`eomatch.gc_tuning`); a call from
+    a test or another program leaves its collector alone.
+    """
     try:
         args = build_parser(only=_chosen_module(argv)).parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
@@ -199,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("urllib3", "httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    if own_process:
+        settle_garbage_collector()
     try:
         return handler(args)
     except EomatchError as exc:  # one line; the branch decides the code (errors.EXIT_CODES)
@@ -217,12 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    sys.exit(main(own_process=True))
 
 
 def _script(command: str) -> Callable[[], None]:
     def entry() -> None:
-        sys.exit(main([command, *sys.argv[1:]]))
+        sys.exit(main([command, *sys.argv[1:]], own_process=True))
 
     entry.__doc__ = f"``eomatch-{command}``: same code as ``eomatch {command}``."
     return entry

@@ -10,19 +10,17 @@ it reach uvicorn once the response is complete, so the connection stays usable.
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from eomatch.gc_tuning import settle_garbage_collector
+
 __all__ = [
     "APP_FACTORY",
-    "GC_THRESHOLDS",
     "KEEPALIVE_S",
     "create_app",
     "keep_connection_after_errors",
-    "settle_garbage_collector",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -36,30 +34,7 @@ APP_FACTORY = "eomatch.service.serving:create_app"
 KEEPALIVE_S = 75
 """uvicorn's ``--timeout-keep-alive``: longer than nginx's upstream ``keepalive_timeout``."""
 
-GC_THRESHOLDS = (50_000, 20, 20)
-"""The cyclic garbage collector's thresholds in an API process (Python's default: 700, 10, 10)."""
-
 log = logging.getLogger("eomatch.service")
-
-
-def settle_garbage_collector() -> None:
-    """Freeze what start-up made out of the cyclic collector's scans and let it run every
-    50 000 new objects instead of every 700.
-
-    A page of 1000 items decodes into ~50 000 dicts and lists that die with the answer; with
-    Python's default thresholds the collector ran dozens of times a page, and every few pages
-    a full collection walked every object the process holds (modules, models, routes). Once
-    frozen, those are never scanned again. Reference counting frees the answers anyway; the
-    collector is left with the rare cycles; cyclic garbage (a traceback, say) waits for at
-    most 50 000 new objects. Measured at 1M items, 10 clients: the API's CPU per 20-id search
-    2.0-2.3 -> 1.7-1.8 ms, per link walk 7.7-7.9 -> 4.8-5.2 ms (docs/service.md, "Scale").
-    The thresholds are set on Pythons before 3.14 only, whose collector they were measured
-    with (3.14's incremental collector reads them differently); the freeze on every one.
-    """
-    gc.collect()
-    gc.freeze()
-    if sys.version_info < (3, 14):
-        gc.set_threshold(*GC_THRESHOLDS)
 
 
 def keep_connection_after_errors(app: ASGIApp) -> ASGIApp:
@@ -92,7 +67,8 @@ def create_app() -> ASGIApp:
 
     A bad setting ends the process with one line naming the variable (uvicorn prints a
     ``SystemExit`` message as is), not a traceback. The process's garbage collector is then
-    settled (:func:`settle_garbage_collector`); an app made in a test process is not.
+    settled (:func:`eomatch.gc_tuning.settle_garbage_collector`); an app made in a test
+    process is not.
     """
     from eomatch.errors import ConfigError
     from eomatch.service.app import create_app as create_api

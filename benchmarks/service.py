@@ -204,6 +204,16 @@ def run_httpx(url: str, paths: list[str], duration: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
+def _reused_db(text: str) -> tuple[Path, str]:
+    """``CLUSTER_DIR:DBNAME``: a kept cluster folder (with its ``cluster.json``) and a name."""
+    where, _, name = text.rpartition(":")
+    if not where or not name or not (Path(where) / "cluster.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want CLUSTER_DIR:DBNAME, a --keep run's cluster folder and database"
+        )
+    return Path(where), name
+
+
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=None, help="catalogue size (100 000)")
@@ -235,6 +245,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--reuse-ndjson", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--reuse-db",
+        type=_reused_db,
         default=None,
         metavar="CLUSTER_DIR:DBNAME",
         help="measure the searches on a database an earlier --keep run loaded (no load, no "
@@ -625,8 +636,8 @@ def main() -> None:
     apis: list[Any] = []
     stop_cluster = True
     if args.reuse_db:
-        where, _, dbname = args.reuse_db.rpartition(":")
-        cluster = LocalCluster(Path(where))
+        where, dbname = args.reuse_db
+        cluster = LocalCluster(where)
         stop_cluster = not _running(cluster)
         if stop_cluster:
             cluster.start()
@@ -635,9 +646,7 @@ def main() -> None:
     try:
         if args.reuse_db:
             db = ServiceDb(cluster, dbname)
-            print(
-                f"catalogue: {db.item_count()} items of {args.reuse_db} (loaded by an earlier run)"
-            )
+            print(f"catalogue: {db.item_count()} items of {dbname} in {where} (an earlier run's)")
         else:
             cluster.init(port=free_port())
             admin = cluster.connection().with_db("postgres").conninfo()

@@ -3,8 +3,7 @@
 Each shape is a list of *units*; a unit is one or more searches sent one after the other (the
 link walk of ``eomatch query`` is a page of matchups, then their events and products by id,
 up to 250 ids of several collections a search), so a unit's latency is what a client waits
-for it. Units are drawn
-(seeded) from what the database holds, so every search finds items:
+for it. Units are drawn (seeded) from what the database holds, so every search finds items:
 
 * ``bbox+datetime``: a 20 x 20 degree box and a one-day window, all collections;
 * ``cql2 time_diff``: one matchup collection, ``"matchup:time_diff_abs" < T`` (T 30-900 s);

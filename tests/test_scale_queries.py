@@ -29,7 +29,7 @@ from pypgstac.load import Loader, Methods
 from shapely.geometry import box, shape
 
 from eomatch.io.pgstac_tuning import INDEXED_QUERYABLES, install_tuning
-from eomatch.workflows.query import linked_searches
+from eomatch.workflows.query import IDS_PER_REQUEST, linked_searches
 from service_fixtures import *  # noqa: F403
 from service_fixtures import _new_db, api_pair_in_process, http
 
@@ -240,7 +240,7 @@ def test_link_walk(scale: dict[str, Any], mode: str) -> None:
         for c, i in refs:
             wanted.setdefault(c, set()).add(i)
     searches = linked_searches(wanted)
-    assert len(searches) == -(-sum(map(len, wanted.values())) // 250)  # 250 ids a search
+    assert len(searches) == -(-sum(map(len, wanted.values())) // IDS_PER_REQUEST)
     assert any(len(b["collections"]) > 1 for b in searches)
     fetched: dict[str, str] = {}
     for body in searches:

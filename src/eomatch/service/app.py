@@ -617,10 +617,10 @@ async def _reads_leave_no_session_state(conn: asyncpg.Connection) -> None:
     asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
     ALL`` each time a connection goes back: one more round trip and statement per request
     (py-spy: ~5 % of the API process's samples on a 20-id search at 1M items, plus the
-    statement on PostgreSQL's side). Nothing the APIs run on a read
-    connection leaves session state (pgSTAC's reads set no session settings, cursors live in
-    transactions, no LISTEN, no session advisory locks; only write connections set
-    ``eomatch.*``, and their pool keeps the full reset), so there is nothing to clear.
+    statement on PostgreSQL's side). Nothing the APIs run on a read connection leaves session
+    state (pgSTAC's reads set no session settings, cursors live in transactions, no LISTEN, no
+    session advisory locks; only write connections set ``eomatch.*``, and their pool keeps the
+    full reset), so there is nothing to clear.
     """
 
 

@@ -32,7 +32,6 @@ from eomatch.core.publish import is_public
 from eomatch.io.thirdparty import install_module_global
 
 _BASE_KEY = "eomatch.links_base"
-_RESOLVED_KEY = "eomatch.links_resolved"
 _SHARED_KEY = "eomatch.links_shared"
 _STOCK_LINKS = ("link_collection", "link_parent", "link_root", "link_self")
 """ItemLinks' own ``link_*`` methods, in the order ``dir()`` lists them."""
@@ -113,25 +112,16 @@ class FastItemLinks(PublicLinksMixin, ItemLinks):  # type: ignore[misc]
         return str(base)
 
     def resolve(self, url: Any) -> str:
-        """``urljoin(base_url, url)``, each distinct ``url`` joined once per request (an
-        item's parent and collection links, and the links items share, repeat on a page)."""
-        scope = self.request.scope
-        memo: dict[str, str] | None = scope.get(_RESOLVED_KEY)
-        if memo is None:
-            memo = scope[_RESOLVED_KEY] = {}
-        url = str(url)
-        got = memo.get(url)
-        if got is None:
-            got = memo[url] = join(self.base_url, url)
-        return got
+        """``urljoin(base_url, url)``."""
+        return join(self.base_url, str(url))
 
     def create_links(self) -> list[dict[str, Any]]:
         """The parent's links, its ``link_*`` methods found once per class, not per item.
 
         With :class:`ItemLinks`' own methods and this class's ``resolve``/``base_url`` (checked
-        once per class), the three that depend
-        only on the request and the collection (``collection``, ``parent``, ``root``) are made
-        once per collection and request and copied into each item; ``self`` is made per item.
+        once per class), the three that depend only on the request and the collection
+        (``collection``, ``parent``, ``root``) are made once per collection and request and
+        copied into each item; ``self`` is made per item.
         """
         cls = type(self)
         names = cls.__dict__.get("_link_names")

@@ -16,12 +16,7 @@ from typing import Any
 
 from eomatch.gc_tuning import settle_garbage_collector
 
-__all__ = [
-    "APP_FACTORY",
-    "KEEPALIVE_S",
-    "create_app",
-    "keep_connection_after_errors",
-]
+__all__ = ["APP_FACTORY", "KEEPALIVE_S", "create_app", "keep_connection_after_errors"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -331,3 +331,47 @@ def test_install_again_changes_nothing(scale: dict[str, Any]) -> None:
     for _role, config in settings:
         assert "max_parallel_workers_per_gather=0" in config
         assert "jit=off" in config
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_a_paging_token_is_found_by_index_in_its_partition(
+    scale: dict[str, Any], mode: str
+) -> None:
+    """pgSTAC 0.10.0 looked a ``next`` token's item up with a full scan of every partition
+    (convert_from's "C" collation against the columns' "default"): each page after the first
+    of a large catalogue cost a pass over the table. ``db init`` fixes the lookup
+    (:func:`eomatch.io.thirdparty.fix_token_lookup`); the pages stay the same."""
+    db, items, api = scale["db"], scale["items"], scale[mode]
+    coll = _matchup_collections(items)[0]
+    r = http.get(f"{api.url}/search", params={"collections": coll, "limit": "7"})
+    assert r.status_code == 200, r.text
+    href = next(link["href"] for link in r.json()["links"] if link["rel"] == "next")
+    token = unquote(href.split("token=")[1].split("&")[0])
+    with psycopg.connect(db.role("eomatch_reader").conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        key = conn.execute("SELECT key FROM collections WHERE id = %s", (coll,)).fetchone()
+        assert key is not None
+        for _ in range(7):  # past PL/pgSQL's switch to a generic plan (after five)
+            row = conn.execute("SELECT (get_token_record(%s)).item", (token,)).fetchone()
+            assert row is not None and row[0] is not None
+        scans = conn.execute(
+            "SELECT relname, seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+            "WHERE schemaname = 'pgstac' AND relname LIKE '\\_items\\_%' "
+            "AND seq_scan + idx_scan > 0"
+        ).fetchall()
+    assert scans == [(f"_items_{key[0]}", 0, 7)]
+    pages = _search(api, {"collections": coll, "limit": "7"})
+    assert sorted(f["id"] for f in pages) == sorted(
+        it["id"] for it in items if it["collection"] == coll
+    )
+
+
+def test_the_token_lookup_fix_is_installed_once(scale: dict[str, Any]) -> None:
+    from eomatch.io.thirdparty import TOKEN_LOOKUP_FIXED, fix_token_lookup
+
+    with psycopg.connect(scale["db"].role().conninfo()) as conn:
+        text = conn.execute(
+            "SELECT pg_get_functiondef('pgstac.get_token_record(text)'::regprocedure)"
+        ).fetchone()
+        assert text is not None and str(text[0]).count(TOKEN_LOOKUP_FIXED) == 2
+        assert fix_token_lookup(conn) is False

@@ -58,7 +58,7 @@ def test_pyproject_pins_the_same_versions() -> None:
         assert spec.endswith(f"=={PINS[dist]}"), (dist, spec, PINS[dist])
 
 
-def test_the_pgstac_schema_is_the_pinned_one_and_still_has_bbox_geom() -> None:
+def test_the_pgstac_schema_is_the_pinned_one_and_still_has_what_we_redefine() -> None:
     """We redefine pgstac.bbox_geom after each migration: the pinned schema must still declare
     it with the same signature (else our version would shadow or miss a changed one)."""
     import pypgstac
@@ -74,6 +74,12 @@ def test_the_pgstac_schema_is_the_pinned_one_and_still_has_bbox_geom() -> None:
         f"{migration.name} no longer declares {thirdparty.BBOX_GEOM_SIGNATURE!r}"
     )
     assert "pgstac.bbox_geom(_bbox jsonb) RETURNS geometry" in thirdparty.BBOX_2D_SQL
+    # fix_token_lookup edits get_token_record's two comparisons: still there, both
+    start = text.index("CREATE OR REPLACE FUNCTION get_token_record(")
+    body = text[start : text.index("$$ LANGUAGE", text.index("AS $$", start) + 5)]
+    assert body.count(thirdparty.TOKEN_LOOKUP_UNFIXED) == 2, body
+    assert "collection = convert_from(decode(_parts[2], 'hex'), 'UTF8')" in body
+    assert "id = convert_from(decode(_parts[3], 'hex'), 'UTF8')" in body
 
 
 def test_the_replaced_link_classes_are_installed() -> None:

@@ -8,7 +8,8 @@ its ``used_by``, then change the pin here and in ``pyproject.toml``.
 
 What lives here rather than where it is used: the code that touches private state directly
 (pypgstac's partition cache, the module globals of stac-fastapi-pgstac, a middleware found by
-its class name, pgSTAC's ``bbox_geom`` redefined inside pgSTAC's schema). Subclasses that
+its class name, pgSTAC's ``bbox_geom`` redefined and ``get_token_record`` fixed inside pgSTAC's
+schema). Subclasses that
 override a private method (``_clean_search_args``, ``_validate_item``) stay with their class;
 each is listed in :data:`INTERNALS` with the module that overrides it.
 
@@ -25,14 +26,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from eomatch.errors import DatabaseError
+
 __all__ = [
     "BBOX_2D_SQL",
     "INTERNALS",
+    "TOKEN_LOOKUP_FIXED",
+    "TOKEN_LOOKUP_UNFIXED",
     "PGSTAC_SCHEMA",
     "PINS",
     "Internal",
     "install_module_global",
     "internal_problems",
+    "fix_token_lookup",
     "load_by_partition",
     "middleware_index",
     "pin_problems",
@@ -245,6 +251,42 @@ $$ LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE;
 """
 BBOX_GEOM_SIGNATURE = "CREATE OR REPLACE FUNCTION bbox_geom(_bbox jsonb) RETURNS geometry"
 """How the pinned pgSTAC migration declares the function :data:`BBOX_2D_SQL` replaces."""
+
+
+# pgSTAC 0.10.0's get_token_record finds the item a paging token names with
+# ``collection = convert_from(decode(...), 'UTF8') AND id = convert_from(...)``. convert_from's
+# result takes the collation of its ``name`` argument ("C"), not the columns' ("default"), so the
+# planner can neither prune the collection partitions nor use the id index: every page after the
+# first scanned the whole items table (1M items: 190 ms a page warm, ~0.5 s as the API roles
+# run, without parallel workers; a pull of 100 000 matchups is 100 such pages). Comparing in
+# the columns' collation (deterministic: the same equality) keeps the function otherwise as
+# pgSTAC wrote it; the test checks the pinned migration still has the fragment replaced.
+TOKEN_LOOKUP_UNFIXED = "'hex'), 'UTF8')"
+"""What pgSTAC's get_token_record compares ``collection`` and ``id`` with (twice)."""
+TOKEN_LOOKUP_FIXED = "'hex'), 'UTF8') COLLATE \"default\""
+"""The same, in the columns' collation."""
+
+
+def fix_token_lookup(conn: Any) -> bool:
+    """Make ``pgstac.get_token_record`` compare in the columns' collation (idempotent).
+
+    Runs as the owner of pgSTAC's functions (``pgstac_admin``), after each migration. Returns
+    whether the function was changed; raises :class:`~eomatch.errors.DatabaseError` if its
+    text is not the one this was checked against (a pgSTAC upgrade: re-read it).
+    """
+    row = conn.execute(
+        "SELECT pg_get_functiondef('pgstac.get_token_record(text)'::regprocedure)"
+    ).fetchone()
+    text = str(row[0])
+    if text.count(TOKEN_LOOKUP_FIXED) == 2:
+        return False
+    if text.count(TOKEN_LOOKUP_UNFIXED) != 2:
+        raise DatabaseError(
+            "pgstac.get_token_record is not the function eomatch.io.thirdparty was checked "
+            f"against (pgSTAC {PGSTAC_SCHEMA}): re-read fix_token_lookup"
+        )
+    conn.execute(text.replace(TOKEN_LOOKUP_UNFIXED, TOKEN_LOOKUP_FIXED))
+    return True
 
 
 def load_by_partition(loader: Any, rows: list[dict[str, Any]], method: Any) -> None:

@@ -353,7 +353,8 @@ def test_a_paging_token_is_found_by_index_in_its_partition(
         assert key is not None
         for _ in range(7):  # past PL/pgSQL's switch to a generic plan (after five)
             row = conn.execute("SELECT (get_token_record(%s)).item", (token,)).fetchone()
-            assert row is not None and row[0] is not None
+            assert row is not None
+            assert row[0] is not None
         scans = conn.execute(
             "SELECT relname, seq_scan, idx_scan FROM pg_stat_xact_user_tables "
             "WHERE schemaname = 'pgstac' AND relname LIKE '\\_items\\_%' "
@@ -373,5 +374,6 @@ def test_the_token_lookup_fix_is_installed_once(scale: dict[str, Any]) -> None:
         text = conn.execute(
             "SELECT pg_get_functiondef('pgstac.get_token_record(text)'::regprocedure)"
         ).fetchone()
-        assert text is not None and str(text[0]).count(TOKEN_LOOKUP_FIXED) == 2
+        assert text is not None
+        assert str(text[0]).count(TOKEN_LOOKUP_FIXED) == 2
         assert fix_token_lookup(conn) is False

@@ -93,7 +93,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help=f"key of the internal API, sent as 'Authorization: Bearer' (default: ${API_KEY_ENV})",
     )
-    p.set_defaults(handler=run)
+    # one bounded bulk transfer: the console script pauses its cyclic collector (gc_tuning)
+    p.set_defaults(handler=run, pause_collector=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
 
 from eomatch.core.geodesy import (
     EARTH_RADIUS_KM,
@@ -517,6 +516,10 @@ def _coarse_pairs(
     t0 = ka[0] * h
     xa = np.column_stack([pa[ok_a] * EARTH_RADIUS_KM, (ka[ok_a] * h - t0) * c])
     xb = np.column_stack([pb[ok_b] * EARTH_RADIUS_KM, (kb[ok_b] * h - t0) * c])
+    # imported here: scipy.spatial is ~0.5 s of start-up that every command reading the
+    # configuration (which names this module's limits) paid, the finder alone needs it
+    from scipy.spatial import cKDTree
+
     pairs = cKDTree(xa).sparse_distance_matrix(
         cKDTree(xb), math.sqrt(2.0) * chord * 1.000001, output_type="ndarray"
     )

@@ -14,6 +14,7 @@ and installing again changes nothing.
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from collections.abc import Iterator
@@ -367,13 +368,58 @@ def test_a_paging_token_is_found_by_index_in_its_partition(
     )
 
 
-def test_the_token_lookup_fix_is_installed_once(scale: dict[str, Any]) -> None:
-    from eomatch.io.thirdparty import TOKEN_LOOKUP_FIXED, fix_token_lookup
+def test_the_pgstac_edits_are_made_once(scale: dict[str, Any]) -> None:
+    from eomatch.io.thirdparty import PGSTAC_EDITS, edit_pgstac_functions
 
     with psycopg.connect(scale["db"].role().conninfo()) as conn:
-        text = conn.execute(
-            "SELECT pg_get_functiondef('pgstac.get_token_record(text)'::regprocedure)"
-        ).fetchone()
-        assert text is not None
-        assert str(text[0]).count(TOKEN_LOOKUP_FIXED) == 2
-        assert fix_token_lookup(conn) is False
+        for edit in PGSTAC_EDITS:
+            row = conn.execute(
+                "SELECT pg_get_functiondef(%s::regprocedure)", (edit.function,)
+            ).fetchone()
+            assert row is not None
+            assert str(row[0]).count(edit.done) == edit.count  # made once, not twice
+        assert edit_pgstac_functions(conn) == []
+
+
+def _chunks(conn: Any, where: str) -> tuple[list[tuple[Any, Any]], bool]:
+    """pgSTAC's chunks of a search's WHERE clause, and whether it ran its EXPLAIN for them."""
+    notes: list[str] = []
+    conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+    conn.execute("SET client_min_messages = debug1")
+    rows = conn.execute("SELECT s::text, e::text FROM chunker(%s)", (where,)).fetchall()
+    conn.execute("RESET client_min_messages")
+    return rows, any(n.startswith("EXPLAIN:") for n in notes)
+
+
+def test_the_chunker_skips_its_explain_while_no_partition_has_a_time_range(
+    scale: dict[str, Any],
+) -> None:
+    """Partitions by collection alone all span all time: pgSTAC's chunker planned every search
+    twice to learn that (an EXPLAIN, then the search). It now answers the one chunk at once;
+    once a collection is partitioned by time it plans and chunks as pgSTAC does."""
+    db, items = scale["db"], scale["items"]
+    lo = min(_times(it)[0] for it in items)
+    where = f"datetime >= '{_iso(lo)}' AND collection = '{_matchup_collections(items)[0]}'"
+    with psycopg.connect(db.role().conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        rows, explained = _chunks(conn, where)
+        assert len(rows) == 1
+        assert rows == [("-infinity", "infinity")]
+        assert not explained
+        # a collection partitioned by year, with one item: its partition has a time range
+        coll = dict(next(iter(synth.collections(SATS))))
+        coll["id"] = "by-year"
+        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
+        conn.execute("UPDATE collections SET partition_trunc = 'year' WHERE id = 'by-year'")
+        item = json.loads(json.dumps(items[0]))
+        item["collection"], item["id"] = "by-year", "one"
+        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+        rows, explained = _chunks(conn, "collection = 'by-year'")
+        assert explained
+        assert len(rows) == 1
+        year = _times(items[0])[0].year
+        assert (rows[0][0][:4], rows[0][1][:4]) == (str(year), str(year + 1))
+        rows, explained = _chunks(conn, where)  # pgSTAC's own way, the same answer here
+        assert explained
+        assert rows == [("-infinity", "infinity")]
+        conn.rollback()

@@ -74,12 +74,21 @@ def test_the_pgstac_schema_is_the_pinned_one_and_still_has_what_we_redefine() ->
         f"{migration.name} no longer declares {thirdparty.BBOX_GEOM_SIGNATURE!r}"
     )
     assert "pgstac.bbox_geom(_bbox jsonb) RETURNS geometry" in thirdparty.BBOX_2D_SQL
-    # fix_token_lookup edits get_token_record's two comparisons: still there, both
-    start = text.index("CREATE OR REPLACE FUNCTION get_token_record(")
-    body = text[start : text.index("$$ LANGUAGE", text.index("AS $$", start) + 5)]
-    assert body.count(thirdparty.TOKEN_LOOKUP_UNFIXED) == 2, body
-    assert "collection = convert_from(decode(_parts[2], 'hex'), 'UTF8')" in body
-    assert "id = convert_from(decode(_parts[3], 'hex'), 'UTF8')" in body
+    # each edit of PGSTAC_EDITS still finds what it edits, as often, in its function there
+    for edit in thirdparty.PGSTAC_EDITS:
+        name = edit.function.split(".")[1].split("(")[0]
+        start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
+        body = text[start : text.index("$$ LANGUAGE", text.index("AS $$", start) + 5)]
+        assert len(re.findall(edit.pattern, body)) == edit.count, (edit.function, body)
+        assert edit.done not in body
+    assert "collection = convert_from(decode(_parts[2], 'hex'), 'UTF8')" in text
+    assert "id = convert_from(decode(_parts[3], 'hex'), 'UTF8')" in text
+    # what the chunker shortcut stands for: the chunks come from partition_dtrange, by month
+    chunker = text[text.index("CREATE OR REPLACE FUNCTION chunker(") :]
+    chunker = chunker[: chunker.index("$$ LANGUAGE")]
+    assert "EXPLAIN (format json) SELECT 1 FROM items WHERE %s;" in chunker
+    assert "date_trunc('month', lower(partition_dtrange)) as sdate" in chunker
+    assert "date_trunc('month', upper(partition_dtrange)) + '1 month'::interval as edate" in chunker
 
 
 def test_the_replaced_link_classes_are_installed() -> None:

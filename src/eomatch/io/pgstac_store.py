@@ -40,7 +40,7 @@ from eomatch.io.pg_errors import database_error, translated
 from eomatch.io.pg_errors import one_line as one_line
 from eomatch.io.pgstac_tuning import install_tuning
 from eomatch.io.records_schema import RECORDS_GRANTS_SQL, RECORDS_SQL
-from eomatch.io.thirdparty import BBOX_2D_SQL, fix_token_lookup, load_by_partition
+from eomatch.io.thirdparty import BBOX_2D_SQL, edit_pgstac_functions, load_by_partition
 
 __all__ = ["PGSTAC_VERSION", "ApiKey", "DatabaseError", "IngestRow", "PgstacStore"]
 
@@ -176,7 +176,7 @@ class PgstacStore:
             with conn.transaction():
                 conn.execute("SET LOCAL ROLE pgstac_admin")
                 conn.execute(BBOX_2D_SQL)
-                fix_token_lookup(conn)  # paging tokens found by index, not by a full scan
+                edit_pgstac_functions(conn)  # thirdparty.PGSTAC_EDITS: paging, chunking
             with conn.transaction():
                 conn.execute("RESET ROLE")
                 conn.execute(SCHEMA_SQL)

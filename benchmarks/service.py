@@ -627,8 +627,11 @@ def time_query(db: Any, api: Any, work: Path, matchups: int, where: Path | None 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOMATCH_")}
     env["EOMATCH_CONFIG_DIR"] = str(work / "query-config")
     started = time.perf_counter()
-    run = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
+    try:
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+    finally:  # up to ~280 000 files, maybe in /dev/shm: never left behind
+        shutil.rmtree(out, ignore_errors=True)
     if run.returncode != 0:
         raise SystemExit(f"eomatch query failed: {run.stderr.strip()[-500:]}")
     counts = re.search(r"(\d+) matchup\(s\) of (\d+) event\(s\) with (\d+) product", run.stdout)
@@ -641,7 +644,6 @@ def time_query(db: Any, api: Any, work: Path, matchups: int, where: Path | None 
         f"({n_mu / seconds:,.0f} matchups/s; the console script, catalogue in {out.parent}), "
         "target < 60 s for 100 000"
     )
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:

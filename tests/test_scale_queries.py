@@ -341,7 +341,7 @@ def test_a_paging_token_is_found_by_index_in_its_partition(
     """pgSTAC 0.10.0 looked a ``next`` token's item up with a full scan of every partition
     (convert_from's "C" collation against the columns' "default"): each page after the first
     of a large catalogue cost a pass over the table. ``db init`` fixes the lookup
-    (:func:`eomatch.io.thirdparty.fix_token_lookup`); the pages stay the same."""
+    (:data:`eomatch.io.thirdparty.TOKEN_LOOKUP`); the pages stay the same."""
     db, items, api = scale["db"], scale["items"], scale[mode]
     coll = _matchup_collections(items)[0]
     r = http.get(f"{api.url}/search", params={"collections": coll, "limit": "7"})
@@ -379,12 +379,14 @@ def test_the_pgstac_edits_are_made_once(scale: dict[str, Any]) -> None:
             assert row is not None
             assert str(row[0]).count(edit.done) == edit.count  # made once, not twice
         assert edit_pgstac_functions(conn) == []
+        conn.rollback()  # the module's database stays as db init left it, whatever happened
 
 
 def _chunks(conn: Any, where: str) -> tuple[list[tuple[Any, Any]], bool]:
     """pgSTAC's chunks of a search's WHERE clause, and whether it ran its EXPLAIN for them."""
     notes: list[str] = []
     conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+    conn.execute("SET TIME ZONE 'UTC'")  # the chunker truncates months in the session's zone
     conn.execute("SET client_min_messages = debug1")
     rows = conn.execute("SELECT s::text, e::text FROM chunker(%s)", (where,)).fetchall()
     conn.execute("RESET client_min_messages")

@@ -13,23 +13,14 @@ per link walk 7.7-7.9 -> 4.8-5.2 ms; `eomatch query` of 20 000 matchups, client 
 Only a process's entry point calls :func:`settle_garbage_collector` (the console scripts, the
 API's uvicorn factory), never a library call: an app or a command run in-process (tests,
 embedding) leaves its caller's collector alone.
-
-A console script whose command is one bounded bulk transfer (``eomatch query``) also pauses
-the collector while the command runs (:func:`collector_paused`): a pull holds what it fetched
-(events, paths, ids: millions of objects at 100 000 matchups), which every collection of the
-oldest generations walked again, and JSON makes no cycles to find. Measured: 20 000 matchups
-of the 1M catalogue, client CPU 11.8 -> 8.8 s user (2.6 s in 50 collections before).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import sys
-import threading
-from collections.abc import Iterator
 
-__all__ = ["GC_THRESHOLDS", "collector_paused", "settle_garbage_collector"]
+__all__ = ["GC_THRESHOLDS", "settle_garbage_collector"]
 
 GC_THRESHOLDS = (50_000, 20, 20)
 """The cyclic collector's thresholds in an eomatch process (Python's default: 700, 10, 10)."""
@@ -46,31 +37,3 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     if sys.version_info < (3, 14):
         gc.set_threshold(*GC_THRESHOLDS)
-
-
-_pause_lock = threading.Lock()
-_pauses = 0
-_was_enabled = False
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Disable the cyclic collector for the block; the first pause to start remembers whether
-    it was enabled and the last to end restores that (pauses may nest or overlap in threads).
-
-    Reference counting still frees everything that is not a cycle; the cycles made meanwhile
-    (a traceback, say) wait for the next collection after the block.
-    """
-    global _pauses, _was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _was_enabled:
-                gc.enable()

@@ -7,7 +7,6 @@ one (no import cycle, see docs/design/layers.md).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from eomatch._version import __version__
 from eomatch.errors import EomatchError, MissingExtraError, exit_code
-from eomatch.gc_tuning import collector_paused, settle_garbage_collector
+from eomatch.gc_tuning import settle_garbage_collector
 
 log = logging.getLogger("eomatch")
 
@@ -187,9 +186,8 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     """Run the command line; returns the process exit code.
 
     ``own_process``: this is the process's entry point (the console scripts), so the garbage
-    collector is settled once the subcommand is loaded, and paused while a subcommand that
-    asks for it (``pause_collector``: one bounded bulk transfer) runs (:mod:`eomatch.gc_tuning`);
-    a call from a test or another program leaves its collector alone.
+    collector is settled once the subcommand is loaded (:mod:`eomatch.gc_tuning`); a call from
+    a test or another program leaves its collector alone.
     """
     try:
         args = build_parser(only=_chosen_module(argv)).parse_args(argv)
@@ -207,14 +205,10 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         for noisy in ("urllib3", "httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    paused: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if own_process:
         settle_garbage_collector()
-        if getattr(args, "pause_collector", False):
-            paused = collector_paused()
     try:
-        with paused:
-            return handler(args)
+        return handler(args)
     except EomatchError as exc:  # one line; the branch decides the code (errors.EXIT_CODES)
         print(f"eomatch: error: {exc}", file=sys.stderr)
         return exit_code(exc)

@@ -93,8 +93,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help=f"key of the internal API, sent as 'Authorization: Bearer' (default: ${API_KEY_ENV})",
     )
-    # one bounded bulk transfer: the console script pauses its cyclic collector (gc_tuning)
-    p.set_defaults(handler=run, pause_collector=True)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -176,7 +176,6 @@ class PgstacStore:
             with conn.transaction():
                 conn.execute("SET LOCAL ROLE pgstac_admin")
                 conn.execute(BBOX_2D_SQL)
-                edit_pgstac_functions(conn)  # thirdparty.PGSTAC_EDITS: paging, chunking
             with conn.transaction():
                 conn.execute("RESET ROLE")
                 conn.execute(SCHEMA_SQL)
@@ -192,6 +191,11 @@ class PgstacStore:
                 install_tuning(conn)  # queryables with property indexes, API role settings
                 conn.execute(HARVEST_SQL)
                 conn.execute(HARVEST_GRANTS_SQL)
+            # last and apart: an edit refused (a pgSTAC it was not checked against) leaves
+            # everything above in place
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pgstac_admin")
+                edit_pgstac_functions(conn)  # thirdparty.PGSTAC_EDITS: paging, chunking
             conn.commit()
             return version
 

@@ -297,8 +297,10 @@ TOKEN_LOOKUP = FunctionEdit(
 # answer is always that one chunk, after planning the search over every partition once more
 # (1M items, 165 partitions: pgSTAC search() p50, bbox + datetime 42.9 -> 30.3 ms, sortby
 # datetime 34.7 -> 27.0 ms). While no partition has a time range (a collection partitioned by
-# time gives one), the chunker now answers that chunk without the EXPLAIN: the same chunk, so
-# the same rows.
+# time gives one, so does a partition whose range is unknown), the chunker answers that chunk
+# without the EXPLAIN: search() reads the same rows (a search reaching no partition gets one
+# chunk instead of none, and reads nothing from it; pgSTAC's search_cursor and
+# partition_query_view, unused here, would return a query for it instead of none).
 CHUNKER_SHORTCUT = FunctionEdit(
     function="pgstac.chunker(text)",
     pattern=r"\nBEGIN(\s*\n\s*IF _where IS NULL THEN)",

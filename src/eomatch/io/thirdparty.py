@@ -8,10 +8,10 @@ its ``used_by``, then change the pin here and in ``pyproject.toml``.
 
 What lives here rather than where it is used: the code that touches private state directly
 (pypgstac's partition cache, the module globals of stac-fastapi-pgstac, a middleware found by
-its class name, pgSTAC's ``bbox_geom`` redefined and the edits of :data:`PGSTAC_EDITS` made inside
-pgSTAC's schema). Subclasses that
-override a private method (``_clean_search_args``, ``_validate_item``) stay with their class;
-each is listed in :data:`INTERNALS` with the module that overrides it.
+its class name, pgSTAC's ``bbox_geom`` redefined and the edits of :data:`PGSTAC_EDITS` made
+inside pgSTAC's schema). Subclasses that override a private method (``_clean_search_args``,
+``_validate_item``) stay with their class; each is listed in :data:`INTERNALS` with the
+module that overrides it.
 
 Imports of the libraries are inside functions: this module is read (its pins, its list) by
 the test without the ``service`` extra's import cost, and ``io`` stays importable without it.

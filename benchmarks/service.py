@@ -216,6 +216,13 @@ def _reused_db(text: str) -> tuple[Path, str]:
     return Path(where), name
 
 
+def _folder(text: str) -> Path:
+    """An existing folder (checked before a long run, not at its end)."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing folder")
+    return Path(text)
+
+
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=None, help="catalogue size (100 000)")
@@ -243,7 +250,7 @@ def _parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--query-dir",
-        type=Path,
+        type=_folder,
         default=None,
         help="where `eomatch query` writes its catalogue (default: the work directory; "
         "/dev/shm takes the disk's file creation out of the figure)",
@@ -612,7 +619,7 @@ def floor_before_after(
 def time_query(db: Any, api: Any, work: Path, matchups: int, where: Path | None = None) -> None:
     """``eomatch query`` of about ``matchups`` matchups (a time window holding that many), run
     as a user runs it: the console script in a process of its own (its garbage collector
-    settled and paused as the script does, its interpreter start included)."""
+    settled as the script does, its interpreter start included)."""
     rows = db.query(
         "SELECT min(datetime), max(datetime) FROM (SELECT datetime FROM pgstac.items "
         "WHERE collection LIKE '%%-vs-%%' AND collection NOT LIKE 'matchup-events-%%' "

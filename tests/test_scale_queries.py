@@ -385,11 +385,16 @@ def test_the_pgstac_edits_are_made_once(scale: dict[str, Any]) -> None:
 def _chunks(conn: Any, where: str) -> tuple[list[tuple[Any, Any]], bool]:
     """pgSTAC's chunks of a search's WHERE clause, and whether it ran its EXPLAIN for them."""
     notes: list[str] = []
-    conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
+
+    def note(diag: Any) -> None:
+        notes.append(diag.message_primary or "")
+
+    conn.add_notice_handler(note)
     conn.execute("SET TIME ZONE 'UTC'")  # the chunker truncates months in the session's zone
     conn.execute("SET client_min_messages = debug1")
     rows = conn.execute("SELECT s::text, e::text FROM chunker(%s)", (where,)).fetchall()
     conn.execute("RESET client_min_messages")
+    conn.remove_notice_handler(note)
     return rows, any(n.startswith("EXPLAIN:") for n in notes)
 
 

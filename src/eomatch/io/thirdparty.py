@@ -272,7 +272,6 @@ class FunctionEdit:
     count: int
     done: str
     """A fragment only the edited definition holds (the edit is not made twice)."""
-    why: str
 
 
 # pgSTAC 0.10.0's get_token_record finds the item a paging token names with
@@ -288,7 +287,6 @@ TOKEN_LOOKUP = FunctionEdit(
     replacement="'hex'), 'UTF8') COLLATE \"default\"",
     count=2,
     done="'UTF8') COLLATE \"default\"",
-    why="paging tokens found by index in their partition, not by a scan of every item",
 )
 
 # pgSTAC's chunker splits a datetime-sorted search into time chunks: it runs an EXPLAIN of
@@ -317,7 +315,6 @@ CHUNKER_SHORTCUT = FunctionEdit(
     ),
     count=1,
     done="-- eomatch: no partition has a time range",
-    why="one chunk without an EXPLAIN when partitions are by collection only",
 )
 
 PGSTAC_EDITS: tuple[FunctionEdit, ...] = (TOKEN_LOOKUP, CHUNKER_SHORTCUT)

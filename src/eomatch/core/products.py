@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from eomatch.core.collocation import DatasetOptions
 
 EVENTS_PREFIX = "matchup-events-"
+PAIR_SEPARATOR = "-vs-"
+"""Between the sensors of a matchup collection's id (:func:`pair_id`)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -51,7 +53,7 @@ def pair_id(sensors: Iterable[SensorKey]) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _pair_id(sensors: tuple[SensorKey, ...]) -> str:
-    return "-vs-".join(s.label() for s in sorted(set(sensors)))
+    return PAIR_SEPARATOR.join(s.label() for s in sorted(set(sensors)))
 
 
 def events_collection_id(sensors: Sequence[SensorKey]) -> str:

@@ -37,6 +37,7 @@ from shapely.geometry.base import BaseGeometry
 
 from eomatch.core.products import (
     EVENTS_PREFIX,
+    PAIR_SEPARATOR,
     Matchup,
     MatchupEvent,
     Product,
@@ -82,7 +83,7 @@ def collection_kind(collection_id: str) -> Kind:
     """Level of a collection, from its id (events prefix, ``-vs-`` pair, else products)."""
     if collection_id.startswith(EVENTS_PREFIX):
         return "event"
-    if "-vs-" in collection_id:
+    if PAIR_SEPARATOR in collection_id:
         return "matchup"
     return "product"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from eomatch.errors import ClusterError
 from eomatch.io.atomic import atomic_write_text
-from eomatch.io.pg_cluster import SUPERUSER, LocalCluster
+from eomatch.io.pg_cluster import SUPERUSER, LocalCluster, server_options
 from eomatch.io.pg_conn import pgpass_line
 from eomatch.io.pg_pooler import LocalPooler
 from eomatch.io.processes import pid_alive
@@ -225,7 +225,7 @@ class LocalReplica:
                 "-l",
                 str(self.logdir / "postgres.log"),
                 "-o",
-                f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+                server_options(port),
                 "-w",
                 "-t",
                 "60",

@@ -31,7 +31,10 @@ from eomatch.errors import DatabaseError
 __all__ = [
     "BBOX_2D_SQL",
     "INTERNALS",
+    "OPEN_INTERVAL",
     "CHUNKER_SHORTCUT",
+    "CHUNK_BOUNDS",
+    "CHUNK_SLOT",
     "PGSTAC_EDITS",
     "TOKEN_LOOKUP",
     "FunctionEdit",
@@ -317,7 +320,64 @@ CHUNKER_SHORTCUT = FunctionEdit(
     done="-- eomatch: no partition has a time range",
 )
 
-PGSTAC_EDITS: tuple[FunctionEdit, ...] = (TOKEN_LOOKUP, CHUNKER_SHORTCUT)
+# Bounds at -infinity/infinity cost the planner per partition what a real bound costs, and
+# more: a comparison with a constant beyond the column's histogram makes PostgreSQL descend the
+# datetime index of every partition for its actual minimum or maximum
+# (get_actual_variable_range). pgSTAC writes two such bounds into every all-time chunk
+# (``datetime >= '-infinity' AND datetime < 'infinity'``) and one into each open interval
+# (``datetime=2020-01-01T00:00:00Z/..`` gives ``datetime < 'infinity'``). Planning the sortby
+# search at 1M items, 165 partitions: 13.2 -> 6.3 ms, executing it 12.5 -> 7.6 ms. The three
+# edits below leave an infinite bound out; a datetime is NOT NULL and the write door accepts
+# only RFC 3339 times, so the rows are the same (an item stored at 'infinity' by hand would
+# now be in an open-ended search, and in the last chunk only).
+OPEN_INTERVAL = FunctionEdit(
+    function="pgstac.stac_search_to_where(jsonb)",
+    pattern=(
+        r"where_segments := where_segments \|\| format\(' datetime %s %L::timestamptz AND "
+        r"end_datetime >= %L::timestamptz ',\s*"
+        r"(CASE WHEN upper_inc\(dtrange\) THEN '<=' ELSE '<' END),\s*edate,\s*sdate\s*\);"
+    ),
+    replacement=(
+        "-- eomatch: an open end of the interval is no clause\n"
+        "        IF edate IS DISTINCT FROM 'infinity' THEN\n"
+        "            where_segments := where_segments || format(' datetime %s %L::timestamptz ',\n"
+        "                \\1, edate);\n"
+        "        END IF;\n"
+        "        IF sdate IS DISTINCT FROM '-infinity' THEN\n"
+        "            where_segments := where_segments\n"
+        "                || format(' end_datetime >= %L::timestamptz ', sdate);\n"
+        "        END IF;"
+    ),
+    count=1,
+    done="-- eomatch: an open end of the interval is no clause",
+)
+CHUNK_SLOT = FunctionEdit(
+    function="pgstac.search_rows(text,text,text[],integer)",
+    pattern=r"datetime >= %L AND datetime < %L\n",
+    replacement="%s /* eomatch: the chunk's finite bounds */\n",
+    count=1,
+    done="%s /* eomatch: the chunk's finite bounds */",
+)
+CHUNK_BOUNDS = FunctionEdit(
+    function="pgstac.search_rows(text,text,text[],integer)",
+    pattern=r"base_query,\s*sdate,\s*edate,",
+    replacement=(
+        "base_query,\n"
+        "            concat_ws(' AND ', 'TRUE', /* eomatch: finite bounds only */\n"
+        "                CASE WHEN sdate <> '-infinity' THEN format('datetime >= %L', sdate) END,\n"
+        "                CASE WHEN edate <> 'infinity' THEN format('datetime < %L', edate) END),"
+    ),
+    count=2,
+    done="/* eomatch: finite bounds only */",
+)
+
+PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
+    TOKEN_LOOKUP,
+    CHUNKER_SHORTCUT,
+    OPEN_INTERVAL,
+    CHUNK_SLOT,
+    CHUNK_BOUNDS,
+)
 """The edits :func:`edit_pgstac_functions` makes (``eomatch db init``/migrate)."""
 
 

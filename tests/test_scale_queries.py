@@ -475,6 +475,9 @@ def test_searches_carry_no_infinite_time_bound(scale: dict[str, Any]) -> None:
             assert "infinity" not in query
             assert ("end_datetime >= " in query) == (not dt.startswith(".."))
             assert ("datetime <= " in query) == (not dt.endswith(".."))
+            closed = ".." not in dt  # the overlap also as the geometry-time index reads it
+            assert (f"tstzrange(datetime, end_datetime, '[]') && tstzrange('{_iso(lo)[:10]}"
+                    in query) == closed  # fmt: skip
         # a year-partitioned collection: its chunk keeps both bounds
         coll = dict(next(iter(synth.collections(SATS))))
         coll["id"] = "by-year"
@@ -572,3 +575,45 @@ def test_queryables_of_each_kind_of_collection(scale: dict[str, Any], mode: str)
         assert r.status_code == 200, r.text
         listed = names & set(r.json()["properties"])
         assert listed == (names if kind == "matchup" else set()), kind
+
+
+def test_bbox_and_datetime_use_the_geometry_time_index(scale: dict[str, Any]) -> None:
+    """Every items partition has the (geometry, time range) GiST index, and pgSTAC's SQL for a
+    bbox + closed interval can use it (its range clause is the index's expression)."""
+    db, items = scale["db"], scale["items"]
+    t0 = min(_times(it)[0] for it in items) + timedelta(days=400)
+    body = {"bbox": [-180, -90, 180, 90], "datetime": f"{_iso(t0)}/{_iso(t0 + timedelta(days=1))}"}
+    with psycopg.connect(db.role().conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        leaves = conn.execute(
+            "SELECT c.relname, EXISTS (SELECT FROM pg_index x WHERE x.indrelid = c.oid AND "
+            "pg_get_indexdef(x.indexrelid) LIKE %s) FROM pg_partition_tree('pgstac.items') p "
+            "JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf",
+            ("%USING gist (geometry, tstzrange(datetime, end_datetime, '[]'::text))%",),
+        ).fetchall()
+        assert len(leaves) > 45
+        assert all(has for _, has in leaves), [name for name, has in leaves if not has]
+        (query,) = _queries(conn, body)
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query))
+        assert "_geometry_tstzrange_idx" in plan, plan[:2000]
+        conn.rollback()
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_instants_and_bboxes(scale: dict[str, Any], mode: str) -> None:
+    """A single instant (a closed interval of zero length) with a bbox finds every item whose
+    interval holds it, as a brute-force filter does."""
+    items, api = scale["items"], scale[mode]
+    rng = random.Random(5)
+    found = 0
+    for it in rng.sample([i for i in items if _times(i)[0] < _times(i)[1]], 3) + items[:2]:
+        t = _times(it)[0] + (_times(it)[1] - _times(it)[0]) / 2
+        t = t.replace(microsecond=0)
+        bbox = [-180, -90, 180, 90]
+        got = _search(api, {"bbox": ",".join(map(str, bbox)), "datetime": _iso(t), "limit": "500"})
+        want = {i["id"] for i in items if _times(i)[0] <= t <= _times(i)[1]}
+        assert {f["id"] for f in got} == want
+        found += len(want)
+    assert found > 0

@@ -7,10 +7,10 @@ has the figures):
 * **Queryables with property indexes.** The matchup properties cal/val users filter on most
   (``matchup:time_diff_abs``, ``matchup:collocation_area_km2``) are registered in
   ``pgstac.queryables`` with a type and ``property_index_type = 'BTREE'``: pgSTAC then reads
-  them through ``to_float`` and keeps a btree on that expression in every items partition,
-  existing and future (``maintain_partitions`` runs when a queryable is added and when a
-  partition is created). A selective CQL2 filter is then an index scan, not a walk through
-  the partition in datetime order. Listing them also documents them at ``/queryables``.
+  them through ``to_float`` and keeps a btree on that expression in the items partitions
+  they apply to, existing and future (``maintain_partitions`` runs when a queryable changes
+  and when a partition is created). A selective CQL2 filter is then an index scan, not a
+  walk through the partition in datetime order. Listing them also documents them at ``/queryables``.
   Their ``collection_ids`` are the matchup collections (events and products never hold
   these properties): a trigger on ``pgstac.collections`` keeps the list as collections come
   and go, so the partitions of events and products carry no such index. Every search over
@@ -19,7 +19,8 @@ has the figures):
   sortby datetime 19.0 -> 16.1 ms). While no matchup collection exists the list is NULL
   (every collection, pgSTAC's meaning), so ``/queryables`` always lists them.
 * **A (geometry, time range) GiST index** on ``pgstac.items``, ``eomatch_items_geometry_time``
-  on ``(geometry, tstzrange(datetime, end_datetime, '[]'))``: a partitioned index, so
+  on ``(geometry, tstzrange(datetime, end_datetime, '[]'))`` (exactly:
+  :data:`~eomatch.io.thirdparty.ITEM_TIME_RANGE`): a partitioned index, so
   PostgreSQL makes it on every partition, present and future. pgSTAC's own indexes answer a
   bbox + datetime search with a geometry scan ANDed with a scan of every item older than the
   window's end (a btree on ``datetime`` cannot bound an overlap from below); with this index
@@ -49,6 +50,7 @@ from psycopg import sql
 
 from eomatch.core.products import EVENTS_PREFIX, PAIR_SEPARATOR
 from eomatch.core.vocabulary import COLLOCATION_AREA_PROP, TIME_DIFF_ABS_PROP
+from eomatch.io.thirdparty import ITEM_TIME_RANGE
 
 __all__ = [
     "GEOMETRY_TIME_INDEX_SQL",
@@ -105,6 +107,9 @@ def _matchup_queryables_sql() -> str:
         ]
     ).decode()
     return f"""
+-- Runs as pgstac_admin (pgSTAC's owner, not a superuser): it must update pgstac.queryables and
+-- drop indexes of partitions whoever writes a collection, and pgstac_ingest may create objects
+-- in schema pgstac, so nothing here may run with more than pgSTAC's own rights.
 CREATE OR REPLACE FUNCTION eomatch.sync_matchup_queryables() RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public AS $fn$
 DECLARE
@@ -112,36 +117,61 @@ DECLARE
     q record;
     r record;
     changed text[] := '{{}}';
+    locked boolean := false;
 BEGIN
-    -- one writer at a time, and the list read after the lock (each statement here sees what
-    -- committed before it): two new pairs added at once both end up in it
-    PERFORM pg_advisory_xact_lock(hashtext('eomatch.sync_matchup_queryables'));
-    -- the matchup collections (eomatch.core.stac_items.collection_kind); NULL: none yet
-    wanted := (
-        SELECT canonical_collection_ids(array_agg(id)) FROM collections
-        WHERE NOT starts_with(id, {sql_literal(EVENTS_PREFIX)})
-          AND strpos(id, {sql_literal(PAIR_SEPARATOR)}) > 0
-    );
-    FOR q IN SELECT * FROM jsonb_to_recordset({sql_literal(defs)}::jsonb)
+    LOOP
+        -- the matchup collections (eomatch.core.stac_items.collection_kind); NULL: none yet
+        wanted := (
+            SELECT pgstac.canonical_collection_ids(pg_catalog.array_agg(c.id))
+            FROM pgstac.collections c
+            WHERE NOT pg_catalog.starts_with(c.id, {_sql_literal(EVENTS_PREFIX)})
+              AND pg_catalog.strpos(c.id, {_sql_literal(PAIR_SEPARATOR)}) > 0
+        );
+        EXIT WHEN locked OR NOT EXISTS (
+            SELECT FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+                AS x(name text)
+            WHERE NOT EXISTS (
+                SELECT FROM pgstac.queryables g
+                WHERE g.name = x.name
+                  AND pg_catalog.array_to_string(g.collection_ids, chr(1))
+                      IS NOT DISTINCT FROM pg_catalog.array_to_string(wanted, chr(1))
+            )
+        );
+        -- a change to make: lock the rows (in id order, as pgSTAC's own updates meet them),
+        -- then read the list again, so two pairs added at once both end up in it
+        PERFORM FROM pgstac.queryables g
+        WHERE g.name IN (
+            SELECT x.name FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+                AS x(name text)
+        )
+        ORDER BY g.id FOR UPDATE;
+        locked := true;
+    END LOOP;
+    IF NOT locked THEN
+        RETURN changed;  -- nothing to do: no lock taken (most collection writes)
+    END IF;
+    FOR q IN SELECT * FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
                  AS x(name text, definition jsonb, index_type text) LOOP
-        SELECT * INTO r FROM queryables WHERE name = q.name;
-        IF NOT FOUND OR r.definition IS DISTINCT FROM q.definition
+        SELECT * INTO r FROM pgstac.queryables g WHERE g.name = q.name ORDER BY g.id LIMIT 1;
+        IF NOT FOUND OR r.definition::text IS DISTINCT FROM q.definition::text
            OR r.property_index_type IS DISTINCT FROM q.index_type
            OR r.property_wrapper IS NOT NULL OR r.property_path IS NOT NULL THEN
-            PERFORM upsert_queryable(q.name, q.definition, NULL, q.index_type, wanted);
-            changed := changed || q.name;
-        ELSIF r.collection_ids IS DISTINCT FROM wanted THEN
-            UPDATE queryables SET collection_ids = wanted WHERE id = r.id;
-            changed := changed || q.name;
+            PERFORM pgstac.upsert_queryable(q.name, q.definition, NULL, q.index_type, wanted);
+            changed := pg_catalog.array_append(changed, q.name);
+        ELSIF pg_catalog.array_to_string(r.collection_ids, chr(1))
+              IS DISTINCT FROM pg_catalog.array_to_string(wanted, chr(1)) THEN
+            UPDATE pgstac.queryables SET collection_ids = wanted WHERE id = r.id;
+            changed := pg_catalog.array_append(changed, q.name);
         END IF;
     END LOOP;
-    IF cardinality(changed) > 0 AND wanted IS NOT NULL THEN
+    IF pg_catalog.cardinality(changed) > 0 AND wanted IS NOT NULL THEN
         -- pgSTAC indexes the partitions a queryable gains, and leaves those it loses
-        PERFORM maintain_index(i.partition, i.indexname, NULL, true, false)
-        FROM queryable_indexes('items', false) i
+        PERFORM pgstac.maintain_index(i.partition, i.indexname, NULL, true, false)
+        FROM pgstac.queryable_indexes('items', false) i
         WHERE i.queryable_id IS NULL AND EXISTS (
-            SELECT FROM jsonb_to_recordset({sql_literal(defs)}::jsonb) AS x(name text)
-            WHERE strpos(i.existing_idx, quote_literal(x.name)) > 0
+            SELECT FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+                AS x(name text)
+            WHERE pg_catalog.strpos(i.existing_idx, pg_catalog.quote_literal(x.name)) > 0
         );
     END IF;
     RETURN changed;
@@ -157,14 +187,17 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION eomatch.follow_matchup_collections() FROM PUBLIC;
+GRANT USAGE ON SCHEMA eomatch TO pgstac_admin;
+ALTER FUNCTION eomatch.sync_matchup_queryables() OWNER TO pgstac_admin;
+ALTER FUNCTION eomatch.follow_matchup_collections() OWNER TO pgstac_admin;
 
 CREATE OR REPLACE TRIGGER eomatch_matchup_queryables
-AFTER INSERT OR DELETE ON pgstac.collections
+AFTER INSERT OR UPDATE OR DELETE ON pgstac.collections
 FOR EACH STATEMENT EXECUTE FUNCTION eomatch.follow_matchup_collections();
 """
 
 
-def sql_literal(value: str) -> str:
+def _sql_literal(value: str) -> str:
     """A SQL string literal of a constant rendered into the trigger's function."""
     return "'" + value.replace("'", "''") + "'"
 
@@ -177,7 +210,7 @@ collections, drops their indexes from other partitions) and the statement trigge
 
 GEOMETRY_TIME_INDEX_SQL = (
     "CREATE INDEX IF NOT EXISTS eomatch_items_geometry_time ON pgstac.items "
-    "USING gist (geometry, tstzrange(datetime, end_datetime, '[]'))"
+    f"USING gist (geometry, ({ITEM_TIME_RANGE}))"
 )
 """The partitioned (geometry, time range) index bbox + datetime searches use."""
 

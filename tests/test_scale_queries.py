@@ -8,8 +8,10 @@ Python over the generated items picks: bbox + datetime, collection + CQL2 on
 the matchup -> event -> products link walk of ``eomatch query``. Correctness, not speed.
 
 The property indexes :mod:`eomatch.io.pgstac_tuning` installs at ``db init`` exist on every
-items partition (partitions made after the install included), the CQL2 shape's SQL uses them,
-and installing again changes nothing.
+matchup partition and no other (partitions made after the install included, and after a
+migrate from when they were on all), the CQL2 shape's SQL uses them, and installing again
+changes nothing; so does its geometry-time index, on every partition. pgSTAC's SQL carries no
+infinite time bound, and the servers keep their files open.
 """
 
 from __future__ import annotations
@@ -393,6 +395,17 @@ def test_the_pgstac_edits_are_made_once(scale: dict[str, Any]) -> None:
         conn.rollback()  # the module's database stays as db init left it, whatever happened
 
 
+def _year_partitioned(conn: Any, like: dict[str, Any]) -> None:
+    """Collection ``by-year`` partitioned by year, holding a copy of ``like`` (id ``one``)."""
+    coll = dict(next(iter(synth.collections(SATS))))
+    coll["id"] = "by-year"
+    conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
+    conn.execute("UPDATE collections SET partition_trunc = 'year' WHERE id = 'by-year'")
+    item = json.loads(json.dumps(like))
+    item["collection"], item["id"] = "by-year", "one"
+    conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+
+
 def _chunks(conn: Any, where: str) -> tuple[list[tuple[Any, Any]], bool]:
     """pgSTAC's chunks of a search's WHERE clause, and whether it ran its EXPLAIN for them."""
     notes: list[str] = []
@@ -425,13 +438,7 @@ def test_the_chunker_skips_its_explain_while_no_partition_has_a_time_range(
         assert rows == [("-infinity", "infinity")]
         assert not explained
         # a collection partitioned by year, with one item: its partition has a time range
-        coll = dict(next(iter(synth.collections(SATS))))
-        coll["id"] = "by-year"
-        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
-        conn.execute("UPDATE collections SET partition_trunc = 'year' WHERE id = 'by-year'")
-        item = json.loads(json.dumps(items[0]))
-        item["collection"], item["id"] = "by-year", "one"
-        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+        _year_partitioned(conn, items[0])
         rows, explained = _chunks(conn, "collection = 'by-year'")
         assert explained
         assert len(rows) == 1
@@ -479,13 +486,7 @@ def test_searches_carry_no_infinite_time_bound(scale: dict[str, Any]) -> None:
             closed = ".." not in dt  # the overlap also as the geometry-time index reads it
             assert (f"({ITEM_TIME_RANGE}) && tstzrange('{_iso(lo)[:10]}" in query) == closed
         # a year-partitioned collection: its chunk keeps both bounds
-        coll = dict(next(iter(synth.collections(SATS))))
-        coll["id"] = "by-year"
-        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
-        conn.execute("UPDATE collections SET partition_trunc = 'year' WHERE id = 'by-year'")
-        item = json.loads(json.dumps(items[0]))
-        item["collection"], item["id"] = "by-year", "one"
-        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+        _year_partitioned(conn, items[0])
         year = _times(items[0])[0].year
         queries = _queries(conn, {"collections": ["by-year"]})
         assert len(queries) == 1

@@ -50,7 +50,7 @@ from psycopg import sql
 
 from eomatch.core.products import EVENTS_PREFIX, PAIR_SEPARATOR
 from eomatch.core.vocabulary import COLLOCATION_AREA_PROP, TIME_DIFF_ABS_PROP
-from eomatch.io.thirdparty import ITEM_TIME_RANGE
+from eomatch.io.thirdparty import ITEM_TIME_RANGE, sql_literal
 
 __all__ = [
     "GEOMETRY_TIME_INDEX_SQL",
@@ -113,6 +113,7 @@ def _matchup_queryables_sql() -> str:
 CREATE OR REPLACE FUNCTION eomatch.sync_matchup_queryables() RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pgstac, public AS $fn$
 DECLARE
+    defs jsonb := {sql_literal(defs)};
     wanted text[];
     q record;
     r record;
@@ -124,11 +125,11 @@ BEGIN
         wanted := (
             SELECT pgstac.canonical_collection_ids(pg_catalog.array_agg(c.id))
             FROM pgstac.collections c
-            WHERE NOT pg_catalog.starts_with(c.id, {_sql_literal(EVENTS_PREFIX)})
-              AND pg_catalog.strpos(c.id, {_sql_literal(PAIR_SEPARATOR)}) > 0
+            WHERE NOT pg_catalog.starts_with(c.id, {sql_literal(EVENTS_PREFIX)})
+              AND pg_catalog.strpos(c.id, {sql_literal(PAIR_SEPARATOR)}) > 0
         );
         EXIT WHEN locked OR NOT EXISTS (
-            SELECT FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+            SELECT FROM pg_catalog.jsonb_to_recordset(defs)
                 AS x(name text)
             WHERE NOT EXISTS (
                 SELECT FROM pgstac.queryables g
@@ -141,7 +142,7 @@ BEGIN
         -- then read the list again, so two pairs added at once both end up in it
         PERFORM FROM pgstac.queryables g
         WHERE g.name IN (
-            SELECT x.name FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+            SELECT x.name FROM pg_catalog.jsonb_to_recordset(defs)
                 AS x(name text)
         )
         ORDER BY g.id FOR UPDATE;
@@ -150,7 +151,7 @@ BEGIN
     IF NOT locked THEN
         RETURN changed;  -- nothing to do: no lock taken (most collection writes)
     END IF;
-    FOR q IN SELECT * FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+    FOR q IN SELECT * FROM pg_catalog.jsonb_to_recordset(defs)
                  AS x(name text, definition jsonb, index_type text) LOOP
         SELECT * INTO r FROM pgstac.queryables g WHERE g.name = q.name ORDER BY g.id LIMIT 1;
         IF NOT FOUND OR r.definition::text IS DISTINCT FROM q.definition::text
@@ -169,7 +170,7 @@ BEGIN
         PERFORM pgstac.maintain_index(i.partition, i.indexname, NULL, true, false)
         FROM pgstac.queryable_indexes('items', false) i
         WHERE i.queryable_id IS NULL AND EXISTS (
-            SELECT FROM pg_catalog.jsonb_to_recordset({_sql_literal(defs)}::jsonb)
+            SELECT FROM pg_catalog.jsonb_to_recordset(defs)
                 AS x(name text)
             WHERE pg_catalog.strpos(i.existing_idx, pg_catalog.quote_literal(x.name)) > 0
         );
@@ -197,15 +198,10 @@ FOR EACH STATEMENT EXECUTE FUNCTION eomatch.follow_matchup_collections();
 """
 
 
-def _sql_literal(value: str) -> str:
-    """A SQL string literal of a constant rendered into the trigger's function."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 MATCHUP_QUERYABLES_SQL = _matchup_queryables_sql()
 """``eomatch.sync_matchup_queryables()`` (registers :data:`INDEXED_QUERYABLES` for the matchup
 collections, drops their indexes from other partitions) and the statement trigger on
-``pgstac.collections`` that runs it after every insert and delete of collections."""
+``pgstac.collections`` that runs it after every insert, update and delete of collections."""
 
 
 GEOMETRY_TIME_INDEX_SQL = (

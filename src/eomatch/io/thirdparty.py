@@ -41,6 +41,7 @@ __all__ = [
     "FunctionEdit",
     "PGSTAC_SCHEMA",
     "PINS",
+    "sql_literal",
     "Internal",
     "install_module_global",
     "internal_problems",
@@ -349,7 +350,9 @@ does not check: such a row is the unbounded range (kept, the comparisons decide)
 error."""
 
 
-def _plpgsql_literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """A SQL (and PL/pgSQL) string literal of a constant rendered into a function's text
+    (psycopg's own quoting needs the ``service`` extra, which this module must not import)."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -374,7 +377,7 @@ OPEN_INTERVAL = FunctionEdit(
         "        IF sdate > '-infinity' AND edate < 'infinity' AND sdate <= edate THEN\n"
         "            where_segments := where_segments || format(\n"
         "                ' (%s) && tstzrange(%L::timestamptz, %L::timestamptz, %L) ',\n"
-        f"                {_plpgsql_literal(ITEM_TIME_RANGE)}, sdate, edate, '[]');\n"
+        f"                {sql_literal(ITEM_TIME_RANGE)}, sdate, edate, '[]');\n"
         "        END IF;"
     ),
     count=1,

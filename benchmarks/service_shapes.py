@@ -13,7 +13,8 @@ for it. Units are drawn (seeded) from what the database holds, so every search f
 * ``link walk``: 100 matchups of one collection in a 30-day window, then their events and
   products with ``collections`` + ``ids``, built by ``eomatch query``'s own
   :func:`eomatch.workflows.query.linked_searches` (so the benchmark times the requests the
-  client makes: two a unit here; until 2026-12-06 one per linked collection, three or four).
+  client makes: two a unit here, the events' limited to the time the matchups span; until
+  2026-12-06 one per linked collection, three or four).
 
 Measured three ways in one run: one client sending units back to back (p50/p95 of a unit),
 ten clients (wrk; units/s), and the same searches as pgSTAC's own ``search()`` SQL over
@@ -165,17 +166,22 @@ def build_units(conn: Any, n: int = 24, seed: int = 4) -> dict[str, list[Unit]]:
         window = f"{_iso(start)}/{_iso(start + timedelta(days=30))}"
         page: Body = {"collections": [coll], "datetime": window, "limit": 100}
         rows = conn.execute(
-            "SELECT content->'links' FROM pgstac.items WHERE collection = %s "
-            "AND datetime <= %s AND end_datetime >= %s ORDER BY datetime DESC, id DESC LIMIT 100",
+            "SELECT content->'links', datetime, end_datetime FROM pgstac.items "
+            "WHERE collection = %s AND datetime <= %s AND end_datetime >= %s "
+            "ORDER BY datetime DESC, id DESC LIMIT 100",
             (coll, start + timedelta(days=30), start),
         ).fetchall()
         wanted: dict[str, set[str]] = {}
-        for (links,) in rows:
+        for links, _, _ in rows:
             for link in links or []:
                 parts = str(link.get("href", "")).split("/")
                 if link.get("rel") in ("related", "derived_from") and len(parts) == 4:
                     wanted.setdefault(parts[1], set()).add(parts[3])
-        unit = [page, *linked_searches(wanted)]
+        spans = [(t0, t1) for _, t0, t1 in rows]
+        spanned = (
+            f"{_iso(min(t for t, _ in spans))}/{_iso(max(t for _, t in spans))}" if rows else None
+        )
+        unit = [page, *linked_searches(wanted, window=spanned)]
         out["link walk"].append(unit)
     return out
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pytest
 
 from eomatch.core.products import SensorKey
@@ -222,6 +223,45 @@ def test_gzip_answers_within_the_limit_are_read() -> None:
     headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
     with serve_scripted(provider(lambda s: Reply(200, body, headers))) as home:
         assert len(source(home.url).search(S2A, EUROPE, *MAY)) == 1
+
+
+def test_a_brotli_bomb_is_stopped_after_the_decompressed_limit() -> None:
+    """br is decoded in bounded steps too (brotli's ``output_buffer_limit``)."""
+    bomb = brotli.compress(b" " * (64 << 20), quality=5)  # 64 MiB of spaces, a few kB
+    assert len(bomb) < 200_000
+    headers = {"Content-Encoding": "br", "Content-Type": "application/json"}
+    with serve_scripted(provider(lambda s: Reply(200, bomb, headers))) as home:
+        src = source(home.url, max_response_bytes=1 << 20)
+        src.client()
+        tracemalloc.start()
+        try:
+            one_line_error(lambda: src.search(S2A, EUROPE, *MAY), r"larger than 1048576 bytes \(de")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak} bytes: the bomb was inflated"
+
+
+def test_br_answers_are_asked_for_and_read_whole() -> None:
+    """Every session asks for br first; a br answer of several reads and several output
+    buffers (2 MB of items, 1 MB a step) is read whole, and a corrupt one is one line."""
+    body = json.dumps(page([item(i) for i in range(800)])).encode()
+    assert len(body) > 1 << 20
+    headers = {"Content-Encoding": "br", "Content-Type": "application/json"}
+    compressed = brotli.compress(body, quality=1)
+    seen: list[str] = []
+
+    def reply(s: Seen) -> Reply:
+        seen.append({k.lower(): v for k, v in s.headers.items()}.get("accept-encoding", ""))
+        return Reply(200, compressed, headers)
+
+    with serve_scripted(provider(reply)) as home:
+        assert len(source(home.url).search(S2A, EUROPE, *MAY)) == 800
+    assert seen, seen
+    assert seen[0].startswith("br"), seen
+    corrupt = compressed[:100] + bytes(64) + compressed[164:]
+    with serve_scripted(provider(lambda s: Reply(200, corrupt, headers))) as home:
+        one_line_error(lambda: source(home.url).search(S2A, EUROPE, *MAY), "corrupt br body")
 
 
 # --- total time of a search ---------------------------------------------------------------------

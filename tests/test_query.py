@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from eomatch.workflows.query import item_ref, query_catalogue, select_collection
 from matchup_api_server import (
     MatchupApi,
     SourceCatalogue,
+    read_catalogue,
     serve,
     source_catalogue,
 )
@@ -153,6 +155,39 @@ def test_fetches_linked_items_in_bulk(source, internal, tmp_path):
     matchup_pages = [s for s in searches if "ids" not in s]
     assert len(matchup_pages) == -(-len(kinds["matchup"]) // 5)
     assert len(searches) < len(kinds["product"])  # requests per page, not per item
+
+
+def test_events_are_asked_for_within_their_matchups_time_and_again_without(source, tmp_path):
+    """Events are asked for with the interval their page's matchups span (a server tests
+    every id against every listed collection; the interval narrows that to a few). An event
+    the interval misses (an API whose events do not span their matchups) is asked for again
+    without it: nothing is left out."""
+    collections, items = read_catalogue(source.root)
+    events = [it for it in items if si.collection_kind(it["collection"]) == "event"]
+    moved = events[0]
+    props = moved["properties"]
+    for key in ("datetime", "start_datetime", "end_datetime"):
+        if props.get(key):
+            props[key] = si.format_datetime(si.parse_datetime(props[key]) + timedelta(days=400))
+    with serve(MatchupApi()) as api:
+        api.load(collections, items)
+        summary = query_catalogue(api.url, tmp_path / "pulled", limit=4)
+        searches = api.search_requests()
+    kinds = _kinds(source.root)
+    assert summary.matchups.new == len(kinds["matchup"])
+    assert summary.skipped == 0
+    assert _kinds(tmp_path / "pulled") == kinds
+    by_ids = [s for s in searches if "ids" in s]
+    windowed = [s for s in by_ids if "datetime" in s]
+    assert windowed
+    assert all(c.startswith("matchup-events-") for s in windowed for c in s["collections"])
+    products = [s for s in by_ids if not s["collections"][0].startswith("matchup-events-")]
+    assert products
+    assert all("datetime" not in s for s in products)
+    # the moved event: once within its page's interval (missed), then without one
+    asked = [s for s in by_ids if moved["id"] in s["ids"]]
+    assert ["datetime" in s for s in asked] == [True, False]
+    assert asked[1]["ids"] == [moved["id"]]
 
 
 def test_any_page_size_the_server_allows(source, tmp_path):

@@ -240,3 +240,22 @@ def test_bad_settings_are_one_line_naming_the_variable(
     with pytest.raises(ConfigError, match=f"^{name}=") as err:
         read_settings(ApiSettings)
     assert "\n" not in str(err.value)
+
+
+def test_answers_are_compressed_cheaply_and_once(stack: dict[str, Any]) -> None:
+    """br at a low quality for clients that take it (eomatch's own, browsers), gzip at a
+    middle level for the others, never both (each compressor leaves the other's answer alone);
+    the answer decodes to the uncompressed one. Cached and fresh answers alike. (The levels:
+    ``test_thirdparty_pins.py::test_our_middleware_sits_inside_compression``.)"""
+    for mode in ("internal", "external"):
+        api = stack[mode]
+        url = f"{api.url}/search?collections={COLL}&limit=7"
+        plain = http.get(url, headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200
+        assert "content-encoding" not in plain.headers
+        assert len(plain.content) > 1000
+        for accept, coding in (("br", "br"), ("gzip", "gzip"), ("gzip, deflate, br", "br")):
+            for _ in range(2):  # a miss, then a hit
+                r = http.get(url, headers={"Accept-Encoding": accept})
+                assert r.headers.get("content-encoding") == coding, (mode, accept, r.headers)
+                assert r.json() == plain.json()

@@ -34,7 +34,7 @@ from shapely.geometry import box, shape
 from eomatch.core.stac_items import collection_kind
 from eomatch.io.pgstac_tuning import INDEXED_QUERYABLES, install_tuning
 from eomatch.io.thirdparty import ITEM_TIME_RANGE
-from eomatch.workflows.query import IDS_PER_REQUEST, linked_searches
+from eomatch.workflows.query import IDS_PER_REQUEST, linked_searches, page_window
 from service_fixtures import *  # noqa: F403
 from service_fixtures import _new_db, api_pair_in_process, http
 
@@ -244,14 +244,25 @@ def test_link_walk(scale: dict[str, Any], mode: str) -> None:
         assert sorted(map(tuple, refs)) == sorted(expected)
         for c, i in refs:
             wanted.setdefault(c, set()).add(i)
-    searches = linked_searches(wanted)
-    assert len(searches) == -(-sum(map(len, wanted.values())) // IDS_PER_REQUEST)
+    window = page_window(page)
+    assert window is not None
+    searches = linked_searches(wanted, window=window)
+    n_events = sum(len(v) for c, v in wanted.items() if c.startswith("matchup-events-"))
+    n_products = sum(map(len, wanted.values())) - n_events
+    # products, then events in bodies of their own, limited to the time the matchups span
+    assert len(searches) == -(-n_products // IDS_PER_REQUEST) + -(-n_events // IDS_PER_REQUEST)
     assert any(len(b["collections"]) > 1 for b in searches)
+    for body in searches:
+        events = {c.startswith("matchup-events-") for c in body["collections"]}
+        assert len(events) == 1
+        assert body.get("datetime") == (window if events == {True} else None)
     fetched: dict[str, str] = {}
     for body in searches:
         got = _search(
             api,
-            {k: ",".join(body[k]) for k in ("collections", "ids")} | {"limit": str(body["limit"])},
+            {k: ",".join(body[k]) for k in ("collections", "ids")}
+            | {"limit": str(body["limit"])}
+            | ({"datetime": body["datetime"]} if "datetime" in body else {}),
         )
         assert len(got) == body["limit"]
         fetched.update({f["id"]: f["collection"] for f in got})

@@ -74,13 +74,19 @@ def test_the_pgstac_schema_is_the_pinned_one_and_still_has_what_we_redefine() ->
         f"{migration.name} no longer declares {thirdparty.BBOX_GEOM_SIGNATURE!r}"
     )
     assert "pgstac.bbox_geom(_bbox jsonb) RETURNS geometry" in thirdparty.BBOX_2D_SQL
-    # each edit of PGSTAC_EDITS still finds what it edits, as often, in its function there
+    # each edit of PGSTAC_EDITS still finds what it edits, as often, in its function there,
+    # made in turn as edit_pgstac_functions makes them (an edit may edit an earlier one's text)
+    bodies: dict[str, str] = {}
     for edit in thirdparty.PGSTAC_EDITS:
         name = edit.function.split(".")[1].split("(")[0]
-        start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
-        body = text[start : text.index("$$ LANGUAGE", text.index("AS $$", start) + 5)]
+        if name not in bodies:
+            start = text.index(f"CREATE OR REPLACE FUNCTION {name}(")
+            bodies[name] = text[start : text.index("$$ LANGUAGE", text.index("AS $$", start) + 5)]
+        body = bodies[name]
         assert len(re.findall(edit.pattern, body)) == edit.count, (edit.function, body)
         assert edit.done not in body
+        bodies[name] = re.sub(edit.pattern, edit.replacement, body)
+        assert edit.done in bodies[name]
     assert "collection = convert_from(decode(_parts[2], 'hex'), 'UTF8')" in text
     assert "id = convert_from(decode(_parts[3], 'hex'), 'UTF8')" in text
     # what the chunker shortcut stands for: the chunks come from partition_dtrange, by month
@@ -120,3 +126,15 @@ def test_our_middleware_sits_inside_compression() -> None:
     assert names[at] == "BrotliMiddleware"
     assert names.index("ApiKeyMiddleware") < at, names
     assert names.index("BodyGuard") < at, names
+    # compression cheaper than the libraries' defaults (br quality 4, gzip level 9), gzip by
+    # Starlette's middleware just outside brotli-asgi's (whose own fallback has no level)
+    from brotli_asgi import BrotliMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from eomatch.service.app import BROTLI_QUALITY, GZIP_LEVEL
+
+    layers = [(m.cls, m.kwargs) for m in app.user_middleware]
+    assert layers[at] == (BrotliMiddleware, {"quality": BROTLI_QUALITY, "gzip_fallback": False})
+    assert layers[at - 1] == (GZipMiddleware, {"compresslevel": GZIP_LEVEL})
+    assert BROTLI_QUALITY < 4
+    assert GZIP_LEVEL < 9

@@ -33,6 +33,10 @@ __all__ = [
     "INTERNALS",
     "ITEM_TIME_RANGE",
     "OPEN_INTERVAL",
+    "RANGE_WITH_GEOMETRY",
+    "TOKEN_BOUND_DECLARE",
+    "TOKEN_BOUND_SET",
+    "TOKEN_BOUND_USE",
     "CHUNKER_SHORTCUT",
     "CHUNK_BOUNDS",
     "CHUNK_SLOT",
@@ -403,12 +407,77 @@ CHUNK_BOUNDS = FunctionEdit(
     done="/* eomatch: finite bounds only */",
 )
 
+# The range clause above serves the (geometry, time range) index, so only searches with a
+# spatial filter get it. Without one it only misleads the planner: its selectivity multiplies
+# that of the two comparisons expressing the same overlap, and a datetime-sorted page of a
+# wide window (``eomatch query``: 78 matchup collections, 1.5 years) was estimated at 735 rows
+# instead of 36 000, so PostgreSQL read every remaining row of the window and sorted them
+# (73 ms) instead of merging the partitions' datetime indexes (12 ms). Made after
+# OPEN_INTERVAL, on its text (a database edited before this edit existed gets it too).
+RANGE_WITH_GEOMETRY = FunctionEdit(
+    function="pgstac.stac_search_to_where(jsonb)",
+    pattern=re.escape("IF sdate > '-infinity' AND edate < 'infinity' AND sdate <= edate THEN"),
+    replacement=(
+        "IF sdate > '-infinity' AND edate < 'infinity' AND sdate <= edate\n"
+        "            AND (j ? 'bbox' OR j ? 'intersects') -- eomatch: with a spatial filter only\n"
+        "        THEN"
+    ),
+    count=1,
+    done="-- eomatch: with a spatial filter only",
+)
+
+# A paging token becomes ``(datetime < T) OR (datetime = T AND collection < C) OR ...``: an OR
+# no index can start from, so each page's index scans began at the window's end and skipped
+# every row of the pages before (a pull of 100 000 matchups: 100 pages, each reading further).
+# Every branch implies ``datetime <= T`` (the first sort key against its token value), so that
+# bound is added as its own conjunct: the rows are the same, the scans start at the token. The
+# other direction (``>``) allows NULLs in pgSTAC's filter, so it is bounded only for the two
+# NOT NULL time columns. A page of ``eomatch query`` at 1M items: execution 12.5 -> 3.1 ms.
+TOKEN_BOUND_DECLARE = FunctionEdit(
+    function="pgstac.get_token_filter(jsonb,pgstac.items,boolean,boolean,text[])",
+    pattern=r"(token_where text;)(\s*\nBEGIN)",  # pypgstac's migrations double each newline
+    replacement="\\1\n    firstbound text; -- eomatch: the first sort key's bound\\2",
+    count=1,
+    done="-- eomatch: the first sort key's bound",
+)
+TOKEN_BOUND_SET = FunctionEdit(
+    function="pgstac.get_token_filter(jsonb,pgstac.items,boolean,boolean,text[])",
+    pattern=r"(\n\s*)(RAISE DEBUG 'ORFILTER: %', orfilter;)",
+    replacement=(
+        "\\1-- eomatch: every branch of the filter implies this bound of the first key"
+        "\\1IF sort._row = 1 AND sort._val IS NOT NULL THEN"
+        "\\1    IF (prev AND sort._dir = 'ASC') OR (NOT prev AND sort._dir = 'DESC') THEN"
+        "\\1        firstbound := format('%s <= %s', sort._field, sort._val);"
+        "\\1    ELSIF sort._field IN ('datetime', 'end_datetime') THEN"
+        "\\1        firstbound := format('%s >= %s', sort._field, sort._val);"
+        "\\1    END IF;"
+        "\\1END IF;"
+        "\\1\\2"
+    ),
+    count=1,
+    done="-- eomatch: every branch of the filter implies this bound of the first key",
+)
+TOKEN_BOUND_USE = FunctionEdit(
+    function="pgstac.get_token_filter(jsonb,pgstac.items,boolean,boolean,text[])",
+    pattern=re.escape("token_where := concat('(',coalesce(output,'true'),')');"),
+    replacement=(
+        "token_where := concat_ws(' AND ', firstbound, /* eomatch: bound first */\n"
+        "        concat('(',coalesce(output,'true'),')'));"
+    ),
+    count=1,
+    done="/* eomatch: bound first */",
+)
+
 PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
     TOKEN_LOOKUP,
     CHUNKER_SHORTCUT,
     OPEN_INTERVAL,
+    RANGE_WITH_GEOMETRY,
     CHUNK_SLOT,
     CHUNK_BOUNDS,
+    TOKEN_BOUND_DECLARE,
+    TOKEN_BOUND_SET,
+    TOKEN_BOUND_USE,
 )
 """The edits :func:`edit_pgstac_functions` makes (``eomatch db init``/migrate)."""
 

@@ -38,6 +38,7 @@ import asyncpg
 import jsonpatch
 import jsonpointer
 import orjson
+from brotli_asgi import BrotliMiddleware
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -46,6 +47,7 @@ from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings, Setting
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, con_init
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -509,9 +511,32 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     if origin is not None:
         # outermost: no other part may see the client's Host or Forwarded headers
         app.user_middleware.insert(0, Middleware(PublicOriginMiddleware, *origin))
+    _cheaper_compression(app)
     app.state.eomatch_mode = the_mode
     result: FastAPI = app
     return result
+
+
+BROTLI_QUALITY = 1
+"""Brotli quality of the answers (brotli-asgi's default is 4). A page of 1000 matchups,
+1.7 MB of JSON: quality 4 takes 9.7 ms for a ratio of 14.2, quality 1 2.3 ms for 11.3."""
+GZIP_LEVEL = 4
+"""gzip level for clients that do not take br (brotli-asgi's fallback, Starlette's default: 9).
+The same page: level 9 takes 30 ms for a ratio of 13.4, level 4 12 ms for 11.9; at level 9 a
+pull of 100 000 matchups spent half the API's CPU compressing."""
+
+
+def _cheaper_compression(app: FastAPI) -> None:
+    """stac-fastapi's BrotliMiddleware at :data:`BROTLI_QUALITY`, and gzip at
+    :data:`GZIP_LEVEL` by Starlette's GZipMiddleware just outside it (its own fallback has no
+    level). Each leaves alone an answer the other encoded."""
+    at = middleware_index(app, "BrotliMiddleware")
+    if at == len(app.user_middleware):
+        return
+    app.user_middleware[at] = Middleware(
+        BrotliMiddleware, quality=BROTLI_QUALITY, gzip_fallback=False
+    )
+    app.user_middleware.insert(at, Middleware(GZipMiddleware, compresslevel=GZIP_LEVEL))
 
 
 async def _db_down_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import psycopg
 import pytest
@@ -392,6 +393,60 @@ def test_a_paging_token_is_found_by_index_in_its_partition(
     )
 
 
+def _pages(api: Any, first: str, rel: str) -> list[list[str]]:
+    """Ids of each page from ``first`` on, following ``rel`` links."""
+    out = []
+    url: str | None = first
+    while url is not None:
+        r = http.get(url)
+        assert r.status_code == 200, r.text
+        out.append([f["id"] for f in r.json()["features"]])
+        url = next((x["href"] for x in r.json()["links"] if x["rel"] == rel), None)
+    return out
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_paging_tokens_bound_the_first_sort_key(scale: dict[str, Any], mode: str) -> None:
+    """A token's filter, ``(datetime < T) OR (datetime = T AND ...)``, is an OR no index can
+    start from: each page of a sorted window scanned everything the pages before it had
+    returned (TOKEN_BOUND_*). Its SQL now also says ``datetime <= T`` (``>=`` going up), and
+    paging down, up and back gives every item of the window once, in order."""
+    db, items, api = scale["db"], scale["items"], scale[mode]
+    lo = min(_times(it)[0] for it in items) + timedelta(days=300)
+    hi = lo + timedelta(days=400)
+    keep = {it["id"]: _times(it)[0] for it in items if _times(it)[1] >= lo and _times(it)[0] <= hi}
+    assert len(keep) > 300
+    window = f"{_iso(lo)}/{_iso(hi)}"
+    for sortby in ("-datetime", "+datetime"):
+        query = urlencode({"datetime": window, "limit": "97", "sortby": sortby})
+        down = _pages(api, f"{api.url}/search?{query}", "next")
+        ids = [i for page in down for i in page]
+        assert sorted(ids) == sorted(keep)  # each once
+        times = [keep[i] for i in ids]
+        assert times == sorted(times, reverse=sortby == "-datetime")
+        # and back from the last page by its prev links: the same pages
+        r = http.get(f"{api.url}/search?{query}")
+        for _ in down[1:]:
+            r = http.get(next(x["href"] for x in r.json()["links"] if x["rel"] == "next"))
+        last = next(x["href"] for x in r.json()["links"] if x["rel"] == "previous")
+        up = _pages(api, last, "previous")
+        assert up[::-1] == down[:-1]
+    with psycopg.connect(db.role().conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        for direction, op in (("desc", "<"), ("asc", ">")):
+            body = {"datetime": window, "limit": 5,
+                    "sortby": [{"field": "datetime", "direction": direction}]}  # fmt: skip
+            page = conn.execute("SELECT search(%s::jsonb)", (json.dumps(body),)).fetchone()
+            assert page is not None
+            href = next(x["href"] for x in page[0]["links"] if x["rel"] == "next")
+            token = unquote(href.split("token=")[1])
+            (query,) = _queries(conn, {**body, "token": token})
+            # the token's own time, T: "(datetime < T) OR ..." and now "datetime <= T AND"
+            found = re.search(rf"\(datetime {op} ('[^']+')\)", query)
+            assert found is not None, query[-600:]
+            assert f"datetime {op}= {found.group(1)} AND " in query, query[-600:]
+
+
 def test_the_pgstac_edits_are_made_once(scale: dict[str, Any]) -> None:
     from eomatch.io.thirdparty import PGSTAC_EDITS, edit_pgstac_functions
 
@@ -493,7 +548,10 @@ def test_searches_carry_no_infinite_time_bound(scale: dict[str, Any]) -> None:
             assert "infinity" not in query
             assert ("end_datetime >= " in query) == (not dt.startswith(".."))
             assert ("datetime <= " in query) == (not dt.endswith(".."))
-            closed = ".." not in dt  # the overlap also as the geometry-time index reads it
+            assert ITEM_TIME_RANGE not in query  # without a bbox (RANGE_WITH_GEOMETRY)
+            # with one, a closed interval's overlap also as the geometry-time index reads it
+            (query,) = _queries(conn, {**body, "bbox": [-180, -90, 180, 90]})
+            closed = ".." not in dt
             assert (f"({ITEM_TIME_RANGE}) && tstzrange('{_iso(lo)[:10]}" in query) == closed
         # a year-partitioned collection: its chunk keeps both bounds
         _year_partitioned(conn, items[0])
@@ -621,6 +679,9 @@ def test_bbox_and_datetime_use_the_geometry_time_index(scale: dict[str, Any]) ->
         conn.rollback()
 
 
+INTERVAL = "2019-01-01T00:00:00Z/2022-01-01T00:00:00Z"
+
+
 def test_collection_search_with_a_reversed_extent(scale: dict[str, Any]) -> None:
     """The datetime clause also searches collections, whose temporal extents pgSTAC does not
     check: one that ends before it starts must not make the range clause fail the search."""
@@ -635,7 +696,8 @@ def test_collection_search_with_a_reversed_extent(scale: dict[str, Any]) -> None
         conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
         found = conn.execute(
             "SELECT collection_search(%s::jsonb)",
-            (json.dumps({"datetime": "2019-01-01T00:00:00Z/2022-01-01T00:00:00Z", "limit": 500}),),
+            # bbox + closed interval: the range clause (the CASE) is in the collection search
+            (json.dumps({"bbox": [-180, -90, 180, 90], "limit": 500, "datetime": INTERVAL}),),
         ).fetchone()
         assert found is not None
         ids = {c["id"] for c in found[0]["collections"]}

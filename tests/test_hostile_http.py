@@ -202,10 +202,19 @@ def test_a_declared_oversized_body_is_refused_before_reading() -> None:
         assert len(source(home.url, max_response_bytes=len(big)).search(S2A, EUROPE, *MAY)) == 50
 
 
-def test_a_gzip_bomb_is_stopped_after_the_decompressed_limit() -> None:
-    bomb = gzip.compress(b" " * (64 << 20), compresslevel=9)  # 64 MiB of spaces, ~64 kB
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [
+        ("gzip", lambda data: gzip.compress(data, compresslevel=9)),
+        ("br", lambda data: brotli.compress(data, quality=5)),  # output_buffer_limit steps
+    ],
+)
+def test_a_compression_bomb_is_stopped_after_the_decompressed_limit(
+    coding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    bomb = compress(b" " * (64 << 20))  # 64 MiB of spaces, ~64 kB (gzip) or a few (br)
     assert len(bomb) < 200_000
-    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
     with serve_scripted(provider(lambda s: Reply(200, bomb, headers))) as home:
         src = source(home.url, max_response_bytes=1 << 20)
         src.client()
@@ -223,23 +232,6 @@ def test_gzip_answers_within_the_limit_are_read() -> None:
     headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
     with serve_scripted(provider(lambda s: Reply(200, body, headers))) as home:
         assert len(source(home.url).search(S2A, EUROPE, *MAY)) == 1
-
-
-def test_a_brotli_bomb_is_stopped_after_the_decompressed_limit() -> None:
-    """br is decoded in bounded steps too (brotli's ``output_buffer_limit``)."""
-    bomb = brotli.compress(b" " * (64 << 20), quality=5)  # 64 MiB of spaces, a few kB
-    assert len(bomb) < 200_000
-    headers = {"Content-Encoding": "br", "Content-Type": "application/json"}
-    with serve_scripted(provider(lambda s: Reply(200, bomb, headers))) as home:
-        src = source(home.url, max_response_bytes=1 << 20)
-        src.client()
-        tracemalloc.start()
-        try:
-            one_line_error(lambda: src.search(S2A, EUROPE, *MAY), r"larger than 1048576 bytes \(de")
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-    assert peak < 16 << 20, f"peak {peak} bytes: the bomb was inflated"
 
 
 def test_br_answers_are_asked_for_and_read_whole() -> None:

@@ -277,7 +277,8 @@ class _Decoder:
             out.append(self._count(chunk))
             buf = b""  # what was not consumed is held by the decompressor
             # a full buffer may leave output behind; so may a decompressor refusing input
-            if len(chunk) < room and self._obj.can_accept_more_data():
+            # (an empty step means nothing is left: never loop on a finished stream)
+            if not chunk or (len(chunk) < room and self._obj.can_accept_more_data()):
                 return b"".join(out)
 
     def flush(self) -> bytes:

@@ -254,6 +254,9 @@ def test_br_answers_are_asked_for_and_read_whole() -> None:
     corrupt = compressed[:100] + bytes(64) + compressed[164:]
     with serve_scripted(provider(lambda s: Reply(200, corrupt, headers))) as home:
         one_line_error(lambda: source(home.url).search(S2A, EUROPE, *MAY), "corrupt br body")
+    cut = compressed[: len(compressed) // 2]  # a whole answer as far as HTTP can tell
+    with serve_scripted(provider(lambda s: Reply(200, cut, headers))) as home:
+        one_line_error(lambda: source(home.url).search(S2A, EUROPE, *MAY), "truncated br body")
 
 
 # --- total time of a search ---------------------------------------------------------------------

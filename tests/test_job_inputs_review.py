@@ -23,16 +23,19 @@ a real ``eomatch worker``.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import socket
 import threading
+import tracemalloc
 from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import brotli
 import pytest
 
 from eomatch.errors import InputError
@@ -419,18 +422,25 @@ def test_an_hdf5_file_naming_other_files_is_not_published(
     assert not any(b"hunter2" in p.read_bytes() for p in stored)
 
 
+_BR_BOMB = brotli.compress(bytes(256 << 20), quality=1)
+"""A few kB of br that is 256 MB decoded (made once, outside the memory measured)."""
+_GZIP_BOMB = gzip.compress(bytes(100 << 20), compresslevel=9)
+"""100 KB of gzip that is 100 MB decoded."""
+
+
 class _Hostile(SimpleHTTPRequestHandler):
     """``/endless.tif``: zeros for ever (no length); ``/bomb.tif``: 100 KB of gzip that is
-    100 MB decoded; ``/trickle.tif``: one byte every 0.2 s for ever."""
+    100 MB decoded; ``/brbomb.tif``: the same in br (its decoder in httpx has no cap on one
+    chunk's output); ``/trickle.tif``: one byte every 0.2 s for ever."""
 
     def do_GET(self) -> None:
-        import gzip
         import time
 
         self.send_response(200)
-        if self.path == "/bomb.tif":
-            body = gzip.compress(bytes(100 << 20), compresslevel=9)
-            self.send_header("Content-Encoding", "gzip")
+        if self.path in ("/bomb.tif", "/brbomb.tif"):
+            br = self.path == "/brbomb.tif"  # asked for identity, sent br all the same
+            body = _BR_BOMB if br else _GZIP_BOMB
+            self.send_header("Content-Encoding", "br" if br else "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -468,17 +478,24 @@ def test_an_api_jobs_download_is_bounded(tmp_path: Path) -> None:
     try:
         for name, why in [("endless", "larger than 4194304 bytes"),
                           ("bomb", "larger than 4194304 bytes"),
+                          ("brbomb", "larger than 4194304 bytes"),
                           ("trickle", "took longer than the 3 s allowed")]:  # fmt: skip
             scratch = tmp_path / name
             scratch.mkdir()
-            with (
-                pytest.raises(RemoteLimitError, match=why),
-                fetch_session(policy, FETCH_LIMITS) as session,
-            ):
-                fetch_source(
-                    f"{base}/{name}.tif", scratch, session=session, bounds=policy.fetch_bounds
-                )
+            tracemalloc.start()
+            try:
+                with (
+                    pytest.raises(RemoteLimitError, match=why),
+                    fetch_session(policy, FETCH_LIMITS) as session,
+                ):
+                    fetch_source(
+                        f"{base}/{name}.tif", scratch, session=session, bounds=policy.fetch_bounds
+                    )
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
             assert list(scratch.iterdir()) == []
+            assert peak < 64 << 20, f"{name}: peak {peak} bytes: decoded whole"
     finally:
         server.shutdown()
         server.server_close()

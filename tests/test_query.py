@@ -23,7 +23,7 @@ from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import asset_is_local
 from eomatch.io.http import HttpLimits
 from eomatch.workflows.products import download_products
-from eomatch.workflows.query import item_ref, query_catalogue, select_collections
+from eomatch.workflows.query import item_ref, page_window, query_catalogue, select_collections
 from matchup_api_server import (
     MatchupApi,
     SourceCatalogue,
@@ -188,6 +188,21 @@ def test_events_are_asked_for_within_their_matchups_time_and_again_without(sourc
     asked = [s for s in by_ids if moved["id"] in s["ids"]]
     assert ["datetime" in s for s in asked] == [True, False]
     assert asked[1]["ids"] == [moved["id"]]
+
+
+def test_page_window():
+    """The interval a page's matchups span; None without readable times, or when an API's
+    matchups end before they start (a reversed interval is a 400 from a STAC API)."""
+
+    def mu(start: str, end: str) -> dict:
+        return {"properties": {"datetime": start, "start_datetime": start, "end_datetime": end}}
+
+    a, b, c = "2020-01-01T00:00:00Z", "2020-01-02T00:00:00.5Z", "2020-01-03T00:00:00Z"
+    assert page_window([mu(b, c), mu(a, b)]) == f"{a}/{c}"
+    assert page_window([mu(a, b)]) == "2020-01-01T00:00:00Z/2020-01-02T00:00:00.500000Z"
+    assert page_window([]) is None
+    assert page_window([{"properties": {}}]) is None
+    assert page_window([mu(c, a)]) is None
 
 
 def test_any_page_size_the_server_allows(source, tmp_path):

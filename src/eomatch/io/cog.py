@@ -46,6 +46,7 @@ from eomatch.io.http import (
     HttpLimits,
     HttpSession,
     call_with_retries,
+    decoded_chunks,
     redact,
 )
 from eomatch.io.object_store import S3Config, S3ObjectStore
@@ -185,7 +186,10 @@ def _download_http(
     deadline = None if bounds is None else Deadline(bounds.seconds, f"download of {redact(url)}")
 
     def attempt(last: bool) -> None:
-        with http.open("GET", url, deadline=deadline) as resp:
+        # the file's own bytes: httpx would decode a Content-Encoding (br, gzip) without a cap
+        # on what it produces, ahead of the size check below
+        identity = {"Accept-Encoding": "identity"}
+        with http.open("GET", url, deadline=deadline, headers=identity) as resp:
             if resp.status_code == 404:
                 raise NotFoundError(f"{redact(url)}: not found (HTTP 404)")
             if resp.status_code in RETRY_STATUSES and not last:
@@ -196,7 +200,10 @@ def _download_http(
                 )
             written = 0
             with part.open("wb", buffering=_CHUNK) as fh:
-                for chunk in resp.iter_bytes():  # as received: a trickle still meets the checks
+                # the decoder's cap backs the bounds' check up (steps are at most ~2 MB)
+                limit = bounds.bytes + (4 << 20) if bounds is not None else 1 << 62
+                # as received (a trickle still meets the checks), decoded in bounded steps
+                for chunk in decoded_chunks(resp, limit):
                     written += len(chunk)
                     if bounds is not None:
                         bounds.check(written, url)

@@ -238,11 +238,19 @@ class _Decoder:
         return data
 
     def feed(self, data: bytes) -> bytes:
+        return b"".join(self.steps(data))
+
+    def steps(self, data: bytes) -> Iterator[bytes]:
+        """What ``data`` decodes to, in steps of at most ~1 MB (a bomb is never whole in
+        memory: each step is counted against the cap as it is made)."""
         if not self.coding:
-            return self._count(data)
-        if self.coding == "br":
-            return self._feed_brotli(data)
-        out = []
+            yield self._count(data)
+        elif self.coding == "br":
+            yield from self._brotli_steps(data)
+        else:
+            yield from self._zlib_steps(data)
+
+    def _zlib_steps(self, data: bytes) -> Iterator[bytes]:
         buf = data
         while buf:
             room = max(1, min(self.limit - self.total + 1, 1 << 20))
@@ -255,18 +263,16 @@ class _Decoder:
                     continue
                 raise NetworkError(f"{self.url}: corrupt {self.coding} body ({exc})") from None
             self._first = False
-            out.append(self._count(chunk))
+            yield self._count(chunk)
             buf = self._obj.unconsumed_tail
             if self._obj.eof and self._obj.unused_data:  # another gzip member follows
                 buf = self._obj.unused_data
                 self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
             elif not chunk and not buf:
                 break
-        return b"".join(out)
 
-    def _feed_brotli(self, data: bytes) -> bytes:
+    def _brotli_steps(self, data: bytes) -> Iterator[bytes]:
         """Brotli output in bounded steps (``output_buffer_limit``): a bomb stops at the cap."""
-        out = []
         buf = data
         while True:
             room = max(1, min(self.limit - self.total + 1, 1 << 20))
@@ -274,17 +280,32 @@ class _Decoder:
                 chunk = self._obj.process(buf, output_buffer_limit=room)
             except brotli.error as exc:
                 raise NetworkError(f"{self.url}: corrupt br body ({exc})") from None
-            out.append(self._count(chunk))
+            yield self._count(chunk)
             buf = b""  # what was not consumed is held by the decompressor
             # a full buffer may leave output behind; so may a decompressor refusing input
             # (an empty step means nothing is left: never loop on a finished stream)
             if not chunk or (len(chunk) < room and self._obj.can_accept_more_data()):
-                return b"".join(out)
+                return
 
     def flush(self) -> bytes:
         if self.coding == "br":
-            return self._feed_brotli(b"")
+            tail = self.feed(b"")
+            if not self._obj.is_finished():
+                raise NetworkError(f"{self.url}: truncated br body")
+            return tail
         return self._count(self._obj.flush()) if self.coding else b""
+
+
+def decoded_chunks(response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """The body of a streamed response, Content-Encoding decoded in steps of at most ~1 MB,
+    with :class:`~eomatch.errors.RemoteLimitError` past ``limit`` decoded bytes. httpx's
+    own decoding (``iter_bytes``) has no cap: one chunk of a br bomb becomes gigabytes."""
+    decoder = _Decoder(response.headers.get("Content-Encoding", ""), limit, str(response.url))
+    for raw in response.iter_raw():
+        yield from (step for step in decoder.steps(raw) if step)
+    tail = decoder.flush()
+    if tail:
+        yield tail
 
 
 @contextlib.contextmanager
@@ -672,6 +693,7 @@ __all__ = [
     "TransportFailure",
     "USER_AGENT",
     "call_with_retries",
+    "decoded_chunks",
     "open_following",
     "origin",
     "redact",

@@ -141,7 +141,7 @@ def page_window(matchups: Iterable[Mapping[str, Any]]) -> str | None:
             continue
         lo = start if lo is None or start < lo else lo
         hi = end if hi is None or end > hi else hi
-    if lo is None or hi is None:
+    if lo is None or hi is None or lo > hi:  # an API's matchups ending before they start
         return None
     return f"{si.format_datetime(lo)}/{si.format_datetime(hi)}"
 

@@ -22,8 +22,16 @@ from eomatch.io import atomic, catalogue_bulk, catalogue_files
 from eomatch.io.catalogue import MatchupCatalogue
 from eomatch.io.catalogue_index import asset_is_local
 from eomatch.io.http import HttpLimits
+from eomatch.workflows import query as query_module
 from eomatch.workflows.products import download_products
-from eomatch.workflows.query import item_ref, page_window, query_catalogue, select_collections
+from eomatch.workflows.query import (
+    IDS_PER_REQUEST,
+    item_ref,
+    linked_searches,
+    page_window,
+    query_catalogue,
+    select_collections,
+)
 from matchup_api_server import (
     MatchupApi,
     SourceCatalogue,
@@ -157,11 +165,37 @@ def test_fetches_linked_items_in_bulk(source, internal, tmp_path):
     assert len(searches) < len(kinds["product"])  # requests per page, not per item
 
 
-def test_events_are_asked_for_within_their_matchups_time_and_again_without(source, tmp_path):
+def test_linked_searches():
+    """Up to IDS_PER_REQUEST ids of several collections a body; a page's events in bodies of
+    their own, with its interval, once ids x collections of events reach EVENT_WINDOW_MIN."""
+    products = {"P1": {f"p{i}" for i in range(200)}, "P2": {f"q{i}" for i in range(100)}}
+    many = {f"matchup-events-{c}": {f"e{c}-{i}" for i in range(10)} for c in range(50)}
+    window = "2020-01-01T00:00:00Z/2020-01-02T00:00:00Z"
+    bodies = linked_searches({**products, **many}, window=window)
+    assert [len(b["ids"]) for b in bodies] == [250, 50, 250, 250]
+    assert [b.get("datetime") for b in bodies] == [None, None, window, window]
+    assert {i for b in bodies for i in b["ids"]} == set().union(*products.values(), *many.values())
+    for b in bodies:
+        assert b["limit"] == len(b["ids"])
+        assert b["collections"] == sorted(b["collections"])
+    # no interval, or one pair's events (one collection): mixed with the products
+    for wanted, w in (
+        ({**products, **many}, None),
+        ({**products, "matchup-events-x": {"e"}}, window),
+    ):
+        plain = linked_searches(wanted, window=w)
+        assert all("datetime" not in b for b in plain)
+        assert len(plain) == -(-sum(map(len, wanted.values())) // IDS_PER_REQUEST)
+
+
+def test_events_are_asked_for_within_their_matchups_time_and_again_without(
+    source, tmp_path, monkeypatch
+):
     """Events are asked for with the interval their page's matchups span (a server tests
     every id against every listed collection; the interval narrows that to a few). An event
     the interval misses (an API whose events do not span their matchups) is asked for again
-    without it: nothing is left out."""
+    without it: nothing is left out. (The small catalogue is below EVENT_WINDOW_MIN.)"""
+    monkeypatch.setattr(query_module, "EVENT_WINDOW_MIN", 0)
     collections, items = read_catalogue(source.root)
     events = [it for it in items if si.collection_kind(it["collection"]) == "event"]
     moved = events[0]

@@ -79,6 +79,12 @@ IDS_PER_REQUEST = 250
 is 8 requests over the ``workers`` threads and pgSTAC's processes (measured on the 1M-item
 catalogue, cold pages, 4 workers: 0.45 s a page at 250 ids a request, 1.2 s at 1000, which
 left one core idle), bodies small (~300 kB)."""
+EVENT_WINDOW_MIN = 2000
+"""Event ids x event collections from which a page's events are asked for in requests of
+their own, limited to the page's time (:func:`linked_searches`). A request costs the API and
+pgSTAC ~5 ms; an id tested against a collection's partition ~4 us. A page of 1000 matchups at
+1M items: ~450 events of ~80 collections (36 000); the benchmark's link walk, 100 matchups of
+one pair: ~45 of one (45), where a third request took its p50 from ~20 to ~27 ms."""
 COMMIT_EVERY = 20000
 """Matchups written between catalogue commits (whole pages). Each commit rewrites the day
 catalogs and collections the pages touched (a collection lists all its days) and syncs the
@@ -110,13 +116,16 @@ def linked_searches(
     server can only test every id against every listed collection: at 1M items pgSTAC spent
     ~150 ms of a page's ~340 ms of searches on that, ~20 ms with the window (its time index
     leaves a few candidates a collection). :meth:`_Puller.fetch` asks again, without the
-    window, for any event it did not return.
+    window, for any event it did not return. Only when that cross product is large
+    (:data:`EVENT_WINDOW_MIN`): otherwise the events' own request costs more than it saves.
     """
     events = {c: ids for c, ids in wanted.items() if si.collection_kind(c) == "event"}
+    n_events = sum(len(set(ids)) for ids in events.values())
+    if window is None or n_events * len(events) < EVENT_WINDOW_MIN:
+        return _id_searches(wanted, per_request)
     others = {c: ids for c, ids in wanted.items() if c not in events}
     out = _id_searches(others, per_request)
-    for body in _id_searches(events, per_request):
-        out.append(body if window is None else {**body, "datetime": window})
+    out += [{**body, "datetime": window} for body in _id_searches(events, per_request)]
     return out
 
 
@@ -893,6 +902,7 @@ def query_catalogue(
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_PAGE_SIZE",
+    "EVENT_WINDOW_MIN",
     "KindCounts",
     "QuerySummary",
     "StacApi",

@@ -23,6 +23,7 @@ a real ``eomatch worker``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -422,10 +423,13 @@ def test_an_hdf5_file_naming_other_files_is_not_published(
     assert not any(b"hunter2" in p.read_bytes() for p in stored)
 
 
-_BR_BOMB = brotli.compress(bytes(256 << 20), quality=1)
-"""A few kB of br that is 256 MB decoded (made once, outside the memory measured)."""
-_GZIP_BOMB = gzip.compress(bytes(100 << 20), compresslevel=9)
-"""100 KB of gzip that is 100 MB decoded."""
+@functools.cache
+def _bomb(coding: str) -> bytes:
+    """A few kB of br that is 256 MB decoded, or 100 KB of gzip that is 100 MB (made once, when
+    the test asks, outside the memory it measures; not at import for every test run)."""
+    if coding == "br":
+        return bytes(brotli.compress(bytes(256 << 20), quality=1))
+    return gzip.compress(bytes(100 << 20), compresslevel=9)
 
 
 class _Hostile(SimpleHTTPRequestHandler):
@@ -439,7 +443,7 @@ class _Hostile(SimpleHTTPRequestHandler):
         self.send_response(200)
         if self.path in ("/bomb.tif", "/brbomb.tif"):
             br = self.path == "/brbomb.tif"  # asked for identity, sent br all the same
-            body = _BR_BOMB if br else _GZIP_BOMB
+            body = _bomb("br" if br else "gzip")
             self.send_header("Content-Encoding", "br" if br else "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -475,6 +479,7 @@ def test_an_api_jobs_download_is_bounded(tmp_path: Path) -> None:
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     policy = InputPolicy(None, ("127.0.0.1",), fetch_bounds=FetchBounds(4 << 20, 3.0))
+    _bomb("br"), _bomb("gzip")  # before the traced downloads below
     try:
         for name, why in [("endless", "larger than 4194304 bytes"),
                           ("bomb", "larger than 4194304 bytes"),

@@ -241,7 +241,7 @@ class _Decoder:
         return b"".join(self.steps(data))
 
     def steps(self, data: bytes) -> Iterator[bytes]:
-        """What ``data`` decodes to, in steps of at most ~1 MB (a bomb is never whole in
+        """What ``data`` decodes to, in steps of ~1 MB, at most ~2 MB (a bomb is never whole in
         memory: each step is counted against the cap as it is made)."""
         if not self.coding:
             yield self._count(data)
@@ -297,7 +297,7 @@ class _Decoder:
 
 
 def decoded_chunks(response: httpx.Response, limit: int) -> Iterator[bytes]:
-    """The body of a streamed response, Content-Encoding decoded in steps of at most ~1 MB,
+    """The body of a streamed response, Content-Encoding decoded in steps of at most ~2 MB,
     with :class:`~eomatch.errors.RemoteLimitError` past ``limit`` decoded bytes. httpx's
     own decoding (``iter_bytes``) has no cap: one chunk of a br bomb becomes gigabytes."""
     decoder = _Decoder(response.headers.get("Content-Encoding", ""), limit, str(response.url))

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,17 +121,25 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    """Pids of the live direct children of ``pid`` (nginx's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
+def children_of(pid: int, wait_s: float = 5.0) -> list[int]:
+    """Pids of the live direct children of ``pid`` (nginx's workers).
+
+    Waits up to ``wait_s`` for the first one: nginx's master listens (so the gateway counts
+    as started) a moment before it forks its workers; CI once looked in between.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ one line on stderr with exit code 2, quickly, changing no file.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import subprocess
@@ -164,6 +165,25 @@ def test_safe_file_readers(tmp_path):
         read_regular_text(fifo, "thing", 10)
     with pytest.raises(EomatchError, match="cannot read thing"):
         read_regular_text(tmp_path / "missing", "thing", 10)
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_missing_file_leaves_no_cyclic_garbage(tmp_path, raw):
+    """Regression: the OSError was raised as its own cause (``raise exc from exc``), a cycle
+    holding its traceback's frames for the cyclic collector (``eomatch query`` met ~2 a new
+    day folder: most of what its collector had to find)."""
+    missing = tmp_path / "missing"
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            with pytest.raises((OSError, EomatchError)) as caught:
+                read_regular_bytes(missing, "thing", 10, raw_os_errors=raw)
+            assert isinstance(caught.value, FileNotFoundError) == raw
+            del caught
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize(

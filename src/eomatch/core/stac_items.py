@@ -311,8 +311,14 @@ def _link(rel: str, href: str, **extra: Any) -> dict[str, Any]:
     return {"rel": rel, "href": href, "type": JSON_TYPE, **extra}
 
 
-def _structural_links(path: str, collection: str) -> list[dict[str, Any]]:
-    return [dict(link) for link in _day_links(day_of(path), collection)]
+def structural_links(path: str, collection: str) -> list[dict[str, Any]]:
+    """Fresh ``root``/``parent``/``collection`` links of an item file at ``path``."""
+    day = day_of(path)
+    if day.count("/") == 3 and day.startswith(collection + "/"):
+        links = _day_links("c/2000/01/01", "c")  # every {collection}/YYYY/MM/DD: the same hrefs
+    else:  # (a pull makes ~1 day folder a matchup: a cache by day was missed ~always)
+        links = _day_links(day, collection)
+    return [dict(link) for link in links]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -337,7 +343,7 @@ def with_structural_links(item: Mapping[str, Any], path: str) -> dict[str, Any]:
         for link in item.get("links") or []
         if link.get("rel") not in ("root", "parent", "collection")
     ]
-    return {**item, "links": _structural_links(path, str(item["collection"])) + keep}
+    return {**item, "links": structural_links(path, str(item["collection"])) + keep}
 
 
 def _item(
@@ -367,7 +373,7 @@ def _item(
         "geometry": geometry_dict(geom),
         "bbox": geometry_bbox(geom),
         "properties": props,
-        "links": _structural_links(path, collection)
+        "links": structural_links(path, collection)
         + sorted(links, key=lambda link: (link["rel"], link["href"])),
         "assets": {k: to_json_value(dict(v)) for k, v in sorted(assets.items())},
         "collection": collection,

@@ -38,7 +38,7 @@ _UNCHECKED: Any = object()
 def foreign_items(raws: Sequence[Mapping[str, Any]]) -> list[Foreign]:
     """:func:`foreign_item` of each of ``raws``, their geometries checked together
     (:func:`~eomatch.core.stac_items.item_problems`); the first bad item raises its error."""
-    docs = [dict(raw) if isinstance(raw, Mapping) else raw for raw in raws]
+    docs = [raw if type(raw) is dict or not isinstance(raw, Mapping) else dict(raw) for raw in raws]
     try:
         problems = si.item_problems(docs)
     except Exception:  # one by one instead: the first item in error raises, as it would
@@ -73,11 +73,14 @@ def foreign_item(raw: Mapping[str, Any], checked: str | None = _UNCHECKED) -> Fo
         raise EomatchError(f"incoming item {item_id!r:.80}: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EomatchError(f"incoming item {item_id!r:.80}: invalid STAC item: {exc}") from None
+    # nested objects are shared with ``raw`` where they are dicts already: nothing here or in
+    # import_items changes them in place (each step builds new lists and top-level dicts)
     links = [
-        dict(x)
+        x if type(x) is dict else dict(x)
         for x in raw.get("links") or []
         if isinstance(x, Mapping) and x.get("rel") not in _STRUCTURAL_RELS and "href" in x
     ]
+    props = raw["properties"]
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": raw.get("stac_version", si.STAC_VERSION),
@@ -85,9 +88,12 @@ def foreign_item(raw: Mapping[str, Any], checked: str | None = _UNCHECKED) -> Fo
         "id": item_id,
         "geometry": raw.get("geometry"),
         "bbox": [float(v) for v in bbox],
-        "properties": dict(raw["properties"]),
+        "properties": props if type(props) is dict else dict(props),
         "links": links,
-        "assets": {k: dict(v) for k, v in sorted((raw.get("assets") or {}).items())},
+        "assets": {
+            k: v if type(v) is dict else dict(v)
+            for k, v in sorted((raw.get("assets") or {}).items())
+        },
         "collection": coll,
     }
     for key, value in raw.items():

@@ -115,10 +115,11 @@ class CatalogueLayout:
         toggled: set[str] = set()
         for day in sorted(self.cat._s.day_changes):
             changes = self.cat._s.day_changes[day]
-            old = self.read_day_catalog(day)
+            new_day = day in self.cat._s.new_days
+            old = None if new_day else self.read_day_catalog(day)
             if old is not None:
                 ids = si.day_catalog_items(old)
-            elif (self.cat.root / si.day_catalog_path(day)).exists():
+            elif not new_day and (self.cat.root / si.day_catalog_path(day)).exists():
                 ids = self.listed_items(day)  # unreadable: list the folder instead
             else:
                 ids = set()  # new day (a lost catalog means a dirty index, rebuilt on open)
@@ -129,7 +130,7 @@ class CatalogueLayout:
                 if new != old:
                     path = self.cat.root / si.day_catalog_path(day)
                     writes.append((str(path), json_bytes(new)))
-            elif (self.cat.root / si.day_catalog_path(day)).exists():
+            elif not new_day and (self.cat.root / si.day_catalog_path(day)).exists():
                 emptied.append(day)
             coll, date_part = day.split("/", 1)
             if coll not in days_of:

@@ -171,7 +171,10 @@ class CatalogueWrites:
             raise EomatchError(f"item id '{item['id']}' is reserved for the day catalogs")
         to_helper = self.pool is None and self.bulk is not None and self.cat._batching
         if day not in self.cat._s.made_dirs:
-            _check_folder(self.cat.root, day)  # a planted symlink must not lead writes out (§3)
+            # a planted symlink must not lead writes out (§3); a folder new in this session has
+            # no day catalog to read back at its end
+            if not _check_folder(self.cat.root, day):
+                self.cat._s.new_days.add(day)
             if not to_helper:  # the helper process makes the folders it writes in
                 os.makedirs(os.path.join(self.cat.root, day), exist_ok=True)
             self.cat._s.made_dirs.add(day)
@@ -440,7 +443,10 @@ class CatalogueWrites:
                     old = self._read_raw(row.path)
                 if old is not None and row is not None:
                     item = merge_foreign(item, old, row.path == rel, self._index_has)
-                final = si.with_structural_links(item, rel)
+                    final = si.with_structural_links(item, rel)
+                else:  # foreign_item's own copy, without structural links: no second copy
+                    item["links"] = si.structural_links(rel, item["collection"]) + item["links"]
+                    final = item
                 if old is not None and row is not None and row.path == rel and final == old:
                     statuses[iid] = "unchanged"
                     continue
@@ -583,8 +589,9 @@ class CatalogueWrites:
         self.cat._index.delete_item(row.id)
 
 
-def _check_folder(root: Path, rel: str) -> None:
-    """Refuse a folder ``rel`` of the catalogue reached through a symlink leading out of it.
+def _check_folder(root: Path, rel: str) -> bool:
+    """Refuse a folder ``rel`` of the catalogue reached through a symlink leading out of it;
+    return whether it exists.
 
     What :func:`~eomatch.io.safe_paths.within_root` checks, for the common case at the cost
     of one ``lstat`` per part of ``rel`` (a realpath of the root and of the folder was ~5 % of
@@ -597,10 +604,11 @@ def _check_folder(root: Path, rel: str) -> None:
         try:
             mode = os.lstat(path).st_mode
         except (FileNotFoundError, NotADirectoryError):
-            return  # nor does anything under it
+            return False  # nor does anything under it
         if stat.S_ISLNK(mode) or part in ("", ".", ".."):
             within_root(root, rel)
-            return
+            return True
+    return True
 
 
 def _own_matchups(event: MatchupEvent) -> MatchupEvent:

@@ -50,6 +50,7 @@ from urllib.parse import unquote
 
 import cql2
 import httpx
+import orjson
 
 from eomatch.core import stac_items as si
 from eomatch.core.products import EVENTS_PREFIX
@@ -352,26 +353,32 @@ def _item_rel(item: Mapping[str, Any]) -> str:
     return si.item_path(str(item["collection"]), str(item["id"]), si.item_times(item)[0])
 
 
-def local_form(item: Mapping[str, Any], rel: str, paths: Mapping[str, str]) -> dict[str, Any]:
+def local_form(
+    item: Mapping[str, Any],
+    rel: str,
+    paths: Mapping[str, str],
+    more_paths: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """An API item with links between items made relative (from ``rel``, its own file).
 
-    ``paths`` maps item ids to their catalogue-relative files; item links to anything else are
-    dropped, as are the API's structural links (the catalogue writes its own). Assets are kept
-    as they are: http(s) URLs, or ``file://`` URLs of data on a shared drive (used in place).
+    ``paths`` (then ``more_paths``) map item ids to their catalogue-relative files; item links
+    to anything else are dropped, as are the API's structural links (the catalogue writes its
+    own). Assets are kept as they are: http(s) URLs, or ``file://`` URLs of data on a shared
+    drive (used in place).
     """
     links = []
-    for link in item.get("links") or []:
-        if not isinstance(link, dict) or link.get("rel") in (
-            "self",
-            "root",
-            "parent",
-            "collection",
-        ):
+    for link in item.get("links") or ():
+        if type(link) is not dict:
+            continue
+        kind = link.get("rel")
+        if kind in ("self", "root", "parent", "collection"):
             continue
         href = str(link.get("href", ""))
-        ref = item_ref(href) if link.get("rel") in ("related", "derived_from") else None
+        ref = item_ref(href) if kind in ("related", "derived_from") else None
         if ref is not None:
             target = paths.get(ref[1])
+            if target is None and more_paths is not None:
+                target = more_paths.get(ref[1])
             if target is None:
                 continue
             link = {**link, "href": si.relative_href(rel, target)}
@@ -531,8 +538,10 @@ class _Puller:
         self.cat: MatchupCatalogue | None = None
         self.paths: dict[str, str] = {}
         """Item id → catalogue-relative file, for every item fetched in this run."""
-        self.events: dict[str, dict[str, Any]] = {}
-        """Events fetched in this run (re-imported when later pages add matchups)."""
+        self.events: dict[str, bytes] = {}
+        """Events fetched in this run (re-imported when later pages add matchups), as JSON:
+        ~45 000 events kept as dicts and lists were millions of objects that the cyclic
+        collector walked again and again (it walks containers, never bytes)."""
         self.statuses: dict[str, ImportStatus] = {}
         self.kinds: dict[str, str] = {}
         self.requested: set[str] = set()
@@ -640,7 +649,7 @@ class _Puller:
         for item in got.values():
             self.paths[item["id"]] = self._rel(item)
             if si.collection_kind(item["collection"]) == "event":
-                self.events[item["id"]] = item
+                self.events[item["id"]] = orjson.dumps(item)
             batch[item["id"]] = item
         kept = []
         for mu in matchups:
@@ -658,27 +667,24 @@ class _Puller:
         for mu in kept:
             batch[mu["id"]] = mu
             ev = _event_of(mu)
-            if ev is not None and ev[1] in self.events:
-                batch[ev[1]] = self.events[ev[1]]  # again: its links now reach more matchups
+            if ev is not None and ev[1] in self.events and ev[1] not in batch:
+                # again: its links now reach more matchups
+                batch[ev[1]] = orjson.loads(self.events[ev[1]])
         if not kept:
             return
         cat = self.catalogue()
-        # the files the batch's links reach: fetched this run, or (related) in the catalogue;
-        # only those (a copy of every path of the run each page grew with the pull's square)
-        local: dict[str, str] = {}
+        # the files the batch's links reach: fetched this run (self.paths), or (related) in
+        # the catalogue, looked up together
+        paths = self.paths
         linked: set[str] = set()
         for item in batch.values():
-            for link in item.get("links") or []:
-                kind = link.get("rel")
-                if kind not in ("related", "derived_from"):
-                    continue
-                ref = item_ref(str(link.get("href", "")))
-                if ref is not None and ref[1] in self.paths:
-                    local[ref[1]] = self.paths[ref[1]]
-                elif ref is not None and kind == "related":
-                    linked.add(ref[1])
-        local.update(cat.item_paths(linked))
-        items = [local_form(it, self.paths[iid], local) for iid, it in batch.items()]
+            for link in item.get("links") or ():
+                if type(link) is dict and link.get("rel") == "related":
+                    ref = item_ref(str(link.get("href", "")))
+                    if ref is not None and ref[1] not in paths:
+                        linked.add(ref[1])
+        found = cat.item_paths(linked) if linked else None
+        items = [local_form(it, paths[iid], paths, found) for iid, it in batch.items()]
         colls = {it["collection"] for it in items}
         docs = {c: _local_collection(self.docs[c]) for c in colls if c in self.docs}
         # items are serialised here and their files created by the catalogue's helper process

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from shapely.geometry import MultiPolygon, box
 
 from catalogue_helpers import T0, make_event, validate_stac
@@ -113,3 +114,23 @@ def test_day_catalog_and_collection_children():
         ],
     )
     assert si.with_structural_links(old, path) == item
+
+
+@pytest.mark.parametrize(
+    ("path", "collection"),
+    [
+        ("S2_MSI_L1C/2022/05/22/a.json", "S2_MSI_L1C"),  # the layout's own depth: shared hrefs
+        ("S2_MSI_L1C/2022/05/a.json", "S2_MSI_L1C"),  # other depths: computed for the folder
+        ("x/S2_MSI_L1C/2022/05/22/a.json", "S2_MSI_L1C"),
+        ("other/2022/05/22/a.json", "S2_MSI_L1C"),
+    ],
+)
+def test_structural_links_resolve_to_the_catalogue_files(path, collection):
+    """The hrefs shared by every {collection}/YYYY/MM/DD folder are those of each folder."""
+    links = {x["rel"]: x["href"] for x in si.structural_links(path, collection)}
+    assert si.resolve_href(path, links["root"]) == "catalog.json"
+    assert si.resolve_href(path, links["parent"]) == si.day_catalog_path(si.day_of(path))
+    assert si.resolve_href(path, links["collection"]) == si.collection_path(collection)
+    fresh = si.structural_links(path, collection)
+    fresh[0]["href"] = "changed"  # copies: an edit of one item's links reaches no other
+    assert si.structural_links(path, collection)[0]["href"] != "changed"

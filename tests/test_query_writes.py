@@ -3,8 +3,11 @@ barriers, parallel day-catalog writes and the one file system sync of a batch.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from catalogue_helpers import item_files, pystac_item_ids
 from eomatch.errors import EomatchError
 from eomatch.io import atomic
 from eomatch.io.catalogue_bulk import WriterProcess
@@ -160,3 +163,25 @@ def test_an_import_refuses_a_day_folder_symlinked_out_of_the_catalogue(tmp_path)
         assert cat.import_items([item]) == {"P1": "new"}
     assert not list(outside.iterdir())
     assert (month / "real/P1.json").is_file()
+
+
+def test_imports_into_a_day_folder_made_by_an_earlier_session_keep_its_catalog(tmp_path):
+    """A session reads back only the day catalogs of folders it did not make itself: a
+    folder made by an earlier session (or batch) keeps the items its catalog listed."""
+    from eomatch.core import stac_items as si
+    from eomatch.io.catalogue import MatchupCatalogue
+
+    geometry = {"type": "Polygon", "coordinates": [_square(0)]}
+    root = tmp_path / "cat"
+    day = "S2_MSI_L1C/2024/05/01"
+    with MatchupCatalogue.create(root) as cat:
+        with cat.batch():
+            cat.import_items([_item(1, geometry), _item(2, geometry)])
+        with cat.batch():  # the day folder exists now: its catalog is read and extended
+            cat.import_items([_item(3, geometry)])
+        cat.import_items([_item(4, geometry)])  # outside a batch, too
+    listed = si.day_catalog_items(json.loads((root / si.day_catalog_path(day)).read_text()))
+    assert listed == {"P1", "P2", "P3", "P4"}
+    with MatchupCatalogue.open(root) as cat:
+        assert cat.counts()["product"] == 4
+    assert pystac_item_ids(root) == sorted(item_files(root))

@@ -128,7 +128,10 @@ class BulkWriter:
     """Writes new events' item files now; buffers what the index needs until :meth:`flush`."""
 
     PROCESS_AFTER = 200
-    """Events written in the caller before the helper process is started (it costs ~30 ms)."""
+    """Events written in the caller before the helper process is started (it costs ~30 ms;
+    a :meth:`write_file` starts it earlier). Files handed to the helper may wait in the
+    caller's pipe buffer until the next :meth:`sync`: a kill loses them (a batch is complete
+    only at its end; running it again completes it)."""
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from eomatch.gc_tuning import GC_THRESHOLDS
+from eomatch.gc_tuning import COMMAND_GC_THRESHOLDS
 
 _CODE = """
 import atexit, gc, json, sys
@@ -35,5 +35,5 @@ def test_the_console_script_settles_its_collector_and_main_leaves_a_callers_alon
     before, embedded, ran = json.loads(line[3:])
     assert before == embedded
     assert before == [[700, 10, 10], 0]
-    assert ran[0] == list(GC_THRESHOLDS)
+    assert ran[0] == list(COMMAND_GC_THRESHOLDS)
     assert ran[1] > 10_000  # the modules the command loaded

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eomatch._version import __version__
 from eomatch.errors import EomatchError, MissingExtraError, exit_code
-from eomatch.gc_tuning import settle_garbage_collector
+from eomatch.gc_tuning import COMMAND_GC_THRESHOLDS, settle_garbage_collector
 
 log = logging.getLogger("eomatch")
 
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
             logging.getLogger(noisy).setLevel(logging.ERROR)
     handler: Callable[[argparse.Namespace], int] = args.handler
     if own_process:
-        settle_garbage_collector()
+        settle_garbage_collector(COMMAND_GC_THRESHOLDS)
     try:
         return handler(args)
     except EomatchError as exc:  # one line; the branch decides the code (errors.EXIT_CODES)

@@ -126,7 +126,7 @@ def index_entry(
     em: list[tuple[str, str]] = []
     mp: list[tuple[str, str]] = []
     if kind == "matchup":
-        stored = dict(props)
+        stored = props  # serialised below, not kept
         mp = [
             (item["id"], si.item_id_of(si.resolve_href(rel, link["href"])))
             for link in item.get("links") or []

@@ -35,6 +35,8 @@ class WriteSession:
     """Day folders written to or deleted from (their mtimes go to the index)."""
     made_dirs: set[str] = field(default_factory=set)
     """Day folders made (and checked against planted symlinks) in this session."""
+    real_dirs: set[str] = field(default_factory=set)
+    """Folders (catalogue-relative) found to be real folders, not symlinks, in this session."""
     new_days: set[str] = field(default_factory=set)
     """Day folders that did not exist when this session first wrote to them: no day catalog
     to read back when it ends (a pull makes ~1 a matchup; the failed read was ~4 % of it)."""

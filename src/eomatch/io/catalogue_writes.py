@@ -173,7 +173,7 @@ class CatalogueWrites:
         if day not in self.cat._s.made_dirs:
             # a planted symlink must not lead writes out (§3); a folder new in this session has
             # no day catalog to read back at its end
-            if not _check_folder(self.cat.root, day):
+            if not _check_folder(self.cat.root, day, self.cat._s.real_dirs):
                 self.cat._s.new_days.add(day)
             if not to_helper:  # the helper process makes the folders it writes in
                 os.makedirs(os.path.join(self.cat.root, day), exist_ok=True)
@@ -589,18 +589,26 @@ class CatalogueWrites:
         self.cat._index.delete_item(row.id)
 
 
-def _check_folder(root: Path, rel: str) -> bool:
+def _check_folder(root: Path, rel: str, real: set[str]) -> bool:
     """Refuse a folder ``rel`` of the catalogue reached through a symlink leading out of it;
     return whether it exists.
 
     What :func:`~eomatch.io.safe_paths.within_root` checks, for the common case at the cost
     of one ``lstat`` per part of ``rel`` (a realpath of the root and of the folder was ~5 % of
     a pull's CPU, one a new day folder): parts that are real folders, or do not exist yet,
-    cannot lead out; a symlink on the way is resolved by ``within_root``.
+    cannot lead out; a symlink on the way is resolved by ``within_root``. ``real``: the
+    session's folders found real already (as its day folders are checked once a session);
+    a pull meets ~1 new day folder a matchup, and lstat'ing its collection, year and month
+    again each time was ~10 % of the pull's main thread, contending with the helper process
+    creating files there.
     """
     path = str(root)
+    sub = ""
     for part in rel.split("/"):
         path = os.path.join(path, part)
+        sub = f"{sub}/{part}" if sub else part
+        if sub in real:
+            continue
         try:
             mode = os.lstat(path).st_mode
         except (FileNotFoundError, NotADirectoryError):
@@ -608,6 +616,8 @@ def _check_folder(root: Path, rel: str) -> bool:
         if stat.S_ISLNK(mode) or part in ("", ".", ".."):
             within_root(root, rel)
             return True
+        if stat.S_ISDIR(mode):
+            real.add(sub)
     return True
 
 

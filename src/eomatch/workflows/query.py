@@ -157,7 +157,6 @@ def page_window(matchups: Iterable[Mapping[str, Any]]) -> str | None:
 
 
 _ITEM_URL = re.compile(r"(?:^|/)collections/([^/?#]+)/items/([^/?#]+)/?(?:[?#].*)?$")
-_API_STRUCTURAL = frozenset({"self", "root", "parent", "collection", "items"})
 _STATUS_RANK = {"unchanged": 0, "updated": 1, "new": 2}
 
 

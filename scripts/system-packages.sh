@@ -3,7 +3,8 @@
 #   server:  PostgreSQL + PostGIS (matching the installed/default PostgreSQL major), nginx,
 #            pgbouncer (the read replica's pooler)
 #   browser: node + npm (to build STAC Browser)
-#   tests:   chromium + fonts (headless browser test), docker-compose (checks deploy/)
+#   tests:   chromium + fonts (headless browser test), docker-compose (checks deploy/), wrk (the
+#            benchmarks' load generator: their figures of record use it, not the httpx fallback)
 set -euo pipefail
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -29,7 +30,7 @@ system_packages() {  # system_packages server|browser|tests ...
       browser)
         command -v npm >/dev/null 2>&1 || want+=(nodejs npm) ;;
       tests)
-        want+=(chromium fonts-dejavu-core docker-compose) ;;
+        want+=(chromium fonts-dejavu-core docker-compose wrk) ;;
     esac
   done
   local missing=()

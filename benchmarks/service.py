@@ -24,8 +24,10 @@ matchup -> event -> products link walk of ``eomatch query``) the single-client p
 10-client throughput (wrk ``-t2 -c10`` with a Lua script rotating over precomputed GET
 /search paths; an asyncio httpx load generator if wrk is missing or ``--load-generator
 httpx``) of the internal and the external API, next to pgSTAC's own ``search()`` SQL on the
-same searches in the same run (the floor). Internal, external and floor alternate over
-``--rounds`` and the tables show medians, because other jobs share this machine's CPUs.
+same searches in the same run (the floor). Other jobs share this machine's CPUs and its
+speed drifts within seconds, so the paths share moments: the single client sends each unit to
+internal, external and floor in turn, the 10-client runs are cut into ~3 s slices taking
+turns, and the tables show medians over ``--rounds``.
 Last, the before/after of each change of ``eomatch.io.pgstac_tuning`` on the floor (same
 data, same run), and with ``--query-matchups N`` an ``eomatch query`` of N matchups with their
 events and products from the internal API (the console script, as a user runs it;
@@ -238,7 +240,9 @@ def _parse() -> argparse.Namespace:
         "--dir", type=Path, default=HERE.parent / "out", help="work directory (on /work)"
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per 10-client run")
-    parser.add_argument("--single", type=float, default=4.0, help="seconds per 1-client run")
+    parser.add_argument(
+        "--single", type=float, default=4.0, help="seconds per path of a 1-client run"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurement rounds")
     parser.add_argument("--load-generator", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
@@ -451,22 +455,35 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> A
     def put(shape: str, who: str, what: str, value: float) -> None:
         res.setdefault((shape, who, what), []).append(value)
 
+    # 10 clients: each path's run cut into slices of ~3 s, the paths taking turns, so they
+    # share the machine's moments as the paired single client does
+    slices = max(1, args.duration // 3)
+    slice_s = max(1, round(args.duration / slices))
     for rnd in range(args.rounds):
         for shape in shapes:
             us = units[shape]
             order = [("internal", internal), ("external", external), ("floor", None)]
-            for who, api in order if rnd % 2 == 0 else order[::-1]:
-                run = sh.sql_unit(floor_conn) if api is None else sh.http_unit(clients[api.url])
-                one = sh.single_client(run, us, args.single)
+            runs = {
+                who: sh.sql_unit(floor_conn) if api is None else sh.http_unit(clients[api.url])
+                for who, api in order
+            }
+            for who, one in sh.paired_clients(runs, us, args.single).items():
                 put(shape, who, "p50", one["p50"])
                 put(shape, who, "p95", one["p95"])
-                if api is None:
-                    many = sh.sql_throughput(reader, us, args.duration)
-                else:
-                    many = wrk_units(api.url, us, args.duration, work, generator)
-                    put(shape, who, "bad", many["bad"])
-                    put(shape, who, "p95@10", many["p95"])
-                put(shape, who, "ups", many.get("ups", many["rps"]))
+            many_of: dict[str, list[dict[str, float]]] = {who: [] for who, _ in order}
+            for k in range(slices):
+                turn = order if (rnd + k) % 2 == 0 else order[::-1]
+                for who, api in turn:
+                    if api is None:
+                        many_of[who].append(sh.sql_throughput(reader, us, slice_s))
+                    else:
+                        many_of[who].append(wrk_units(api.url, us, slice_s, work, generator))
+            for who, api in order:
+                got = many_of[who]
+                put(shape, who, "ups", statistics.mean(m.get("ups", m["rps"]) for m in got))
+                if api is not None:
+                    put(shape, who, "bad", sum(m["bad"] for m in got))
+                    put(shape, who, "p95@10", statistics.median(m["p95"] for m in got))
     floor_conn.close()
     for c in clients.values():
         c.close()
@@ -476,10 +493,9 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> A
 
     how = "wrk -t2 -c10" if generator == "wrk" else "asyncio httpx, 10 clients"
     print()
-    print(f"== query shapes: 1 client ({args.single:g} s a run) and 10 clients ({how},")
-    print(
-        f"   {args.duration} s a run); median of {args.rounds} alternating rounds; ms and units/s"
-    )
+    print(f"== query shapes: 1 client ({args.single:g} s a path, each unit sent to every path")
+    print(f"   in turn) and 10 clients ({how}, {slices} x {slice_s} s a path, the paths taking")
+    print(f"   turns); median of {args.rounds} rounds; ms and units/s")
     print(
         "   floor = pgSTAC's search() SQL on the same searches (psycopg; 10 threads for 10 clients)"
     )

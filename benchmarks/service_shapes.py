@@ -16,7 +16,8 @@ for it. Units are drawn (seeded) from what the database holds, so every search f
   client makes: two a unit here, the events' limited to the time the matchups span; until
   2026-12-06 one per linked collection, three or four).
 
-Measured three ways in one run: one client sending units back to back (p50/p95 of a unit),
+Measured three ways in one run: one client sending units back to back, each to every path in
+turn (p50/p95 of a unit),
 ten clients (wrk; units/s), and the same searches as pgSTAC's own ``search()`` SQL over
 psycopg with ten threads (the floor: no HTTP, no Python hydration, no JSON re-encoding).
 """
@@ -208,6 +209,32 @@ def single_client(
         i += 1
     p50, p95 = quantiles(ms)
     return {"p50": p50, "p95": p95, "n": len(ms)}
+
+
+def paired_clients(
+    runs: dict[str, Callable[[Unit], None]], units: list[Unit], seconds: float
+) -> dict[str, dict[str, float]]:
+    """One client sending each unit to every path in turn, the order rotating unit by unit,
+    for ``seconds`` per path (at least each unit once). The paths are timed at the same
+    moments, so a machine whose speed drifts within seconds (shared cores) moves them all
+    alike; runs of several seconds, one path after the other, compared moments instead."""
+    names = list(runs)
+    ms: dict[str, list[float]] = {n: [] for n in names}
+    deadline = time.perf_counter() + seconds * len(names)
+    i = 0
+    while time.perf_counter() < deadline or i < len(units):
+        unit = units[i % len(units)]
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            t = time.perf_counter()
+            runs[name](unit)
+            ms[name].append((time.perf_counter() - t) * 1e3)
+        i += 1
+    out = {}
+    for name, values in ms.items():
+        p50, p95 = quantiles(values)
+        out[name] = {"p50": p50, "p95": p95, "n": len(values)}
+    return out
 
 
 def http_unit(client: Any) -> Callable[[Unit], None]:

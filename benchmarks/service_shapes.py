@@ -224,7 +224,10 @@ def paired_clients(
     i = 0
     while time.perf_counter() < deadline or i < len(units):
         unit = units[i % len(units)]
-        k = i % len(names)
+        # the order shifts on every pass over the units: with i % len(names) alone, a unit
+        # count divisible by the path count sent each unit to the same path first every time
+        # (one search's cold run was always one path's: 85 % external vs internal, same code)
+        k = (i + i // len(units)) % len(names)
         for name in names[k:] + names[:k]:
             t = time.perf_counter()
             runs[name](unit)

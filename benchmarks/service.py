@@ -239,7 +239,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--dir", type=Path, default=HERE.parent / "out", help="work directory (on /work)"
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per 10-client run")
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per path of a 10-client run (~3 s slices)"
+    )
     parser.add_argument(
         "--single", type=float, default=4.0, help="seconds per path of a 1-client run"
     )
@@ -472,7 +474,7 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> A
                 put(shape, who, "p95", one["p95"])
             many_of: dict[str, list[dict[str, float]]] = {who: [] for who, _ in order}
             for k in range(slices):
-                turn = order if (rnd + k) % 2 == 0 else order[::-1]
+                turn = order[(rnd + k) % 3 :] + order[: (rnd + k) % 3]  # each path first in turn
                 for who, api in turn:
                     if api is None:
                         many_of[who].append(sh.sql_throughput(reader, us, slice_s))

@@ -474,7 +474,8 @@ def measure(args: argparse.Namespace, db: Any, work: Path, apis: list[Any]) -> A
                 put(shape, who, "p95", one["p95"])
             many_of: dict[str, list[dict[str, float]]] = {who: [] for who, _ in order}
             for k in range(slices):
-                turn = order[(rnd + k) % 3 :] + order[: (rnd + k) % 3]  # each path first in turn
+                first = (rnd + k) % len(order)  # each path first in turn
+                turn = order[first:] + order[:first]
                 for who, api in turn:
                     if api is None:
                         many_of[who].append(sh.sql_throughput(reader, us, slice_s))

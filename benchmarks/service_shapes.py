@@ -17,9 +17,9 @@ for it. Units are drawn (seeded) from what the database holds, so every search f
   2026-12-06 one per linked collection, three or four).
 
 Measured three ways in one run: one client sending units back to back, each to every path in
-turn (p50/p95 of a unit),
-ten clients (wrk; units/s), and the same searches as pgSTAC's own ``search()`` SQL over
-psycopg with ten threads (the floor: no HTTP, no Python hydration, no JSON re-encoding).
+turn (p50/p95 of a unit), ten clients (wrk; units/s), and the same searches as pgSTAC's own
+``search()`` SQL over psycopg with ten threads (the floor: no HTTP, no Python hydration, no
+JSON re-encoding).
 """
 
 from __future__ import annotations
@@ -199,25 +199,16 @@ def single_client(
     run_unit: Callable[[Unit], None], units: list[Unit], seconds: float
 ) -> dict[str, float]:
     """One client sending units back to back for ``seconds`` (at least each unit once)."""
-    ms: list[float] = []
-    deadline = time.perf_counter() + seconds
-    i = 0
-    while time.perf_counter() < deadline or i < len(units):
-        t = time.perf_counter()
-        run_unit(units[i % len(units)])
-        ms.append((time.perf_counter() - t) * 1e3)
-        i += 1
-    p50, p95 = quantiles(ms)
-    return {"p50": p50, "p95": p95, "n": len(ms)}
+    return paired_clients({"": run_unit}, units, seconds)[""]
 
 
 def paired_clients(
     runs: dict[str, Callable[[Unit], None]], units: list[Unit], seconds: float
 ) -> dict[str, dict[str, float]]:
-    """One client sending each unit to every path in turn, the order rotating unit by unit,
-    for ``seconds`` per path (at least each unit once). The paths are timed at the same
-    moments, so a machine whose speed drifts within seconds (shared cores) moves them all
-    alike; runs of several seconds, one path after the other, compared moments instead."""
+    """One client sending each unit to every path in turn, the order rotating unit by unit and
+    pass by pass, for ``seconds`` per path (at least each unit once). The paths are timed at
+    the same moments, so a machine whose speed drifts within seconds (shared cores) moves them
+    all alike; runs of several seconds, one path after the other, compared moments instead."""
     names = list(runs)
     ms: dict[str, list[float]] = {n: [] for n in names}
     deadline = time.perf_counter() + seconds * len(names)

@@ -520,8 +520,13 @@ def test_the_chunker_skips_its_explain_while_no_partition_has_a_time_range(
 
 
 def _queries(conn: Any, body: dict[str, Any]) -> list[str]:
-    """The SQL of each chunk pgSTAC's ``search()`` runs for ``body`` (its debug notices)."""
-    _, notes = _debug_notices(conn, "SELECT search(%s::jsonb)", (json.dumps(body),))
+    """The SQL of each chunk pgSTAC's ``search()`` runs for ``body`` (its debug notices) on the
+    partitions (a search over every collection would read the footprints instead)."""
+    conn.execute("SET eomatch.footprints = off")
+    try:
+        _, notes = _debug_notices(conn, "SELECT search(%s::jsonb)", (json.dumps(body),))
+    finally:
+        conn.execute("RESET eomatch.footprints")
     return [n.removeprefix("QUERY:") for n in notes if n.startswith("QUERY:")]
 
 
@@ -737,3 +742,208 @@ def test_migrate_takes_the_property_indexes_off_other_partitions(scale: dict[str
         assert sorted(install_tuning(conn)) == sorted(names)
         assert {n: set(_property_indexes(conn, n)) for n in names} == before
         conn.rollback()
+
+
+# -- the footprint index (eomatch.io.footprint_index) ---------------------------------------
+
+_MIRROR = (
+    "SELECT count(*) FROM ((SELECT collection, id, datetime, end_datetime, ST_AsEWKB(geometry) "
+    "FROM pgstac.items EXCEPT SELECT collection, id, datetime, end_datetime, ST_AsEWKB(geometry) "
+    "FROM eomatch.item_footprints) UNION ALL (SELECT collection, id, datetime, end_datetime, "
+    "ST_AsEWKB(geometry) FROM eomatch.item_footprints EXCEPT SELECT collection, id, datetime, "
+    "end_datetime, ST_AsEWKB(geometry) FROM pgstac.items)) d"
+)
+"""Rows in one of items and the footprints and not in the other (0: a mirror)."""
+
+
+def _footprint_scans(conn: Any) -> int:
+    row = conn.execute(
+        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables "
+        "WHERE relid = 'eomatch.item_footprints'::regclass"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _both_paths(conn: Any, body: dict[str, Any]) -> tuple[Any, Any, bool]:
+    """pgSTAC's search() of ``body`` on the partitions, then as eomatch runs it, and whether
+    the latter read the footprints."""
+    conn.execute("SET eomatch.footprints = off")
+    off = conn.execute("SELECT search(%s::jsonb)", (json.dumps(body),)).fetchone()[0]
+    conn.execute("RESET eomatch.footprints")
+    before = _footprint_scans(conn)
+    on = conn.execute("SELECT search(%s::jsonb)", (json.dumps(body),)).fetchone()[0]
+    return off, on, _footprint_scans(conn) > before
+
+
+def test_the_footprints_mirror_the_items(scale: dict[str, Any]) -> None:
+    with psycopg.connect(scale["db"].role().conninfo()) as conn:
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        n = conn.execute("SELECT count(*) FROM eomatch.item_footprints").fetchone()
+        assert n == (len(scale["items"]),)
+
+
+def test_searches_over_every_collection_read_the_footprints(scale: dict[str, Any]) -> None:
+    """A search naming no collection and reading no property is answered from the footprints,
+    with exactly the answer (links and paging tokens included) the partitions give; pages
+    after the first too. Searches naming collections or reading properties are not."""
+    items = scale["items"]
+    rng = random.Random(11)
+    lo = min(_times(it)[0] for it in items)
+    some = rng.sample(items, 30)
+    mcoll = _matchup_collections(items)[0]
+    served = [
+        {"bbox": [-30, -20, 40, 50], "datetime": f"{_iso(lo)}/{_iso(lo + timedelta(days=60))}"},
+        {"bbox": [100, -60, 180, 0], "limit": 7},
+        {"intersects": {"type": "Point", "coordinates": [10, 45]}, "limit": 5},
+        {"ids": [it["id"] for it in some] + ["no-such-item"], "limit": 40},
+        {
+            "datetime": f"{_iso(lo + timedelta(days=900))}/..",
+            "sortby": [{"field": "datetime", "direction": "asc"}],
+            "limit": 25,
+        },
+        {"datetime": f"../{_iso(lo + timedelta(days=30))}", "limit": 30},
+        {"limit": 50},
+        {"sortby": [{"field": "id", "direction": "asc"}], "limit": 12},
+        {
+            "filter-lang": "cql2-json",
+            "filter": {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, box(-60, 0, -20, 40).__geo_interface__],
+            },
+        },
+    ]
+    kept = [
+        {"collections": [mcoll], "bbox": [-180, -90, 180, 90], "limit": 5},
+        {
+            "filter-lang": "cql2-json",
+            "limit": 5,
+            "filter": {"op": "<", "args": [{"property": "matchup:time_diff_abs"}, 60]},
+        },
+        {"sortby": [{"field": "matchup:time_diff_abs", "direction": "asc"}], "limit": 5},
+    ]
+    with psycopg.connect(scale["db"].role("eomatch_reader").conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        pages = 0
+        for body in served:
+            for _page in range(3):
+                off, on, read = _both_paths(conn, body)
+                assert read, body
+                assert on == off, body
+                assert off["features"] or body.get("ids"), body  # every search finds items
+                nxt = [x["href"] for x in off["links"] if x["rel"] == "next"]
+                if not nxt:
+                    break
+                body = {**body, "token": unquote(nxt[0].split("token=")[1])}
+                pages += 1
+        assert pages >= 8
+        for body in kept:
+            off, on, read = _both_paths(conn, body)
+            assert not read, body
+            assert on == off, body
+            assert on["features"], body
+        conn.rollback()
+
+
+@pytest.mark.parametrize("mode", APIS)
+def test_ids_of_every_collection(scale: dict[str, Any], mode: str) -> None:
+    items, api = scale["items"], scale[mode]
+    asked = [it["id"] for it in random.Random(5).sample(items, 25)]
+    got = _search(api, {"ids": ",".join([*asked, "no-such-item"]), "limit": "100"})
+    assert sorted(f["id"] for f in got) == sorted(asked)
+
+
+def test_every_write_keeps_the_footprints(scale: dict[str, Any]) -> None:
+    """Insert, update (in place and a move in time and space), delete, and a collection deleted
+    with its items (pgSTAC drops the partition: no row trigger): the footprints follow in the
+    same transaction, and a search over every collection sees each state."""
+    db, items = scale["db"], scale["items"]
+    item = json.loads(json.dumps(items[0]))
+    item["id"] = "footprint-probe"
+    item["geometry"] = {"type": "Point", "coordinates": [-150.5, -75.5]}
+    item["bbox"] = [-150.5, -75.5, -150.5, -75.5]
+    for key in ("datetime", "start_datetime", "end_datetime"):  # alone in its time
+        if key in item["properties"]:
+            item["properties"][key] = "2031-01-01T00:00:00Z"
+    where = {"bbox": [-151, -76, -150, -75], "datetime": "2030-06-01T00:00:00Z/..", "limit": 50}
+
+    def found(conn: Any) -> list[str]:
+        conn.execute("SAVEPOINT s")
+        conn.execute("SET LOCAL ROLE eomatch_reader")
+        got = conn.execute("SELECT search(%s::jsonb)", (json.dumps(where),)).fetchone()[0]
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        return sorted(f["id"] for f in got["features"])
+
+    with psycopg.connect(db.role().conninfo()) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        assert "footprint-probe" not in found(conn)
+        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+        assert "footprint-probe" in found(conn)
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        item["geometry"]["coordinates"] = [10.0, 10.0]
+        item["bbox"] = [10.0, 10.0, 10.0, 10.0]
+        conn.execute("SELECT update_item(%s::jsonb)", (json.dumps(item),))
+        assert "footprint-probe" not in found(conn)
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        item["properties"]["title"] = "only the document changes"
+        conn.execute("SELECT upsert_item(%s::jsonb)", (json.dumps(item),))
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        conn.execute("SELECT delete_item(%s, %s)", (item["id"], item["collection"]))
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        # a collection deleted with its items
+        coll = {**json.loads(json.dumps(synth.collections(SATS)[0])), "id": "footprint-gone"}
+        conn.execute("SELECT create_collection(%s::jsonb)", (json.dumps(coll),))
+        item = {**item, "id": "in-a-gone-collection", "collection": "footprint-gone"}
+        item["geometry"] = {"type": "Point", "coordinates": [-150.5, -75.5]}
+        item["bbox"] = [-150.5, -75.5, -150.5, -75.5]
+        conn.execute("SELECT create_item(%s::jsonb)", (json.dumps(item),))
+        assert "in-a-gone-collection" in found(conn)
+        conn.execute("SELECT delete_collection('footprint-gone')")
+        assert "in-a-gone-collection" not in found(conn)
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        conn.rollback()
+
+
+def test_only_the_triggers_write_the_footprints(scale: dict[str, Any]) -> None:
+    for role in ("eomatch_api", "eomatch_ingest"):  # the reader is read-only already
+        with (
+            psycopg.connect(scale["db"].role(role).conninfo()) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute("DELETE FROM eomatch.item_footprints")
+
+
+def test_migrate_fills_the_footprints_of_a_catalogue(scale: dict[str, Any]) -> None:
+    """A database from before the footprints gets them, filled, at migrate; again, nothing."""
+    from eomatch.io.footprint_index import FOOTPRINT_SQL
+
+    with psycopg.connect(scale["db"].role().conninfo()) as conn:
+        conn.execute("DROP TABLE eomatch.item_footprints")
+        conn.execute("DROP TRIGGER eomatch_item_footprint ON pgstac.items")
+        conn.execute(FOOTPRINT_SQL)
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM eomatch.item_footprints").fetchone() == (
+            len(scale["items"]),
+        )
+        conn.execute(FOOTPRINT_SQL)
+        assert conn.execute(_MIRROR).fetchone() == (0,)
+        conn.rollback()
+
+
+def test_footprints_serve(scale: dict[str, Any]) -> None:
+    """Which WHERE clauses the footprints answer: no collection restriction, no other column."""
+    cases = {
+        "TRUE": True,
+        "st_intersects(geometry, '0101000020E610000000000000000000000000000000000000')": True,
+        "id = ANY ('{a,b}')": True,
+        "collection = ANY ('{a}')": False,
+        "collection IN ('a')": False,
+        "COLLECTION = 'a'": False,
+        "to_float(content->'properties'->'x') < 3": False,
+        "private IS NULL": False,
+    }
+    with psycopg.connect(scale["db"].role("eomatch_reader").conninfo()) as conn:
+        for where, want in cases.items():
+            got = conn.execute("SELECT eomatch.footprints_serve(%s, 'datetime DESC')", (where,))
+            assert got.fetchone() == (want,), where
+        conn.execute("SET eomatch.footprints = off")
+        assert conn.execute("SELECT eomatch.footprints_serve('TRUE', 'id')").fetchone() == (False,)

@@ -33,6 +33,7 @@ from pypgstac.version import __version__ as PGSTAC_VERSION
 from eomatch.core.validation import stac_document_problem
 from eomatch.errors import DatabaseError as DatabaseError
 from eomatch.errors import InputError, NotFoundError
+from eomatch.io.footprint_index import FOOTPRINT_SQL
 from eomatch.io.harvest_state import HARVEST_GRANTS_SQL, HARVEST_SQL
 from eomatch.io.history_schema import HISTORY_GRANTS_SQL, HISTORY_SQL, WriteNote, describe_sql
 from eomatch.io.pg_conn import ConnectionInfo
@@ -186,6 +187,7 @@ class PgstacStore:
                     install_queue(conn, ("eomatch_ingest", "eomatch_api"))
                 conn.execute(HISTORY_SQL)
                 conn.execute(HISTORY_GRANTS_SQL)
+                conn.execute(FOOTPRINT_SQL)  # searches over every collection: one table
                 conn.execute(RECORDS_SQL)
                 conn.execute(RECORDS_GRANTS_SQL)
                 install_tuning(conn)  # queryables with property indexes, API role settings

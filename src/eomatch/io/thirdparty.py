@@ -468,6 +468,26 @@ TOKEN_BOUND_USE = FunctionEdit(
     done="/* eomatch: bound first */",
 )
 
+# A search over every collection is planned over every partition (1M items, 165 partitions:
+# ~12 ms of planning and ~6 of execution for a bbox + datetime search that returns 10 items).
+# :mod:`eomatch.io.footprint_index` keeps every item's collection, id, times and geometry in
+# one table, by the items' own column names, and answers from it a search that restricts no
+# collection and reads no other column: pgSTAC's search() for the benchmark's bbox + datetime
+# searches at 1M items 23.9 -> 3.6 ms, sortby datetime 19.2 -> 8.2 ms, the same answers. The
+# choice is made on the search's own WHERE clause, before a paging token adds its comparisons
+# of collection and id, so every page of such a search takes the same path; the rows come from
+# search_rows' own WHERE clause (token included), re-applied to the items read.
+FOOTPRINT_ROUTE = FunctionEdit(
+    function="pgstac.search(jsonb)",
+    pattern=r"FROM search_rows\(\s*full_where,",
+    replacement=(
+        "FROM eomatch.search_rows_routed(_where, -- eomatch: footprints or partitions\n"
+        "        full_where,"
+    ),
+    count=1,
+    done="-- eomatch: footprints or partitions",
+)
+
 PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
     TOKEN_LOOKUP,
     CHUNKER_SHORTCUT,
@@ -478,6 +498,7 @@ PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
     TOKEN_BOUND_DECLARE,
     TOKEN_BOUND_SET,
     TOKEN_BOUND_USE,
+    FOOTPRINT_ROUTE,
 )
 """The edits :func:`edit_pgstac_functions` makes (``eomatch db init``/migrate)."""
 

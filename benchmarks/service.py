@@ -307,17 +307,24 @@ def disk_ingest(cluster: Any, work: Path, n_items: int, root: Path) -> Any:
     n_ref, t_ref = pypgstac_reference(_new_db(cluster), work, root)
     # what history costs: the same ingest into fresh databases with the history triggers
     # off and on, alternated (the first ingest above read the files cold), best of each
-    bare_times, history_times = [], [t_ingest]
-    for history in (False, True, False):
+    # and what the footprint index costs (eomatch.io.footprint_index): history on, its
+    # trigger off
+    times: dict[str, list[float]] = {"bare": [], "history": [t_ingest], "no footprints": []}
+    for mode in ("bare", "no footprints", "history", "bare", "no footprints"):
         fresh = _new_db(cluster)
-        if not history:
-            with psycopg.connect(fresh.role().conninfo(), autocommit=True) as conn:
+        with psycopg.connect(fresh.role().conninfo(), autocommit=True) as conn:
+            if mode == "bare":
                 conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_history")
                 conn.execute("ALTER TABLE pgstac.collections DISABLE TRIGGER z_eomatch_history")
+            if mode == "no footprints":
+                conn.execute("ALTER TABLE pgstac.items DISABLE TRIGGER eomatch_item_footprint")
         with timer() as t:
             ingest_catalogue(root, PgstacStore(fresh.role("eomatch_ingest")))
-        (history_times if history else bare_times).append(t[0])
-    t_bare, t_history = min(bare_times), min(history_times)
+        times[mode].append(t[0])
+        if mode == "bare":
+            last_bare = fresh
+    fresh = last_bare
+    t_bare, t_history, t_nofp = (min(times[k]) for k in ("bare", "history", "no footprints"))
     # updates keep each old row: a tenth of the items changed, upserted with history on
     # (the ingested database) and off (the last fresh one), same rows, same loader
     n_after = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
@@ -334,7 +341,7 @@ def disk_ingest(cluster: Any, work: Path, n_items: int, root: Path) -> Any:
     print(f"{'  ingest / pypgstac speed':<28}{rate / ref_rate:8.2f}")
     print(
         f"{'ingest, history off':<28}{t_bare:8.2f} s {n_items / t_bare:10,.0f} items/s  "
-        "(best of two: the reference for the history cost)"
+        "(best of two: the reference for the history cost; footprints on)"
     )
     print(
         f"{'ingest, history on':<28}{t_history:8.2f} s {n_items / t_history:10,.0f} items/s  "
@@ -344,6 +351,11 @@ def disk_ingest(cluster: Any, work: Path, n_items: int, root: Path) -> Any:
         f"{'  history cost':<28}{100 * (t_history / t_bare - 1):8.1f} %  (target <= 20 %; "
         f"{n_changes} changes recorded)"
     )
+    print(
+        f"{'ingest, footprints off':<28}{t_nofp:8.2f} s {n_items / t_nofp:10,.0f} items/s  "
+        "(best of two; history on)"
+    )
+    print(f"{'  footprint index cost':<28}{100 * (t_history / t_nofp - 1):8.1f} %")
     pct = 100 * t_again / t_ingest
     print(f"{'re-ingest, unchanged':<28}{t_again:8.2f} s {pct:9.1f} % of first (target <= 10 %)")
     print(f"{'  history rows it added':<28}{n_after - n_changes:8d}    (target 0)")

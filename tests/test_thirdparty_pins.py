@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,61 @@ def test_our_middleware_sits_inside_compression() -> None:
     assert layers[at - 1] == (GZipMiddleware, {"compresslevel": GZIP_LEVEL})
     assert BROTLI_QUALITY < 4
     assert GZIP_LEVEL < 9
+
+
+def test_request_models_are_built_on_the_event_loop() -> None:
+    """stac-fastapi's request models (APIRequest) are converted on the event loop's thread,
+    any other synchronous dependency still in FastAPI's pool, and a conversion error is the
+    same 400 as before."""
+    import asyncio
+    import threading
+
+    import attr
+    import fastapi.dependencies.utils as fastapi_dependencies
+    import httpx
+    from fastapi import Depends, FastAPI, HTTPException
+    from stac_fastapi.types.search import APIRequest
+
+    from eomatch.service import inline_requests
+
+    seen: dict[str, int] = {}
+
+    def _positive(value: str) -> int:
+        if not value.isdigit():
+            raise HTTPException(status_code=400, detail="n must be a number")
+        return int(value)
+
+    @attr.s
+    class Model(APIRequest):
+        n: int = attr.ib(default=1, converter=_positive)
+
+        def __attrs_post_init__(self) -> None:
+            seen["model"] = threading.get_ident()
+
+    def plain() -> int:
+        seen["plain"] = threading.get_ident()
+        return 0
+
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x(model: Any = Depends(Model), other: Any = Depends(plain)) -> dict[str, int]:  # noqa: B008
+        seen["loop"] = threading.get_ident()
+        return {"n": model.n + other}
+
+    inline_requests.install()
+    inline_requests.install()
+    assert fastapi_dependencies.run_in_threadpool is inline_requests.run_dependency
+
+    async def ask(query: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/x" + query)
+
+    r = asyncio.run(ask("?n=7"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"n": 7}
+    assert seen["model"] == seen["loop"] != seen["plain"]
+    bad = asyncio.run(ask("?n=seven"))
+    assert bad.status_code == 400
+    assert bad.json() == {"detail": "n must be a number"}

@@ -62,6 +62,7 @@ PINS: dict[str, str] = {
     "stac-fastapi.types": "7.0.0",
     "stac-fastapi.extensions": "7.0.0",
     "brotli-asgi": "1.7.0",
+    "fastapi": "0.165.0",
 }
 """Distribution name → the version whose internals were read (``importlib.metadata`` names)."""
 
@@ -89,6 +90,13 @@ class Internal:
 
 
 INTERNALS: tuple[Internal, ...] = (
+    Internal(
+        "fastapi",
+        "fastapi.dependencies.utils",
+        "run_in_threadpool",
+        "io.thirdparty.install_module_global (service.inline_requests.install)",
+        "solve_dependencies looks it up as a module global for sync dependencies: replaced",
+    ),
     Internal(
         "pypgstac",
         "pypgstac.load",

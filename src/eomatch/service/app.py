@@ -59,7 +59,7 @@ from eomatch.errors import DatabaseError, EomatchError, http_status
 from eomatch.io.pg_conn import ConnectionInfo, DbSettings
 from eomatch.io.pgstac_store import hash_key
 from eomatch.io.thirdparty import middleware_index
-from eomatch.service import fast_links, history_routes, limits
+from eomatch.service import fast_links, history_routes, inline_requests, limits
 from eomatch.service.guards import BodyGuard, route_path
 from eomatch.service.response_cache import ResponseCacheMiddleware
 from eomatch.service.writes import MESSAGE_HEADER, EomatchExtensions, described_connection
@@ -452,6 +452,7 @@ def create_app(settings: ApiSettings | None = None, *, db: DbSettings | None = N
     postgres = _postgres_settings(settings, db)
     writes = _postgres_settings(settings, db, reads=False) if internal else None
     fast_links.install()
+    inline_requests.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

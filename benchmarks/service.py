@@ -412,7 +412,7 @@ def memory_load(
 
 
 def disk_size(db: Any) -> None:
-    """Rows, table and index bytes of the items partitions."""
+    """Rows, table and index bytes of the items partitions, and of the footprint index."""
     rows = db.query(
         "SELECT count(*), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), "
         "sum(pg_total_relation_size(relid)) FROM pg_partition_tree('pgstac.items') WHERE isleaf"
@@ -423,6 +423,16 @@ def disk_size(db: Any) -> None:
     print(
         f"{'on disk (items partitions)':<28}{total / mb:8.0f} MB: table {table / mb:.0f} MB + "
         f"indexes {index / mb:.0f} MB in {parts} partitions ({total / max(n, 1):.0f} B/item)"
+    )
+    fp = db.query(
+        "SELECT pg_relation_size('eomatch.item_footprints'), "
+        "pg_indexes_size('eomatch.item_footprints')"
+    )[0]
+    fp_table, fp_index = (int(v or 0) for v in fp)  # type: ignore[call-overload]
+    print(
+        f"{'on disk (footprint index)':<28}{(fp_table + fp_index) / mb:8.0f} MB: table "
+        f"{fp_table / mb:.0f} MB + indexes {fp_index / mb:.0f} MB "
+        f"({(fp_table + fp_index) / max(n, 1):.0f} B/item; eomatch.io.footprint_index)"
     )
 
 

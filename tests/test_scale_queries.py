@@ -947,3 +947,85 @@ def test_footprints_serve(scale: dict[str, Any]) -> None:
             assert got.fetchone() == (want,), where
         conn.execute("SET eomatch.footprints = off")
         assert conn.execute("SELECT eomatch.footprints_serve('TRUE', 'id')").fetchone() == (False,)
+        # both of its queries read one snapshot (a review found a page cut short, with no next
+        # link, when an item changed between them under two)
+        volatility = conn.execute(
+            "SELECT provolatile FROM pg_proc "
+            "WHERE oid = 'eomatch.search_footprints(text,text,integer)'::regprocedure"
+        ).fetchone()
+        assert volatility == ("s",)
+
+
+def test_no_writer_can_hang_the_definer_trigger_functions_on_its_own_table(
+    scale: dict[str, Any],
+) -> None:
+    """The history's and the footprint index's trigger functions run as the admin: a role that
+    could EXECUTE them could attach them to a temporary table of its own and write history
+    rows or footprints (a review found it; CREATE TRIGGER asks only for EXECUTE)."""
+    db = scale["db"]
+    with psycopg.connect(db.role().conninfo()) as conn:
+        triggers = [
+            r[0]
+            for r in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = "
+                "'eomatch'::regnamespace AND p.prorettype = 'trigger'::regtype"
+            )
+        ]
+        assert {"eomatch.item_footprint()", "eomatch.history_item()"} <= set(triggers)
+        for role in ("eomatch_api", "eomatch_ingest", "eomatch_reader"):
+            held = [
+                f
+                for f in triggers
+                if conn.execute(
+                    "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (role, f)
+                ).fetchone()
+                != (False,)
+            ]
+            assert held == [], role
+    for role, fn in (
+        ("eomatch_reader", "eomatch.collection_footprints()"),
+        ("eomatch_api", "eomatch.history_item()"),
+    ):
+        with psycopg.connect(db.role(role).conninfo()) as conn:
+            conn.execute("BEGIN READ WRITE")
+            conn.execute("CREATE TEMP TABLE mine (id text)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    f"CREATE TRIGGER t AFTER DELETE ON mine FOR EACH ROW EXECUTE FUNCTION {fn}"
+                )
+
+
+def test_no_writer_can_truncate_a_partition(scale: dict[str, Any]) -> None:
+    """TRUNCATE of one partition fires no row trigger and not the guard on pgstac.items: the
+    writers may not (partitions made by pgSTAC after db init, and those made before it, whose
+    grants migrate takes back); they keep what they write with."""
+    from eomatch.io.history_schema import HISTORY_GRANTS_SQL
+
+    db = scale["db"]
+    with psycopg.connect(db.role().conninfo()) as conn:
+        parts = [
+            r[0]
+            for r in conn.execute(
+                "SELECT relid::text FROM pg_partition_tree('pgstac.items') WHERE level > 0"
+            )
+        ]
+        assert len(parts) > 45
+        for part in parts:
+            got = conn.execute(
+                "SELECT has_table_privilege('eomatch_ingest', %s, 'TRUNCATE'), "
+                "has_table_privilege('eomatch_ingest', %s, 'INSERT, UPDATE, DELETE')",
+                (part, part),
+            ).fetchone()
+            assert got == (False, True), part
+        # a partition granted everything, as pgSTAC did before: migrate takes it back
+        conn.execute(f"GRANT ALL ON {parts[0]} TO pgstac_ingest")
+        conn.execute(HISTORY_GRANTS_SQL)
+        assert conn.execute(
+            "SELECT has_table_privilege('pgstac_ingest', %s, 'TRUNCATE')", (parts[0],)
+        ).fetchone() == (False,)
+        conn.rollback()
+    with (
+        psycopg.connect(db.role("eomatch_ingest").conninfo()) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(f"TRUNCATE {parts[0]}")

@@ -17,10 +17,13 @@ GiST, pgSTAC's ``(datetime DESC, end_datetime)`` btree.
 * **Kept by the database.** A row trigger on ``pgstac.items`` (cloned by PostgreSQL to every
   partition, present and future, so pgypstac's ``COPY`` into a partition fires it too) writes
   each insert, update and delete through; a trigger on ``pgstac.collections`` drops a deleted
-  collection's rows (pgSTAC drops its partition, which fires no row trigger). TRUNCATE of
-  items is already refused (:mod:`eomatch.io.history_schema`). Every door that writes items
-  (ingest, the APIs' transactions, ``--push``, jobs, harvests, rollback, plain SQL) keeps it
-  current in the same transaction; nothing else writes it (the API roles may only read it).
+  collection's rows (pgSTAC drops its partition, which fires no row trigger; those rows are
+  found by a scan of the table: deleting a collection is rare). TRUNCATE of items is refused
+  and of a partition not granted (:mod:`eomatch.io.history_schema`,
+  :data:`eomatch.io.thirdparty.PARTITION_GRANTS`). Every door that writes items (ingest, the
+  APIs' transactions, ``--push``, jobs, harvests, rollback, plain SQL) keeps it current in the
+  same transaction; nothing else writes it (the API roles may only read it, and may not hang
+  its SECURITY DEFINER trigger functions on tables of their own).
 * **Used by pgSTAC's own search.** ``search()`` (:data:`eomatch.io.thirdparty.FOOTPRINT_ROUTE`)
   calls ``eomatch.search_rows_routed`` where it called ``search_rows``. That asks
   ``eomatch.footprints_serve`` of the search's own WHERE clause (before a paging token adds
@@ -35,8 +38,9 @@ GiST, pgSTAC's ``(datetime DESC, end_datetime)`` btree.
 * **Switch.** ``SET eomatch.footprints = off`` (a session, a role, the database) sends every
   search to the partitions: the tests compare both paths with it.
 
-Made and filled by ``eomatch db init``/migrate in one transaction, with item writes held off
-while it is filled (1M items: ~15 s).
+Made and filled by ``eomatch db init``/migrate in one transaction. Migrate holds items and
+collections locked until it commits (its trigger definitions need it, as the history's do), so
+reads wait too: the first migrate of a 1M-item catalogue fills the table in ~15 s.
 """
 
 from __future__ import annotations
@@ -105,8 +109,11 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
--- EXECUTE stays PUBLIC: whoever creates a partition (pgstac_admin) clones the trigger onto
--- it, which needs it; a trigger function cannot be called any other way
+-- CREATE TRIGGER asks only for EXECUTE: a role holding it could hang this SECURITY DEFINER
+-- function on a table of its own and write footprints. pgstac_admin keeps it: it creates the
+-- partitions (pgstac.check_partition), which clones the trigger onto each.
+REVOKE EXECUTE ON FUNCTION eomatch.item_footprint() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eomatch.item_footprint() TO pgstac_admin;
 CREATE OR REPLACE TRIGGER eomatch_item_footprint
     AFTER INSERT OR UPDATE OR DELETE ON pgstac.items
     FOR EACH ROW EXECUTE FUNCTION eomatch.item_footprint();
@@ -119,6 +126,7 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+REVOKE EXECUTE ON FUNCTION eomatch.collection_footprints() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER eomatch_collection_footprints
     AFTER DELETE ON pgstac.collections
     FOR EACH ROW EXECUTE FUNCTION eomatch.collection_footprints();
@@ -158,7 +166,9 @@ $fn$;
 -- applied again and the order and limit too: the rows are the ones the partitions give.
 CREATE OR REPLACE FUNCTION eomatch.search_footprints(_where text, _orderby text, _limit integer)
 RETURNS SETOF pgstac.items
-LANGUAGE plpgsql SET search_path = pgstac, public AS $fn$
+-- STABLE: both queries read the calling query's snapshot. With a snapshot each (VOLATILE), an
+-- item deleted between them would leave a short page and search() would give no next link.
+LANGUAGE plpgsql STABLE SET search_path = pgstac, public AS $fn$
 DECLARE
     branches text;
 BEGIN

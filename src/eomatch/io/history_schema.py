@@ -388,6 +388,30 @@ GRANT EXECUTE ON FUNCTION eomatch.history_before(eomatch.change_log),
     eomatch.history_before_stored(eomatch.change_log) TO eomatch_ingest, eomatch_api;
 GRANT SELECT ON eomatch.transactions, eomatch.changes, eomatch.history_meta,
     eomatch.history_purges TO eomatch_ingest, eomatch_api;
+-- The trigger functions run as the admin (SECURITY DEFINER). CREATE TRIGGER asks only for
+-- EXECUTE on the function, so with it any role with USAGE on eomatch could hang them on a
+-- temporary table of its own and write history rows. Only pgstac_admin keeps it: it creates
+-- the partitions (pgstac.check_partition), which clones history_item onto each.
+REVOKE EXECUTE ON FUNCTION eomatch.history_commit(), eomatch.history_item(),
+    eomatch.history_collection_before(), eomatch.history_collection_after(),
+    eomatch.history_no_truncate() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eomatch.history_item() TO pgstac_admin;
+-- TRUNCATE of one partition fires neither a row trigger nor the guard on pgstac.items (a
+-- statement trigger fires on the table named). pgSTAC gives pgstac_ingest ALL on the tables
+-- pgstac_admin makes (default privileges) and again on each partition (check_partition:
+-- thirdparty.PARTITION_GRANTS edits that); TRUNCATE, TRIGGER and REFERENCES, which none of
+-- pgSTAC's writes use, are taken back from the tables to come and from the partitions there.
+ALTER DEFAULT PRIVILEGES FOR ROLE pgstac_admin IN SCHEMA pgstac
+    REVOKE TRUNCATE, TRIGGER, REFERENCES ON TABLES FROM pgstac_ingest;
+DO $grants$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT relid FROM pg_partition_tree('pgstac.items') WHERE level > 0 LOOP
+        EXECUTE format('REVOKE TRUNCATE, TRIGGER, REFERENCES ON %s FROM pgstac_ingest', part);
+    END LOOP;
+END
+$grants$;
 """
 
 

@@ -496,6 +496,22 @@ FOOTPRINT_ROUTE = FunctionEdit(
     done="-- eomatch: footprints or partitions",
 )
 
+# check_partition gives pgstac_ingest ALL on every partition it makes, TRUNCATE and TRIGGER
+# included. TRUNCATE of a partition fires no row trigger and not the parent's TRUNCATE guard
+# (a statement trigger fires on the table named): a writer could empty a collection behind the
+# history's and the footprint index's back. pgSTAC's own writes need only these four. The
+# default privileges that gave the same, and the partitions made before this edit, are
+# revoked at migrate (history_schema.HISTORY_GRANTS_SQL).
+PARTITION_GRANTS = FunctionEdit(
+    function="pgstac.check_partition(text,tstzrange,tstzrange)",
+    pattern=r"GRANT ALL ON %I (?:to|TO) pgstac_ingest;",
+    replacement=(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO pgstac_ingest; /* eomatch: no TRUNCATE */"
+    ),
+    count=2,
+    done="/* eomatch: no TRUNCATE */",
+)
+
 PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
     TOKEN_LOOKUP,
     CHUNKER_SHORTCUT,
@@ -507,6 +523,7 @@ PGSTAC_EDITS: tuple[FunctionEdit, ...] = (
     TOKEN_BOUND_SET,
     TOKEN_BOUND_USE,
     FOOTPRINT_ROUTE,
+    PARTITION_GRANTS,
 )
 """The edits :func:`edit_pgstac_functions` makes (``eomatch db init``/migrate)."""
 

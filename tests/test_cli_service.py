@@ -147,3 +147,31 @@ def test_serve_rejects_bad_numbers_before_starting_anything(tmp_path: Path, caps
         assert err.startswith("eomatch serve: error: argument --")
         assert err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_serve_takes_ctrl_c_back_when_started_with_it_ignored() -> None:
+    """A shell script's background job inherits SIGINT ignored; serve's Ctrl-C handler used to
+    arrive only once the stack waited, so a Ctrl-C during start-up was lost and serve never
+    stopped (the clean-clone CI hung in the stop test above). Regression test in a child
+    started exactly that way."""
+    code = (
+        "import signal\n"
+        "from eomatch.cli.serve import interruptible\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "interruptible()\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "try:\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "interrupted"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,22 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=run_serve)
 
 
+def interruptible() -> None:
+    """Let Ctrl-C (SIGINT) stop ``serve`` from the start, not only once it waits.
+
+    A process started in the background by a shell script inherits SIGINT ignored;
+    ``Stack.wait`` installs its own handler, but a Ctrl-C during start-up was lost and serve
+    then never stopped (the clean-clone CI, started that way, hung in the stop test when the
+    test's Ctrl-C came before the stack waited). In the main thread, an ignored SIGINT gets
+    Python's default handler back: KeyboardInterrupt, as in a terminal.
+    """
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _jobs_installed() -> bool:
     """Whether the jobs extra is here (without it, serve runs without a worker)."""
     import importlib.util
@@ -158,8 +175,10 @@ def run_serve(args: argparse.Namespace) -> int:
         report=lambda msg: console.print(msg, markup=False, highlight=False),
     )
     console.print("starting the database, the APIs and the gateway…")
-    stack.start()
+    interruptible()
+    reason = "stopped"
     try:
+        stack.start()
         for name, url in stack.urls().items():
             console.print(f"  {name:<13} {url}")
         console.print(
@@ -176,6 +195,8 @@ def run_serve(args: argparse.Namespace) -> int:
             console.print(f"  the APIs read from the replica at {stack.read_hosts}")
         console.print(f"  {backup_status_line()}", markup=False, highlight=False)
         reason = stack.wait()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C before the stack was waiting: stop what started, as after
     finally:
         # a second Ctrl-C must not leave half the stack running
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

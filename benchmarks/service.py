@@ -322,14 +322,13 @@ def disk_ingest(cluster: Any, work: Path, n_items: int, root: Path) -> Any:
             ingest_catalogue(root, PgstacStore(fresh.role("eomatch_ingest")))
         times[mode].append(t[0])
         if mode == "bare":
-            last_bare = fresh
-    fresh = last_bare
+            bare_db = fresh
     t_bare, t_history, t_nofp = (min(times[k]) for k in ("bare", "history", "no footprints"))
     # updates keep each old row: a tenth of the items changed, upserted with history on
-    # (the ingested database) and off (the last fresh one), same rows, same loader
+    # (the ingested database) and off (a history-off one above), same rows, same loader
     n_after = int(db.query("SELECT count(*) FROM eomatch.changes")[0][0])  # type: ignore[call-overload]
     t_upd = update_tenth(db, root, history=True)
-    t_upd_bare = update_tenth(fresh, root, history=False)
+    t_upd_bare = update_tenth(bare_db, root, history=False)
 
     print()
     print(f"== ingest: {n_items} items in {first.collections} collections")

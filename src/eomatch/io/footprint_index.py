@@ -197,5 +197,7 @@ BEGIN
 END
 $fn$;
 """
-"""The table, its triggers and the two functions ``search_rows`` calls (idempotent). Run by the
-``db init`` superuser, after the history schema (its TRUNCATE guard covers this table's source)."""
+"""The table, its triggers, and the functions pgSTAC's edited ``search()`` calls
+(``search_rows_routed``, which asks ``footprints_serve`` and runs ``search_footprints`` or
+pgSTAC's ``search_rows``); idempotent. Run by the ``db init`` superuser, after the history
+schema (whose grants keep writers from truncating the partitions this table mirrors)."""

@@ -6,7 +6,8 @@ FastAPI runs every synchronous dependency in its thread pool. stac-fastapi's req
 a worker thread and back to convert a few parameters. On this 2-core machine that hop was a
 quarter of the API's CPU per search (1M items, one client, alternated: bbox + datetime
 2.0-2.3 -> 1.4-1.7 ms a request, 20 ids 2.6-2.7 -> 2.1-2.5 ms). Converting them is CPU work
-bounded by the request line's size, which uvicorn limits, so it now runs inline; every other
+bounded by the query string's size (``limits.MAX_QUERY_STRING``, 16 KiB, refused before any
+route), so it now runs inline; every other
 synchronous dependency still goes to the pool. Errors are raised as before (a bad ``bbox`` is
 the same 400).
 """
